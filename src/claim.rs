@@ -1,0 +1,222 @@
+//! Taking a settled file out of the inbox, so it is in exactly one place from then on.
+//!
+//! The claim is a no-clobber rename into the inbox's work folder (`.beorg-work/`, same
+//! filesystem, ignored by intake) under a unique name, followed at once by the journal row.
+//! A scanner that writes a new `scan0001.jpg` meanwhile cannot collide with the claimed one.
+//! A crash between the rename and the row leaves an unrecorded file in the work folder, which
+//! [`adopt_orphans`] takes back at the next start.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::InboxConfig;
+use crate::fsutil;
+use crate::intake::ReadyFile;
+use crate::journal::{FileId, Journal, NewClaim, Record, Stage};
+
+/// A claimed file on its way through the pipeline: the in-memory twin of its journal row.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: FileId,
+    /// Index of its inbox in the config.
+    pub inbox: usize,
+    /// Its name in the inbox, as the scanner wrote it; reused in done/ and failed/.
+    pub name: String,
+    pub work_path: PathBuf,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub document_id: Option<String>,
+    pub detected_at: SystemTime,
+    pub claimed_at: SystemTime,
+    pub submitted_at: Option<SystemTime>,
+    /// Submits tried so far (server errors count; account refusals do not).
+    pub submit_attempts: u32,
+}
+
+impl Job {
+    /// Rebuilds a job from its journal row at startup.
+    pub fn from_record(record: &Record, inbox: usize) -> Job {
+        Job {
+            id: record.id,
+            inbox,
+            name: record.name.clone(),
+            work_path: record.work_path.clone(),
+            size: record.size,
+            sha256: record.sha256.clone(),
+            document_id: record.document_id.clone(),
+            detected_at: record.detected_at,
+            claimed_at: record.claimed_at,
+            submitted_at: record.submitted_at,
+            submit_attempts: record.submit_attempts,
+        }
+    }
+}
+
+/// Why a ready file was not claimed. None of these loses the file: it stays in the inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("the file changed after it settled; it will be looked at again")]
+    Changed,
+    #[error("the file is gone from the inbox")]
+    Vanished,
+    #[error("cannot move the file into the work folder: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot record the claim in the journal: {0}")]
+    Journal(#[from] anyhow::Error),
+}
+
+/// Moves a ready file into its inbox's work folder and records it.
+pub async fn claim(
+    file: &ReadyFile,
+    inbox: &InboxConfig,
+    journal: &Journal,
+) -> Result<Job, ClaimError> {
+    let work_dir = inbox.work_dir();
+    let work_path = work_dir.join(work_name(&file.name));
+    let (from, to) = (file.path.clone(), work_path.clone());
+    let (size, mtime) = (file.size, file.mtime);
+    tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
+        .await
+        .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
+    let claimed_at = SystemTime::now();
+    let id = journal
+        .insert_claimed(NewClaim {
+            inbox: inbox.path.clone(),
+            name: file.name.clone(),
+            work_path: work_path.clone(),
+            size: file.size,
+            detected_at: file.detected_at,
+            claimed_at,
+        })
+        .await?;
+    Ok(Job {
+        id,
+        inbox: file.inbox,
+        name: file.name.clone(),
+        work_path,
+        size: file.size,
+        sha256: None,
+        document_id: None,
+        detected_at: file.detected_at,
+        claimed_at,
+        submitted_at: None,
+        submit_attempts: 0,
+    })
+}
+
+fn move_into_work(
+    from: &Path,
+    to: &Path,
+    work_dir: &Path,
+    size: u64,
+    mtime: SystemTime,
+) -> Result<(), ClaimError> {
+    let meta = match std::fs::symlink_metadata(from) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
+        Err(e) => return Err(e.into()),
+    };
+    // Settled when queued, but the queue may have been long: look once more.
+    if !meta.file_type().is_file() || meta.len() != size || meta.modified().ok() != Some(mtime) {
+        return Err(ClaimError::Changed);
+    }
+    fsutil::create_dir_all_mode(work_dir, 0o700)?;
+    match fsutil::rename_noclobber(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
+        Err(e) => return Err(e.into()),
+    }
+    fsutil::sync_dir(work_dir)?;
+    fsutil::sync_dir(from.parent().unwrap_or(Path::new(".")))?;
+    Ok(())
+}
+
+/// `<unix ms>-<counter>_<name>`: unique within the process and across restarts.
+fn work_name(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{ms}-{n}_{name}")
+}
+
+/// The original name of a file in a work folder (`1700000000000-3_scan.jpg` → `scan.jpg`).
+pub fn original_name(work_file_name: &str) -> &str {
+    match work_file_name.split_once('_') {
+        Some((prefix, rest))
+            if !rest.is_empty()
+                && prefix.contains('-')
+                && prefix.chars().all(|c| c.is_ascii_digit() || c == '-') =>
+        {
+            rest
+        }
+        _ => work_file_name,
+    }
+}
+
+/// Files in work folders that no unfinished journal row knows about (a crash between the
+/// claim's rename and its row): record them again as claimed so they are processed.
+pub async fn adopt_orphans(
+    inboxes: &[InboxConfig],
+    journal: &Journal,
+    known: &[Record],
+) -> anyhow::Result<Vec<Job>> {
+    let mut adopted = Vec::new();
+    for (index, inbox) in inboxes.iter().enumerate() {
+        let Ok(entries) = std::fs::read_dir(inbox.work_dir()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if !is_file || file_name.starts_with('.') || known.iter().any(|r| r.work_path == path) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let now = SystemTime::now();
+            let name = original_name(&file_name).to_string();
+            let id = journal
+                .insert_claimed(NewClaim {
+                    inbox: inbox.path.clone(),
+                    name: name.clone(),
+                    work_path: path.clone(),
+                    size,
+                    detected_at: now,
+                    claimed_at: now,
+                })
+                .await?;
+            tracing::warn!(
+                inbox = %inbox.path.display(),
+                file = %name,
+                "found in the work folder without a journal record (interrupted claim); processing it"
+            );
+            let record = journal
+                .get(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("journal row {id} vanished"))?;
+            debug_assert_eq!(record.stage, Stage::Claimed);
+            adopted.push(Job::from_record(&record, index));
+        }
+    }
+    Ok(adopted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_name_strips_only_our_prefix() {
+        assert_eq!(original_name("1700000000000-3_scan.jpg"), "scan.jpg");
+        assert_eq!(
+            original_name("1700000000000-3_my_scan_1.jpg"),
+            "my_scan_1.jpg"
+        );
+        assert_eq!(original_name("my_scan.jpg"), "my_scan.jpg");
+        assert_eq!(original_name(&work_name("скан 1.pdf")), "скан 1.pdf");
+    }
+}

@@ -1,0 +1,195 @@
+//! `beorg-hotfolder demo [DIR]`: the emulator and the daemon in one process, so a newcomer
+//! sees scans become sidecars without an account.
+//!
+//! It lays out DIR (an inbox, done and failed folder per sample document type), writes the
+//! config it uses to `DIR/config.toml`, drops a few generated scans in (one of them unreadable
+//! on purpose, plus a text file preflight refuses), prints where each result lands, and keeps
+//! watching until Ctrl-C so the user can drop in files of their own.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::emulator::{Emulator, EmulatorConfig};
+use crate::sidecar::{Sidecar, Status};
+
+/// Document types the demo sets up an inbox for.
+const DEMO_TYPES: [&str; 5] = ["PASSPORT", "SNILS", "VNG", "FPRN", "OTPR"];
+
+/// The emulator's processing times are the vendor's, times this (a passport: 1-3 s).
+const DEMO_TIME_SCALE: f64 = 0.3;
+
+/// Runs the demo in `dir` until Ctrl-C.
+pub async fn run(dir: PathBuf) -> anyhow::Result<()> {
+    let dir = absolute(&dir)?;
+    let emulator_config = EmulatorConfig {
+        time_scale: DEMO_TIME_SCALE,
+        ..EmulatorConfig::default()
+    };
+    let emulator = Emulator::start(
+        emulator_config.clone(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await?;
+    let config_path = lay_out(&dir, &emulator, &emulator_config)?;
+    let config = Config::load(&config_path)?;
+    write_samples(&dir)?;
+    print_banner(&dir, &config_path, &emulator);
+
+    let reporter = tokio::spawn(report_results(dir.clone()));
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let outcome = crate::daemon::run(config, shutdown).await;
+    reporter.abort();
+    emulator.shutdown();
+    outcome
+}
+
+fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    })
+}
+
+/// Creates the folders and the config file; returns the config's path.
+fn lay_out(dir: &Path, emulator: &Emulator, e: &EmulatorConfig) -> anyhow::Result<PathBuf> {
+    let mut inboxes = String::new();
+    for doc_type in DEMO_TYPES {
+        let sub = doc_type.to_lowercase();
+        for role in ["in", "done", "failed"] {
+            std::fs::create_dir_all(dir.join(role).join(&sub))?;
+        }
+        inboxes.push_str(&format!(
+            "\n[[inbox]]\npath = \"in/{sub}\"\ntype = \"{doc_type}\"\ndone = \"done/{sub}\"\nfailed = \"failed/{sub}\"\n"
+        ));
+    }
+    let text = format!(
+        r#"# Written by `beorg-hotfolder demo`: the daemon's config, pointed at the built-in emulator.
+# Relative paths are relative to the folder the demo was started from.
+[api]
+base_url = "{url}"
+project_id = "U_RATE_2"
+machine_uid = "{uid}"
+token = "{token}"
+requests_per_second = 2.0
+documents_per_minute = 60
+
+[daemon]
+state_dir = "state"
+rescan_interval = "10s"
+
+[defaults]
+settle = "1s"
+first_poll = "1s"
+max_poll_interval = "3s"
+result_timeout = "2m"
+{inboxes}"#,
+        url = emulator.base_url(),
+        uid = e.machine_uid,
+        token = e.token,
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text)?;
+    // Paths in the file are relative to the demo folder: resolve them from there.
+    std::env::set_current_dir(dir)?;
+    Ok(path)
+}
+
+/// A scan per inbox, an unreadable one, and a text file preflight refuses.
+fn write_samples(dir: &Path) -> anyhow::Result<()> {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    for (i, doc_type) in DEMO_TYPES.iter().enumerate() {
+        let sub = doc_type.to_lowercase();
+        let png = crate::samples::page_png(seed + i as u64, None);
+        std::fs::write(
+            dir.join("in").join(&sub).join(format!("sample-{sub}.png")),
+            png,
+        )?;
+    }
+    let blurred = crate::samples::page_png(seed + 100, Some("BEORG-EMU:broken"));
+    std::fs::write(dir.join("in/passport/blurred-photo.png"), blurred)?;
+    std::fs::write(dir.join("in/snils/notes.txt"), "not a scan\n")?;
+    Ok(())
+}
+
+fn print_banner(dir: &Path, config: &Path, emulator: &Emulator) {
+    println!("beorg-hotfolder demo");
+    println!("  emulator of the Beorg API: {}", emulator.base_url());
+    println!("  config:                    {}", config.display());
+    println!("  inboxes:                   {}/in/<type>/", dir.display());
+    println!(
+        "  results:                   {}/done/<type>/ and {}/failed/<type>/",
+        dir.display(),
+        dir.display()
+    );
+    println!("Sample scans are on their way. Drop your own JPEG/PNG/PDF files into an inbox;");
+    println!("press Ctrl-C to stop.\n");
+}
+
+/// Prints one line per new sidecar in done/ and failed/.
+async fn report_results(dir: PathBuf) {
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    loop {
+        for sidecar_path in sidecars(&dir) {
+            if seen.insert(sidecar_path.clone())
+                && let Some(line) = describe(&dir, &sidecar_path)
+            {
+                println!("{line}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn sidecars(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for role in ["done", "failed"] {
+        let Ok(types) = std::fs::read_dir(dir.join(role)) else {
+            continue;
+        };
+        for type_dir in types.flatten() {
+            let Ok(files) = std::fs::read_dir(type_dir.path()) else {
+                continue;
+            };
+            found.extend(
+                files
+                    .flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "json")),
+            );
+        }
+    }
+    found.sort();
+    found
+}
+
+fn describe(dir: &Path, sidecar_path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(sidecar_path).ok()?;
+    let sidecar: Sidecar = serde_json::from_str(&text).ok()?;
+    let original = sidecar_path.with_file_name(&sidecar.file);
+    let shown = original
+        .strip_prefix(dir)
+        .unwrap_or(&original)
+        .display()
+        .to_string();
+    Some(match sidecar.status {
+        Status::Done => format!(
+            "  done    {:<28} → {shown} (+ .json), document {}",
+            sidecar.source.name,
+            sidecar.document_id.as_deref().unwrap_or("-")
+        ),
+        Status::Failed => format!(
+            "  failed  {:<28} → {shown} (+ .json): {}",
+            sidecar.source.name,
+            sidecar.error.map(|e| e.message).unwrap_or_default()
+        ),
+    })
+}

@@ -1,0 +1,384 @@
+//! The durable record of every claimed file: SQLite in WAL mode at `state_dir/journal.sqlite`.
+//!
+//! A file's row is written right after the claim and before its submit; the `document_id` is
+//! stored the moment the submit returns. Each change of stage is one transaction, committed
+//! with `synchronous=FULL`, so after a power cut the journal says exactly how far each file
+//! got. Operators can read it with `sqlite3 journal.sqlite 'select * from files'`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Row id of a file in the journal.
+pub type FileId = i64;
+
+/// How far a claimed file has got. Stored as text so `sqlite3` output reads plainly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// In the work folder, not sent yet (or sent and refused for an account problem).
+    Claimed,
+    /// A submit request is (or was, at a crash) on its way; its outcome is unknown.
+    Submitting,
+    /// The API gave a `document_id`; waiting for the result.
+    Submitted,
+    /// The outcome is decided and stored; the move and the sidecar may be incomplete.
+    Finishing,
+    /// In done/ with its sidecar.
+    Done,
+    /// In failed/ with its sidecar.
+    Failed,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Claimed => "claimed",
+            Stage::Submitting => "submitting",
+            Stage::Submitted => "submitted",
+            Stage::Finishing => "finishing",
+            Stage::Done => "done",
+            Stage::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Stage {
+        match s {
+            "submitting" => Stage::Submitting,
+            "submitted" => Stage::Submitted,
+            "finishing" => Stage::Finishing,
+            "done" => Stage::Done,
+            "failed" => Stage::Failed,
+            _ => Stage::Claimed,
+        }
+    }
+}
+
+/// One file's row.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: FileId,
+    /// The inbox folder it came from (identifies the inbox in the config).
+    pub inbox: PathBuf,
+    /// Its name in the inbox, as the scanner wrote it.
+    pub name: String,
+    /// Where it waits while claimed.
+    pub work_path: PathBuf,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub stage: Stage,
+    pub document_id: Option<String>,
+    pub detected_at: SystemTime,
+    pub claimed_at: SystemTime,
+    pub submitted_at: Option<SystemTime>,
+    pub submit_attempts: u32,
+    /// Set once the outcome is decided: where the original goes.
+    pub final_path: Option<PathBuf>,
+    /// Set once the outcome is decided: the sidecar to write, as JSON text.
+    pub sidecar: Option<String>,
+}
+
+/// What the claim stage knows when it records a file.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    pub inbox: PathBuf,
+    pub name: String,
+    pub work_path: PathBuf,
+    pub size: u64,
+    pub detected_at: SystemTime,
+    pub claimed_at: SystemTime,
+}
+
+/// A handle to the journal; clones share one connection.
+#[derive(Clone)]
+pub struct Journal {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS files (
+    id              INTEGER PRIMARY KEY,
+    inbox           TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    work_path       TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    sha256          TEXT,
+    stage           TEXT NOT NULL,
+    document_id     TEXT,
+    detected_at     INTEGER NOT NULL,
+    claimed_at      INTEGER NOT NULL,
+    submitted_at    INTEGER,
+    submit_attempts INTEGER NOT NULL DEFAULT 0,
+    final_path      TEXT,
+    sidecar         TEXT,
+    finished_at     INTEGER,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_stage ON files(stage);
+CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
+";
+
+/// Journal file name inside `state_dir`.
+pub const JOURNAL_FILE: &str = "journal.sqlite";
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `state_dir`, which is created with mode 0700.
+    pub fn open(state_dir: &Path) -> anyhow::Result<Journal> {
+        crate::fsutil::create_dir_all_mode(state_dir, 0o700).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create state folder {} (daemon.state_dir): {e}",
+                state_dir.display()
+            )
+        })?;
+        let path = state_dir.join(JOURNAL_FILE);
+        let conn = Connection::open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        restrict_journal_files(&path);
+        Ok(Journal {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection in the blocking pool.
+    async fn with<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await?;
+        Ok(out?)
+    }
+
+    /// Records a file just claimed into a work folder.
+    pub async fn insert_claimed(&self, c: NewClaim) -> anyhow::Result<FileId> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7)",
+                params![
+                    path_text(&c.inbox),
+                    c.name,
+                    path_text(&c.work_path),
+                    c.size as i64,
+                    ms(c.detected_at),
+                    ms(c.claimed_at),
+                    ms(SystemTime::now()),
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Stores the content hash once the file has been read.
+    pub async fn set_sha256(&self, id: FileId, sha256: String) -> anyhow::Result<()> {
+        self.set(id, "sha256 = ?2", sha256).await
+    }
+
+    /// A submit is about to leave: from here until [`Journal::mark_submitted`] the outcome is
+    /// unknown if the process dies.
+    pub async fn mark_submitting(&self, id: FileId) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET stage = 'submitting', submit_attempts = submit_attempts + 1,
+                 updated_at = ?2 WHERE id = ?1",
+                params![id, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The API accepted the file: store its `document_id` before doing anything else.
+    pub async fn mark_submitted(&self, id: FileId, document_id: String) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            let now = ms(SystemTime::now());
+            conn.execute(
+                "UPDATE files SET stage = 'submitted', document_id = ?2, submitted_at = ?3,
+                 updated_at = ?3 WHERE id = ?1",
+                params![id, document_id, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The submit did not go through (server error, account problem): back to waiting.
+    pub async fn mark_claimed(&self, id: FileId) -> anyhow::Result<()> {
+        self.set(id, "stage = ?2", Stage::Claimed.as_str()).await
+    }
+
+    /// The outcome is decided: remember where the file goes and what its sidecar says, so a
+    /// restart can complete the move and the write.
+    pub async fn mark_finishing(
+        &self,
+        id: FileId,
+        final_path: PathBuf,
+        sidecar: String,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET stage = 'finishing', final_path = ?2, sidecar = ?3,
+                 updated_at = ?4 WHERE id = ?1",
+                params![id, path_text(&final_path), sidecar, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The original and its sidecar are in place.
+    pub async fn mark_finished(&self, id: FileId, stage: Stage) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            let now = ms(SystemTime::now());
+            conn.execute(
+                "UPDATE files SET stage = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+                params![id, stage.as_str(), now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every file not yet done or failed, oldest claim first.
+    pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'failed') ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], read_record)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// One file's row.
+    pub async fn get(&self, id: FileId) -> anyhow::Result<Option<Record>> {
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM files WHERE id = ?1"),
+                [id],
+                read_record,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Runs one `UPDATE files SET <set>, updated_at = now WHERE id = ?1` with `?2` bound.
+    async fn set<V>(&self, id: FileId, set: &'static str, value: V) -> anyhow::Result<()>
+    where
+        V: rusqlite::ToSql + Send + 'static,
+    {
+        self.with(move |conn| {
+            let sql = format!("UPDATE files SET {set}, updated_at = ?3 WHERE id = ?1");
+            conn.execute(&sql, params![id, value, ms(SystemTime::now())])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+const COLUMNS: &str = "id, inbox, name, work_path, size, sha256, stage, document_id, detected_at,
+    claimed_at, submitted_at, submit_attempts, final_path, sidecar";
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: row.get(0)?,
+        inbox: PathBuf::from(row.get::<_, String>(1)?),
+        name: row.get(2)?,
+        work_path: PathBuf::from(row.get::<_, String>(3)?),
+        size: row.get::<_, i64>(4)? as u64,
+        sha256: row.get(5)?,
+        stage: Stage::parse(&row.get::<_, String>(6)?),
+        document_id: row.get(7)?,
+        detected_at: from_ms(row.get(8)?),
+        claimed_at: from_ms(row.get(9)?),
+        submitted_at: row.get::<_, Option<i64>>(10)?.map(from_ms),
+        submit_attempts: row.get::<_, i64>(11)? as u32,
+        final_path: row.get::<_, Option<String>>(12)?.map(PathBuf::from),
+        sidecar: row.get(13)?,
+    })
+}
+
+/// Journal and its WAL side files: owner only (they hold file names and document ids).
+fn restrict_journal_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(suffix);
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn from_ms(v: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(v.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(name: &str) -> NewClaim {
+        NewClaim {
+            inbox: "/in".into(),
+            name: name.into(),
+            work_path: format!("/in/.beorg-work/1_{name}").into(),
+            size: 10,
+            detected_at: SystemTime::now(),
+            claimed_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stages_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let a = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        let b = j.insert_claimed(claim("b.jpg")).await.unwrap();
+        j.mark_submitting(a).await.unwrap();
+        j.mark_submitted(a, "s-1".into()).await.unwrap();
+        j.mark_finishing(b, "/done/b.jpg".into(), "{}".into())
+            .await
+            .unwrap();
+        j.mark_finished(b, Stage::Done).await.unwrap();
+        drop(j);
+
+        let j = Journal::open(dir.path()).unwrap();
+        let open = j.unfinished().await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].stage, Stage::Submitted);
+        assert_eq!(open[0].document_id.as_deref(), Some("s-1"));
+        assert_eq!(open[0].submit_attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn state_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        Journal::open(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

@@ -1,0 +1,102 @@
+//! The `beorg-hotfolder` command: a thin layer over the library (see `lib.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use beorg_hotfolder::config::Config;
+use beorg_hotfolder::emulator::{self, EmulatorConfig};
+use beorg_hotfolder::logging::{self, LogFormat};
+
+/// Watches scanner hot folders, sends each scan to the Beorg recognition API, and writes a
+/// JSON sidecar beside the original in a done or failed folder.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Shape of log lines on stderr (RUST_LOG sets the level).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Serve the local stand-in for the Beorg API (for trying a config without a contract).
+    Emulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8089", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Token the emulator accepts.
+        #[arg(long, default_value = "emulator-token")]
+        token: String,
+        /// machine_uid the emulator accepts.
+        #[arg(long, default_value = "emulator-machine")]
+        machine_uid: String,
+        /// Multiplies the vendor's processing times (1.0 = as documented).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// Run the emulator and the daemon together over DIR, with sample scans.
+    Demo {
+        /// Folder for the demo's inboxes, results, state and config.
+        #[arg(default_value = "demo")]
+        dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => run(config).await,
+        Command::Emulator {
+            listen,
+            token,
+            machine_uid,
+            time_scale,
+        } => {
+            let config = EmulatorConfig {
+                token,
+                machine_uid,
+                time_scale,
+                ..EmulatorConfig::default()
+            };
+            emulator::serve_forever(config, listen).await
+        }
+        Command::Demo { dir } => beorg_hotfolder::demo::run(dir).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("beorg-hotfolder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    beorg_hotfolder::daemon::run(config, shutdown_signal()).await
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,241 @@
+//! Waiting for a submitted document's result.
+//!
+//! The first request goes `first_poll` after the submit, then at intervals growing by half
+//! each time up to `max_poll_interval`; 425 means "still processing". Server and network
+//! errors are retried the same way. The deadline is `result_timeout` after the submit,
+//! measured on the wall clock so a restart does not reset it. A result is judged here: any
+//! document marked `broken` sends the file to failed with the API's reasons.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::api::{ApiFailure, ResultReply};
+use crate::claim::Job;
+use crate::daemon::Pipeline;
+use crate::sidecar::{ErrorKind, Outcome};
+
+/// A 200 whose body is not JSON is asked for again this many times before the file goes to
+/// failed with the raw text kept.
+const UNPARSEABLE_RETRIES: u32 = 3;
+
+/// Where a file stands after the poll stage.
+#[derive(Debug)]
+pub enum PollStep {
+    Finished(Outcome),
+    /// The daemon is stopping; the stored `document_id` lets the next start go on polling.
+    Stopped,
+}
+
+/// Polls until a result, a final error or the deadline.
+pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
+    let inbox = &p.config.inboxes[job.inbox];
+    let document_id = job.document_id.clone().expect("poll needs a document_id");
+    let submitted_at = job.submitted_at.unwrap_or_else(SystemTime::now);
+    let deadline = submitted_at + inbox.result_timeout;
+    let mut interval = inbox.first_poll;
+    let mut unparseable = 0u32;
+    // The first wait counts from the submit, also after a restart.
+    let mut wait = remaining(submitted_at + inbox.first_poll);
+    loop {
+        let until_deadline = remaining(deadline);
+        tokio::select! {
+            _ = p.stop.cancelled() => return PollStep::Stopped,
+            _ = tokio::time::sleep(wait.min(until_deadline)) => {}
+        }
+        if SystemTime::now() >= deadline {
+            return PollStep::Finished(timed_out(inbox.result_timeout, &document_id));
+        }
+        tokio::select! {
+            _ = p.stop.cancelled() => return PollStep::Stopped,
+            turn = p.scheduler.poll_turn() => if turn.is_none() { return PollStep::Stopped },
+        }
+        let reply = tokio::select! {
+            _ = p.stop.cancelled() => return PollStep::Stopped,
+            reply = p.api.fetch_result(&document_id) => reply,
+        };
+        interval = grow(interval, inbox.max_poll_interval);
+        wait = interval;
+        match reply {
+            Ok(ResultReply::Ready(result)) => {
+                p.scheduler.account_ok(false);
+                tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
+                return PollStep::Finished(judge(result));
+            }
+            Ok(ResultReply::Pending) => {
+                p.scheduler.account_ok(false);
+                tracing::debug!(file = %job.name, document_id = %document_id, "still processing");
+            }
+            Ok(ResultReply::Unparseable(raw)) => {
+                unparseable += 1;
+                tracing::warn!(file = %job.name, document_id = %document_id, "the result is not valid JSON (answer {unparseable} of {UNPARSEABLE_RETRIES})");
+                if unparseable >= UNPARSEABLE_RETRIES {
+                    return PollStep::Finished(unreadable_result(raw));
+                }
+            }
+            Err(ApiFailure::Account { status, message }) => {
+                p.scheduler
+                    .account_refused(status, &message, p.config.api.account_retry);
+            }
+            Err(ApiFailure::Transient { status, message }) => {
+                tracing::warn!(file = %job.name, document_id = %document_id, http_status = status, "result request failed ({message}); asking again in {}", humantime::format_duration(wait));
+            }
+            Err(failure @ (ApiFailure::Rejected { .. } | ApiFailure::Duplicate { .. })) => {
+                return PollStep::Finished(result_refused(&failure, &document_id));
+            }
+        }
+    }
+}
+
+/// Half as long again, up to the ceiling.
+fn grow(interval: Duration, max: Duration) -> Duration {
+    interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
+}
+
+fn remaining(until: SystemTime) -> Duration {
+    until
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Done, unless a document in the result is marked broken.
+pub fn judge(result: Value) -> Outcome {
+    let documents = result
+        .get("documents")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let broken: Vec<&Value> = documents
+        .iter()
+        .filter(|d| is_true(d.get("broken")))
+        .collect();
+    if broken.is_empty() {
+        return Outcome::done(result);
+    }
+    let reasons = broken_reasons(&broken);
+    let message = if reasons.is_empty() {
+        "The service could not read the document. Scan it again: the whole page, sharp, without glare.".to_string()
+    } else {
+        format!(
+            "The service could not read the document: {}. Scan it again: the whole page, sharp, without glare.",
+            reasons.join("; ")
+        )
+    };
+    Outcome::failed(ErrorKind::Broken, Some(200), message).with_result(result)
+}
+
+/// `broken` arrives as `true`, `false`, `null`, or sometimes a string.
+fn is_true(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true") || s == "1",
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    }
+}
+
+/// Russian reasons first (the office reads Russian), then English, without repeats.
+fn broken_reasons(broken: &[&Value]) -> Vec<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    for key in ["broken_reasons_ru", "broken_reasons"] {
+        for doc in broken {
+            let list = doc.get(key).and_then(Value::as_array).map(Vec::as_slice);
+            for reason in list.unwrap_or_default().iter().filter_map(Value::as_str) {
+                if !reasons.iter().any(|r| r == reason) {
+                    reasons.push(reason.to_string());
+                }
+            }
+        }
+    }
+    reasons
+}
+
+fn timed_out(limit: Duration, document_id: &str) -> Outcome {
+    Outcome::failed(
+        ErrorKind::Timeout,
+        None,
+        format!(
+            "No result arrived within {}. The service still has the document as {document_id}: look it up in the Beorg portal before scanning it again.",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
+fn unreadable_result(raw: String) -> Outcome {
+    Outcome::failed(
+        ErrorKind::BadResponse,
+        Some(200),
+        "The service answered, but its answer could not be read as data. The answer is kept in result_raw; ask support to check it.",
+    )
+    .with_raw(raw)
+}
+
+fn result_refused(failure: &ApiFailure, document_id: &str) -> Outcome {
+    let status = failure.http_status();
+    let (kind, text) = if status == Some(404) {
+        (
+            ErrorKind::NotFound,
+            format!(
+                "The service no longer has document {document_id} (it may have been deleted). Scan the document again."
+            ),
+        )
+    } else {
+        (
+            ErrorKind::Rejected,
+            format!("The service refused to give the result of document {document_id}."),
+        )
+    };
+    Outcome::failed(
+        kind,
+        status,
+        format!(
+            "{text} (HTTP {}: {})",
+            status.unwrap_or(0),
+            failure.message()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidecar::Status;
+    use serde_json::json;
+
+    #[test]
+    fn broken_documents_fail_with_reasons() {
+        let r = json!({"documents": [
+            {"broken": false},
+            {"broken": true, "broken_reasons": ["blurred"], "broken_reasons_ru": ["размыто"]},
+        ]});
+        let o = judge(r);
+        assert_eq!(o.status, Status::Failed);
+        let e = o.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Broken);
+        assert!(e.message.contains("размыто; blurred"), "{}", e.message);
+        assert!(o.result.is_some(), "the API's answer is kept");
+    }
+
+    #[test]
+    fn null_or_absent_broken_is_done() {
+        assert_eq!(
+            judge(json!({"documents": [{"broken": null}]})).status,
+            Status::Done
+        );
+        assert_eq!(judge(json!({"data": {}})).status, Status::Done);
+        assert_eq!(
+            judge(json!({"documents": [{"broken": "true"}]})).status,
+            Status::Failed
+        );
+    }
+
+    #[test]
+    fn intervals_grow_to_the_ceiling() {
+        let max = Duration::from_secs(30);
+        let mut i = Duration::from_secs(3);
+        for _ in 0..20 {
+            i = grow(i, max);
+        }
+        assert_eq!(i, max);
+    }
+}

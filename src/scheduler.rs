@@ -1,0 +1,423 @@
+//! The one owner of the account's request budget.
+//!
+//! Every request to the API waits here for a turn. A single dispatcher task holds two governor
+//! limiters with burst 1: one for all requests (`requests_per_second`) and one for submits
+//! (`documents_per_minute`). It hands out turns itself, so waiters are served in order and by
+//! priority rather than by whichever task wakes first: a submit goes when both budgets allow,
+//! polls fill the other slots, and when both compete they alternate so neither starves.
+//!
+//! It also owns the account pause: after a 401/402 no submit turn (and, for 401, no poll turn)
+//! is given until `account_retry` has passed.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Periods are stretched by this factor: the server measures arrival times, and network
+/// jitter can squeeze two requests closer together than we sent them.
+pub const PACING_MARGIN: f64 = 1.02;
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    DefaultClock,
+    governor::middleware::NoOpMiddleware<<DefaultClock as Clock>::Instant>,
+>;
+
+/// The two ceilings, from `[api]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub requests_per_second: f64,
+    pub documents_per_minute: f64,
+}
+
+impl Limits {
+    /// Smallest spacing between any two requests we send.
+    pub fn request_period(&self) -> Duration {
+        Duration::from_secs_f64(PACING_MARGIN / self.requests_per_second)
+    }
+    /// Smallest spacing between two submits we send.
+    pub fn submit_period(&self) -> Duration {
+        Duration::from_secs_f64(PACING_MARGIN * 60.0 / self.documents_per_minute)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Submit,
+    Poll,
+}
+
+struct Waiter {
+    kind: Kind,
+    grant: oneshot::Sender<()>,
+}
+
+/// The account's standing with the API, as the last requests showed it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountState {
+    /// Submits (and for 401, polls) wait until then.
+    pub paused_until: Option<Instant>,
+    /// The last refusal (401/402) not yet followed by a success.
+    pub problem: Option<AccountProblem>,
+}
+
+/// A 401 or 402 from the API.
+#[derive(Debug, Clone)]
+pub struct AccountProblem {
+    pub status: u16,
+    pub message: String,
+    /// When the account first refused, in this episode.
+    pub since: SystemTime,
+}
+
+impl AccountState {
+    fn blocks(&self, kind: Kind, now: Instant) -> bool {
+        let paused = self.paused_until.is_some_and(|t| t > now);
+        match kind {
+            Kind::Submit => paused,
+            // A 402 is about money for new documents; results of paid ones can still be read.
+            Kind::Poll => paused && self.problem.as_ref().is_some_and(|p| p.status == 401),
+        }
+    }
+}
+
+/// A cheap handle; clones talk to the same dispatcher.
+#[derive(Clone)]
+pub struct Scheduler {
+    waiters: mpsc::UnboundedSender<Waiter>,
+    account: Arc<Mutex<AccountState>>,
+    /// Wakes the dispatcher when the account state changes.
+    account_changed: Arc<Notify>,
+}
+
+impl Scheduler {
+    /// Starts the dispatcher task; it stops when `cancel` fires.
+    pub fn start(limits: Limits, cancel: CancellationToken) -> Scheduler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let account = Arc::new(Mutex::new(AccountState::default()));
+        let account_changed = Arc::new(Notify::new());
+        let dispatcher = Dispatcher {
+            requests: limiter(limits.request_period()),
+            submits: limiter(limits.submit_period()),
+            clock: DefaultClock::default(),
+            incoming: rx,
+            submit_queue: VecDeque::new(),
+            poll_queue: VecDeque::new(),
+            next_submit_at: Instant::now(),
+            last_was_submit: false,
+            account: account.clone(),
+            account_changed: account_changed.clone(),
+        };
+        tokio::spawn(dispatcher.run(cancel));
+        Scheduler {
+            waiters: tx,
+            account,
+            account_changed,
+        }
+    }
+
+    /// Resolves when a submit may be sent, right now. `None` once the scheduler has stopped.
+    /// Send the request immediately after this returns: the turn is a time slot.
+    pub async fn submit_turn(&self) -> Option<()> {
+        self.turn(Kind::Submit).await
+    }
+
+    /// Resolves when a result request may be sent, right now.
+    pub async fn poll_turn(&self) -> Option<()> {
+        self.turn(Kind::Poll).await
+    }
+
+    async fn turn(&self, kind: Kind) -> Option<()> {
+        let (grant, granted) = oneshot::channel();
+        self.waiters.send(Waiter { kind, grant }).ok()?;
+        granted.await.ok()
+    }
+
+    /// A 401/402: pause for `retry`. Logs one ERROR when the account first refuses; while
+    /// already paused, later refusals (requests that were in flight) only extend the pause.
+    pub fn account_refused(&self, status: u16, message: &str, retry: Duration) {
+        let now = Instant::now();
+        let mut state = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let already_paused = state.paused_until.is_some_and(|t| t > now);
+        let first_refusal = state.problem.is_none();
+        let since = state
+            .problem
+            .as_ref()
+            .map_or_else(SystemTime::now, |p| p.since);
+        state.problem = Some(AccountProblem {
+            status,
+            message: message.to_string(),
+            since,
+        });
+        state.paused_until = Some(now + retry);
+        drop(state);
+        let what = account_problem_text(status);
+        let retry_text = humantime::format_duration(retry);
+        if first_refusal {
+            tracing::error!(
+                http_status = status,
+                "the Beorg account refused the request ({what}: {message}); submits are paused for {retry_text} and no file is failed for this; fix the account and the daemon resumes on its own"
+            );
+        } else if !already_paused {
+            tracing::warn!(
+                http_status = status,
+                "the Beorg account still refuses ({what}); next try in {retry_text}"
+            );
+        }
+        self.account_changed.notify_one();
+    }
+
+    /// A request succeeded. A submit clears any account problem; a result clears a 401 (the
+    /// token works), but not a 402 (only a paid submit proves there is money again).
+    pub fn account_ok(&self, was_submit: bool) {
+        let mut state = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let clears = state
+            .problem
+            .as_ref()
+            .is_some_and(|p| was_submit || p.status == 401);
+        if clears {
+            state.problem = None;
+            state.paused_until = None;
+            drop(state);
+            tracing::info!("the Beorg account works again; submits resumed");
+            self.account_changed.notify_one();
+        }
+    }
+
+    /// A snapshot of the account's standing.
+    pub fn account(&self) -> AccountState {
+        self.account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn account_problem_text(status: u16) -> &'static str {
+    match status {
+        401 => "401: token or machine_uid wrong",
+        402 => "402: not enough money on the account",
+        _ => "account problem",
+    }
+}
+
+fn limiter(period: Duration) -> Limiter {
+    let quota = Quota::with_period(period.max(Duration::from_millis(1)))
+        .expect("period is not zero")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+/// The task that owns the limiters and the queues of waiters.
+struct Dispatcher {
+    /// Every request, submits and polls together.
+    requests: Limiter,
+    /// Submits only.
+    submits: Limiter,
+    clock: DefaultClock,
+    incoming: mpsc::UnboundedReceiver<Waiter>,
+    submit_queue: VecDeque<oneshot::Sender<()>>,
+    poll_queue: VecDeque<oneshot::Sender<()>>,
+    /// Before this the submit limiter is known to refuse; no request slot is spent on a
+    /// submit-only queue until then.
+    next_submit_at: Instant,
+    /// Alternation when submits and polls both wait.
+    last_was_submit: bool,
+    account: Arc<Mutex<AccountState>>,
+    account_changed: Arc<Notify>,
+}
+
+impl Dispatcher {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            self.take_incoming();
+            let (want_submit, want_poll) = self.wants(Instant::now());
+            if !want_submit && !want_poll {
+                // Nothing can be served now: sleep until something could change that.
+                let wake_at = self.next_wake();
+                tokio::select! {
+                    // Shutdown: dropping the queues tells every waiter "no more turns".
+                    _ = cancel.cancelled() => return,
+                    // A new waiter arrived (or every handle is gone: then stop).
+                    waiter = self.incoming.recv() => match waiter {
+                        Some(w) => self.enqueue(w),
+                        None => return,
+                    },
+                    // The account was paused or resumed.
+                    _ = self.account_changed.notified() => {}
+                    // A pause ends or the submit budget refills.
+                    _ = sleep_until_opt(wake_at) => {}
+                }
+                continue;
+            }
+            // Take one request slot; it is used at once below, never held.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.requests.until_ready() => {}
+            }
+            self.take_incoming();
+            self.use_slot(Instant::now());
+        }
+    }
+
+    /// Hands the request slot just taken to a submit or a poll (or lets it go unused when the
+    /// waiters left meanwhile).
+    fn use_slot(&mut self, now: Instant) {
+        let (want_submit, want_poll) = self.wants(now);
+        let prefer_submit = want_submit && !(self.last_was_submit && want_poll);
+        if prefer_submit {
+            match self.submits.check() {
+                Ok(()) => {
+                    if grant(&mut self.submit_queue) {
+                        self.last_was_submit = true;
+                        return;
+                    }
+                }
+                Err(not_until) => {
+                    self.next_submit_at = now + not_until.wait_time_from(self.clock.now());
+                }
+            }
+        }
+        if want_poll && grant(&mut self.poll_queue) {
+            self.last_was_submit = false;
+        }
+    }
+
+    fn take_incoming(&mut self) {
+        while let Ok(w) = self.incoming.try_recv() {
+            self.enqueue(w);
+        }
+        self.submit_queue.retain(|w| !w.is_closed());
+        self.poll_queue.retain(|w| !w.is_closed());
+    }
+
+    fn enqueue(&mut self, w: Waiter) {
+        match w.kind {
+            Kind::Submit => self.submit_queue.push_back(w.grant),
+            Kind::Poll => self.poll_queue.push_back(w.grant),
+        }
+    }
+
+    fn wants(&self, now: Instant) -> (bool, bool) {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let want_submit = !self.submit_queue.is_empty()
+            && !account.blocks(Kind::Submit, now)
+            && self.next_submit_at <= now;
+        let want_poll = !self.poll_queue.is_empty() && !account.blocks(Kind::Poll, now);
+        (want_submit, want_poll)
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let pause_end = account
+            .paused_until
+            .filter(|_| !self.submit_queue.is_empty() || !self.poll_queue.is_empty());
+        let submit_ready = (!self.submit_queue.is_empty()).then_some(self.next_submit_at);
+        [pause_end, submit_ready].into_iter().flatten().min()
+    }
+}
+
+/// Gives the turn to the first waiter still listening.
+fn grant(queue: &mut VecDeque<oneshot::Sender<()>>) -> bool {
+    while let Some(w) = queue.pop_front() {
+        if w.send(()).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects grant times of `n` submits and `m` polls all queued at once.
+    async fn grant_times(limits: Limits, submits: usize, polls: usize) -> Vec<(Kind, Instant)> {
+        let cancel = CancellationToken::new();
+        let s = Scheduler::start(limits, cancel.clone());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for kind in
+            std::iter::repeat_n(Kind::Submit, submits).chain(std::iter::repeat_n(Kind::Poll, polls))
+        {
+            let (s, log) = (s.clone(), log.clone());
+            tasks.push(tokio::spawn(async move {
+                s.turn(kind).await.unwrap();
+                log.lock().unwrap().push((kind, Instant::now()));
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        cancel.cancel();
+        let mut v = log.lock().unwrap().clone();
+        v.sort_by_key(|(_, t)| *t);
+        v
+    }
+
+    #[tokio::test]
+    async fn spacing_respects_both_limits_under_a_burst() {
+        let limits = Limits {
+            requests_per_second: 50.0,
+            documents_per_minute: 600.0,
+        };
+        let v = grant_times(limits, 4, 12).await;
+        let all: Vec<_> = v.iter().map(|(_, t)| *t).collect();
+        for w in all.windows(2) {
+            assert!(w[1] - w[0] >= limits.request_period() - Duration::from_millis(2));
+        }
+        let subs: Vec<_> = v
+            .iter()
+            .filter(|(k, _)| *k == Kind::Submit)
+            .map(|(_, t)| *t)
+            .collect();
+        for w in subs.windows(2) {
+            assert!(w[1] - w[0] >= limits.submit_period() - Duration::from_millis(2));
+        }
+    }
+
+    #[tokio::test]
+    async fn polls_are_not_starved_by_submits() {
+        // Submit budget as large as the request budget: they must alternate.
+        let limits = Limits {
+            requests_per_second: 100.0,
+            documents_per_minute: 6000.0,
+        };
+        let v = grant_times(limits, 6, 6).await;
+        let first_half: Vec<_> = v.iter().take(6).map(|(k, _)| *k).collect();
+        assert!(first_half.contains(&Kind::Poll), "{first_half:?}");
+    }
+
+    #[tokio::test]
+    async fn account_pause_holds_submits_but_not_polls_on_402() {
+        let limits = Limits {
+            requests_per_second: 100.0,
+            documents_per_minute: 6000.0,
+        };
+        let cancel = CancellationToken::new();
+        let s = Scheduler::start(limits, cancel.clone());
+        s.account_refused(402, "no money", Duration::from_millis(300));
+        let start = Instant::now();
+        s.poll_turn().await.unwrap();
+        assert!(start.elapsed() < Duration::from_millis(200));
+        s.submit_turn().await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(290));
+        s.account_ok(true);
+        assert!(s.account().problem.is_none());
+        cancel.cancel();
+    }
+}

@@ -1,0 +1,314 @@
+//! The sidecar: one JSON file beside each finished original, the format downstream programs
+//! (1C, CRMs, scripts) parse. This type is its only definition; the snapshot test pins it.
+//!
+//! `<final name>.json` is written after the original is in place, atomically, so its arrival
+//! means both files are complete.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::claim::Job;
+use crate::config::InboxConfig;
+
+/// Version of the sidecar layout; bumped only on incompatible changes.
+pub const SIDECAR_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Done,
+    Failed,
+}
+
+/// Why a file went to failed/. The string forms are stable: scripts match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Refused before sending: empty, or not something the service accepts.
+    InvalidFile,
+    /// The file could not be read from disk.
+    Unreadable,
+    /// 400: the service refused the request.
+    Rejected,
+    /// 413: too large.
+    TooLarge,
+    /// 409: the service already has this content.
+    Duplicate,
+    /// The service processed it and marked it broken (unreadable, wrong document).
+    Broken,
+    /// 404 on the result: the service no longer has the document.
+    NotFound,
+    /// No result within `result_timeout`.
+    Timeout,
+    /// Server or network errors on every submit attempt.
+    ServerError,
+    /// The result arrived but is not JSON; the raw text is in `result_raw`.
+    BadResponse,
+}
+
+impl ErrorKind {
+    /// The stable name, as in the sidecar.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidFile => "invalid_file",
+            ErrorKind::Unreadable => "unreadable",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::Broken => "broken",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// What went wrong, for people and for scripts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: ErrorKind,
+    /// The API's HTTP status, when the API answered.
+    pub http_status: Option<u16>,
+    /// One or two sentences a receptionist can act on.
+    pub message: String,
+}
+
+/// The original file, as it was taken from the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// Name in the inbox.
+    pub name: String,
+    /// The inbox folder.
+    pub inbox: String,
+    /// Hex SHA-256 of the content (null if the file could not be read).
+    pub sha256: Option<String>,
+    pub size: u64,
+}
+
+/// When each step happened (RFC 3339, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timestamps {
+    pub detected: String,
+    pub claimed: String,
+    pub submitted: Option<String>,
+    pub finished: String,
+}
+
+/// The whole sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub sidecar_version: u32,
+    pub status: Status,
+    /// Document type the inbox is configured for.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// The API's id for this document; null when it never got one.
+    pub document_id: Option<String>,
+    /// Name of the original beside this sidecar (differs from `source.name` after a clash).
+    pub file: String,
+    pub source: Source,
+    /// The API's result JSON exactly as received; null when there is none.
+    pub result: Option<serde_json::Value>,
+    /// The result as text, when it arrived but was not valid JSON.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result_raw: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<ErrorInfo>,
+    pub timestamps: Timestamps,
+    /// `beorg-hotfolder <version>` that wrote it.
+    pub written_by: String,
+}
+
+/// How a file's journey ended, before it is written down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    pub result: Option<serde_json::Value>,
+    pub result_raw: Option<String>,
+    pub error: Option<ErrorInfo>,
+}
+
+impl Outcome {
+    pub fn done(result: serde_json::Value) -> Outcome {
+        Outcome {
+            status: Status::Done,
+            result: Some(result),
+            result_raw: None,
+            error: None,
+        }
+    }
+
+    pub fn failed(
+        kind: ErrorKind,
+        http_status: Option<u16>,
+        message: impl Into<String>,
+    ) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            result: None,
+            result_raw: None,
+            error: Some(ErrorInfo {
+                kind,
+                http_status,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// Keeps the API's result (e.g. a broken document's) alongside the error.
+    pub fn with_result(mut self, result: serde_json::Value) -> Outcome {
+        self.result = Some(result);
+        self
+    }
+
+    pub fn with_raw(mut self, raw: String) -> Outcome {
+        self.result_raw = Some(raw);
+        self
+    }
+}
+
+impl Sidecar {
+    /// The sidecar for `job` ending with `outcome`, its original named `file` in done/failed.
+    pub fn new(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> Sidecar {
+        Sidecar {
+            sidecar_version: SIDECAR_VERSION,
+            status: outcome.status,
+            doc_type: inbox.doc_type.clone(),
+            document_id: job.document_id.clone(),
+            file: file.to_string(),
+            source: Source {
+                name: job.name.clone(),
+                inbox: inbox.path.display().to_string(),
+                sha256: job.sha256.clone(),
+                size: job.size,
+            },
+            result: outcome.result.clone(),
+            result_raw: outcome.result_raw.clone(),
+            error: outcome.error.clone(),
+            timestamps: Timestamps {
+                detected: rfc3339(job.detected_at),
+                claimed: rfc3339(job.claimed_at),
+                submitted: job.submitted_at.map(rfc3339),
+                finished: rfc3339(SystemTime::now()),
+            },
+            written_by: concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+
+    /// Pretty JSON with a trailing newline: readable by a person opening the folder.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("sidecar serializes");
+        text.push('\n');
+        text
+    }
+}
+
+/// RFC 3339 in UTC with second precision: `2026-11-23T10:15:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Snapshot of the format other programs parse. Change it only on purpose, and then bump
+    /// SIDECAR_VERSION if a key changes meaning or disappears.
+    #[test]
+    fn sidecar_format_snapshot() {
+        let sidecar = Sidecar {
+            sidecar_version: SIDECAR_VERSION,
+            status: Status::Failed,
+            doc_type: "PASSPORT".into(),
+            document_id: Some("s-10001".into()),
+            file: "scan (2).jpg".into(),
+            source: Source {
+                name: "scan.jpg".into(),
+                inbox: "/srv/scans/in/passport".into(),
+                sha256: Some("ab".repeat(32)),
+                size: 123456,
+            },
+            result: Some(serde_json::json!({"document_id": "s-10001", "documents": []})),
+            result_raw: None,
+            error: Some(ErrorInfo {
+                kind: ErrorKind::Broken,
+                http_status: None,
+                message: "The service could not read the document: Document is not readable."
+                    .into(),
+            }),
+            timestamps: Timestamps {
+                detected: rfc3339(at(1_800_000_000)),
+                claimed: rfc3339(at(1_800_000_002)),
+                submitted: Some(rfc3339(at(1_800_000_003))),
+                finished: rfc3339(at(1_800_000_010)),
+            },
+            written_by: "beorg-hotfolder 0.1.0".into(),
+        };
+        let expected = r#"{
+  "sidecar_version": 1,
+  "status": "failed",
+  "type": "PASSPORT",
+  "document_id": "s-10001",
+  "file": "scan (2).jpg",
+  "source": {
+    "name": "scan.jpg",
+    "inbox": "/srv/scans/in/passport",
+    "sha256": "abababababababababababababababababababababababababababababababab",
+    "size": 123456
+  },
+  "result": {
+    "document_id": "s-10001",
+    "documents": []
+  },
+  "error": {
+    "kind": "broken",
+    "http_status": null,
+    "message": "The service could not read the document: Document is not readable."
+  },
+  "timestamps": {
+    "detected": "2027-01-15T08:00:00Z",
+    "claimed": "2027-01-15T08:00:02Z",
+    "submitted": "2027-01-15T08:00:03Z",
+    "finished": "2027-01-15T08:00:10Z"
+  },
+  "written_by": "beorg-hotfolder 0.1.0"
+}
+"#;
+        assert_eq!(sidecar.to_json(), expected);
+        let back: Sidecar = serde_json::from_str(expected).unwrap();
+        assert_eq!(back, sidecar);
+    }
+
+    #[test]
+    fn error_kind_names_match_the_serialized_form() {
+        for kind in [
+            ErrorKind::InvalidFile,
+            ErrorKind::Unreadable,
+            ErrorKind::Rejected,
+            ErrorKind::TooLarge,
+            ErrorKind::Duplicate,
+            ErrorKind::Broken,
+            ErrorKind::NotFound,
+            ErrorKind::Timeout,
+            ErrorKind::ServerError,
+            ErrorKind::BadResponse,
+        ] {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json.as_str(), Some(kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn result_keeps_the_servers_key_order() {
+        let raw = r#"{"z":1,"a":{"y":"0.9999","b":0.983924329280853}}"#;
+        let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), raw);
+    }
+}
