@@ -406,6 +406,23 @@ mod tests {
         assert_eq!(m, "bad token ***");
     }
 
+    /// The first layer on its own (without the masking): reqwest's error text carries the
+    /// URL, query string included, unless `without_url` strips it.
+    #[tokio::test]
+    async fn transport_errors_do_not_carry_the_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/api/document/result/s-1?token=SECRET-T",
+            closed.local_addr().unwrap()
+        );
+        drop(closed);
+        let err = reqwest::get(&url).await.unwrap_err();
+        assert!(format!("{err}").contains("SECRET-T"), "reqwest prints URLs");
+        let text = describe_transport_error(err);
+        assert!(!text.contains("SECRET-T"), "{text}");
+        assert!(text.contains("could not connect"), "{text}");
+    }
+
     #[test]
     fn document_id_may_be_a_number() {
         assert_eq!(

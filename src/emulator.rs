@@ -1777,7 +1777,8 @@ mod fake {
     /// Passport for travel abroad: fields under `data.data`, no confidences (as in the seed).
     fn fprn(rng: &mut fastrand::Rng) -> Content {
         let who = person(rng);
-        let issued = who.birth.plus_years(18 + rng.u16(0..=4));
+        // Issued within the last ten years, so still valid.
+        let issued = Date::random(rng, 2016..=2024);
         let inner = json!({
             "Series": format!("{}", rng.u8(70..=77)),
             "Number": digits(rng, 7),

@@ -1,0 +1,345 @@
+//! The test environment: temp folders, the emulator on a loopback port, a config with short
+//! durations, the real daemon (in-process through `beorg_hotfolder::run`, or as the real
+//! binary when a test needs signals or its stderr), and waits on conditions with deadlines.
+//!
+//! Set `TEST_LOG=1` to see the in-process daemon's logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use beorg_hotfolder::config::Config;
+use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
+use beorg_hotfolder::samples;
+use beorg_hotfolder::sidecar::Sidecar;
+use tokio::sync::oneshot;
+
+/// The token the test emulator accepts; tests assert it never leaks.
+pub const TOKEN: &str = "tok-SECRET-5a9f3c";
+pub const MACHINE_UID: &str = "machine-test-1";
+
+/// Longest any test waits for a condition; generous for a busy 2-core CI machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static LOGS: Once = Once::new();
+
+fn init_logs() {
+    LOGS.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(beorg_hotfolder::logging::filter())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// One inbox of the test config.
+#[derive(Clone)]
+pub struct Inbox {
+    pub doc_type: String,
+    pub path: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+    /// Extra TOML lines for this `[[inbox]]`.
+    pub extra: String,
+}
+
+/// Temp folders, an emulator, and the config pieces a test may change before starting.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub emulator: Emulator,
+    pub inboxes: Vec<Inbox>,
+    /// Extra lines for `[api]` (later keys win over the defaults below).
+    pub api_extra: Vec<String>,
+    /// `[api].base_url`; the emulator unless a test points elsewhere.
+    pub base_url: String,
+}
+
+impl TestEnv {
+    /// An emulator at 1/100 of the vendor's processing times and one inbox per type.
+    pub async fn new(types: &[&str]) -> TestEnv {
+        Self::with_emulator(types, EmulatorConfig::default()).await
+    }
+
+    pub async fn with_emulator(types: &[&str], emulator: EmulatorConfig) -> TestEnv {
+        init_logs();
+        let emulator_config = EmulatorConfig {
+            token: TOKEN.into(),
+            machine_uid: MACHINE_UID.into(),
+            time_scale: 0.01,
+            ..emulator
+        };
+        let emulator = Emulator::start(emulator_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("emulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inboxes = types
+            .iter()
+            .map(|t| {
+                let sub = t.to_lowercase();
+                let inbox = Inbox {
+                    doc_type: t.to_string(),
+                    path: dir.path().join("in").join(&sub),
+                    done: dir.path().join("done").join(&sub),
+                    failed: dir.path().join("failed").join(&sub),
+                    extra: String::new(),
+                };
+                for d in [&inbox.path, &inbox.done, &inbox.failed] {
+                    std::fs::create_dir_all(d).unwrap();
+                }
+                inbox
+            })
+            .collect();
+        TestEnv {
+            base_url: emulator.base_url(),
+            dir,
+            emulator,
+            inboxes,
+            api_extra: Vec::new(),
+        }
+    }
+
+    /// Adds `key = value` lines to `[api]`.
+    pub fn api(&mut self, line: &str) -> &mut Self {
+        self.api_extra.push(line.to_string());
+        self
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The config text: fast durations, generous rates (tests of pacing set their own).
+    pub fn config_text(&self) -> String {
+        let mut api = vec![
+            format!("base_url = \"{}\"", self.base_url),
+            "project_id = \"U_RATE_2\"".into(),
+            format!("machine_uid = \"{MACHINE_UID}\""),
+            format!("token = \"{TOKEN}\""),
+            "requests_per_second = 50.0".into(),
+            "documents_per_minute = 3000".into(),
+            "request_timeout = \"2s\"".into(),
+            "connect_timeout = \"1s\"".into(),
+            "account_retry = \"400ms\"".into(),
+            "submit_attempts = 4".into(),
+            "retry_base = \"50ms\"".into(),
+            "retry_max = \"200ms\"".into(),
+        ];
+        // A later line for the same key replaces the default.
+        for extra in &self.api_extra {
+            let key = extra.split('=').next().unwrap_or_default().trim();
+            api.retain(|l| l.split('=').next().unwrap_or_default().trim() != key);
+            api.push(extra.clone());
+        }
+        let mut text = format!(
+            "[api]\n{}\n\n[daemon]\nstate_dir = \"{}\"\nrescan_interval = \"2s\"\n\n[defaults]\nsettle = \"150ms\"\nfirst_poll = \"50ms\"\nmax_poll_interval = \"200ms\"\nresult_timeout = \"20s\"\n",
+            api.join("\n"),
+            self.state_dir().display()
+        );
+        for inbox in &self.inboxes {
+            text.push_str(&format!(
+                "\n[[inbox]]\npath = \"{}\"\ntype = \"{}\"\ndone = \"{}\"\nfailed = \"{}\"\n{}\n",
+                inbox.path.display(),
+                inbox.doc_type,
+                inbox.done.display(),
+                inbox.failed.display(),
+                inbox.extra
+            ));
+        }
+        text
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_toml(&self.config_text(), &self.config_path(), None)
+            .expect("test config is valid")
+    }
+
+    /// Writes the config to `DIR/config.toml` (for the binary) and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.config_path();
+        std::fs::write(&path, self.config_text()).unwrap();
+        path
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Starts the daemon in this process.
+    pub fn start(&self) -> Daemon {
+        let config = self.config();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(beorg_hotfolder::run(config, async {
+            let _ = stopped.await;
+        }));
+        Daemon { stop, handle }
+    }
+
+    /// Starts the real binary with `run --config`, stderr captured to `DIR/daemon-N.log`.
+    pub fn spawn_binary(&self, envs: &[(&str, &str)]) -> Binary {
+        let config = self.write_config();
+        let log = self
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", fastrand::u32(..)));
+        let stderr = std::fs::File::create(&log).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("BEORG_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Binary {
+            child: cmd.spawn().expect("binary starts"),
+            log,
+        }
+    }
+
+    /// Writes a generated page scan into inbox `i` (atomically: temp name, then rename).
+    pub fn drop_scan(&self, i: usize, name: &str, seed: u64, marker: Option<&str>) -> PathBuf {
+        self.drop_bytes(i, name, &samples::page_png(seed, marker))
+    }
+
+    /// Writes bytes into inbox `i` under a hidden temp name, then renames them into place.
+    pub fn drop_bytes(&self, i: usize, name: &str, bytes: &[u8]) -> PathBuf {
+        let inbox = &self.inboxes[i].path;
+        let temp = inbox.join(format!(".incoming-{name}"));
+        std::fs::write(&temp, bytes).unwrap();
+        let path = inbox.join(name);
+        std::fs::rename(&temp, &path).unwrap();
+        path
+    }
+
+    /// Waits for `<name>.json` in inbox `i`'s done or failed folder and parses it.
+    pub async fn sidecar(&self, i: usize, name: &str) -> Sidecar {
+        let inbox = self.inboxes[i].clone();
+        let json = format!("{name}.json");
+        let path = wait_for(&format!("sidecar for {name}"), || {
+            [inbox.done.join(&json), inbox.failed.join(&json)]
+                .into_iter()
+                .find(|p| p.exists())
+        })
+        .await;
+        read_sidecar(&path)
+    }
+
+    /// Submit requests the emulator has seen.
+    pub fn submits(&self) -> Vec<RequestRecord> {
+        self.requests(Endpoint::Submit)
+    }
+
+    pub fn requests(&self, endpoint: Endpoint) -> Vec<RequestRecord> {
+        self.emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == endpoint)
+            .collect()
+    }
+}
+
+pub fn read_sidecar(path: &Path) -> Sidecar {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+/// The daemon running in this process.
+pub struct Daemon {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    /// Sends the shutdown signal and waits for `run` to return (it must within 5 s).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .expect("daemon stops within 5 s")
+            .expect("daemon task did not panic")
+            .expect("daemon returned Ok");
+    }
+}
+
+/// The real binary, running.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Binary {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self.child.id().expect("still running");
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("did not exit within {limit:?}; log:\n{}", self.stderr()))
+            .unwrap()
+    }
+}
+
+/// Polls `probe` every 20 ms until it gives `Some`, or panics after [`DEADLINE`].
+pub async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `cond` holds.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(what, || cond().then_some(())).await
+}
+
+/// Asserts `cond` stays true for `period` (checked every 20 ms).
+pub async fn holds_for(what: &str, period: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        assert!(cond(), "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Names of the regular files in a folder (not recursing), sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Hex SHA-256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    beorg_hotfolder::submit::hex(&sha2::Sha256::digest(bytes))
+}
