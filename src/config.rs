@@ -779,6 +779,70 @@ first_poll = "1s"
         assert!(err_text(&text).contains("api.requests_per_second"));
     }
 
+    /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
+    const ALL_KEYS: [&str; 24] = [
+        "base_url",
+        "project_id",
+        "machine_uid",
+        "token",
+        "token_file",
+        "requests_per_second",
+        "documents_per_minute",
+        "request_timeout",
+        "connect_timeout",
+        "account_retry",
+        "submit_attempts",
+        "retry_base",
+        "retry_max",
+        "state_dir",
+        "rescan_interval",
+        "path",
+        "type",
+        "done",
+        "failed",
+        "settle",
+        "first_poll",
+        "max_poll_interval",
+        "result_timeout",
+        "stages",
+    ];
+
+    #[test]
+    fn example_config_is_valid_documents_every_key_and_shows_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let origin = Path::new("/etc/beorg-hotfolder/config.toml");
+        let example = Config::from_toml(text, origin, Some("t".into())).unwrap();
+        for key in ALL_KEYS.iter().chain(&["key"]) {
+            assert!(
+                text.contains(&format!("\n{key} = ")) || text.contains(&format!("# {key} = ")),
+                "config.example.toml does not document `{key}`"
+            );
+        }
+        // The values written in the example are the built-in defaults.
+        let minimal = "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\n\n[[inbox]]\npath = \"/srv/scans/in/passport\"\ntype = \"PASSPORT\"\ndone = \"/srv/scans/done/passport\"\nfailed = \"/srv/scans/failed/passport\"\n";
+        let defaults = Config::from_toml(minimal, origin, Some("t".into())).unwrap();
+        let (a, b) = (&example.api, &defaults.api);
+        assert_eq!(a.base_url, b.base_url);
+        assert_eq!(a.requests_per_second, b.requests_per_second);
+        assert_eq!(a.documents_per_minute, b.documents_per_minute);
+        assert_eq!(a.request_timeout, b.request_timeout);
+        assert_eq!(a.connect_timeout, b.connect_timeout);
+        assert_eq!(a.account_retry, b.account_retry);
+        assert_eq!(a.submit_attempts, b.submit_attempts);
+        assert_eq!(a.retry_base, b.retry_base);
+        assert_eq!(a.retry_max, b.retry_max);
+        assert_eq!(example.daemon.state_dir, defaults.daemon.state_dir);
+        assert_eq!(
+            example.daemon.rescan_interval,
+            defaults.daemon.rescan_interval
+        );
+        let (x, y) = (&example.inboxes[0], &defaults.inboxes[0]);
+        assert_eq!(x.settle, y.settle);
+        assert_eq!(x.first_poll, y.first_poll);
+        assert_eq!(x.max_poll_interval, y.max_poll_interval);
+        assert_eq!(x.result_timeout, y.result_timeout);
+    }
+
     #[test]
     fn no_inbox_is_refused() {
         let text = GOOD.split("[[inbox]]").next().unwrap().to_string();

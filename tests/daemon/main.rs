@@ -187,6 +187,34 @@ async fn a_name_already_taken_in_done_gets_a_unique_variant() {
 }
 
 #[tokio::test]
+async fn a_done_folder_on_another_filesystem_gets_a_copy_and_the_work_file_goes() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    // /dev/shm is a tmpfs on Linux; the temp folder is not.
+    let other = tempfile::tempdir_in("/dev/shm").expect("/dev/shm exists on Linux test machines");
+    let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        dev(other.path()),
+        dev(env.dir.path()),
+        "need two filesystems for this test"
+    );
+    env.inboxes[0].done = other.path().to_path_buf();
+    let daemon = env.start();
+    let bytes = beorg_hotfolder::samples::page_png(21, None);
+    env.drop_bytes(0, "far.png", &bytes);
+    let sidecar_path = other.path().join("far.png.json");
+    wait_until("sidecar on the other filesystem", || sidecar_path.exists()).await;
+    assert_eq!(std::fs::read(other.path().join("far.png")).unwrap(), bytes);
+    assert_eq!(
+        files_in(other.path()),
+        vec!["far.png", "far.png.json"],
+        "no temp file left"
+    );
+    assert!(files_in(&env.inboxes[0].path.join(".beorg-work")).is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn a_scanner_reusing_a_name_while_the_first_file_is_in_flight_loses_nothing() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
