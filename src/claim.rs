@@ -13,7 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::InboxConfig;
 use crate::fsutil;
 use crate::intake::ReadyFile;
-use crate::journal::{FileId, Journal, NewClaim, Record, Stage};
+use crate::journal::{FileId, Journal, NewClaim, Record, Stage, until_stored};
+use tokio_util::sync::CancellationToken;
 
 /// A claimed file on its way through the pipeline: the in-memory twin of its journal row.
 #[derive(Debug, Clone)]
@@ -32,6 +33,11 @@ pub struct Job {
     pub submitted_at: Option<SystemTime>,
     /// Submits tried so far (server errors count; account refusals do not).
     pub submit_attempts: u32,
+    /// Set when the content was answered from an earlier document (no new submit).
+    pub duplicate_of: Option<String>,
+    /// The daemon died while this file's submit was on its way: if the API now says 409,
+    /// that earlier request reached it.
+    pub in_doubt: bool,
 }
 
 impl Job {
@@ -49,6 +55,8 @@ impl Job {
             claimed_at: record.claimed_at,
             submitted_at: record.submitted_at,
             submit_attempts: record.submit_attempts,
+            duplicate_of: record.duplicate_of.clone(),
+            in_doubt: record.stage == Stage::Submitting,
         }
     }
 }
@@ -62,15 +70,19 @@ pub enum ClaimError {
     Vanished,
     #[error("cannot move the file into the work folder: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot record the claim in the journal: {0}")]
-    Journal(#[from] anyhow::Error),
+    /// The daemon stopped while the journal could not be written; the file is in the work
+    /// folder and is adopted at the next start.
+    #[error("stopped before the claim could be recorded")]
+    Stopped,
 }
 
-/// Moves a ready file into its inbox's work folder and records it.
+/// Moves a ready file into its inbox's work folder and records it. If the journal cannot be
+/// written (state_dir full), waits here until it can: the file is safe in the work folder.
 pub async fn claim(
     file: &ReadyFile,
     inbox: &InboxConfig,
     journal: &Journal,
+    stop: &CancellationToken,
 ) -> Result<Job, ClaimError> {
     let work_dir = inbox.work_dir();
     let work_path = work_dir.join(work_name(&file.name));
@@ -80,16 +92,17 @@ pub async fn claim(
         .await
         .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
     let claimed_at = SystemTime::now();
-    let id = journal
-        .insert_claimed(NewClaim {
-            inbox: inbox.path.clone(),
-            name: file.name.clone(),
-            work_path: work_path.clone(),
-            size: file.size,
-            detected_at: file.detected_at,
-            claimed_at,
-        })
-        .await?;
+    let record = NewClaim {
+        inbox: inbox.path.clone(),
+        name: file.name.clone(),
+        work_path: work_path.clone(),
+        size: file.size,
+        detected_at: file.detected_at,
+        claimed_at,
+    };
+    let id = until_stored(stop, "claim", || journal.insert_claimed(record.clone()))
+        .await
+        .ok_or(ClaimError::Stopped)?;
     Ok(Job {
         id,
         inbox: file.inbox,
@@ -102,6 +115,8 @@ pub async fn claim(
         claimed_at,
         submitted_at: None,
         submit_attempts: 0,
+        duplicate_of: None,
+        in_doubt: false,
     })
 }
 

@@ -108,6 +108,9 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// How often every inbox is listed again as a safety net for missed events.
     pub rescan_interval: Duration,
+    /// Finished files' journal rows (and so their content hashes, for the duplicate rule)
+    /// are kept this long.
+    pub keep_history: Duration,
 }
 
 /// One watched folder and what to do with its files.
@@ -192,6 +195,8 @@ struct RawDaemon {
     state_dir: PathBuf,
     #[serde(default = "default_rescan_interval", with = "humantime_serde")]
     rescan_interval: Duration,
+    #[serde(default = "default_keep_history", with = "humantime_serde")]
+    keep_history: Duration,
 }
 
 impl Default for RawDaemon {
@@ -199,6 +204,7 @@ impl Default for RawDaemon {
         RawDaemon {
             state_dir: default_state_dir(),
             rescan_interval: default_rescan_interval(),
+            keep_history: default_keep_history(),
         }
     }
 }
@@ -288,6 +294,9 @@ fn default_state_dir() -> PathBuf {
 fn default_rescan_interval() -> Duration {
     Duration::from_secs(60)
 }
+fn default_keep_history() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
 
 /// Defaults of the per-inbox durations, used when neither `[defaults]` nor the inbox sets them.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
@@ -307,6 +316,21 @@ impl Config {
             .ok()
             .filter(|t| !t.trim().is_empty());
         Config::from_toml(&text, path, env_token)
+    }
+
+    /// Like [`Config::load`] for commands that never call the API (`status`): a missing token
+    /// is not an error (it may live in a systemd credential only the service can read).
+    pub fn load_without_token(path: &Path) -> Result<Config, ConfigError> {
+        match Config::load(path) {
+            Err(ConfigError::Key { key, .. }) if key.starts_with("api.token") => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text, path, Some("not-needed-for-this-command".into()))
+            }
+            other => other,
+        }
     }
 
     /// Parses and checks config text. `origin` is only used in messages; relative
@@ -480,9 +504,11 @@ fn resolve_token(
 fn resolve_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
     check_absolute_or_relative(&raw.state_dir, "daemon.state_dir")?;
     check_nonzero(raw.rescan_interval, "daemon.rescan_interval", "60s")?;
+    check_nonzero(raw.keep_history, "daemon.keep_history", "30d")?;
     Ok(DaemonConfig {
         state_dir: normalize(&raw.state_dir),
         rescan_interval: raw.rescan_interval,
+        keep_history: raw.keep_history,
     })
 }
 
@@ -780,7 +806,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 24] = [
+    const ALL_KEYS: [&str; 25] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -796,6 +822,7 @@ first_poll = "1s"
         "retry_max",
         "state_dir",
         "rescan_interval",
+        "keep_history",
         "path",
         "type",
         "done",

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,13 +20,14 @@ use crate::api::ApiClient;
 use crate::claim::{self, ClaimError, Job};
 use crate::config::Config;
 use crate::finish;
+use crate::finish::MountGuard;
 use crate::intake::{self, ReadyFile, ReadyQueue};
 use crate::journal::{Journal, Stage};
 use crate::poll::{self, PollStep};
 use crate::preflight;
 use crate::scheduler::{Limits, Scheduler};
 use crate::sidecar::{ErrorKind, Outcome};
-use crate::submit::{self, SubmitStep, record_or_log};
+use crate::submit::{self, SubmitStep};
 
 /// How many files may be claimed and read into memory ahead of their submit turn. One is
 /// being uploaded, one waits with its body ready, one is being read: the upload link never
@@ -47,7 +49,15 @@ pub struct Pipeline {
     pub abort: CancellationToken,
     /// Bounds how many file bodies are in memory ahead of their submit.
     pub prepared_slots: Arc<Semaphore>,
+    /// Notices a done/failed folder or inbox whose share was unmounted.
+    pub mounts: MountGuard,
+    /// Per inbox: submits on the wire right now. (The journal says `submitting` from just
+    /// before the submit turn; `status` shows files still waiting for the turn as waiting.)
+    pub sending: Vec<AtomicU64>,
 }
+
+/// How often finished files older than `keep_history` are pruned from the journal.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the daemon until `shutdown` completes. Returns an error only when it cannot start
 /// (journal unreadable, HTTP client impossible); everything after start is logged and retried.
@@ -71,11 +81,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         stop: stop.clone(),
         abort: abort.clone(),
         prepared_slots: Arc::new(Semaphore::new(PREPARED_SUBMITS)),
+        mounts: MountGuard::default(),
+        sending: config.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    p.mounts.remember(
+        config
+            .inboxes
+            .iter()
+            .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
+    );
+    remove_stale_temp_files(&config);
     let tasks = TaskTracker::new();
     resume(&p, &tasks).await?;
 
     let queue = Arc::new(ReadyQueue::default());
+    tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
+    tasks.spawn(prune_history(p.clone()));
     let inboxes = Arc::new(config.inboxes.clone());
     tasks.spawn(intake::run(
         inboxes,
@@ -111,6 +132,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
+/// Forgets finished files older than `keep_history`, at start and then hourly.
+async fn prune_history(p: Arc<Pipeline>) {
+    loop {
+        match p.journal.prune(p.config.daemon.keep_history).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("forgot {n} finished files older than keep_history"),
+            Err(e) => tracing::warn!("cannot prune the journal: {e:#}"),
+        }
+        tokio::select! {
+            _ = p.stop.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
 /// Takes the oldest ready file whenever a prepared-submit slot is free, and starts its task.
 async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
     loop {
@@ -133,12 +169,12 @@ async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
 /// Claims a ready file; on any problem the file simply stays in the inbox for a later look.
 async fn claim_or_leave(p: &Pipeline, queue: &ReadyQueue, file: &ReadyFile) -> Option<Job> {
     let inbox = &p.config.inboxes[file.inbox];
-    match claim::claim(file, inbox, &p.journal).await {
+    match claim::claim(file, inbox, &p.journal, &p.stop).await {
         Ok(job) => {
             tracing::info!(inbox = %inbox.path.display(), file = %job.name, "claimed");
             Some(job)
         }
-        Err(ClaimError::Changed | ClaimError::Vanished) => None,
+        Err(ClaimError::Changed | ClaimError::Vanished | ClaimError::Stopped) => None,
         Err(e) => {
             tracing::warn!(inbox = %inbox.path.display(), file = %file.name, queued = queue.len(), "not claimed, left in the inbox: {e}");
             None
@@ -156,7 +192,7 @@ async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePerm
                 finish::finish(&p, &job, outcome).await;
                 return;
             }
-            Preflight::Vanished => return vanished(&p, &job).await,
+            Preflight::Vanished => return finish::lost(&p, &job).await,
         }
         match submit::submit(&p, &mut job, permit).await {
             SubmitStep::Submitted => {}
@@ -164,7 +200,7 @@ async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePerm
                 finish::finish(&p, &job, outcome).await;
                 return;
             }
-            SubmitStep::Vanished => return vanished(&p, &job).await,
+            SubmitStep::Vanished => return finish::lost(&p, &job).await,
             SubmitStep::Stopped => return,
         }
     }
@@ -208,15 +244,6 @@ async fn preflight_check(job: &Job) -> Preflight {
     }
 }
 
-/// A claimed file's work copy is gone (deleted by hand): report it, close its record.
-async fn vanished(p: &Pipeline, job: &Job) {
-    tracing::error!(
-        file = %job.name, work_path = %job.work_path.display(),
-        "the claimed file disappeared from the work folder (deleted by hand?); nothing to send or move"
-    );
-    record_or_log(p.journal.mark_finished(job.id, Stage::Failed).await);
-}
-
 /// Restarts every unfinished file from its journal row, and adopts unrecorded work files.
 async fn resume(p: &Arc<Pipeline>, tasks: &TaskTracker) -> anyhow::Result<()> {
     let records = p.journal.unfinished().await?;
@@ -239,7 +266,7 @@ async fn resume(p: &Arc<Pipeline>, tasks: &TaskTracker) -> anyhow::Result<()> {
             }
             Stage::Submitting => tracing::warn!(
                 file = %job.name,
-                "outcome unknown: the daemon stopped while this file was being sent; sending it again (if the service already has it, it answers 409 and the file goes to failed as a duplicate)"
+                "outcome unknown: the daemon stopped while this file was queued for sending or on its way; sending it again (if the earlier request reached the service, it answers 409 and the file goes to failed as a duplicate, or is answered from the document the 409 names)"
             ),
             Stage::Submitted => tracing::info!(
                 file = %job.name, document_id = job.document_id.as_deref().unwrap_or("-"),
@@ -253,6 +280,37 @@ async fn resume(p: &Arc<Pipeline>, tasks: &TaskTracker) -> anyhow::Result<()> {
         tasks.spawn(drive(p.clone(), job, None));
     }
     Ok(())
+}
+
+/// A kill during an atomic write leaves its dot-named temp file behind; nobody else uses the
+/// prefix, so whatever carries it at start is debris.
+fn remove_stale_temp_files(config: &Config) {
+    let dirs = config
+        .inboxes
+        .iter()
+        .flat_map(|i| [i.done.clone(), i.failed.clone(), i.work_dir()])
+        .chain([config.daemon.state_dir.clone()]);
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name
+                .to_string_lossy()
+                .starts_with(crate::fsutil::TEMP_PREFIX)
+            {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(file = %entry.path().display(), "removed a temp file left by an interrupted write")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), "cannot remove a leftover temp file: {e}")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// done/ and failed/ are never created by the daemon (on an unmounted share that would put

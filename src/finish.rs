@@ -3,22 +3,102 @@
 //! Order matters, and each step is recorded first: the journal gets the outcome and the chosen
 //! name (`finishing`), the original is moved without overwriting anything, the sidecar is
 //! written atomically beside it, and only then does the journal say done/failed. A restart at
-//! any point completes the same steps. A fault on our side (folder missing, disk full,
-//! permission denied) keeps the file claimed and retries with backoff; it is logged once per
-//! distinct error, not once per try.
+//! any point completes the same steps, so the journal never says "done" for a file that is not
+//! in done/ with its sidecar.
+//!
+//! A fault on our side (folder missing, disk full, permission denied, a share unmounted) keeps
+//! the file claimed and retries with backoff; it is logged once per distinct error, not once
+//! per try. An unmounted share is noticed by its folder's filesystem changing ([`MountGuard`]):
+//! its empty mount point is still a folder, and filling it would put passports on the
+//! server's own disk.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::claim::Job;
 use crate::daemon::Pipeline;
 use crate::fsutil;
-use crate::journal::{Record, Stage};
+use crate::journal::{Record, Stage, until_stored};
 use crate::sidecar::{Outcome, Sidecar, Status};
-use crate::submit::record_or_log;
 
 /// Longest wait between two tries of a move or write that keeps failing.
 const MAX_FINISH_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Remembers, for each folder, what kind of filesystem it was on when first seen and whether
+/// it was a mount point. A share that is unmounted leaves its mount point behind as an empty
+/// folder on the server's own disk: the filesystem type changes, or the folder stops being a
+/// mount point. A share mounted again passes (its device number may differ; its type does not).
+#[derive(Default)]
+pub struct MountGuard {
+    seen: Mutex<HashMap<PathBuf, Mount>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mount {
+    fs_type: i64,
+    is_mount_point: bool,
+}
+
+impl Mount {
+    fn of(dir: &Path) -> anyhow::Result<Mount> {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| anyhow::anyhow!("folder {} is not available: {e}", dir.display()))?;
+        if !meta.is_dir() {
+            anyhow::bail!("{} is not a folder", dir.display());
+        }
+        let fs_type = rustix::fs::statfs(dir)
+            .map_err(|e| anyhow::anyhow!("cannot inspect folder {}: {e}", dir.display()))?
+            .f_type as i64;
+        let parent_dev = dir
+            .parent()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.dev());
+        Ok(Mount {
+            fs_type,
+            is_mount_point: parent_dev.is_some_and(|d| d != meta.dev()),
+        })
+    }
+}
+
+impl MountGuard {
+    /// Notes each existing folder (call at start, while the shares are mounted).
+    pub fn remember<'a>(&self, dirs: impl IntoIterator<Item = &'a Path>) {
+        for dir in dirs {
+            let _ = self.check(dir);
+        }
+    }
+
+    /// Ok if `dir` exists and still looks like the filesystem it was on when first seen.
+    pub fn check(&self, dir: &Path) -> anyhow::Result<()> {
+        let now = Mount::of(dir)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(dir) {
+            Some(then)
+                if then.fs_type != now.fs_type || (then.is_mount_point && !now.is_mount_point) =>
+            {
+                anyhow::bail!(
+                    "folder {} is no longer on the filesystem it was on at start (share unmounted?)",
+                    dir.display()
+                )
+            }
+            Some(_) => Ok(()),
+            None => {
+                seen.insert(dir.to_path_buf(), now);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What one try of placing a file achieved.
+enum Placed {
+    At(PathBuf),
+    /// The work file is gone and was never placed: deleted by hand.
+    Vanished,
+}
 
 /// Moves `job`'s original to done/ or failed/ and writes its sidecar. Returns false if the
 /// daemon stopped before that was possible (the journal keeps the decision for next time).
@@ -34,8 +114,12 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
     let mut chosen: Option<PathBuf> = None;
     loop {
         match place(p, job, &outcome, &dest_dir, &mut chosen).await {
-            Ok(final_path) => {
+            Ok(Placed::At(final_path)) => {
                 log_finished(inbox.path.as_path(), job, &outcome, &final_path);
+                return true;
+            }
+            Ok(Placed::Vanished) => {
+                lost(p, job).await;
                 return true;
             }
             Err(e) => {
@@ -62,28 +146,33 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
     }
 }
 
-/// One try: choose a free name (or keep the one chosen before, if the original already moved
-/// there), record the decision, move, write the sidecar, record done.
+/// One try: check the folders, choose a free name (or keep the one chosen before, if the
+/// original already moved there), record the decision, move, write the sidecar, record done.
 async fn place(
     p: &Pipeline,
     job: &Job,
     outcome: &Outcome,
     dest_dir: &Path,
     chosen: &mut Option<PathBuf>,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<Placed> {
     let inbox = &p.config.inboxes[job.inbox];
+    p.mounts.check(dest_dir)?;
+    p.mounts.check(&inbox.path)?;
     let (dir, name) = (dest_dir.to_path_buf(), job.name.clone());
     let (work, previous) = (job.work_path.clone(), chosen.clone());
     let final_path = blocking(move || {
-        if !dir.is_dir() {
-            anyhow::bail!("folder {} does not exist", dir.display());
+        if !work.exists() && previous.as_ref().is_none_or(|p| !p.exists()) {
+            return Ok(None);
         }
-        match previous {
-            Some(path) if !work.exists() || !path.exists() => Ok(path),
-            _ => Ok(fsutil::free_name(&dir, &name)),
-        }
+        Ok(Some(match previous {
+            Some(path) if !work.exists() || !path.exists() => path,
+            _ => fsutil::free_name(&dir, &name),
+        }))
     })
     .await?;
+    let Some(final_path) = final_path else {
+        return Ok(Placed::Vanished);
+    };
     *chosen = Some(final_path.clone());
     let file_name = file_name_of(&final_path);
     let sidecar = Sidecar::new(job, inbox, outcome, &file_name).to_json();
@@ -96,8 +185,11 @@ async fn place(
         Status::Done => Stage::Done,
         Status::Failed => Stage::Failed,
     };
-    record_or_log(p.journal.mark_finished(job.id, stage).await);
-    Ok(final_path)
+    until_stored(&p.stop, "finished", || {
+        p.journal.mark_finished(job.id, stage)
+    })
+    .await;
+    Ok(Placed::At(final_path))
 }
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
@@ -128,22 +220,38 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
     else {
         return false;
     };
+    if !job.work_path.exists() && !final_path.exists() {
+        lost(p, job).await;
+        return true;
+    }
     let stage = if final_path.starts_with(&p.config.inboxes[job.inbox].done) {
         Stage::Done
     } else {
         Stage::Failed
     };
-    let (from, to) = (job.work_path.clone(), final_path.clone());
+    let mut last_error = String::new();
     loop {
-        let (from, to, sidecar) = (from.clone(), to.clone(), sidecar.clone());
-        match blocking(move || move_and_write(&from, &to, &sidecar)).await {
+        let (from, to, text) = (job.work_path.clone(), final_path.clone(), sidecar.clone());
+        let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let attempt = match p.mounts.check(&dir) {
+            Ok(()) => blocking(move || move_and_write(&from, &to, &text)).await,
+            Err(e) => Err(e),
+        };
+        match attempt {
             Ok(()) => {
-                record_or_log(p.journal.mark_finished(job.id, stage).await);
+                until_stored(&p.stop, "finished", || {
+                    p.journal.mark_finished(job.id, stage)
+                })
+                .await;
                 tracing::info!(file = %job.name, to = %final_path.display(), "finished after restart");
                 return true;
             }
             Err(e) => {
-                tracing::error!(file = %job.name, "cannot complete the interrupted finish ({e:#}); trying again in a minute");
+                let text = format!("{e:#}");
+                if text != last_error {
+                    tracing::error!(file = %job.name, "cannot complete the interrupted finish ({text}); trying again every minute");
+                    last_error = text;
+                }
                 tokio::select! {
                     _ = p.stop.cancelled() => return false,
                     _ = tokio::time::sleep(MAX_FINISH_BACKOFF) => {}
@@ -151,6 +259,19 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
             }
         }
     }
+}
+
+/// A claimed file's work copy is gone (deleted by hand): report it, close its record as lost.
+pub async fn lost(p: &Pipeline, job: &Job) {
+    tracing::error!(
+        file = %job.name, work_path = %job.work_path.display(),
+        document_id = job.document_id.as_deref().unwrap_or("-"),
+        "the claimed file disappeared from the work folder (deleted by hand?); nothing to send or move"
+    );
+    until_stored(&p.stop, "lost", || {
+        p.journal.mark_finished(job.id, Stage::Lost)
+    })
+    .await;
 }
 
 fn log_finished(inbox: &Path, job: &Job, outcome: &Outcome, final_path: &Path) {

@@ -94,6 +94,20 @@ pub fn write_new_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Replaces `to` atomically with `bytes` (temp file, fsync, rename over): for files the daemon
+/// owns and rewrites, like `status.json`. Mode [`FILE_MODE`].
+pub fn replace_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_of(to);
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Sets [`FILE_MODE`] on a file the daemon placed (moved originals keep the scanner's mode
 /// otherwise, which is often world-readable).
 pub fn restrict_mode(path: &Path) -> io::Result<()> {

@@ -29,6 +29,8 @@ pub enum Stage {
     Done,
     /// In failed/ with its sidecar.
     Failed,
+    /// Its file disappeared from the work folder (deleted by hand); nothing left to move.
+    Lost,
 }
 
 impl Stage {
@@ -40,6 +42,7 @@ impl Stage {
             Stage::Finishing => "finishing",
             Stage::Done => "done",
             Stage::Failed => "failed",
+            Stage::Lost => "lost",
         }
     }
 
@@ -50,6 +53,7 @@ impl Stage {
             "finishing" => Stage::Finishing,
             "done" => Stage::Done,
             "failed" => Stage::Failed,
+            "lost" => Stage::Lost,
             _ => Stage::Claimed,
         }
     }
@@ -77,6 +81,8 @@ pub struct Record {
     pub final_path: Option<PathBuf>,
     /// Set once the outcome is decided: the sidecar to write, as JSON text.
     pub sidecar: Option<String>,
+    /// When this file's content was answered from an earlier document: that document's id.
+    pub duplicate_of: Option<String>,
 }
 
 /// What the claim stage knows when it records a file.
@@ -88,6 +94,78 @@ pub struct NewClaim {
     pub size: u64,
     pub detected_at: SystemTime,
     pub claimed_at: SystemTime,
+}
+
+/// Whether another file with the same content already has (or is about to get) a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SameContent {
+    /// The API has a document for this content: answer from it.
+    Document {
+        document_id: String,
+        name: String,
+    },
+    /// An earlier file with this content is being submitted: wait for its document.
+    InFlight {
+        name: String,
+    },
+    None,
+}
+
+/// One inbox's numbers for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxCounts {
+    pub inbox: PathBuf,
+    pub claimed: u64,
+    pub submitting: u64,
+    pub polling: u64,
+    pub done_today: u64,
+    pub failed_today: u64,
+    pub lost: u64,
+    pub oldest_claimed: Option<SystemTime>,
+}
+
+/// Retries a journal write until it is stored or the daemon stops. A full or read-only
+/// state_dir must not lose a file: the caller waits here, logged once per distinct error.
+pub async fn until_stored<T, F, Fut>(
+    stop: &tokio_util::sync::CancellationToken,
+    what: &str,
+    mut write: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut last_error = String::new();
+    let mut tries = 0u32;
+    loop {
+        match write().await {
+            Ok(v) => {
+                if !last_error.is_empty() {
+                    tracing::info!("journal writable again ({what})");
+                }
+                return Some(v);
+            }
+            Err(e) => {
+                tries += 1;
+                let text = format!("{e:#}");
+                if text != last_error {
+                    tracing::error!(
+                        "cannot write the journal ({what}): {text}; retrying until it works (is daemon.state_dir full or read-only?)"
+                    );
+                    last_error = text;
+                }
+                let wait = crate::submit::exponential_backoff(
+                    Duration::from_millis(200),
+                    Duration::from_secs(30),
+                    tries,
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
 }
 
 /// A handle to the journal; clones share one connection.
@@ -113,11 +191,16 @@ CREATE TABLE IF NOT EXISTS files (
     final_path      TEXT,
     sidecar         TEXT,
     finished_at     INTEGER,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    duplicate_of    TEXT
 );
 CREATE INDEX IF NOT EXISTS files_stage ON files(stage);
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
+CREATE INDEX IF NOT EXISTS files_finished ON files(finished_at);
 ";
+
+/// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
+const SCHEMA_VERSION: i64 = 1;
 
 /// Journal file name inside `state_dir`.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
@@ -137,7 +220,15 @@ impl Journal {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "journal {} was written by a newer beorg-hotfolder (layout {version}); upgrade this one",
+                path.display()
+            );
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         restrict_journal_files(&path);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
@@ -254,7 +345,7 @@ impl Journal {
     pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'failed') ORDER BY id"
+                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'failed', 'lost') ORDER BY id"
             ))?;
             let rows = stmt.query_map([], read_record)?;
             rows.collect()
@@ -275,6 +366,100 @@ impl Journal {
         .await
     }
 
+    /// This file's content was answered from an earlier document, `document_id`.
+    pub async fn mark_duplicate_of(&self, id: FileId, document_id: String) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            let now = ms(SystemTime::now());
+            conn.execute(
+                "UPDATE files SET stage = 'submitted', document_id = ?2, duplicate_of = ?2,
+                 submitted_at = ?3, updated_at = ?3 WHERE id = ?1",
+                params![id, document_id, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The earliest other file with the same content that the API has (or may soon have)
+    /// a document for: a duplicate is answered from it instead of paying again.
+    pub async fn same_content(&self, id: FileId, sha256: String) -> anyhow::Result<SameContent> {
+        self.with(move |conn| {
+            let with_document: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT document_id, name FROM files
+                     WHERE sha256 = ?1 AND id != ?2 AND document_id IS NOT NULL
+                     ORDER BY id LIMIT 1",
+                    params![sha256, id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((document_id, name)) = with_document {
+                return Ok(SameContent::Document { document_id, name });
+            }
+            // An earlier file with this content is still on its way to a submit: wait for it
+            // rather than pay twice. Only earlier rows are waited for, so two never wait on
+            // each other.
+            let earlier_in_flight: Option<String> = conn
+                .query_row(
+                    "SELECT name FROM files
+                     WHERE sha256 = ?1 AND id < ?2 AND stage IN ('claimed', 'submitting')
+                     ORDER BY id LIMIT 1",
+                    params![sha256, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match earlier_in_flight {
+                Some(name) => SameContent::InFlight { name },
+                None => SameContent::None,
+            })
+        })
+        .await
+    }
+
+    /// Forgets finished files older than `keep` (and with them their content hashes).
+    pub async fn prune(&self, keep: Duration) -> anyhow::Result<usize> {
+        let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM files WHERE stage IN ('done', 'failed', 'lost') AND finished_at < ?1",
+                [cutoff],
+            )
+        })
+        .await
+    }
+
+    /// Per inbox: how many files are at each stage, how many finished today (local time),
+    /// and the oldest claimed-but-unsent file's detection time.
+    pub async fn inbox_counts(&self) -> anyhow::Result<Vec<InboxCounts>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT inbox,
+                    SUM(stage = 'claimed'),
+                    SUM(stage = 'submitting'),
+                    SUM(stage IN ('submitted', 'finishing')),
+                    SUM(stage = 'done' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
+                    SUM(stage = 'failed' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
+                    SUM(stage = 'lost'),
+                    MIN(CASE WHEN stage IN ('claimed', 'submitting') THEN detected_at END)
+                 FROM files GROUP BY inbox",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(InboxCounts {
+                    inbox: PathBuf::from(r.get::<_, String>(0)?),
+                    claimed: r.get::<_, i64>(1)? as u64,
+                    submitting: r.get::<_, i64>(2)? as u64,
+                    polling: r.get::<_, i64>(3)? as u64,
+                    done_today: r.get::<_, i64>(4)? as u64,
+                    failed_today: r.get::<_, i64>(5)? as u64,
+                    lost: r.get::<_, i64>(6)? as u64,
+                    oldest_claimed: r.get::<_, Option<i64>>(7)?.map(from_ms),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Runs one `UPDATE files SET <set>, updated_at = now WHERE id = ?1` with `?2` bound.
     async fn set<V>(&self, id: FileId, set: &'static str, value: V) -> anyhow::Result<()>
     where
@@ -290,7 +475,7 @@ impl Journal {
 }
 
 const COLUMNS: &str = "id, inbox, name, work_path, size, sha256, stage, document_id, detected_at,
-    claimed_at, submitted_at, submit_attempts, final_path, sidecar";
+    claimed_at, submitted_at, submit_attempts, final_path, sidecar, duplicate_of";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
@@ -308,6 +493,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         submit_attempts: row.get::<_, i64>(11)? as u32,
         final_path: row.get::<_, Option<String>>(12)?.map(PathBuf::from),
         sidecar: row.get(13)?,
+        duplicate_of: row.get(14)?,
     })
 }
 

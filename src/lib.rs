@@ -14,7 +14,7 @@
 //!
 //! [`daemon::run`] wires the stages together; the binary, the demo and the tests all call it.
 //! [`emulator`] is a local stand-in for the Beorg API; [`config`] is the one place settings
-//! are read and checked.
+//! are read and checked; [`status`] reports what the daemon is doing while it runs.
 
 pub mod api;
 pub mod claim;
@@ -32,6 +32,7 @@ pub mod preflight;
 pub mod samples;
 pub mod scheduler;
 pub mod sidecar;
+pub mod status;
 pub mod submit;
 
 pub use config::Config;

@@ -30,6 +30,16 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show what the running daemon is doing: files waiting, in flight, finished today,
+    /// the account's standing and the last error.
+    Status {
+        /// The TOML config file the daemon runs with.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the local stand-in for the Beorg API (for trying a config without a contract).
     Emulator {
         /// Address to listen on.
@@ -59,6 +69,7 @@ async fn main() -> ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         Command::Run { config } => run(config).await,
+        Command::Status { config, json } => status(config, json),
         Command::Emulator {
             listen,
             token,
@@ -88,6 +99,17 @@ async fn main() -> ExitCode {
 async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     beorg_hotfolder::daemon::run(config, shutdown_signal()).await
+}
+
+fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {
+    let config = Config::load_without_token(&config_path)?;
+    let report = beorg_hotfolder::status::report(&config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", beorg_hotfolder::status::render(&report));
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

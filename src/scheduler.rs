@@ -163,7 +163,7 @@ impl Scheduler {
         if first_refusal {
             tracing::error!(
                 http_status = status,
-                "the Beorg account refused the request ({what}: {message}); submits are paused for {retry_text} and no file is failed for this; fix the account and the daemon resumes on its own"
+                "the Beorg account refused the request ({what}; the service said: {message}); submits are paused for {retry_text} and no file is failed for this; fix the account and the daemon resumes on its own"
             );
         } else if !already_paused {
             tracing::warn!(
@@ -202,8 +202,8 @@ impl Scheduler {
 
 fn account_problem_text(status: u16) -> &'static str {
     match status {
-        401 => "401: token or machine_uid wrong",
-        402 => "402: not enough money on the account",
+        401 => "HTTP 401, token or machine_uid not accepted",
+        402 => "HTTP 402, not enough money on the account",
         _ => "account problem",
     }
 }

@@ -106,6 +106,10 @@ pub struct Sidecar {
     pub doc_type: String,
     /// The API's id for this document; null when it never got one.
     pub document_id: Option<String>,
+    /// Present when this content had been sent before: the earlier document it was answered
+    /// from (no new submit was paid for). Equal to `document_id`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duplicate_of: Option<String>,
     /// Name of the original beside this sidecar (differs from `source.name` after a clash).
     pub file: String,
     pub source: Source,
@@ -177,6 +181,7 @@ impl Sidecar {
             status: outcome.status,
             doc_type: inbox.doc_type.clone(),
             document_id: job.document_id.clone(),
+            duplicate_of: job.duplicate_of.clone(),
             file: file.to_string(),
             source: Source {
                 name: job.name.clone(),
@@ -228,6 +233,7 @@ mod tests {
             status: Status::Failed,
             doc_type: "PASSPORT".into(),
             document_id: Some("s-10001".into()),
+            duplicate_of: None,
             file: "scan (2).jpg".into(),
             source: Source {
                 name: "scan.jpg".into(),

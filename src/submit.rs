@@ -7,6 +7,7 @@
 //! bounded number of times; account refusals (401/402) pause the account and retry without
 //! counting against the file.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -16,6 +17,7 @@ use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
 use crate::claim::Job;
 use crate::config::InboxConfig;
 use crate::daemon::Pipeline;
+use crate::journal::{SameContent, until_stored};
 use crate::sidecar::{ErrorKind, Outcome};
 
 /// Where a file stands after the submit stage.
@@ -59,51 +61,77 @@ pub async fn submit(
         let prepared = match prepare(p, job, &info).await {
             Ok(prepared) => prepared,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SubmitStep::Vanished,
-            Err(e) => {
-                return SubmitStep::Finished(Outcome::failed(
-                    ErrorKind::Unreadable,
-                    None,
-                    format!(
-                        "The file could not be read ({e}). Check the scanner's file permissions and put it in the folder again."
-                    ),
-                ));
-            }
+            Err(e) => return SubmitStep::Finished(unreadable(&e)),
         };
         if job.sha256.as_deref() != Some(&prepared.sha256) {
-            record_or_log(p.journal.set_sha256(job.id, prepared.sha256.clone()).await);
+            let sha = prepared.sha256.clone();
+            if store(p, "content hash", || {
+                p.journal.set_sha256(job.id, sha.clone())
+            })
+            .await
+            .is_none()
+            {
+                return SubmitStep::Stopped;
+            }
             job.sha256 = Some(prepared.sha256.clone());
         }
-        record_or_log(p.journal.mark_submitting(job.id).await);
+        match answer_from_earlier(p, job, &prepared.sha256).await {
+            Earlier::Answered => return SubmitStep::Submitted,
+            Earlier::Wait => {
+                drop(_permit);
+                tokio::select! {
+                    _ = p.stop.cancelled() => return SubmitStep::Stopped,
+                    _ = tokio::time::sleep(SAME_CONTENT_WAIT) => continue,
+                }
+            }
+            Earlier::None => {}
+            Earlier::Stopped => return SubmitStep::Stopped,
+        }
+        if store(p, "submitting", || p.journal.mark_submitting(job.id))
+            .await
+            .is_none()
+        {
+            return SubmitStep::Stopped;
+        }
         tokio::select! {
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind.
-                record_or_log(p.journal.mark_claimed(job.id).await);
+                let _ = p.journal.mark_claimed(job.id).await;
                 return SubmitStep::Stopped;
             }
             turn = p.scheduler.submit_turn() => if turn.is_none() { return SubmitStep::Stopped },
         }
+        let sending = &p.sending[job.inbox];
+        sending.fetch_add(1, Ordering::Relaxed);
         let reply = tokio::select! {
             // Only a hard stop abandons a request in flight; the journal then says
             // "submitting" and the next start treats the outcome as unknown.
-            _ = p.abort.cancelled() => return SubmitStep::Stopped,
-            reply = p.api.submit(prepared.body, job.size) => reply,
+            _ = p.abort.cancelled() => None,
+            reply = p.api.submit(prepared.body, job.size) => Some(reply),
+        };
+        sending.fetch_sub(1, Ordering::Relaxed);
+        let Some(reply) = reply else {
+            return SubmitStep::Stopped;
         };
         match reply {
             Ok(document_id) => {
-                record_or_log(p.journal.mark_submitted(job.id, document_id.clone()).await);
                 p.scheduler.account_ok(true);
-                job.document_id = Some(document_id.clone());
-                job.submitted_at = Some(SystemTime::now());
-                tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
-                return SubmitStep::Submitted;
+                return submitted(p, job, document_id).await;
+            }
+            Err(ApiFailure::Duplicate {
+                document_id: Some(document_id),
+                ..
+            }) => {
+                tracing::info!(file = %job.name, document_id = %document_id, "the service already has this content (409); using its document");
+                return answered_from(p, job, document_id).await;
             }
             Err(ApiFailure::Account { status, message }) => {
-                record_or_log(p.journal.mark_claimed(job.id).await);
+                let _ = p.journal.mark_claimed(job.id).await;
                 p.scheduler
                     .account_refused(status, &message, p.config.api.account_retry);
             }
             Err(ApiFailure::Transient { status, message }) => {
-                record_or_log(p.journal.mark_claimed(job.id).await);
+                let _ = p.journal.mark_claimed(job.id).await;
                 server_errors += 1;
                 job.submit_attempts += 1;
                 if server_errors >= p.config.api.submit_attempts {
@@ -121,10 +149,97 @@ pub async fn submit(
                 }
             }
             Err(failure) => {
-                return SubmitStep::Finished(refused(&failure, server_errors > 0));
+                return SubmitStep::Finished(refused(&failure, server_errors > 0 || job.in_doubt));
             }
         }
     }
+}
+
+/// How long a file waits before looking again when an earlier file with the same content is
+/// still being submitted.
+const SAME_CONTENT_WAIT: Duration = Duration::from_millis(500);
+
+/// What the journal knows about this content.
+enum Earlier {
+    /// Answered from an earlier document: go poll it.
+    Answered,
+    /// An earlier file with this content is being submitted: wait for it.
+    Wait,
+    None,
+    Stopped,
+}
+
+/// The duplicate rule: the same content is never paid for twice. If the journal has a
+/// document for it, this file is answered from that document.
+async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str) -> Earlier {
+    let found = store(p, "duplicate lookup", || {
+        p.journal.same_content(job.id, sha256.to_string())
+    })
+    .await;
+    match found {
+        None => Earlier::Stopped,
+        Some(SameContent::None) => Earlier::None,
+        Some(SameContent::InFlight { name }) => {
+            tracing::debug!(file = %job.name, "same content as {name}, which is being submitted; waiting for its document");
+            Earlier::Wait
+        }
+        Some(SameContent::Document { document_id, name }) => {
+            tracing::info!(file = %job.name, document_id = %document_id, "same content as {name}: answered from its document, no new submit");
+            match answered_from(p, job, document_id).await {
+                SubmitStep::Submitted => Earlier::Answered,
+                _ => Earlier::Stopped,
+            }
+        }
+    }
+}
+
+/// Records the fresh `document_id` before anything else.
+async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
+    let stored = store(p, "document_id", || {
+        p.journal.mark_submitted(job.id, document_id.clone())
+    })
+    .await;
+    if stored.is_none() {
+        return SubmitStep::Stopped;
+    }
+    job.document_id = Some(document_id.clone());
+    job.submitted_at = Some(SystemTime::now());
+    let inbox = &p.config.inboxes[job.inbox];
+    tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
+    SubmitStep::Submitted
+}
+
+/// Points the file at an existing document (same content sent before) instead of a new one.
+async fn answered_from(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
+    let stored = store(p, "duplicate_of", || {
+        p.journal.mark_duplicate_of(job.id, document_id.clone())
+    })
+    .await;
+    if stored.is_none() {
+        return SubmitStep::Stopped;
+    }
+    job.document_id = Some(document_id.clone());
+    job.duplicate_of = Some(document_id);
+    job.submitted_at = Some(SystemTime::now());
+    SubmitStep::Submitted
+}
+
+async fn store<T, F, Fut>(p: &Pipeline, what: &str, write: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    until_stored(&p.stop, what, write).await
+}
+
+fn unreadable(e: &std::io::Error) -> Outcome {
+    Outcome::failed(
+        ErrorKind::Unreadable,
+        None,
+        format!(
+            "The file could not be read ({e}). Check the scanner's file permissions and put it in the folder again."
+        ),
+    )
 }
 
 /// `process_info[0]` for an inbox: its type, key and stages.
@@ -163,14 +278,15 @@ pub fn exponential_backoff(base: Duration, max: Duration, attempt: u32) -> Durat
     capped.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// A 400, 413 or 409 as an outcome a person can act on.
-fn refused(failure: &ApiFailure, after_retry: bool) -> Outcome {
+/// A 400, 413 or 409 as an outcome a person can act on. `in_doubt`: an earlier request for
+/// this file may have reached the service without its answer reaching us.
+fn refused(failure: &ApiFailure, in_doubt: bool) -> Outcome {
     let status = failure.http_status();
     let said = failure.message();
     match failure {
         ApiFailure::Duplicate { .. } => {
-            let hint = if after_retry {
-                " An earlier attempt that got no answer probably reached the service: look the document up in the Beorg portal."
+            let hint = if in_doubt {
+                " The daemon was interrupted (or got no answer) while sending this file earlier; that earlier request reached the service, but its document number was never received. Look the document up in the Beorg portal by the time it was sent; the result there is this file's."
             } else {
                 " This exact file was sent before: look up the earlier result, or scan the document again if it needs to be processed anew."
             };
@@ -206,14 +322,6 @@ fn gave_up(attempts: u32, status: Option<u16>, message: &str) -> Outcome {
             "The service did not accept the file after {attempts} tries (last error: {message}). Nothing is wrong with the file: put it back into the inbox to try again."
         ),
     )
-}
-
-/// Journal writes that fail mid-flight are logged, not fatal: the file stays where it is and
-/// the next start re-reads the journal.
-pub fn record_or_log(result: anyhow::Result<()>) {
-    if let Err(e) = result {
-        tracing::error!("journal write failed: {e:#}");
-    }
 }
 
 /// Lower-case hex.

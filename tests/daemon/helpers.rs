@@ -56,6 +56,10 @@ pub struct TestEnv {
     pub api_extra: Vec<String>,
     /// `[api].base_url`; the emulator unless a test points elsewhere.
     pub base_url: String,
+    /// `[daemon].state_dir`.
+    pub state_dir: PathBuf,
+    /// Extra lines for `[daemon]`.
+    pub daemon_extra: Vec<String>,
 }
 
 impl TestEnv {
@@ -95,10 +99,12 @@ impl TestEnv {
             .collect();
         TestEnv {
             base_url: emulator.base_url(),
+            state_dir: dir.path().join("state"),
             dir,
             emulator,
             inboxes,
             api_extra: Vec::new(),
+            daemon_extra: Vec::new(),
         }
     }
 
@@ -106,10 +112,6 @@ impl TestEnv {
     pub fn api(&mut self, line: &str) -> &mut Self {
         self.api_extra.push(line.to_string());
         self
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
     }
 
     /// The config text: fast durations, generous rates (tests of pacing set their own).
@@ -135,9 +137,10 @@ impl TestEnv {
             api.push(extra.clone());
         }
         let mut text = format!(
-            "[api]\n{}\n\n[daemon]\nstate_dir = \"{}\"\nrescan_interval = \"2s\"\n\n[defaults]\nsettle = \"150ms\"\nfirst_poll = \"50ms\"\nmax_poll_interval = \"200ms\"\nresult_timeout = \"20s\"\n",
+            "[api]\n{}\n\n[daemon]\nstate_dir = \"{}\"\nrescan_interval = \"2s\"\n{}\n\n[defaults]\nsettle = \"150ms\"\nfirst_poll = \"50ms\"\nmax_poll_interval = \"200ms\"\nresult_timeout = \"20s\"\n",
             api.join("\n"),
-            self.state_dir().display()
+            self.state_dir.display(),
+            self.daemon_extra.join("\n"),
         );
         for inbox in &self.inboxes {
             text.push_str(&format!(
@@ -176,6 +179,24 @@ impl TestEnv {
             let _ = stopped.await;
         }));
         Daemon { stop, handle }
+    }
+
+    /// Runs `beorg-hotfolder status --config ... --json` and parses its output.
+    pub fn status(&self) -> serde_json::Value {
+        let config = self.write_config();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"))
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .env_remove("BEORG_TOKEN")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "status failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
     }
 
     /// Starts the real binary with `run --config`, stderr captured to `DIR/daemon-N.log`.
@@ -342,4 +363,55 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     beorg_hotfolder::submit::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// A tmpfs mounted for a test (the machine's tests run as root), unmounted on drop.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "16k") on `path`, or None where mounting is not allowed.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Changes the size limit of the mounted tmpfs.
+    pub fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount of {} failed", self.path.display());
+    }
+
+    pub fn unmount(&self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        self.unmount();
+    }
 }

@@ -1,7 +1,9 @@
 //! The real daemon against the emulator over loopback, with real files in temp folders.
 //! Each test names the behaviour it pins; see `helpers.rs` for the environment.
 
+mod chaos;
 mod helpers;
+mod resilience;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -310,18 +312,24 @@ async fn a_404_on_the_result_goes_to_failed_as_not_found() {
 }
 
 #[tokio::test]
-async fn the_same_content_twice_goes_to_failed_as_duplicate() {
-    let env = TestEnv::new(&["PASSPORT"]).await;
-    let daemon = env.start();
+async fn a_409_from_the_api_goes_to_failed_as_duplicate() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
     let bytes = beorg_hotfolder::samples::page_png(77, None);
+    let daemon = env.start();
     env.drop_bytes(0, "first.png", &bytes);
     assert_eq!(env.sidecar(0, "first.png").await.status, Status::Done);
+    daemon.stop().await;
+    // A journal that never saw the first file (another server, or history pruned): the API
+    // is the one to say it already has this content.
+    env.state_dir = env.dir.path().join("fresh-state");
+    let daemon = env.start();
     env.drop_bytes(0, "again.png", &bytes);
     let s = env.sidecar(0, "again.png").await;
     assert_eq!(s.status, Status::Failed);
     let e = s.error.unwrap();
     assert_eq!(e.kind, ErrorKind::Duplicate);
     assert_eq!(e.http_status, Some(409));
+    assert!(e.message.contains("sent before"), "{}", e.message);
     daemon.stop().await;
 }
 

@@ -1,0 +1,120 @@
+//! Fault injection: SIGKILL at random moments while a batch flows through, restart each time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use beorg_hotfolder::emulator::Endpoint;
+use beorg_hotfolder::journal::Journal;
+use beorg_hotfolder::sidecar::{ErrorKind, Status};
+use rustix::process::Signal;
+
+use crate::helpers::*;
+
+const FILES: usize = 50;
+const KILLS: usize = 20;
+
+#[tokio::test]
+async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    // Slow enough that the batch spans many kills: 20 requests/s, 4 submits/s.
+    env.api("requests_per_second = 20.0");
+    env.api("documents_per_minute = 240");
+    let seed = fastrand::u64(..);
+    eprintln!("chaos seed {seed} (FASTRAND seed for the kill times)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut contents = HashMap::new();
+    for n in 0..FILES {
+        let name = format!("scan-{n:02}.png");
+        let bytes = beorg_hotfolder::samples::page_png(seed.wrapping_add(n as u64), None);
+        contents.insert(name.clone(), sha256_hex(&bytes));
+        env.drop_bytes(0, &name, &bytes);
+    }
+
+    let mut logs = String::new();
+    for _ in 0..KILLS {
+        let mut daemon = env.spawn_binary(&[]);
+        tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
+        daemon.signal(Signal::KILL);
+        daemon.wait(Duration::from_secs(5)).await;
+        logs.push_str(&daemon.stderr());
+    }
+    let mut last = env.spawn_binary(&[]);
+    let inbox = env.inboxes[0].clone();
+    wait_until("every file finished", || {
+        contents.keys().all(|name| {
+            inbox.done.join(format!("{name}.json")).exists()
+                || inbox.failed.join(format!("{name}.json")).exists()
+        })
+    })
+    .await;
+    last.signal(Signal::TERM);
+    assert!(last.wait(Duration::from_secs(5)).await.success());
+    logs.push_str(&last.stderr());
+    assert!(!logs.contains("panicked"), "{logs}");
+
+    // Every file exactly once, in done or failed, with its sidecar; nothing left behind.
+    let (done, failed) = (files_in(&inbox.done), files_in(&inbox.failed));
+    assert_eq!(
+        done.len() + failed.len(),
+        2 * FILES,
+        "done: {done:?}\nfailed: {failed:?}"
+    );
+    assert!(
+        files_in(&inbox.path).is_empty(),
+        "{:?}",
+        files_in(&inbox.path)
+    );
+    assert!(files_in(&inbox.path.join(".beorg-work")).is_empty());
+    let journal = Journal::open(&env.state_dir).unwrap();
+    assert!(
+        journal.unfinished().await.unwrap().is_empty(),
+        "the journal agrees"
+    );
+
+    // The API accepted each content at most once. A content sent more than once must be an
+    // in-doubt window the log shows ("outcome unknown"), and then ends as a duplicate.
+    let mut sends: HashMap<String, Vec<u16>> = HashMap::new();
+    for r in env.requests(Endpoint::Submit) {
+        sends
+            .entry(r.image_sha256[0].clone())
+            .or_default()
+            .push(r.status);
+    }
+    for (name, sha) in &contents {
+        let statuses = sends.get(sha).cloned().unwrap_or_default();
+        assert!(
+            statuses.iter().filter(|s| **s == 200).count() <= 1,
+            "{name}: {statuses:?}"
+        );
+        let sidecar_path = if done.contains(&format!("{name}.json")) {
+            inbox.done.join(format!("{name}.json"))
+        } else {
+            inbox.failed.join(format!("{name}.json"))
+        };
+        let sidecar = read_sidecar(&sidecar_path);
+        assert_eq!(
+            sidecar.source.sha256.as_deref(),
+            Some(sha.as_str()),
+            "{name}"
+        );
+        if statuses.len() > 1 {
+            let in_doubt = logs
+                .lines()
+                .any(|l| l.contains("outcome unknown") && l.contains(name.as_str()));
+            assert!(
+                in_doubt,
+                "{name} was sent {statuses:?} without a logged in-doubt window"
+            );
+        }
+        if sidecar.status == Status::Failed {
+            let e = sidecar.error.unwrap();
+            assert_eq!(e.kind, ErrorKind::Duplicate, "{name}: {}", e.message);
+            assert!(e.message.contains("interrupted"), "{name}: {}", e.message);
+        }
+    }
+    let in_doubt = logs.matches("outcome unknown").count();
+    let failed_count = failed.len() / 2;
+    eprintln!(
+        "{KILLS} kills: {in_doubt} in-doubt windows, {failed_count} files failed as duplicates"
+    );
+}
