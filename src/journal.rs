@@ -559,6 +559,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pruning_forgets_old_finished_files_but_never_unfinished_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let finished = j.insert_claimed(claim("old.jpg")).await.unwrap();
+        j.set_sha256(finished, "aa".into()).await.unwrap();
+        j.mark_submitted(finished, "s-1".into()).await.unwrap();
+        j.mark_finished(finished, Stage::Done).await.unwrap();
+        let open = j.insert_claimed(claim("open.jpg")).await.unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // Kept while younger than keep_history: still answers the duplicate rule.
+        assert_eq!(j.prune(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert!(matches!(
+            j.same_content(open, "aa".into()).await.unwrap(),
+            SameContent::Document { .. }
+        ));
+        assert_eq!(j.prune(Duration::from_millis(10)).await.unwrap(), 1);
+        assert_eq!(j.same_content(open, "aa".into()).await.unwrap(), SameContent::None);
+        assert_eq!(j.unfinished().await.unwrap().len(), 1, "the unfinished file stays");
+    }
+
+    #[tokio::test]
     async fn state_dir_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
