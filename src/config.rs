@@ -69,6 +69,7 @@ impl fmt::Display for Secret {
 pub struct Config {
     pub api: ApiConfig,
     pub daemon: DaemonConfig,
+    pub metrics: MetricsConfig,
     pub inboxes: Vec<InboxConfig>,
 }
 
@@ -111,6 +112,15 @@ pub struct DaemonConfig {
     /// Finished files' journal rows (and so their content hashes, for the duplicate rule)
     /// are kept this long.
     pub keep_history: Duration,
+    /// Mode of originals moved to done/failed and of sidecars (never world-readable).
+    pub file_mode: u32,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served; off when None.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One watched folder and what to do with its files.
@@ -136,6 +146,29 @@ pub struct InboxConfig {
     pub max_poll_interval: Duration,
     /// No result by then: the file goes to failed with kind `timeout`.
     pub result_timeout: Duration,
+    /// How new files are noticed: folder events, polling, or chosen by filesystem.
+    pub watch: WatchMode,
+    /// How often the inbox is listed when polled.
+    pub poll_interval: Duration,
+    /// Take files in subfolders too, keeping the subfolder path under done/ and failed/.
+    pub recursive: bool,
+    /// Extra name patterns intake leaves alone, on top of the built-in list.
+    pub ignore: Vec<String>,
+    /// What preflight does with a file the service would refuse.
+    pub preflight: crate::preflight::Policy,
+}
+
+/// How an inbox notices new files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// Events on local filesystems, polling on network ones (NFS, SMB/CIFS, FUSE, ...).
+    #[default]
+    Auto,
+    /// inotify events (plus the periodic rescan).
+    Events,
+    /// List the folder every `poll_interval`.
+    Poll,
 }
 
 impl InboxConfig {
@@ -158,7 +191,15 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawInboxSettings,
     #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
     inbox: Vec<RawInbox>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +238,8 @@ struct RawDaemon {
     rescan_interval: Duration,
     #[serde(default = "default_keep_history", with = "humantime_serde")]
     keep_history: Duration,
+    #[serde(default = "default_file_mode")]
+    file_mode: String,
 }
 
 impl Default for RawDaemon {
@@ -205,8 +248,13 @@ impl Default for RawDaemon {
             state_dir: default_state_dir(),
             rescan_interval: default_rescan_interval(),
             keep_history: default_keep_history(),
+            file_mode: default_file_mode(),
         }
     }
+}
+
+fn default_file_mode() -> String {
+    "0640".into()
 }
 
 /// Keys allowed both in `[defaults]` and in each `[[inbox]]`; the inbox value wins.
@@ -223,6 +271,12 @@ struct RawInboxSettings {
     max_poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     result_timeout: Option<Duration>,
+    watch: Option<WatchMode>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    recursive: Option<bool>,
+    ignore: Option<Vec<String>>,
+    preflight: Option<crate::preflight::Policy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +299,12 @@ struct RawInbox {
     max_poll_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     result_timeout: Option<Duration>,
+    watch: Option<WatchMode>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    recursive: Option<bool>,
+    ignore: Option<Vec<String>>,
+    preflight: Option<crate::preflight::Policy>,
 }
 
 impl RawInbox {
@@ -257,6 +317,15 @@ impl RawInbox {
             first_poll: self.first_poll.or(defaults.first_poll),
             max_poll_interval: self.max_poll_interval.or(defaults.max_poll_interval),
             result_timeout: self.result_timeout.or(defaults.result_timeout),
+            watch: self.watch.or(defaults.watch),
+            poll_interval: self.poll_interval.or(defaults.poll_interval),
+            recursive: self.recursive.or(defaults.recursive),
+            // Both lists apply: the defaults' patterns and the inbox's own.
+            ignore: match (&defaults.ignore, &self.ignore) {
+                (None, None) => None,
+                (a, b) => Some(a.iter().chain(b.iter()).flatten().cloned().collect()),
+            },
+            preflight: self.preflight.or(defaults.preflight),
         }
     }
 }
@@ -303,6 +372,7 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 pub const DEFAULT_FIRST_POLL: Duration = Duration::from_secs(3);
 pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_RESULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Config {
     /// Reads, parses and checks a config file. `BEORG_TOKEN` from the environment wins over
@@ -342,11 +412,12 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string(),
+            message: with_suggestion(&e.to_string()),
         })?;
         let base_dir = origin.parent().unwrap_or(Path::new("."));
         let api = resolve_api(raw.api, base_dir, env_token)?;
         let daemon = resolve_daemon(raw.daemon)?;
+        let metrics = resolve_metrics(raw.metrics)?;
         let inboxes = raw
             .inbox
             .into_iter()
@@ -363,9 +434,53 @@ impl Config {
         Ok(Config {
             api,
             daemon,
+            metrics,
             inboxes,
         })
     }
+}
+
+/// toml reports an unknown key as "unknown field `setle`, expected one of `settle`, ...":
+/// add the nearest known key.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return message.to_string();
+    };
+    let unknown = rest.split('`').next().unwrap_or_default();
+    let known: Vec<&str> = rest
+        .split("expected one of ")
+        .nth(1)
+        .or_else(|| rest.split("expected ").nth(1))
+        .unwrap_or_default()
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let nearest = known
+        .iter()
+        .map(|k| (edit_distance(unknown, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min();
+    match nearest {
+        Some((_, k)) => format!("{}\ndid you mean `{k}`?", message.trim_end()),
+        None => message.to_string(),
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn resolve_api(
@@ -505,11 +620,46 @@ fn resolve_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
     check_absolute_or_relative(&raw.state_dir, "daemon.state_dir")?;
     check_nonzero(raw.rescan_interval, "daemon.rescan_interval", "60s")?;
     check_nonzero(raw.keep_history, "daemon.keep_history", "30d")?;
+    let file_mode = parse_file_mode(&raw.file_mode)?;
     Ok(DaemonConfig {
         state_dir: normalize(&raw.state_dir),
         rescan_interval: raw.rescan_interval,
         keep_history: raw.keep_history,
+        file_mode,
     })
+}
+
+/// An octal mode like "0640"; anything readable or writable by others is refused.
+fn parse_file_mode(text: &str) -> Result<u32, ConfigError> {
+    let mode = u32::from_str_radix(text.trim().trim_start_matches("0o"), 8).map_err(|_| {
+        key_error(
+            "daemon.file_mode",
+            format!("\"{text}\" is not an octal mode; write it like \"0640\""),
+        )
+    })?;
+    if mode > 0o777 || mode & 0o007 != 0 || mode & 0o600 != 0o600 {
+        return Err(key_error(
+            "daemon.file_mode",
+            format!(
+                "\"{text}\" must let the owner read and write and give others nothing (scans are personal data); e.g. \"0640\" or \"0600\""
+            ),
+        ));
+    }
+    Ok(mode)
+}
+
+fn resolve_metrics(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let listen = match raw.listen {
+        None => None,
+        Some(text) if text.trim().is_empty() => None,
+        Some(text) => Some(text.trim().parse().map_err(|_| {
+            key_error(
+                "metrics.listen",
+                format!("\"{text}\" is not an address:port; e.g. \"127.0.0.1:9187\""),
+            )
+        })?),
+    };
+    Ok(MetricsConfig { listen })
 }
 
 fn check_absolute_or_relative(path: &Path, key: &str) -> Result<(), ConfigError> {
@@ -568,6 +718,17 @@ fn resolve_inbox(
         ));
     }
     let stages = s.stages.unwrap_or_default();
+    let poll_interval = s.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+    check_nonzero(poll_interval, &key("poll_interval"), "5s")?;
+    let ignore = s.ignore.unwrap_or_default();
+    for pattern in &ignore {
+        globset::Glob::new(pattern).map_err(|e| {
+            key_error(
+                key("ignore"),
+                format!("pattern \"{pattern}\" is not a valid glob ({e}); e.g. \"*.bak\""),
+            )
+        })?;
+    }
     Ok(InboxConfig {
         path: normalize(&path),
         doc_type,
@@ -579,6 +740,11 @@ fn resolve_inbox(
         first_poll,
         max_poll_interval,
         result_timeout,
+        watch: s.watch.unwrap_or_default(),
+        poll_interval,
+        recursive: s.recursive.unwrap_or(false),
+        ignore,
+        preflight: s.preflight.unwrap_or_default(),
     })
 }
 
@@ -733,6 +899,69 @@ first_poll = "1s"
     }
 
     #[test]
+    fn unknown_key_gets_the_nearest_known_key_suggested() {
+        let text = GOOD.replace("settle = \"500ms\"", "setle = \"500ms\"");
+        let e = err_text(&text);
+        assert!(e.contains("did you mean `settle`?"), "{e}");
+        let text = GOOD.replace("first_poll = \"1s\"", "zzz = 1");
+        assert!(!err_text(&text).contains("did you mean"));
+    }
+
+    #[test]
+    fn parse_errors_carry_line_and_column() {
+        let text = GOOD.replace("settle = \"500ms\"", "settle = ");
+        let e = err_text(&text);
+        assert!(e.contains("line") && e.contains("column"), "{e}");
+    }
+
+    #[test]
+    fn watch_poll_recursive_ignore_and_preflight_per_inbox() {
+        let text = GOOD.replace(
+            "first_poll = \"1s\"",
+            "first_poll = \"1s\"\nwatch = \"poll\"\npoll_interval = \"250ms\"\nrecursive = true\nignore = [\"*.bak\"]\npreflight = \"warn\"",
+        );
+        let c = parse(&text).unwrap();
+        let i = &c.inboxes[0];
+        assert_eq!(i.watch, WatchMode::Poll);
+        assert_eq!(i.poll_interval, Duration::from_millis(250));
+        assert!(i.recursive);
+        assert_eq!(i.ignore, vec!["*.bak".to_string()]);
+        assert_eq!(i.preflight, crate::preflight::Policy::Warn);
+        let d = parse(GOOD).unwrap();
+        assert_eq!(d.inboxes[0].watch, WatchMode::Auto);
+        assert_eq!(d.inboxes[0].preflight, crate::preflight::Policy::Strict);
+    }
+
+    #[test]
+    fn a_bad_glob_or_watch_mode_is_named() {
+        let text = GOOD.replace("first_poll = \"1s\"", "ignore = [\"[oops\"]");
+        assert!(err_text(&text).contains("inbox[0].ignore"));
+        let text = GOOD.replace("first_poll = \"1s\"", "watch = \"sometimes\"");
+        let e = err_text(&text);
+        assert!(e.contains("watch") && e.contains("poll"), "{e}");
+    }
+
+    #[test]
+    fn file_mode_must_keep_others_out() {
+        let with =
+            |mode: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\nfile_mode = \"{mode}\"\n"));
+        assert_eq!(parse(&with("0600")).unwrap().daemon.file_mode, 0o600);
+        assert_eq!(parse(&GOOD).unwrap().daemon.file_mode, 0o640);
+        assert!(err_text(&with("0644")).contains("daemon.file_mode"));
+        assert!(err_text(&with("rw-r")).contains("daemon.file_mode"));
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        let text = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9187\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9187".parse().unwrap()));
+        assert!(parse(GOOD).unwrap().metrics.listen.is_none());
+        let text = format!("{GOOD}\n[metrics]\nlisten = \"localhost\"\n");
+        assert!(err_text(&text).contains("metrics.listen"));
+    }
+
+    #[test]
     fn unknown_key_in_inbox_is_named() {
         let text = GOOD.replace("first_poll = \"1s\"", "frist_poll = \"1s\"");
         let e = err_text(&text);
@@ -806,7 +1035,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 25] = [
+    const ALL_KEYS: [&str; 32] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -832,6 +1061,13 @@ first_poll = "1s"
         "max_poll_interval",
         "result_timeout",
         "stages",
+        "watch",
+        "poll_interval",
+        "recursive",
+        "ignore",
+        "preflight",
+        "file_mode",
+        "listen",
     ];
 
     #[test]
@@ -868,6 +1104,12 @@ first_poll = "1s"
         assert_eq!(x.first_poll, y.first_poll);
         assert_eq!(x.max_poll_interval, y.max_poll_interval);
         assert_eq!(x.result_timeout, y.result_timeout);
+        assert_eq!(x.watch, y.watch);
+        assert_eq!(x.poll_interval, y.poll_interval);
+        assert_eq!(x.recursive, y.recursive);
+        assert_eq!(x.preflight, y.preflight);
+        assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
+        assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }
 
     #[test]

@@ -575,8 +575,15 @@ mod tests {
             SameContent::Document { .. }
         ));
         assert_eq!(j.prune(Duration::from_millis(10)).await.unwrap(), 1);
-        assert_eq!(j.same_content(open, "aa".into()).await.unwrap(), SameContent::None);
-        assert_eq!(j.unfinished().await.unwrap().len(), 1, "the unfinished file stays");
+        assert_eq!(
+            j.same_content(open, "aa".into()).await.unwrap(),
+            SameContent::None
+        );
+        assert_eq!(
+            j.unfinished().await.unwrap().len(),
+            1,
+            "the unfinished file stays"
+        );
     }
 
     #[tokio::test]
