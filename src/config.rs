@@ -946,7 +946,7 @@ first_poll = "1s"
         let with =
             |mode: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\nfile_mode = \"{mode}\"\n"));
         assert_eq!(parse(&with("0600")).unwrap().daemon.file_mode, 0o600);
-        assert_eq!(parse(&GOOD).unwrap().daemon.file_mode, 0o640);
+        assert_eq!(parse(GOOD).unwrap().daemon.file_mode, 0o640);
         assert!(err_text(&with("0644")).contains("daemon.file_mode"));
         assert!(err_text(&with("rw-r")).contains("daemon.file_mode"));
     }
