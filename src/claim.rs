@@ -6,6 +6,7 @@
 //! A crash between the rename and the row leaves an unrecorded file in the work folder, which
 //! [`adopt_orphans`] takes back at the next start.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -85,7 +86,10 @@ pub async fn claim(
     stop: &CancellationToken,
 ) -> Result<Job, ClaimError> {
     let work_dir = inbox.work_dir();
-    let work_path = work_dir.join(work_name(&file.name));
+    // Flat in the work folder under the file's own name; its path below the inbox (a
+    // subfolder of a recursive inbox) is kept in the journal.
+    let base_name = file.name.rsplit('/').next().unwrap_or(&file.name);
+    let work_path = work_dir.join(work_name(base_name));
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
     tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
@@ -132,8 +136,13 @@ fn move_into_work(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
         Err(e) => return Err(e.into()),
     };
-    // Settled when queued, but the queue may have been long: look once more.
-    if !meta.file_type().is_file() || meta.len() != size || meta.modified().ok() != Some(mtime) {
+    // Settled when queued, but the queue may have been long: look once more (and never take
+    // a link: intake refuses them, and one may have been swapped in since).
+    let unchanged = meta.file_type().is_file()
+        && meta.nlink() == 1
+        && meta.len() == size
+        && meta.modified().ok() == Some(mtime);
+    if !unchanged {
         return Err(ClaimError::Changed);
     }
     fsutil::create_dir_all_mode(work_dir, 0o700)?;

@@ -64,6 +64,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
+    // If this future is dropped rather than shut down (a runtime torn down after a panic),
+    // the intake thread and every wait still end.
+    let _stop_on_drop = (stop.clone().drop_guard(), abort.clone().drop_guard());
     let journal = Journal::open(&config.daemon.state_dir)?;
     let api = ApiClient::new(&config.api)?;
     let limits = Limits {
@@ -98,12 +101,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
     tasks.spawn(prune_history(p.clone()));
     let inboxes = Arc::new(config.inboxes.clone());
-    tasks.spawn(intake::run(
-        inboxes,
-        queue.clone(),
-        config.daemon.rescan_interval,
-        stop.clone(),
-    ));
+    let (intake_queue, rescan, intake_stop) =
+        (queue.clone(), config.daemon.rescan_interval, stop.clone());
+    tasks.spawn_blocking(move || intake::run(inboxes, intake_queue, rescan, intake_stop));
     tasks.spawn(feed(p.clone(), queue, tasks.clone()));
     tracing::info!(
         inboxes = config.inboxes.len(),
@@ -185,7 +185,7 @@ async fn claim_or_leave(p: &Pipeline, queue: &ReadyQueue, file: &ReadyFile) -> O
 /// One file's way from claimed to finished.
 async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
     if job.document_id.is_none() {
-        match preflight_check(&job).await {
+        match preflight_check(&job, p.config.inboxes[job.inbox].preflight).await {
             Preflight::Send => {}
             Preflight::Refuse(outcome) => {
                 drop(permit);
@@ -219,11 +219,19 @@ enum Preflight {
     Vanished,
 }
 
-/// Preflight: may this file be sent?
-async fn preflight_check(job: &Job) -> Preflight {
+/// Preflight: may this file be sent? The inbox's `preflight` policy decides what a refusal
+/// means: strict (failed/, no request), warn (log and send), off (no check at all).
+async fn preflight_check(job: &Job, policy: preflight::Policy) -> Preflight {
+    if policy == preflight::Policy::Off {
+        return Preflight::Send;
+    }
     let path = job.work_path.clone();
     match tokio::task::spawn_blocking(move || preflight::check(&path)).await {
-        Ok(Ok(Ok(_format))) => Preflight::Send,
+        Ok(Ok(Ok(_facts))) => Preflight::Send,
+        Ok(Ok(Err(refusal))) if policy == preflight::Policy::Warn => {
+            tracing::warn!(file = %job.name, "sending although the service will probably refuse it (preflight = \"warn\"): {refusal}");
+            Preflight::Send
+        }
         Ok(Ok(Err(refusal))) => {
             tracing::info!(file = %job.name, "refused before sending: {refusal}");
             Preflight::Refuse(Outcome::failed(ErrorKind::InvalidFile, None, refusal.0))

@@ -51,7 +51,9 @@ impl Mount {
         }
         let fs_type = rustix::fs::statfs(dir)
             .map_err(|e| anyhow::anyhow!("cannot inspect folder {}: {e}", dir.display()))?
-            .f_type as i64;
+            .f_type;
+        #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
+        let fs_type = fs_type as i64;
         let parent_dev = dir
             .parent()
             .and_then(|p| std::fs::metadata(p).ok())
@@ -158,16 +160,22 @@ async fn place(
     let inbox = &p.config.inboxes[job.inbox];
     p.mounts.check(dest_dir)?;
     p.mounts.check(&inbox.path)?;
-    let (dir, name) = (dest_dir.to_path_buf(), job.name.clone());
+    // A file from a subfolder of a recursive inbox keeps that subfolder below done/failed.
+    let (sub_dir, base_name) = match job.name.rsplit_once('/') {
+        Some((dirs, name)) => (dest_dir.join(dirs), name.to_string()),
+        None => (dest_dir.to_path_buf(), job.name.clone()),
+    };
     let (work, previous) = (job.work_path.clone(), chosen.clone());
     let final_path = blocking(move || {
         if !work.exists() && previous.as_ref().is_none_or(|p| !p.exists()) {
             return Ok(None);
         }
-        Ok(Some(match previous {
-            Some(path) if !work.exists() || !path.exists() => path,
-            _ => fsutil::free_name(&dir, &name),
-        }))
+        if let Some(path) = previous.filter(|p| !work.exists() || !p.exists()) {
+            return Ok(Some(path));
+        }
+        std::fs::create_dir_all(&sub_dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", sub_dir.display()))?;
+        Ok(Some(fsutil::free_name(&sub_dir, &base_name)))
     })
     .await?;
     let Some(final_path) = final_path else {
@@ -180,7 +188,8 @@ async fn place(
         .mark_finishing(job.id, final_path.clone(), sidecar.clone())
         .await?;
     let (from, to) = (job.work_path.clone(), final_path.clone());
-    blocking(move || move_and_write(&from, &to, &sidecar)).await?;
+    let mode = p.config.daemon.file_mode;
+    blocking(move || move_and_write(&from, &to, &sidecar, mode)).await?;
     let stage = match outcome.status {
         Status::Done => Stage::Done,
         Status::Failed => Stage::Failed,
@@ -194,12 +203,12 @@ async fn place(
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
 /// existing sidecar is not rewritten.
-fn move_and_write(from: &Path, to: &Path, sidecar: &str) -> anyhow::Result<()> {
+fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
     if from.exists() {
         fsutil::move_file_noclobber(from, to)
             .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
         // The scanner's mode is often world-readable; a passport must not be.
-        fsutil::restrict_mode(to)?;
+        fsutil::restrict_mode(to, mode)?;
     } else if !to.exists() {
         anyhow::bail!(
             "the file is neither in the work folder nor at {}",
@@ -208,7 +217,7 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str) -> anyhow::Result<()> {
     }
     let sidecar_path = fsutil::sidecar_path(to);
     if !sidecar_path.exists() {
-        fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes())
+        fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", sidecar_path.display()))?;
     }
     Ok(())
@@ -233,8 +242,9 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
     loop {
         let (from, to, text) = (job.work_path.clone(), final_path.clone(), sidecar.clone());
         let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mode = p.config.daemon.file_mode;
         let attempt = match p.mounts.check(&dir) {
-            Ok(()) => blocking(move || move_and_write(&from, &to, &text)).await,
+            Ok(()) => blocking(move || move_and_write(&from, &to, &text, mode)).await,
             Err(e) => Err(e),
         };
         match attempt {

@@ -18,7 +18,8 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 /// Prefix of every temp file the daemon creates; intake ignores dot-names.
 pub const TEMP_PREFIX: &str = ".beorg-tmp-";
 
-/// Permissions of files the daemon writes or moves into done/failed: owner and group only.
+/// Permissions of files the daemon writes for itself (`status.json`), and the default of
+/// `daemon.file_mode` for what it puts in done/failed: owner and group only.
 pub const FILE_MODE: u32 = 0o640;
 
 /// Renames `from` to `to` unless `to` exists (then `ErrorKind::AlreadyExists`). Crossing
@@ -81,12 +82,12 @@ fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `to` atomically: dot-named temp file in the same folder, write, fsync,
-/// rename without clobbering, fsync the folder. Mode [`FILE_MODE`].
-pub fn write_new_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
+/// rename without clobbering, fsync the folder. Created with `mode`.
+pub fn write_new_file_atomic(to: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_of(to);
     let mut temp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(FILE_MODE))
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -108,10 +109,10 @@ pub fn replace_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets [`FILE_MODE`] on a file the daemon placed (moved originals keep the scanner's mode
+/// Sets `mode` on a file the daemon placed (moved originals keep the scanner's mode
 /// otherwise, which is often world-readable).
-pub fn restrict_mode(path: &Path) -> io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))
+pub fn restrict_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 /// fsync of a folder, so a rename in it survives a power cut.
@@ -204,10 +205,10 @@ mod tests {
     fn atomic_write_is_private_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
-        write_new_file_atomic(&p, b"{}").unwrap();
+        write_new_file_atomic(&p, b"{}", FILE_MODE).unwrap();
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, FILE_MODE);
-        assert!(write_new_file_atomic(&p, b"[]").is_err());
+        assert!(write_new_file_atomic(&p, b"[]", FILE_MODE).is_err());
         assert_eq!(fs::read(&p).unwrap(), b"{}");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");

@@ -1,21 +1,33 @@
 //! Finding new scans: watching the inboxes and deciding when a file is complete.
 //!
-//! Events (notify) and a periodic rescan only say "look at this path". A path becomes a
-//! candidate; a candidate is ready once its size and mtime stayed unchanged for `settle`,
-//! checked by our own stat calls, so a scanner still writing over SMB is never taken
-//! half-written. Ready files join the [`ReadyQueue`], oldest mtime first; the queue holds
-//! paths, never contents. A lost event (queue overflow) costs nothing but a rescan.
+//! Events (inotify through notify) and listings only say "look at this path". A path becomes a
+//! candidate; a candidate is ready once its size and mtime stayed unchanged for `settle`
+//! (checked by our own stat calls), or shortly after a local writer closed it, and its end
+//! is not still the zeros of a preallocated file. Ready files join the [`ReadyQueue`], oldest
+//! mtime first; the queue holds paths, never contents.
+//!
+//! Each inbox is watched by events or by polling (`watch = auto` chooses by filesystem:
+//! inotify never hears writes made by other hosts to an NFS or SMB mount). A lost event
+//! (queue overflow) costs a rescan; a watch that cannot be added falls back to polling; an
+//! inbox that is missing, deleted and recreated, or remounted is (re)attached by path.
+//! Symlinks, hard-linked files and anything but regular files are never taken.
+//!
+//! Intake is blocking filesystem work, so it runs on a thread of its own ([`run`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InboxConfig;
+use crate::config::{InboxConfig, WatchMode};
 
 /// Names intake never takes: hidden files (and our own work folder and temp files), Office
 /// lock files, and the partial-download suffixes of browsers, FTP clients and editors.
@@ -29,13 +41,24 @@ pub fn is_ignored_name(name: &str) -> bool {
 /// stay unchanged at least this long before it is taken (and then refused by preflight).
 const EMPTY_FILE_SETTLE: Duration = Duration::from_secs(30);
 
+/// A file closed by a local writer goes once unchanged this long after the close (or after
+/// `settle`, if shorter).
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
+const TAIL_LEN: u64 = 512;
+
+/// How long a file whose end is still zeros is held before it is taken anyway (at least;
+/// ten `settle` times if that is longer). Preflight or the API then judge it.
+const MAX_INCOMPLETE_HOLD: Duration = Duration::from_secs(60);
+
 /// A settled file waiting to be claimed.
 #[derive(Debug, Clone)]
 pub struct ReadyFile {
     /// Index of its inbox in the config.
     pub inbox: usize,
     pub path: PathBuf,
-    /// Its name in the inbox.
+    /// Its path below the inbox (`scan.jpg`, or `2026/11/scan.jpg` in a recursive inbox).
     pub name: String,
     pub size: u64,
     pub mtime: SystemTime,
@@ -110,132 +133,275 @@ impl ReadyQueue {
     }
 }
 
-/// A file seen in an inbox and not yet settled.
-struct Candidate {
-    inbox: usize,
-    size: u64,
-    mtime: SystemTime,
-    /// Last time size or mtime changed (or first sight).
-    stable_since: Instant,
-    detected_at: SystemTime,
+/// Filesystems whose clients get no inotify events for writes made by other machines:
+/// NFS, SMB/CIFS, FUSE (sshfs, davfs, glusterfs, ...), and other network or cluster
+/// filesystems. From statfs(2) `f_type`.
+pub fn is_network_fs(f_type: i64) -> Option<&'static str> {
+    Some(match f_type {
+        0x6969 => "nfs",
+        0x517B => "smb",
+        0xFF53_4D42 => "cifs",
+        0xFE53_4D42 => "smb2",
+        0x6573_5546 => "fuse",
+        0x00C3_6400 => "ceph",
+        0x5346_414F => "afs",
+        0x7375_7245 => "coda",
+        0x564C => "ncp",
+        0x0102_1997 => "9p",
+        0x0116_1970 => "gfs2",
+        0x7461_636F => "ocfs2",
+        0x0BD0_0BD0 => "lustre",
+        0x786F_4256 => "vboxsf",
+        _ => return None,
+    })
 }
 
-/// The intake task: watches, rescans, settles. Runs until `cancel`.
-pub async fn run(
+/// The intake loop. Blocking: run it with `spawn_blocking`. Returns when `cancel` fires.
+pub fn run(
     inboxes: Arc<Vec<InboxConfig>>,
     queue: Arc<ReadyQueue>,
     rescan_interval: Duration,
     cancel: CancellationToken,
 ) {
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::channel();
     // notify calls this on its own thread: forward without blocking, never drop.
     let watcher = notify::recommended_watcher(move |res| {
         let _ = events_tx.send(res);
-    });
-    let mut intake = Intake {
-        inboxes,
-        queue,
-        candidates: HashMap::new(),
-        watcher: match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot start the folder watcher ({e}); new files are found by rescanning every {}",
-                    humantime::format_duration(rescan_interval)
-                );
-                None
+    })
+    .map_err(|e| {
+        tracing::warn!(
+            "cannot start the folder watcher ({e}){}; every inbox is polled",
+            watch_limit_hint(&e)
+        )
+    })
+    .ok();
+    let mut intake = Intake::new(inboxes, queue, watcher);
+    let tick = intake.tick();
+    let mut next_settle_check = Instant::now();
+    let mut next_rescan = Instant::now() + rescan_interval;
+    while !cancel.is_cancelled() {
+        match events.recv_timeout(tick) {
+            Ok(event) => {
+                intake.on_event(event);
+                // Take what else is queued, in bounded batches, so timers still run.
+                for event in events.try_iter().take(10_000) {
+                    intake.on_event(event);
+                }
             }
-        },
-        attached: Vec::new(),
-        missing_reported: HashSet::new(),
-    };
-    intake.attached = vec![false; intake.inboxes.len()];
-    intake.attach_all();
-    intake.scan_all();
-
-    let mut settle_tick = tokio::time::interval(intake.settle_tick());
-    settle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rescan = tokio::time::interval(rescan_interval);
-    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    rescan.tick().await; // the first tick is immediate; the startup scan just ran
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            // Something happened in a watched folder.
-            Some(event) = events.recv() => intake.on_event(event),
-            // Re-check candidates: have they stopped changing?
-            _ = settle_tick.tick() => intake.check_candidates(),
-            // Safety net for lost events, and late-appearing inboxes.
-            _ = rescan.tick() => {
-                intake.attach_all();
-                intake.scan_all();
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+        }
+        let now = Instant::now();
+        intake.maintain_inboxes(now);
+        if now >= next_rescan {
+            // Safety net for events lost without an overflow notice.
+            intake.scan_all();
+            next_rescan = now + rescan_interval;
+        }
+        if now >= next_settle_check {
+            intake.check_candidates();
+            next_settle_check = Instant::now() + tick;
         }
     }
+}
+
+/// Per inbox: how it is watched right now.
+struct Watched {
+    /// Polling, because configured, chosen for a network filesystem, or as a fallback.
+    polled: bool,
+    /// The folder exists and is attached (watched or polled).
+    attached: bool,
+    /// (device, inode) of the folder when attached: a change means deleted and recreated,
+    /// or remounted.
+    identity: Option<(u64, u64)>,
+    next_poll: Instant,
+    /// The user's `ignore` patterns: without "/" matched against the name, with "/"
+    /// against the path below the inbox.
+    ignore_names: GlobSet,
+    ignore_paths: GlobSet,
+    /// Reported missing already (one WARN per outage, not one per look).
+    reported_missing: bool,
+}
+
+/// A file seen in an inbox and not yet ready.
+struct Candidate {
+    inbox: usize,
+    name: String,
+    size: u64,
+    mtime: SystemTime,
+    /// Last time size or mtime changed (or first sight).
+    stable_since: Instant,
+    detected_at: SystemTime,
+    /// A local writer closed it (close-after-write event) at this moment.
+    closed_at: Option<Instant>,
+    /// Its end has been zeros (a preallocating writer still filling it) since then.
+    incomplete_since: Option<Instant>,
 }
 
 struct Intake {
     inboxes: Arc<Vec<InboxConfig>>,
     queue: Arc<ReadyQueue>,
-    candidates: HashMap<PathBuf, Candidate>,
     watcher: Option<notify::RecommendedWatcher>,
-    /// Per inbox: is a watch in place?
-    attached: Vec<bool>,
-    /// Inboxes already reported missing (one WARN per outage, not one per rescan).
-    missing_reported: HashSet<usize>,
+    watched: Vec<Watched>,
+    candidates: HashMap<PathBuf, Candidate>,
+    /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
+    warned: HashSet<PathBuf>,
 }
 
 impl Intake {
-    /// How often candidates are re-checked: often enough that a file goes about `settle`
-    /// after its last change.
-    fn settle_tick(&self) -> Duration {
+    fn new(
+        inboxes: Arc<Vec<InboxConfig>>,
+        queue: Arc<ReadyQueue>,
+        watcher: Option<notify::RecommendedWatcher>,
+    ) -> Intake {
+        let now = Instant::now();
+        let watched = inboxes
+            .iter()
+            .map(|inbox| {
+                let (ignore_names, ignore_paths) = ignore_sets(&inbox.ignore);
+                Watched {
+                    polled: false,
+                    attached: false,
+                    identity: None,
+                    next_poll: now,
+                    ignore_names,
+                    ignore_paths,
+                    reported_missing: false,
+                }
+            })
+            .collect();
+        Intake {
+            inboxes,
+            queue,
+            watcher,
+            watched,
+            candidates: HashMap::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// The loop's heartbeat: often enough to settle a file about `settle` after its last
+    /// change and to honour the shortest `poll_interval`.
+    fn tick(&self) -> Duration {
         let shortest = self
             .inboxes
             .iter()
-            .map(|i| i.settle)
+            .flat_map(|i| [i.settle / 4, i.poll_interval, CLOSE_GRACE / 2])
             .min()
-            .unwrap_or(Duration::from_secs(2));
-        (shortest / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+            .unwrap_or(Duration::from_millis(250));
+        shortest.clamp(Duration::from_millis(20), Duration::from_millis(250))
     }
 
-    fn attach_all(&mut self) {
+    /// Attaches inboxes that appeared, re-attaches replaced ones, and lists polled ones.
+    fn maintain_inboxes(&mut self, now: Instant) {
         for index in 0..self.inboxes.len() {
-            if !self.attached[index] {
-                self.attached[index] = self.attach(index);
+            if now < self.watched[index].next_poll {
+                continue;
             }
+            self.watched[index].next_poll = now + self.inboxes[index].poll_interval;
+            self.maintain(index);
         }
     }
 
-    fn attach(&mut self, index: usize) -> bool {
+    fn maintain(&mut self, index: usize) {
         let path = self.inboxes[index].path.clone();
-        if !path.is_dir() {
-            if self.missing_reported.insert(index) {
+        match folder_identity(&path) {
+            None => self.detach_missing(index),
+            Some(id) if !self.watched[index].attached => self.attach(index, id),
+            Some(id) if self.watched[index].identity != Some(id) => {
+                tracing::info!(inbox = %path.display(), "inbox folder was replaced (deleted and recreated, or remounted); attaching it again");
+                self.attach(index, id);
+            }
+            Some(_) if self.watched[index].polled => self.scan(index),
+            Some(_) => {}
+        }
+    }
+
+    fn detach_missing(&mut self, index: usize) {
+        let path = &self.inboxes[index].path;
+        let w = &mut self.watched[index];
+        if !w.reported_missing {
+            tracing::warn!(
+                inbox = %path.display(),
+                "inbox folder does not exist (share not mounted, or deleted); looking again every {}",
+                humantime::format_duration(self.inboxes[index].poll_interval)
+            );
+            w.reported_missing = true;
+        }
+        w.attached = false;
+        w.identity = None;
+    }
+
+    /// Starts watching (or polling) an existing inbox folder, then lists it.
+    fn attach(&mut self, index: usize, id: (u64, u64)) {
+        let inbox = &self.inboxes[index];
+        let path = inbox.path.clone();
+        if self.watched[index].reported_missing {
+            tracing::info!(inbox = %path.display(), "inbox folder is there now");
+            self.watched[index].reported_missing = false;
+        }
+        let (polled, why) = self.choose_mode(index);
+        let mut polled = polled;
+        if !polled {
+            let mode = if inbox.recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            let result = match self.watcher.as_mut() {
+                Some(w) => {
+                    let _ = w.unwatch(&path);
+                    w.watch(&path, mode)
+                        .map_err(|e| format!("cannot watch it ({e}){}", watch_limit_hint(&e)))
+                }
+                None => Err("the folder watcher is not running".to_string()),
+            };
+            if let Err(reason) = result {
                 tracing::warn!(
                     inbox = %path.display(),
-                    "inbox folder does not exist (share not mounted?); will look again at every rescan"
+                    "{reason}; polling it every {} instead",
+                    humantime::format_duration(inbox.poll_interval)
                 );
+                polled = true;
             }
-            return false;
         }
-        if self.missing_reported.remove(&index) {
-            tracing::info!(inbox = %path.display(), "inbox folder is back");
+        if !polled || why.is_some() {
+            let how = if polled {
+                format!(
+                    "polling every {}",
+                    humantime::format_duration(inbox.poll_interval)
+                )
+            } else {
+                "watching for events".to_string()
+            };
+            let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
+            tracing::info!(inbox = %path.display(), "{how}{why}");
         }
-        let Some(watcher) = self.watcher.as_mut() else {
-            return false;
-        };
-        match watcher.watch(&path, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                tracing::info!(inbox = %path.display(), "watching inbox");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(
-                    inbox = %path.display(),
-                    "cannot watch inbox ({e}); its new files are found by rescanning only{}",
-                    watch_limit_hint(&e)
-                );
-                false
-            }
+        let w = &mut self.watched[index];
+        w.polled = polled;
+        w.attached = true;
+        w.identity = Some(id);
+        self.scan(index);
+    }
+
+    /// Polling or events for an inbox, and why (for the log).
+    fn choose_mode(&self, index: usize) -> (bool, Option<String>) {
+        let inbox = &self.inboxes[index];
+        match inbox.watch {
+            WatchMode::Poll => (true, Some("watch = \"poll\"".into())),
+            WatchMode::Events => (false, None),
+            WatchMode::Auto => match rustix::fs::statfs(&inbox.path)
+                .ok()
+                .and_then(|s| is_network_fs(fs_type(&s)))
+            {
+                Some(fs) => (
+                    true,
+                    Some(format!(
+                        "on a network filesystem ({fs}), where events for other hosts' writes never arrive"
+                    )),
+                ),
+                None => (false, Some("local filesystem".into())),
+            },
         }
     }
 
@@ -249,94 +415,154 @@ impl Intake {
             }
         };
         if event.need_rescan() {
-            tracing::warn!("folder events were lost (queue overflow); rescanning all inboxes");
+            tracing::warn!(
+                "folder events were lost (event queue overflow); rescanning all inboxes"
+            );
             self.scan_all();
             return;
         }
-        if matches!(event.kind, EventKind::Remove(_)) {
-            // An inbox itself may have gone: its watch is gone with it.
-            for (index, inbox) in self.inboxes.iter().enumerate() {
-                if event.paths.iter().any(|p| p == &inbox.path) {
-                    self.attached[index] = false;
-                }
+        let closed = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        for path in &event.paths {
+            // An inbox folder itself was removed or moved: look at it on the next tick.
+            if let Some(index) = self.inboxes.iter().position(|i| &i.path == path) {
+                self.watched[index].next_poll = Instant::now();
+                continue;
             }
-        }
-        for path in event.paths {
-            if let Some(index) = self.inbox_of(&path) {
+            if let Some(index) = self.inbox_of(path) {
                 self.look_at(index, path);
+                if closed && let Some(c) = self.candidates.get_mut(path) {
+                    c.closed_at = Some(Instant::now());
+                }
             }
         }
     }
 
-    /// Which inbox a path is a direct child of.
+    /// The inbox a path belongs to: a direct child, or for a recursive inbox any
+    /// descendant outside hidden folders (our work folder among them).
     fn inbox_of(&self, path: &Path) -> Option<usize> {
-        let parent = path.parent()?;
-        self.inboxes.iter().position(|i| i.path == parent)
+        self.inboxes.iter().position(|inbox| {
+            let Ok(rel) = path.strip_prefix(&inbox.path) else {
+                return false;
+            };
+            let parts: Vec<Component<'_>> = rel.components().collect();
+            match parts.split_last() {
+                Some((Component::Normal(_), dirs)) if inbox.recursive => dirs.iter().all(
+                    |d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
+                ),
+                Some((Component::Normal(_), dirs)) => dirs.is_empty(),
+                _ => false,
+            }
+        })
     }
 
     fn scan_all(&mut self) {
         for index in 0..self.inboxes.len() {
-            self.scan(index);
+            if self.watched[index].attached {
+                self.scan(index);
+            }
         }
     }
 
     fn scan(&mut self, index: usize) {
         let dir = self.inboxes[index].path.clone();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(_) => {
-                self.attached[index] = false;
-                return;
-            }
+        self.scan_dir(index, &dir);
+    }
+
+    fn scan_dir(&mut self, index: usize, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
         };
         for entry in entries.flatten() {
-            self.look_at(index, entry.path());
+            self.look_at(index, &entry.path());
         }
     }
 
-    /// A path in an inbox may be new or changed: make it a candidate (or forget it).
-    fn look_at(&mut self, index: usize, path: PathBuf) {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            tracing::warn!(file = %path.display(), "file name is not valid UTF-8; left in place");
+    /// A path in an inbox may be new or changed: make it a candidate, descend into it (a
+    /// folder of a recursive inbox), or leave it alone (and say why, once).
+    fn look_at(&mut self, index: usize, path: &Path) {
+        let inbox = &self.inboxes[index];
+        let Some(rel) = path
+            .strip_prefix(&inbox.path)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(str::to_string)
+        else {
+            self.warn_once(path, "its name is not valid UTF-8 (set the share's character set to UTF-8); left in place");
             return;
         };
-        if is_ignored_name(name) || self.queue.is_taken(&path) {
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+        if self.is_ignored(index, &name, &rel) || self.queue.is_taken(path) {
             return;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            self.candidates.remove(&path);
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            self.candidates.remove(path);
             return;
         };
-        // Only regular files: no folders, no symlinks (never followed), no devices.
-        if !meta.file_type().is_file() {
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            if inbox.recursive {
+                self.scan_dir(index, path);
+            }
+            return;
+        }
+        if kind.is_symlink() {
+            self.warn_once(
+                path,
+                "is a symbolic link: links are never followed or uploaded; left in place",
+            );
+            return;
+        }
+        if !kind.is_file() {
+            self.warn_once(path, "is not a regular file; left in place");
+            return;
+        }
+        if meta.nlink() > 1 {
+            self.warn_once(path, "has other hard links (possibly to a file outside the inbox): not uploaded; left in place");
             return;
         }
         let (size, mtime) = (
             meta.len(),
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         );
-        match self.candidates.get_mut(&path) {
+        match self.candidates.get_mut(path) {
             Some(c) => c.observe(size, mtime),
             None => {
-                tracing::info!(inbox = %self.inboxes[index].path.display(), file = name, "detected");
+                tracing::info!(inbox = %inbox.path.display(), file = %rel, "detected");
                 self.candidates.insert(
-                    path,
+                    path.to_path_buf(),
                     Candidate {
                         inbox: index,
+                        name: rel,
                         size,
                         mtime,
                         stable_since: Instant::now(),
                         detected_at: SystemTime::now(),
+                        closed_at: None,
+                        incomplete_since: None,
                     },
                 );
             }
         }
     }
 
-    /// Re-stats every candidate; the ones unchanged for their settle time go to the queue.
+    fn is_ignored(&self, index: usize, name: &str, rel: &str) -> bool {
+        let w = &self.watched[index];
+        is_ignored_name(name) || w.ignore_names.is_match(name) || w.ignore_paths.is_match(rel)
+    }
+
+    fn warn_once(&mut self, path: &Path, what: &str) {
+        if self.warned.insert(path.to_path_buf()) {
+            tracing::warn!(file = %path.display(), "{what}");
+        }
+    }
+
+    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first.
     fn check_candidates(&mut self) {
         let now = Instant::now();
-        let mut ready = Vec::new();
+        let mut settled: Vec<(SystemTime, PathBuf)> = Vec::new();
         self.candidates.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (renamed away, deleted)
@@ -348,33 +574,45 @@ impl Intake {
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            let settle = self.inboxes[c.inbox].settle;
-            let needed = if c.size == 0 {
-                settle.max(EMPTY_FILE_SETTLE)
-            } else {
-                settle
-            };
-            if now.duration_since(c.stable_since) >= needed {
-                ready.push((path.clone(), c.inbox, c.size, c.mtime, c.detected_at));
-                false
-            } else {
-                true
+            if c.is_settled(self.inboxes[c.inbox].settle, now) {
+                settled.push((c.mtime, path.clone()));
             }
+            true
         });
-        for (path, inbox, size, mtime, detected_at) in ready {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            self.queue.push(ReadyFile {
-                inbox,
-                path,
-                name,
-                size,
-                mtime,
-                detected_at,
-            });
+        settled.sort();
+        for (_, path) in settled {
+            self.offer(&path, now);
         }
+    }
+
+    /// A settled candidate goes to the queue unless its end is still the zeros of a
+    /// preallocated file being filled.
+    fn offer(&mut self, path: &Path, now: Instant) {
+        let Some(c) = self.candidates.get_mut(path) else {
+            return;
+        };
+        let settle = self.inboxes[c.inbox].settle;
+        if tail_is_zeros(path, c.size) {
+            let since = *c.incomplete_since.get_or_insert(now);
+            if now.duration_since(since) < MAX_INCOMPLETE_HOLD.max(settle * 10) {
+                if since == now {
+                    tracing::info!(file = %c.name, "its end is still empty (a writer that reserved the full size is still filling it?); waiting");
+                }
+                c.stable_since = now;
+                c.closed_at = None;
+                return;
+            }
+            tracing::warn!(file = %c.name, "its end stayed empty; taking it anyway");
+        }
+        let c = self.candidates.remove(path).expect("looked up above");
+        self.queue.push(ReadyFile {
+            inbox: c.inbox,
+            path: path.to_path_buf(),
+            name: c.name,
+            size: c.size,
+            mtime: c.mtime,
+            detected_at: c.detected_at,
+        });
     }
 }
 
@@ -386,16 +624,77 @@ impl Candidate {
             self.stable_since = Instant::now();
         }
     }
+
+    /// Unchanged for `settle`, or closed by a local writer and unchanged since.
+    fn is_settled(&self, settle: Duration, now: Instant) -> bool {
+        let needed = if self.size == 0 {
+            settle.max(EMPTY_FILE_SETTLE)
+        } else {
+            settle
+        };
+        let quiet = now.duration_since(self.stable_since);
+        let closed_and_quiet = self.size > 0
+            && self.closed_at.is_some_and(|closed| {
+                self.stable_since <= closed && now.duration_since(closed) >= CLOSE_GRACE.min(settle)
+            });
+        quiet >= needed || closed_and_quiet
+    }
+}
+
+/// statfs' `f_type`, whose integer type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn fs_type(s: &rustix::fs::StatFs) -> i64 {
+    s.f_type as i64
+}
+
+/// (device, inode) of a folder, or None if it is missing or not a folder.
+fn folder_identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    meta.is_dir().then(|| (meta.dev(), meta.ino()))
+}
+
+/// The last [`TAIL_LEN`] bytes are all zero: a file preallocated to its full size (by
+/// `fallocate` or `ftruncate`, as some SMB clients do) and not filled to the end yet.
+fn tail_is_zeros(path: &Path, size: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    if size < TAIL_LEN {
+        return false;
+    }
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut tail = [0u8; TAIL_LEN as usize];
+    file.seek(SeekFrom::Start(size - TAIL_LEN))
+        .and_then(|_| file.read_exact(&mut tail))
+        .is_ok_and(|()| tail.iter().all(|b| *b == 0))
+}
+
+/// Compiles `ignore` patterns (already validated by config) into name and path sets.
+fn ignore_sets(patterns: &[String]) -> (GlobSet, GlobSet) {
+    let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+    for pattern in patterns {
+        if let Ok(glob) = Glob::new(pattern) {
+            if pattern.contains('/') {
+                paths.add(glob);
+            } else {
+                names.add(glob);
+            }
+        }
+    }
+    (
+        names.build().unwrap_or_else(|_| GlobSet::empty()),
+        paths.build().unwrap_or_else(|_| GlobSet::empty()),
+    )
 }
 
 /// For "no space left" from inotify: which sysctl to raise.
 fn watch_limit_hint(e: &notify::Error) -> &'static str {
     match &e.kind {
         notify::ErrorKind::MaxFilesWatch => {
-            " (inotify watch limit reached: raise fs.inotify.max_user_watches)"
+            ": inotify watch limit reached, raise fs.inotify.max_user_watches"
         }
         notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
-            " (inotify instance limit reached: raise fs.inotify.max_user_instances)"
+            ": inotify instance limit reached, raise fs.inotify.max_user_instances"
         }
         _ => "",
     }
@@ -449,5 +748,37 @@ mod tests {
         assert!(q.push(ready("old", 10)));
         assert_eq!(q.pop().await.name, "old");
         assert_eq!(q.pop().await.name, "new");
+    }
+
+    #[test]
+    fn network_filesystems_are_recognised_by_magic() {
+        assert_eq!(is_network_fs(0x6969), Some("nfs"));
+        assert_eq!(is_network_fs(0xFF53_4D42), Some("cifs"));
+        assert_eq!(is_network_fs(0xFE53_4D42), Some("smb2"));
+        assert_eq!(is_network_fs(0x6573_5546), Some("fuse"));
+        assert_eq!(is_network_fs(0xEF53), None, "ext4");
+        assert_eq!(is_network_fs(0x0102_1994), None, "tmpfs");
+    }
+
+    #[test]
+    fn a_zero_tail_means_not_filled_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(4096).unwrap();
+        assert!(tail_is_zeros(&p, 4096));
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        assert!(!tail_is_zeros(&p, 4096));
+        std::fs::write(&p, [0u8; 10]).unwrap();
+        assert!(!tail_is_zeros(&p, 10), "tiny files are left to preflight");
+    }
+
+    #[test]
+    fn ignore_patterns_match_names_or_paths() {
+        let (names, paths) = ignore_sets(&["*.bak".into(), "drafts/*".into()]);
+        assert!(names.is_match("scan.bak"));
+        assert!(!names.is_match("scan.jpg"));
+        assert!(paths.is_match("drafts/a.jpg"));
+        assert!(!paths.is_match("final/a.jpg"));
     }
 }

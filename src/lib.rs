@@ -15,8 +15,10 @@
 //! [`daemon::run`] wires the stages together; the binary, the demo and the tests all call it.
 //! [`emulator`] is a local stand-in for the Beorg API; [`config`] is the one place settings
 //! are read and checked; [`status`] reports what the daemon is doing while it runs.
+//! [`check`] vets a config and its folders before `run`; [`systemd`] sends `Type=notify` messages.
 
 pub mod api;
+pub mod check;
 pub mod claim;
 pub mod config;
 pub mod daemon;
@@ -34,6 +36,7 @@ pub mod scheduler;
 pub mod sidecar;
 pub mod status;
 pub mod submit;
+pub mod systemd;
 
 pub use config::Config;
 pub use daemon::run;

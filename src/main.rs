@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use beorg_hotfolder::check;
 use beorg_hotfolder::config::Config;
 use beorg_hotfolder::emulator::{self, EmulatorConfig};
 use beorg_hotfolder::logging::{self, LogFormat};
@@ -55,6 +56,21 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
     },
+    /// Check a config the way `run` would, plus its folders (and with --online, the
+    /// credentials): one line per finding, exit status 1 if anything would stop files.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Also ask the API whether the token and machine_uid are accepted (one request,
+        /// no document is created).
+        #[arg(long)]
+        online: bool,
+        /// Check the folders against this systemd unit's sandbox (default: the installed
+        /// unit, if it runs this config).
+        #[arg(long, value_name = "UNIT_FILE")]
+        unit: Option<PathBuf>,
+    },
     /// Run the emulator and the daemon together over DIR, with sample scans.
     Demo {
         /// Folder for the demo's inboxes, results, state and config.
@@ -70,6 +86,16 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config).await,
         Command::Status { config, json } => status(config, json),
+        Command::Check {
+            config,
+            online,
+            unit,
+        } => {
+            let options = check::Options { online, unit };
+            let report = check::check(&config, &options).await;
+            print!("{}", report.render());
+            return check::exit_code(&report);
+        }
         Command::Emulator {
             listen,
             token,

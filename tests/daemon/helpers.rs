@@ -130,17 +130,16 @@ impl TestEnv {
             "retry_base = \"50ms\"".into(),
             "retry_max = \"200ms\"".into(),
         ];
-        // A later line for the same key replaces the default.
-        for extra in &self.api_extra {
-            let key = extra.split('=').next().unwrap_or_default().trim();
-            api.retain(|l| l.split('=').next().unwrap_or_default().trim() != key);
-            api.push(extra.clone());
-        }
+        let mut daemon = vec![
+            format!("state_dir = \"{}\"", self.state_dir.display()),
+            "rescan_interval = \"2s\"".into(),
+        ];
+        override_lines(&mut api, &self.api_extra);
+        override_lines(&mut daemon, &self.daemon_extra);
         let mut text = format!(
-            "[api]\n{}\n\n[daemon]\nstate_dir = \"{}\"\nrescan_interval = \"2s\"\n{}\n\n[defaults]\nsettle = \"150ms\"\nfirst_poll = \"50ms\"\nmax_poll_interval = \"200ms\"\nresult_timeout = \"20s\"\n",
+            "[api]\n{}\n\n[daemon]\n{}\n\n[defaults]\nsettle = \"150ms\"\nfirst_poll = \"50ms\"\nmax_poll_interval = \"200ms\"\nresult_timeout = \"20s\"\n",
             api.join("\n"),
-            self.state_dir.display(),
-            self.daemon_extra.join("\n"),
+            daemon.join("\n"),
         );
         for inbox in &self.inboxes {
             text.push_str(&format!(
@@ -264,6 +263,15 @@ impl TestEnv {
             .into_iter()
             .filter(|r| r.endpoint == endpoint)
             .collect()
+    }
+}
+
+/// Appends `extra` lines to `lines`; a later line for the same key replaces the earlier one.
+fn override_lines(lines: &mut Vec<String>, extra: &[String]) {
+    let key = |l: &str| l.split('=').next().unwrap_or_default().trim().to_string();
+    for line in extra {
+        lines.retain(|l| key(l) != key(line));
+        lines.push(line.clone());
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod helpers;
+mod intake;
 mod resilience;
 
 use std::os::unix::fs::PermissionsExt;
