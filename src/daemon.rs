@@ -101,9 +101,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
     tasks.spawn(prune_history(p.clone()));
     let inboxes = Arc::new(config.inboxes.clone());
-    let (intake_queue, rescan, intake_stop) =
-        (queue.clone(), config.daemon.rescan_interval, stop.clone());
-    tasks.spawn_blocking(move || intake::run(inboxes, intake_queue, rescan, intake_stop));
+    let liveness = Arc::new(intake::Liveness::default());
+    let (intake_queue, rescan, intake_stop, intake_liveness) = (
+        queue.clone(),
+        config.daemon.rescan_interval,
+        stop.clone(),
+        liveness.clone(),
+    );
+    tasks.spawn_blocking(move || {
+        intake::run(inboxes, intake_queue, rescan, intake_stop, intake_liveness)
+    });
     tasks.spawn(feed(p.clone(), queue, tasks.clone()));
     tracing::info!(
         inboxes = config.inboxes.len(),
@@ -113,7 +120,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         env!("CARGO_PKG_VERSION")
     );
 
+    // READY=1 once every existing inbox is attached and listed.
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = liveness.started.notified() => crate::systemd::ready(),
+        _ = &mut shutdown => {}
+    }
+    tasks.spawn(watchdog(liveness, stop.clone()));
+
     shutdown.await;
+    crate::systemd::stopping();
     tracing::info!("stopping: no new files are taken");
     stop.cancel();
     tasks.close();
@@ -130,6 +146,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     abort.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// WATCHDOG=1 every half `WatchdogSec=`, but only while the intake thread turns (a hang
+/// there, or in the async runtime that runs this task, stops the pings and systemd restarts
+/// the service).
+async fn watchdog(liveness: Arc<intake::Liveness>, stop: CancellationToken) {
+    let Some(every) = crate::systemd::watchdog_interval() else {
+        return;
+    };
+    loop {
+        if liveness.turned_within(every) {
+            crate::systemd::watchdog();
+        } else {
+            tracing::error!(
+                "the intake loop has not turned for {}; not telling systemd we are alive",
+                humantime::format_duration(every)
+            );
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Forgets finished files older than `keep_history`, at start and then hourly.

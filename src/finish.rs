@@ -207,14 +207,16 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
     if from.exists() {
         fsutil::move_file_noclobber(from, to)
             .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
-        // The scanner's mode is often world-readable; a passport must not be.
-        fsutil::restrict_mode(to, mode)?;
     } else if !to.exists() {
         anyhow::bail!(
             "the file is neither in the work folder nor at {}",
             to.display()
         );
     }
+    // The scanner's mode is often world-readable; a passport must not be. (Repeated on a
+    // retry: a failure here must not leave the file as it was.)
+    fsutil::ensure_mode(to, mode)
+        .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
     let sidecar_path = fsutil::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)

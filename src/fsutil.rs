@@ -109,10 +109,27 @@ pub fn replace_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets `mode` on a file the daemon placed (moved originals keep the scanner's mode
-/// otherwise, which is often world-readable).
-pub fn restrict_mode(path: &Path, mode: u32) -> io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+/// Gives a file the daemon placed `mode` (a moved original keeps the scanner's mode, often
+/// world-readable). Only a file's owner may change its mode; an original written by another
+/// user (Samba, FTP) is therefore rewritten as the daemon's own file with `mode`.
+pub fn ensure_mode(path: &Path, mode: u32) -> io::Result<()> {
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => rewrite_as_own(path, mode),
+        other => other,
+    }
+}
+
+/// Copies `path` into a temp file of ours with `mode`, fsyncs it and renames it over `path`.
+fn rewrite_as_own(path: &Path, mode: u32) -> io::Result<()> {
+    let dir = parent_of(path);
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    io::copy(&mut File::open(path)?, temp.as_file_mut())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
 }
 
 /// fsync of a folder, so a rename in it survives a power cut.

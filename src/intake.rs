@@ -156,12 +156,43 @@ pub fn is_network_fs(f_type: i64) -> Option<&'static str> {
     })
 }
 
+/// What the rest of the daemon sees of the intake thread.
+#[derive(Default)]
+pub struct Liveness {
+    /// Set once every existing inbox is attached and listed (systemd's READY=1 waits for it).
+    pub started: Notify,
+    /// Unix milliseconds of the loop's last turn: the watchdog pings only while this moves.
+    pub last_turn_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Liveness {
+    fn turned(&self) {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_turn_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the loop turned within `limit`.
+    pub fn turned_within(&self, limit: Duration) -> bool {
+        let last = self.last_turn_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        now.saturating_sub(last) <= limit.as_millis() as u64
+    }
+}
+
 /// The intake loop. Blocking: run it with `spawn_blocking`. Returns when `cancel` fires.
 pub fn run(
     inboxes: Arc<Vec<InboxConfig>>,
     queue: Arc<ReadyQueue>,
     rescan_interval: Duration,
     cancel: CancellationToken,
+    liveness: Arc<Liveness>,
 ) {
     let (events_tx, events) = mpsc::channel();
     // notify calls this on its own thread: forward without blocking, never drop.
@@ -177,9 +208,14 @@ pub fn run(
     .ok();
     let mut intake = Intake::new(inboxes, queue, watcher);
     let tick = intake.tick();
+    // Attach and list every inbox that exists now, then say so.
+    intake.maintain_inboxes(Instant::now());
+    liveness.turned();
+    liveness.started.notify_one();
     let mut next_settle_check = Instant::now();
     let mut next_rescan = Instant::now() + rescan_interval;
     while !cancel.is_cancelled() {
+        liveness.turned();
         match events.recv_timeout(tick) {
             Ok(event) => {
                 intake.on_event(event);

@@ -214,6 +214,16 @@ impl Journal {
                 state_dir.display()
             )
         })?;
+        // An existing folder keeps whatever mode it was made with: tighten it (it holds file
+        // names and document ids).
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+        {
+            tracing::warn!(
+                "cannot make the state folder {} private (mode 0700): {e}",
+                state_dir.display()
+            );
+        }
         let path = state_dir.join(JOURNAL_FILE);
         let conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;

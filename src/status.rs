@@ -87,6 +87,7 @@ pub async fn write_snapshots(p: Arc<Pipeline>, queue: Arc<ReadyQueue>) {
         let stopping = p.stop.is_cancelled();
         match snapshot(&p, &queue, &started_at, stopping).await {
             Ok(s) => {
+                crate::systemd::status(&status_line(&s));
                 let path = p.config.daemon.state_dir.join(STATUS_FILE);
                 let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
                 let written = tokio::task::spawn_blocking(move || {
@@ -157,6 +158,26 @@ async fn snapshot(
         ready_queue: queue.len(),
         inboxes,
     })
+}
+
+/// The one line `systemctl status` shows.
+fn status_line(s: &Snapshot) -> String {
+    let sum = |f: fn(&InboxSnapshot) -> u64| s.inboxes.iter().map(f).sum::<u64>();
+    let waiting = sum(|i| i.claimed) + s.ready_queue as u64;
+    let mut line = format!(
+        "{waiting} waiting, {} sending, {} awaiting results; today {} done, {} failed",
+        sum(|i| i.submitting),
+        sum(|i| i.polling),
+        sum(|i| i.done_today),
+        sum(|i| i.failed_today)
+    );
+    if s.account.paused {
+        line.push_str(&format!(
+            "; ACCOUNT PAUSED (HTTP {})",
+            s.account.http_status.unwrap_or(0)
+        ));
+    }
+    line
 }
 
 fn account(state: &crate::scheduler::AccountState) -> Account {

@@ -5,6 +5,7 @@ mod chaos;
 mod helpers;
 mod intake;
 mod resilience;
+mod service;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

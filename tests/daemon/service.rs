@@ -1,0 +1,131 @@
+//! Running as a service: systemd notifications, file modes under another user.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use beorg_hotfolder::sidecar::Status;
+use rustix::process::Signal;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn systemd_hears_ready_status_watchdog_and_stopping() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let socket_env = socket_path.to_str().unwrap().to_string();
+    // WatchdogSec=400ms: pings every 200 ms.
+    let mut daemon = env.spawn_binary(&[
+        ("NOTIFY_SOCKET", socket_env.as_str()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let mut heard: Vec<String> = Vec::new();
+    let receive = |heard: &mut Vec<String>| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+        }
+    };
+    wait_until("READY=1", || {
+        receive(&mut heard);
+        heard.iter().any(|m| m == "READY=1")
+    })
+    .await;
+    env.drop_scan(0, "s.png", 81, None);
+    env.sidecar(0, "s.png").await;
+    wait_until("a STATUS with the day's count", || {
+        receive(&mut heard);
+        heard
+            .iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("1 done"))
+    })
+    .await;
+    wait_until("watchdog pings", || {
+        receive(&mut heard);
+        heard.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3
+    })
+    .await;
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait(Duration::from_secs(5)).await.success());
+    receive(&mut heard);
+    assert!(heard.iter().any(|m| m == "STOPPING=1"), "{heard:?}");
+    let ready_at = heard.iter().position(|m| m == "READY=1").unwrap();
+    assert!(
+        heard[..ready_at].iter().all(|m| m != "WATCHDOG=1"),
+        "no ping before READY: {heard:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_original_owned_by_another_user_still_ends_up_private_and_ours() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let nobody = 65534;
+    // The service user (nobody) owns the scan folders and its state; the scan itself was
+    // written by someone else (root, as Samba would write as its user), world-readable.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [
+        &env.inboxes[0].path,
+        &env.inboxes[0].done,
+        &env.inboxes[0].failed,
+        &env.state_dir,
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        rustix::fs::chown(
+            dir,
+            Some(rustix::fs::Uid::from_raw(nobody)),
+            Some(rustix::fs::Gid::from_raw(nobody)),
+        )
+        .unwrap();
+    }
+    for parent in ["in", "done", "failed"] {
+        std::fs::set_permissions(
+            env.dir.path().join(parent),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let config = env.write_config();
+    let scan = env.inboxes[0].path.join("samba.png");
+    std::fs::write(&scan, beorg_hotfolder::samples::page_png(82, None)).unwrap();
+    std::fs::set_permissions(&scan, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = env.dir.path().join("nobody.log");
+    let mut daemon = tokio::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_beorg-hotfolder"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("setpriv runs");
+    let s = env.sidecar(0, "samba.png").await;
+    assert_eq!(s.status, Status::Done);
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.id().unwrap() as i32).unwrap(),
+        Signal::TERM,
+    );
+    let _ = daemon.wait().await;
+    let placed = std::fs::metadata(env.inboxes[0].done.join("samba.png")).unwrap();
+    assert_eq!(
+        placed.permissions().mode() & 0o777,
+        0o640,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(
+        placed.uid(),
+        nobody,
+        "rewritten as the service user's own file"
+    );
+    let sidecar = std::fs::metadata(env.inboxes[0].done.join("samba.png.json")).unwrap();
+    assert_eq!(sidecar.permissions().mode() & 0o777, 0o640);
+    let state = std::fs::metadata(&env.state_dir).unwrap();
+    assert_eq!(
+        state.permissions().mode() & 0o777,
+        0o700,
+        "state folder private"
+    );
+}
