@@ -241,6 +241,18 @@ pub fn run(
     }
 }
 
+/// Lists and settle-checks every inbox `passes` times, as the loop does each
+/// `poll_interval`, without a watcher; returns the files seen. For the scale benchmark
+/// (`benches/scale.rs`), which measures what one pass costs.
+pub fn poll_passes(inboxes: Arc<Vec<InboxConfig>>, passes: usize) -> usize {
+    let mut intake = Intake::new(inboxes, Arc::new(ReadyQueue::default()), None);
+    for _ in 0..passes {
+        intake.scan_all_unattached();
+        intake.check_candidates();
+    }
+    intake.candidates.len()
+}
+
 /// Per inbox: how it is watched right now.
 struct Watched {
     /// Polling, because configured, chosen for a network filesystem, or as a fallback.
@@ -492,6 +504,13 @@ impl Intake {
                 _ => false,
             }
         })
+    }
+
+    /// Lists every inbox whether attached or not (benchmark only).
+    fn scan_all_unattached(&mut self) {
+        for index in 0..self.inboxes.len() {
+            self.scan(index);
+        }
     }
 
     fn scan_all(&mut self) {

@@ -9,7 +9,7 @@
 //! It also owns the account pause: after a 401/402 no submit turn (and, for 401, no poll turn)
 //! is given until `account_retry` has passed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -56,6 +56,9 @@ enum Kind {
 
 struct Waiter {
     kind: Kind,
+    /// Submits: lower goes first (the journal id, so files go in claim order, oldest first,
+    /// whichever finished preparing its body first).
+    priority: i64,
     grant: oneshot::Sender<()>,
 }
 
@@ -108,7 +111,8 @@ impl Scheduler {
             submits: limiter(limits.submit_period()),
             clock: DefaultClock::default(),
             incoming: rx,
-            submit_queue: VecDeque::new(),
+            submit_queue: BTreeMap::new(),
+            arrivals: 0,
             poll_queue: VecDeque::new(),
             next_submit_at: Instant::now(),
             last_was_submit: false,
@@ -124,19 +128,26 @@ impl Scheduler {
     }
 
     /// Resolves when a submit may be sent, right now. `None` once the scheduler has stopped.
-    /// Send the request immediately after this returns: the turn is a time slot.
-    pub async fn submit_turn(&self) -> Option<()> {
-        self.turn(Kind::Submit).await
+    /// Send the request immediately after this returns: the turn is a time slot. Among
+    /// waiting submits the lowest `priority` goes first.
+    pub async fn submit_turn(&self, priority: i64) -> Option<()> {
+        self.turn(Kind::Submit, priority).await
     }
 
-    /// Resolves when a result request may be sent, right now.
+    /// Resolves when a result request may be sent, right now. Polls go in arrival order.
     pub async fn poll_turn(&self) -> Option<()> {
-        self.turn(Kind::Poll).await
+        self.turn(Kind::Poll, 0).await
     }
 
-    async fn turn(&self, kind: Kind) -> Option<()> {
+    async fn turn(&self, kind: Kind, priority: i64) -> Option<()> {
         let (grant, granted) = oneshot::channel();
-        self.waiters.send(Waiter { kind, grant }).ok()?;
+        self.waiters
+            .send(Waiter {
+                kind,
+                priority,
+                grant,
+            })
+            .ok()?;
         granted.await.ok()
     }
 
@@ -223,7 +234,9 @@ struct Dispatcher {
     submits: Limiter,
     clock: DefaultClock,
     incoming: mpsc::UnboundedReceiver<Waiter>,
-    submit_queue: VecDeque<oneshot::Sender<()>>,
+    /// Waiting submits by (priority, arrival).
+    submit_queue: BTreeMap<(i64, u64), oneshot::Sender<()>>,
+    arrivals: u64,
     poll_queue: VecDeque<oneshot::Sender<()>>,
     /// Before this the submit limiter is known to refuse; no request slot is spent on a
     /// submit-only queue until then.
@@ -275,7 +288,7 @@ impl Dispatcher {
         if prefer_submit {
             match self.submits.check() {
                 Ok(()) => {
-                    if grant(&mut self.submit_queue) {
+                    if grant_first(&mut self.submit_queue) {
                         self.last_was_submit = true;
                         return;
                     }
@@ -294,13 +307,17 @@ impl Dispatcher {
         while let Ok(w) = self.incoming.try_recv() {
             self.enqueue(w);
         }
-        self.submit_queue.retain(|w| !w.is_closed());
+        self.submit_queue.retain(|_, w| !w.is_closed());
         self.poll_queue.retain(|w| !w.is_closed());
     }
 
     fn enqueue(&mut self, w: Waiter) {
         match w.kind {
-            Kind::Submit => self.submit_queue.push_back(w.grant),
+            Kind::Submit => {
+                self.arrivals += 1;
+                self.submit_queue
+                    .insert((w.priority, self.arrivals), w.grant);
+            }
             Kind::Poll => self.poll_queue.push_back(w.grant),
         }
     }
@@ -322,6 +339,16 @@ impl Dispatcher {
         let submit_ready = (!self.submit_queue.is_empty()).then_some(self.next_submit_at);
         [pause_end, submit_ready].into_iter().flatten().min()
     }
+}
+
+/// Gives the turn to the lowest-priority waiter still listening.
+fn grant_first(queue: &mut BTreeMap<(i64, u64), oneshot::Sender<()>>) -> bool {
+    while let Some((_, w)) = queue.pop_first() {
+        if w.send(()).is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Gives the turn to the first waiter still listening.
@@ -356,7 +383,7 @@ mod tests {
         {
             let (s, log) = (s.clone(), log.clone());
             tasks.push(tokio::spawn(async move {
-                s.turn(kind).await.unwrap();
+                s.turn(kind, 0).await.unwrap();
                 log.lock().unwrap().push((kind, Instant::now()));
             }));
         }
@@ -403,6 +430,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_submits_go_lowest_priority_first() {
+        let limits = Limits {
+            requests_per_second: 20.0,
+            documents_per_minute: 1200.0,
+        };
+        let cancel = CancellationToken::new();
+        let s = Scheduler::start(limits, cancel.clone());
+        // Occupy the first slot so the others queue up, then ask in reverse order.
+        s.submit_turn(0).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for priority in [5, 4, 3, 2, 1] {
+            let (s, order) = (s.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                s.submit_turn(priority).await.unwrap();
+                order.lock().unwrap().push(priority);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn account_pause_holds_submits_but_not_polls_on_402() {
         let limits = Limits {
             requests_per_second: 100.0,
@@ -414,7 +468,7 @@ mod tests {
         let start = Instant::now();
         s.poll_turn().await.unwrap();
         assert!(start.elapsed() < Duration::from_millis(200));
-        s.submit_turn().await.unwrap();
+        s.submit_turn(1).await.unwrap();
         assert!(start.elapsed() >= Duration::from_millis(290));
         s.account_ok(true);
         assert!(s.account().problem.is_none());

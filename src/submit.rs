@@ -99,7 +99,7 @@ pub async fn submit(
                 let _ = p.journal.mark_claimed(job.id).await;
                 return SubmitStep::Stopped;
             }
-            turn = p.scheduler.submit_turn() => if turn.is_none() { return SubmitStep::Stopped },
+            turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return SubmitStep::Stopped },
         }
         let sending = &p.sending[job.inbox];
         sending.fetch_add(1, Ordering::Relaxed);

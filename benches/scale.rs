@@ -1,0 +1,273 @@
+//! Scale figures for intake (issue 4), printed, not asserted: run `cargo bench --bench scale`.
+//!
+//! 1. A backlog of 100,000 files in one inbox at start: time to the first submit, the
+//!    daemon's peak memory (VmHWM), and whether the first submits are the oldest files.
+//! 2. 200 inboxes: time to READY=1 and from a new file in the last inbox to its submit.
+//! 3. One poll pass (list + stat + settle check) over 10,000 waiting files: CPU time.
+//!
+//! The daemon is the release binary, the API the built-in emulator on loopback; folders are
+//! on /dev/shm when it exists, so the figures measure the daemon rather than the disk.
+
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use beorg_hotfolder::config::Config;
+use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint};
+use sha2::Digest;
+
+const BACKLOG: usize = 100_000;
+const INBOXES: usize = 200;
+const POLL_FILES: usize = 10_000;
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        backlog().await;
+        many_inboxes().await;
+    });
+    poll_pass();
+}
+
+fn scratch() -> tempfile::TempDir {
+    match Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    }
+}
+
+async fn emulator() -> Emulator {
+    let config = EmulatorConfig {
+        token: "bench".into(),
+        time_scale: 0.001,
+        ..EmulatorConfig::default()
+    };
+    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+fn config_text(base: &Path, url: &str, inboxes: usize) -> String {
+    let mut text = format!(
+        "[api]\nbase_url = \"{url}\"\nproject_id = \"U_RATE_2\"\nmachine_uid = \"emulator-machine\"\ntoken = \"bench\"\nrequests_per_second = 50.0\ndocuments_per_minute = 3000\n\n[daemon]\nstate_dir = \"{}/state\"\n\n[defaults]\npreflight = \"off\"\n",
+        base.display()
+    );
+    for i in 0..inboxes {
+        text.push_str(&format!(
+            "\n[[inbox]]\npath = \"{0}/in/{i}\"\ntype = \"PASSPORT\"\ndone = \"{0}/done/{i}\"\nfailed = \"{0}/failed/{i}\"\n",
+            base.display()
+        ));
+        for role in ["in", "done", "failed"] {
+            std::fs::create_dir_all(base.join(role).join(i.to_string())).unwrap();
+        }
+    }
+    text
+}
+
+fn spawn(base: &Path, text: &str, notify: Option<&Path>) -> Child {
+    let config = base.join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(socket) = notify {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn peak_memory_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+fn content(n: usize) -> Vec<u8> {
+    format!("scan number {n}").into_bytes()
+}
+
+fn hex_sha(bytes: &[u8]) -> String {
+    beorg_hotfolder::submit::hex(&sha2::Sha256::digest(bytes))
+}
+
+async fn backlog() {
+    let dir = scratch();
+    let emulator = emulator().await;
+    let text = config_text(dir.path(), &emulator.base_url(), 1);
+    let inbox = dir.path().join("in/0");
+    let made = Instant::now();
+    let oldest = SystemTime::now() - Duration::from_secs(BACKLOG as u64 + 10);
+    // Written newest first, so directory order does not happen to equal age order.
+    for n in (0..BACKLOG).rev() {
+        let path = inbox.join(format!("scan-{:06}.bin", BACKLOG - 1 - n));
+        std::fs::write(&path, content(n)).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(oldest + Duration::from_secs(n as u64))
+            .unwrap();
+    }
+    println!("backlog: {BACKLOG} files written in {:.1?}", made.elapsed());
+    let started = Instant::now();
+    let child = spawn(dir.path(), &text, None);
+    let first = wait_for(Duration::from_secs(60), || {
+        emulator
+            .requests()
+            .into_iter()
+            .find(|r| r.endpoint == Endpoint::Submit)
+    })
+    .await;
+    match first {
+        Some(r) => println!(
+            "backlog: first submit {:.2?} after start (settle 2 s included)",
+            r.at - started
+        ),
+        None => println!("backlog: no submit within 60 s"),
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let submits: Vec<String> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::Submit)
+        .map(|r| r.image_sha256[0].clone())
+        .collect();
+    // Which backlog file (0 = oldest) each of the first submits was.
+    let ages: Vec<usize> = submits
+        .iter()
+        .take(20)
+        .map(|sha| {
+            (0..BACKLOG)
+                .find(|n| *sha == hex_sha(&content(*n)))
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    println!(
+        "backlog: {} submitted in the first 3 s after it; the first 20, by age rank (0 = oldest): {ages:?}",
+        submits.len()
+    );
+    println!(
+        "backlog: daemon peak memory (VmHWM) {:.1} MB",
+        peak_memory_mb(child.id())
+    );
+    stop(child);
+    emulator.shutdown();
+}
+
+async fn many_inboxes() {
+    let dir = scratch();
+    let emulator = emulator().await;
+    let text = config_text(dir.path(), &emulator.base_url(), INBOXES);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let child = spawn(dir.path(), &text, Some(&socket_path));
+    let ready = wait_for(Duration::from_secs(30), || {
+        let mut buf = [0u8; 256];
+        socket
+            .recv(&mut buf)
+            .ok()
+            .filter(|n| buf[..*n].starts_with(b"READY=1"))
+    })
+    .await;
+    println!(
+        "{INBOXES} inboxes: READY=1 {:.0?} after start ({})",
+        started.elapsed(),
+        if ready.is_some() {
+            "attached"
+        } else {
+            "no READY within 30 s"
+        }
+    );
+    let last: PathBuf = dir.path().join(format!("in/{}/new.bin", INBOXES - 1));
+    let dropped = Instant::now();
+    std::fs::write(&last, b"a scan in the last inbox").unwrap();
+    let seen = wait_for(Duration::from_secs(30), || {
+        emulator
+            .requests()
+            .into_iter()
+            .find(|r| r.endpoint == Endpoint::Submit)
+    })
+    .await;
+    if let Some(r) = seen {
+        println!(
+            "{INBOXES} inboxes: a file written in the last inbox was submitted {:.0?} later (settle 2 s, or less after close-write)",
+            r.at - dropped
+        );
+    }
+    println!(
+        "{INBOXES} inboxes: daemon peak memory (VmHWM) {:.1} MB",
+        peak_memory_mb(child.id())
+    );
+    stop(child);
+    emulator.shutdown();
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the ")": state is field 0, utime field 11, stime field 12; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn poll_pass() {
+    let dir = scratch();
+    let base = dir.path();
+    let mut text = config_text(base, "http://127.0.0.1:9", 1);
+    text = text.replace(
+        "[defaults]\n",
+        "[defaults]\nsettle = \"1h\"\nwatch = \"poll\"\n",
+    );
+    for n in 0..POLL_FILES {
+        std::fs::write(base.join(format!("in/0/f-{n:05}.bin")), content(n)).unwrap();
+    }
+    let config = Config::from_toml(&text, &base.join("config.toml"), None).unwrap();
+    let inboxes = Arc::new(config.inboxes);
+    // The first pass meets every file; later passes are the steady state of a poll.
+    beorg_hotfolder::intake::poll_passes(inboxes.clone(), 1);
+    let passes = 20;
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let seen = beorg_hotfolder::intake::poll_passes(inboxes, passes);
+    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed());
+    println!(
+        "poll pass over {seen} waiting files: {:.0} ms CPU, {:.0} ms wall per pass (mean of {} passes after the first)",
+        cpu * 1000.0 / passes as f64,
+        wall.as_secs_f64() * 1000.0 / passes as f64,
+        passes
+    );
+}
