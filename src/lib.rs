@@ -29,6 +29,7 @@ pub mod fsutil;
 pub mod intake;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod poll;
 pub mod preflight;
 pub mod samples;
