@@ -5,7 +5,8 @@
 //! the oldest ready file whenever one of a few "prepared submit" slots is free, claims it and
 //! gives it a task of its own: preflight → submit → poll → finish. Shutdown stops all waiting
 //! at once; requests already in flight get a short grace, then are abandoned (the journal
-//! makes that safe).
+//! makes that safe). A reload (SIGHUP) is a graceful stop and a new start in the same
+//! process, with the same scheduler, so pacing and an account pause carry over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::ApiClient;
 use crate::claim::{self, ClaimError, Job};
-use crate::config::Config;
+use crate::config::{Config, InboxConfig};
 use crate::finish;
 use crate::finish::MountGuard;
 use crate::intake::{self, ReadyFile, ReadyQueue};
@@ -50,7 +51,7 @@ pub struct Pipeline {
     /// Bounds how many file bodies are in memory ahead of their submit.
     pub prepared_slots: Arc<Semaphore>,
     /// Notices a done/failed folder or inbox whose share was unmounted.
-    pub mounts: MountGuard,
+    pub mounts: Arc<MountGuard>,
     /// Per inbox: submits on the wire right now. (The journal says `submitting` from just
     /// before the submit turn; `status` shows files still waiting for the turn as waiting.)
     pub sending: Vec<AtomicU64>,
@@ -62,90 +63,212 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Runs the daemon until `shutdown` completes. Returns an error only when it cannot start
 /// (journal unreadable, HTTP client impossible); everything after start is logged and retried.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    let abort = CancellationToken::new();
+    let (_no_reloads, reloads) = tokio::sync::mpsc::unbounded_channel();
+    run_reloadable(config, reloads, shutdown).await
+}
+
+/// Like [`run`], and each config received on `reloads` (SIGHUP, already parsed and checked)
+/// replaces the running one: the current session stops taking files, lets submits on the wire
+/// finish, and a new session starts with the new config, resuming everything from the journal.
+/// Inboxes no longer configured are not watched any more, but their files in flight finish.
+/// Pacing and the account pause carry over: one scheduler lives as long as the process.
+pub async fn run_reloadable(
+    mut config: Config,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<Config>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let lifetime = CancellationToken::new();
     // If this future is dropped rather than shut down (a runtime torn down after a panic),
-    // the intake thread and every wait still end.
-    let _stop_on_drop = (stop.clone().drop_guard(), abort.clone().drop_guard());
-    let journal = Journal::open(&config.daemon.state_dir)?;
-    let api = ApiClient::new(&config.api)?;
-    let limits = Limits {
+    // every task and the intake thread still end.
+    let _end_on_drop = lifetime.clone().drop_guard();
+    let scheduler = Scheduler::start(limits_of(&config), lifetime.clone());
+    let mounts = Arc::new(MountGuard::default());
+    let mut retired: Vec<InboxConfig> = Vec::new();
+    tokio::pin!(shutdown);
+    loop {
+        let session = Session::start(&config, &retired, &scheduler, &mounts, &lifetime).await?;
+        let started = tokio::select! {
+            _ = session.liveness.started.notified() => true,
+            _ = &mut shutdown => false,
+        };
+        if started {
+            // READY=1 once every existing inbox is attached and listed (again, after a reload).
+            crate::systemd::ready();
+            session.spawn_watchdog();
+        }
+        let new = loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    crate::systemd::stopping();
+                    tracing::info!("stopping: no new files are taken");
+                    session.stop(SHUTDOWN_GRACE).await;
+                    tracing::info!("stopped");
+                    return Ok(());
+                }
+                Some(new) = reloads.recv() => match reload_allowed(&config, &new) {
+                    Ok(()) => break new,
+                    Err(why) => tracing::error!("the new config is refused ({why}); the running one stays"),
+                },
+            }
+        };
+        crate::systemd::reloading();
+        tracing::info!(
+            "reloading the config: finishing requests on the wire, then carrying on with the new one"
+        );
+        session
+            .stop(new.api.request_timeout.max(SHUTDOWN_GRACE))
+            .await;
+        retired = still_needed(&config, &retired, &new);
+        log_changes(&config, &new, &retired);
+        scheduler.set_limits(limits_of(&new));
+        config = new;
+    }
+}
+
+fn limits_of(config: &Config) -> Limits {
+    Limits {
         requests_per_second: config.api.requests_per_second,
         documents_per_minute: config.api.documents_per_minute,
-    };
-    let scheduler = Scheduler::start(limits, abort.clone());
-    let config = Arc::new(config);
-    report_missing_outputs(&config);
-    let p = Arc::new(Pipeline {
-        config: config.clone(),
-        journal,
-        scheduler,
-        api,
-        stop: stop.clone(),
-        abort: abort.clone(),
-        prepared_slots: Arc::new(Semaphore::new(PREPARED_SUBMITS)),
-        mounts: MountGuard::default(),
-        sending: config.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
-    });
-    p.mounts.remember(
-        config
-            .inboxes
-            .iter()
-            .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
-    );
-    remove_stale_temp_files(&config);
-    let tasks = TaskTracker::new();
-    resume(&p, &tasks).await?;
-
-    let queue = Arc::new(ReadyQueue::default());
-    tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
-    tasks.spawn(prune_history(p.clone()));
-    let inboxes = Arc::new(config.inboxes.clone());
-    let liveness = Arc::new(intake::Liveness::default());
-    let (intake_queue, rescan, intake_stop, intake_liveness) = (
-        queue.clone(),
-        config.daemon.rescan_interval,
-        stop.clone(),
-        liveness.clone(),
-    );
-    tasks.spawn_blocking(move || {
-        intake::run(inboxes, intake_queue, rescan, intake_stop, intake_liveness)
-    });
-    tasks.spawn(feed(p.clone(), queue, tasks.clone()));
-    tracing::info!(
-        inboxes = config.inboxes.len(),
-        requests_per_second = config.api.requests_per_second,
-        documents_per_minute = config.api.documents_per_minute,
-        "beorg-hotfolder {} running",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    // READY=1 once every existing inbox is attached and listed.
-    tokio::pin!(shutdown);
-    tokio::select! {
-        _ = liveness.started.notified() => crate::systemd::ready(),
-        _ = &mut shutdown => {}
     }
-    tasks.spawn(watchdog(liveness, stop.clone()));
+}
 
-    shutdown.await;
-    crate::systemd::stopping();
-    tracing::info!("stopping: no new files are taken");
-    stop.cancel();
-    tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "requests still in flight after the grace period are abandoned; the journal resumes them at the next start"
-        );
-        abort.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+/// What a reload may not change while running.
+fn reload_allowed(old: &Config, new: &Config) -> Result<(), String> {
+    if old.daemon.state_dir != new.daemon.state_dir {
+        return Err("daemon.state_dir cannot change while running; restart the service".into());
     }
-    abort.cancel();
-    tracing::info!("stopped");
+    if old.metrics.listen != new.metrics.listen {
+        return Err("metrics.listen cannot change while running; restart the service".into());
+    }
     Ok(())
+}
+
+/// Inboxes that leave the config (now or earlier) stay known, unwatched, so the journal's
+/// files of theirs still finish; an inbox that comes back is simply active again.
+fn still_needed(old: &Config, retired: &[InboxConfig], new: &Config) -> Vec<InboxConfig> {
+    old.inboxes
+        .iter()
+        .chain(retired)
+        .filter(|i| new.inboxes.iter().all(|n| n.path != i.path))
+        .fold(Vec::new(), |mut kept, inbox| {
+            if kept.iter().all(|k: &InboxConfig| k.path != inbox.path) {
+                kept.push(inbox.clone());
+            }
+            kept
+        })
+}
+
+fn log_changes(old: &Config, new: &Config, retired: &[InboxConfig]) {
+    let added: Vec<String> = new
+        .inboxes
+        .iter()
+        .filter(|n| old.inboxes.iter().all(|o| o.path != n.path))
+        .map(|i| i.path.display().to_string())
+        .collect();
+    let removed: Vec<String> = retired
+        .iter()
+        .map(|i| i.path.display().to_string())
+        .collect();
+    tracing::info!(
+        inboxes = new.inboxes.len(),
+        requests_per_second = new.api.requests_per_second,
+        documents_per_minute = new.api.documents_per_minute,
+        "config reloaded; added inboxes: {added:?}; no longer watched (their files in flight still finish): {removed:?}"
+    );
+}
+
+/// One run of the pipeline with one config: from resume to stop.
+struct Session {
+    p: Arc<Pipeline>,
+    tasks: TaskTracker,
+    liveness: Arc<intake::Liveness>,
+}
+
+impl Session {
+    async fn start(
+        config: &Config,
+        retired: &[InboxConfig],
+        scheduler: &Scheduler,
+        mounts: &Arc<MountGuard>,
+        lifetime: &CancellationToken,
+    ) -> anyhow::Result<Session> {
+        let stop = lifetime.child_token();
+        let abort = lifetime.child_token();
+        let journal = Journal::open(&config.daemon.state_dir)?;
+        let api = ApiClient::new(&config.api)?;
+        // Active inboxes first, then the retired ones: job.inbox indexes this list, and intake
+        // watches only the active prefix.
+        let mut all = config.clone();
+        all.inboxes.extend(retired.iter().cloned());
+        let all = Arc::new(all);
+        report_missing_outputs(config);
+        mounts.remember(
+            all.inboxes
+                .iter()
+                .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
+        );
+        remove_stale_temp_files(config);
+        let p = Arc::new(Pipeline {
+            config: all.clone(),
+            journal,
+            scheduler: scheduler.clone(),
+            api,
+            stop: stop.clone(),
+            abort,
+            prepared_slots: Arc::new(Semaphore::new(PREPARED_SUBMITS)),
+            mounts: mounts.clone(),
+            sending: all.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
+        });
+        let tasks = TaskTracker::new();
+        resume(&p, &tasks).await?;
+
+        let queue = Arc::new(ReadyQueue::default());
+        tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
+        tasks.spawn(prune_history(p.clone()));
+        let liveness = Arc::new(intake::Liveness::default());
+        let watched = Arc::new(config.inboxes.clone());
+        let (intake_queue, rescan, intake_liveness) = (
+            queue.clone(),
+            config.daemon.rescan_interval,
+            liveness.clone(),
+        );
+        tasks.spawn_blocking(move || {
+            intake::run(watched, intake_queue, rescan, stop, intake_liveness)
+        });
+        tasks.spawn(feed(p.clone(), queue, tasks.clone()));
+        tracing::info!(
+            inboxes = config.inboxes.len(),
+            requests_per_second = config.api.requests_per_second,
+            documents_per_minute = config.api.documents_per_minute,
+            "beorg-hotfolder {} running",
+            env!("CARGO_PKG_VERSION")
+        );
+        Ok(Session { p, tasks, liveness })
+    }
+
+    fn spawn_watchdog(&self) {
+        self.tasks
+            .spawn(watchdog(self.liveness.clone(), self.p.stop.clone()));
+    }
+
+    /// Stops waiting at once; requests on the wire get `grace`, then are abandoned (the
+    /// journal makes that safe).
+    async fn stop(self, grace: Duration) {
+        self.p.stop.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "requests still in flight after {} are abandoned; the journal resumes them",
+                humantime::format_duration(grace)
+            );
+            self.p.abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
+        }
+        self.p.abort.cancel();
+    }
 }
 
 /// WATCHDOG=1 every half `WatchdogSec=`, but only while the intake thread turns (a hang

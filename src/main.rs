@@ -124,7 +124,30 @@ async fn main() -> ExitCode {
 
 async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    beorg_hotfolder::daemon::run(config, shutdown_signal()).await
+    let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(reload_on_sighup(config_path, reload_tx));
+    beorg_hotfolder::daemon::run_reloadable(config, reloads, shutdown_signal()).await
+}
+
+/// SIGHUP (`systemctl reload`): read the config again; a bad one is refused with an ERROR that
+/// names the key, and the running config stays.
+async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::UnboundedSender<Config>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting the service");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+        match Config::load(&path) {
+            Ok(config) => {
+                if reloads.send(config).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!("the new config is refused ({e}); the running one stays"),
+        }
+    }
 }
 
 fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {

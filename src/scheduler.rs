@@ -91,10 +91,17 @@ impl AccountState {
     }
 }
 
+/// What the dispatcher is told.
+enum Message {
+    Turn(Waiter),
+    /// New ceilings (a config reload).
+    Limits(Limits),
+}
+
 /// A cheap handle; clones talk to the same dispatcher.
 #[derive(Clone)]
 pub struct Scheduler {
-    waiters: mpsc::UnboundedSender<Waiter>,
+    waiters: mpsc::UnboundedSender<Message>,
     account: Arc<Mutex<AccountState>>,
     /// Wakes the dispatcher when the account state changes.
     account_changed: Arc<Notify>,
@@ -142,13 +149,20 @@ impl Scheduler {
     async fn turn(&self, kind: Kind, priority: i64) -> Option<()> {
         let (grant, granted) = oneshot::channel();
         self.waiters
-            .send(Waiter {
+            .send(Message::Turn(Waiter {
                 kind,
                 priority,
                 grant,
-            })
+            }))
             .ok()?;
         granted.await.ok()
+    }
+
+    /// Applies new ceilings (config reload). The next request and the next submit each wait a
+    /// full new period, so the change never lets two requests through closer than either
+    /// the old or the new limits allow.
+    pub fn set_limits(&self, limits: Limits) {
+        let _ = self.waiters.send(Message::Limits(limits));
     }
 
     /// A 401/402: pause for `retry`. Logs one ERROR when the account first refuses; while
@@ -233,7 +247,7 @@ struct Dispatcher {
     /// Submits only.
     submits: Limiter,
     clock: DefaultClock,
-    incoming: mpsc::UnboundedReceiver<Waiter>,
+    incoming: mpsc::UnboundedReceiver<Message>,
     /// Waiting submits by (priority, arrival).
     submit_queue: BTreeMap<(i64, u64), oneshot::Sender<()>>,
     arrivals: u64,
@@ -258,9 +272,9 @@ impl Dispatcher {
                 tokio::select! {
                     // Shutdown: dropping the queues tells every waiter "no more turns".
                     _ = cancel.cancelled() => return,
-                    // A new waiter arrived (or every handle is gone: then stop).
-                    waiter = self.incoming.recv() => match waiter {
-                        Some(w) => self.enqueue(w),
+                    // A new waiter or new limits arrived (or every handle is gone: then stop).
+                    message = self.incoming.recv() => match message {
+                        Some(m) => self.receive(m),
                         None => return,
                     },
                     // The account was paused or resumed.
@@ -304,11 +318,26 @@ impl Dispatcher {
     }
 
     fn take_incoming(&mut self) {
-        while let Ok(w) = self.incoming.try_recv() {
-            self.enqueue(w);
+        while let Ok(m) = self.incoming.try_recv() {
+            self.receive(m);
         }
         self.submit_queue.retain(|_, w| !w.is_closed());
         self.poll_queue.retain(|w| !w.is_closed());
+    }
+
+    fn receive(&mut self, message: Message) {
+        match message {
+            Message::Turn(w) => self.enqueue(w),
+            Message::Limits(limits) => {
+                self.requests = limiter(limits.request_period());
+                self.submits = limiter(limits.submit_period());
+                // Spend the fresh limiters' first slot now: the next request and submit wait a
+                // full period from the change, as they would have under the old limiters.
+                let _ = self.requests.check();
+                let _ = self.submits.check();
+                self.next_submit_at = Instant::now() + limits.submit_period();
+            }
+        }
     }
 
     fn enqueue(&mut self, w: Waiter) {
@@ -427,6 +456,29 @@ mod tests {
         let v = grant_times(limits, 6, 6).await;
         let first_half: Vec<_> = v.iter().take(6).map(|(k, _)| *k).collect();
         assert!(first_half.contains(&Kind::Poll), "{first_half:?}");
+    }
+
+    #[tokio::test]
+    async fn new_limits_apply_and_never_squeeze_two_requests_together() {
+        let fast = Limits {
+            requests_per_second: 100.0,
+            documents_per_minute: 6000.0,
+        };
+        let slow = Limits {
+            requests_per_second: 5.0,
+            documents_per_minute: 6000.0,
+        };
+        let cancel = CancellationToken::new();
+        let s = Scheduler::start(fast, cancel.clone());
+        s.poll_turn().await.unwrap();
+        s.set_limits(slow);
+        let changed = Instant::now();
+        s.poll_turn().await.unwrap();
+        let first = Instant::now();
+        s.poll_turn().await.unwrap();
+        assert!(first - changed >= slow.request_period() - Duration::from_millis(5));
+        assert!(first.elapsed() >= slow.request_period() - Duration::from_millis(5));
+        cancel.cancel();
     }
 
     #[tokio::test]

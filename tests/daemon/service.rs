@@ -129,3 +129,71 @@ async fn an_original_owned_by_another_user_still_ends_up_private_and_ours() {
         "state folder private"
     );
 }
+
+#[tokio::test]
+async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
+    let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
+    let snils = env.inboxes.remove(1);
+    let passport = env.inboxes[0].clone();
+    // A passport result takes 1.5 s to be asked for: it is in flight across the reload.
+    env.inboxes[0].extra = "first_poll = \"1500ms\"\nmax_poll_interval = \"1500ms\"".into();
+    let mut daemon = env.spawn_binary(&[]);
+    wait_until("running", || daemon.stderr().contains("running")).await;
+    env.drop_scan(0, "inflight.png", 91, None);
+    wait_until("submitted", || env.submits().len() == 1).await;
+
+    // New config: SNILS added, PASSPORT removed, a slower request rate.
+    env.inboxes = vec![snils];
+    env.api("requests_per_second = 4.0");
+    let config = env.write_config();
+    daemon.signal(Signal::HUP);
+    wait_until("reloaded", || daemon.stderr().contains("config reloaded")).await;
+    let reloaded = std::time::Instant::now();
+    assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
+    // The removed inbox's file in flight finishes; the inbox itself is no longer watched.
+    let done = passport.done.join("inflight.png.json");
+    wait_until("the in-flight file finished", || done.exists()).await;
+    std::fs::write(
+        passport.path.join("ignored-now.png"),
+        beorg_hotfolder::samples::page_png(93, None),
+    )
+    .unwrap();
+    // The added inbox works.
+    env.drop_scan(0, "new.png", 92, None);
+    assert_eq!(env.sidecar(0, "new.png").await.status, Status::Done);
+    assert!(
+        passport.path.join("ignored-now.png").exists(),
+        "a removed inbox is not watched"
+    );
+    // The new rate applies: requests after the reload are at least 250 ms apart.
+    let after: Vec<_> = env
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.at > reloaded)
+        .collect();
+    assert!(
+        after.len() >= 3,
+        "{} requests after the reload",
+        after.len()
+    );
+    for pair in after.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(237),
+            "{gap:?} apart after the reload"
+        );
+    }
+
+    // A bad config is refused and the running one stays.
+    std::fs::write(&config, "this is [[not toml").unwrap();
+    daemon.signal(Signal::HUP);
+    wait_until("refused", || {
+        daemon.stderr().contains("the new config is refused")
+    })
+    .await;
+    env.drop_scan(0, "still.png", 94, None);
+    assert_eq!(env.sidecar(0, "still.png").await.status, Status::Done);
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait(Duration::from_secs(5)).await.success());
+}
