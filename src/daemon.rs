@@ -24,6 +24,7 @@ use crate::finish;
 use crate::finish::MountGuard;
 use crate::intake::{self, ReadyFile, ReadyQueue};
 use crate::journal::{Journal, Stage};
+use crate::metrics::Metrics;
 use crate::poll::{self, PollStep};
 use crate::preflight;
 use crate::scheduler::{Limits, Scheduler};
@@ -55,6 +56,8 @@ pub struct Pipeline {
     /// Per inbox: submits on the wire right now. (The journal says `submitting` from just
     /// before the submit turn; `status` shows files still waiting for the turn as waiting.)
     pub sending: Vec<AtomicU64>,
+    /// Counters and gauges for `/metrics` (process lifetime, across reloads).
+    pub metrics: Arc<Metrics>,
 }
 
 /// How often finished files older than `keep_history` are pruned from the journal.
@@ -82,11 +85,18 @@ pub async fn run_reloadable(
     // every task and the intake thread still end.
     let _end_on_drop = lifetime.clone().drop_guard();
     let scheduler = Scheduler::start(limits_of(&config), lifetime.clone());
-    let mounts = Arc::new(MountGuard::default());
+    let shared = Shared {
+        scheduler,
+        mounts: Arc::new(MountGuard::default()),
+        metrics: Arc::new(Metrics::new()),
+        liveness: Arc::new(intake::Liveness::default()),
+        lifetime: lifetime.clone(),
+    };
+    serve_metrics(&config, &shared).await?;
     let mut retired: Vec<InboxConfig> = Vec::new();
     tokio::pin!(shutdown);
     loop {
-        let session = Session::start(&config, &retired, &scheduler, &mounts, &lifetime).await?;
+        let session = Session::start(&config, &retired, &shared).await?;
         let started = tokio::select! {
             _ = session.liveness.started.notified() => true,
             _ = &mut shutdown => false,
@@ -120,9 +130,40 @@ pub async fn run_reloadable(
             .await;
         retired = still_needed(&config, &retired, &new);
         log_changes(&config, &new, &retired);
-        scheduler.set_limits(limits_of(&new));
+        shared.scheduler.set_limits(limits_of(&new));
         config = new;
     }
+}
+
+/// What lives as long as the process, across reloads.
+struct Shared {
+    scheduler: Scheduler,
+    mounts: Arc<MountGuard>,
+    metrics: Arc<Metrics>,
+    /// The intake loop's heartbeat (the current session's intake updates it).
+    liveness: Arc<intake::Liveness>,
+    lifetime: CancellationToken,
+}
+
+/// Binds `[metrics] listen` (a bind failure stops the start: the operator asked for it) and
+/// serves `/metrics` and `/healthz` (healthy while the intake loop turns).
+async fn serve_metrics(config: &Config, shared: &Shared) -> anyhow::Result<()> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}"))?;
+    tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
+    let liveness = shared.liveness.clone();
+    let healthy = move || liveness.turned_within(Duration::from_secs(5));
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        shared.metrics.clone(),
+        healthy,
+        shared.lifetime.clone(),
+    ));
+    Ok(())
 }
 
 fn limits_of(config: &Config) -> Limits {
@@ -188,12 +229,10 @@ impl Session {
     async fn start(
         config: &Config,
         retired: &[InboxConfig],
-        scheduler: &Scheduler,
-        mounts: &Arc<MountGuard>,
-        lifetime: &CancellationToken,
+        shared: &Shared,
     ) -> anyhow::Result<Session> {
-        let stop = lifetime.child_token();
-        let abort = lifetime.child_token();
+        let stop = shared.lifetime.child_token();
+        let abort = shared.lifetime.child_token();
         let journal = Journal::open(&config.daemon.state_dir)?;
         let api = ApiClient::new(&config.api)?;
         // Active inboxes first, then the retired ones: job.inbox indexes this list, and intake
@@ -202,7 +241,7 @@ impl Session {
         all.inboxes.extend(retired.iter().cloned());
         let all = Arc::new(all);
         report_missing_outputs(config);
-        mounts.remember(
+        shared.mounts.remember(
             all.inboxes
                 .iter()
                 .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
@@ -211,13 +250,14 @@ impl Session {
         let p = Arc::new(Pipeline {
             config: all.clone(),
             journal,
-            scheduler: scheduler.clone(),
+            scheduler: shared.scheduler.clone(),
             api,
             stop: stop.clone(),
             abort,
             prepared_slots: Arc::new(Semaphore::new(PREPARED_SUBMITS)),
-            mounts: mounts.clone(),
+            mounts: shared.mounts.clone(),
             sending: all.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
+            metrics: shared.metrics.clone(),
         });
         let tasks = TaskTracker::new();
         resume(&p, &tasks).await?;
@@ -225,7 +265,7 @@ impl Session {
         let queue = Arc::new(ReadyQueue::default());
         tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
         tasks.spawn(prune_history(p.clone()));
-        let liveness = Arc::new(intake::Liveness::default());
+        let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
         let (intake_queue, rescan, intake_liveness) = (
             queue.clone(),

@@ -118,6 +118,10 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
         match place(p, job, &outcome, &dest_dir, &mut chosen).await {
             Ok(Placed::At(final_path)) => {
                 log_finished(inbox.path.as_path(), job, &outcome, &final_path);
+                let label = outcome.error.as_ref().map_or("done", |e| e.kind.as_str());
+                let latency = job.detected_at.elapsed().unwrap_or_default();
+                p.metrics
+                    .file_finished(&inbox.path.to_string_lossy(), label, latency);
                 return true;
             }
             Ok(Placed::Vanished) => {

@@ -46,14 +46,22 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
         if SystemTime::now() >= deadline {
             return PollStep::Finished(timed_out(inbox.result_timeout, &document_id));
         }
+        let asked = std::time::Instant::now();
         tokio::select! {
             _ = p.stop.cancelled() => return PollStep::Stopped,
             turn = p.scheduler.poll_turn() => if turn.is_none() { return PollStep::Stopped },
         }
+        p.metrics.rate_limit_wait("poll", asked.elapsed());
         let reply = tokio::select! {
             _ = p.stop.cancelled() => return PollStep::Stopped,
             reply = p.api.fetch_result(&document_id) => reply,
         };
+        let status = match &reply {
+            Ok(ResultReply::Pending) => Some(425),
+            Ok(_) => Some(200),
+            Err(failure) => failure.http_status(),
+        };
+        p.metrics.api_request("result", status);
         interval = grow(interval, inbox.max_poll_interval);
         wait = interval;
         match reply {

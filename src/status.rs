@@ -88,6 +88,7 @@ pub async fn write_snapshots(p: Arc<Pipeline>, queue: Arc<ReadyQueue>) {
         match snapshot(&p, &queue, &started_at, stopping).await {
             Ok(s) => {
                 crate::systemd::status(&status_line(&s));
+                publish_gauges(&p.metrics, &s);
                 let path = p.config.daemon.state_dir.join(STATUS_FILE);
                 let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
                 let written = tokio::task::spawn_blocking(move || {
@@ -158,6 +159,17 @@ async fn snapshot(
         ready_queue: queue.len(),
         inboxes,
     })
+}
+
+/// Queue depth by inbox and state, and the account pause, for `/metrics`.
+fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
+    for inbox in &s.inboxes {
+        let path = inbox.path.to_string_lossy();
+        metrics.set_queue(&path, "waiting", inbox.claimed);
+        metrics.set_queue(&path, "submitting", inbox.submitting);
+        metrics.set_queue(&path, "polling", inbox.polling);
+    }
+    metrics.set_account_paused(s.account.paused);
 }
 
 /// The one line `systemctl status` shows.

@@ -93,6 +93,7 @@ pub async fn submit(
         {
             return SubmitStep::Stopped;
         }
+        let asked = std::time::Instant::now();
         tokio::select! {
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind.
@@ -101,6 +102,7 @@ pub async fn submit(
             }
             turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return SubmitStep::Stopped },
         }
+        p.metrics.rate_limit_wait("submit", asked.elapsed());
         let sending = &p.sending[job.inbox];
         sending.fetch_add(1, Ordering::Relaxed);
         let reply = tokio::select! {
@@ -113,6 +115,11 @@ pub async fn submit(
         let Some(reply) = reply else {
             return SubmitStep::Stopped;
         };
+        let status = match &reply {
+            Ok(_) => Some(200),
+            Err(failure) => failure.http_status(),
+        };
+        p.metrics.api_request("submit", status);
         match reply {
             Ok(document_id) => {
                 p.scheduler.account_ok(true);

@@ -60,6 +60,8 @@ pub struct TestEnv {
     pub state_dir: PathBuf,
     /// Extra lines for `[daemon]`.
     pub daemon_extra: Vec<String>,
+    /// Extra tables at the end of the config (e.g. `[metrics]`).
+    pub extra_tables: String,
 }
 
 impl TestEnv {
@@ -105,6 +107,7 @@ impl TestEnv {
             inboxes,
             api_extra: Vec::new(),
             daemon_extra: Vec::new(),
+            extra_tables: String::new(),
         }
     }
 
@@ -141,6 +144,7 @@ impl TestEnv {
             api.join("\n"),
             daemon.join("\n"),
         );
+        text.push_str(&self.extra_tables);
         for inbox in &self.inboxes {
             text.push_str(&format!(
                 "\n[[inbox]]\npath = \"{}\"\ntype = \"{}\"\ndone = \"{}\"\nfailed = \"{}\"\n{}\n",
@@ -200,6 +204,11 @@ impl TestEnv {
 
     /// Starts the real binary with `run --config`, stderr captured to `DIR/daemon-N.log`.
     pub fn spawn_binary(&self, envs: &[(&str, &str)]) -> Binary {
+        self.spawn_binary_with(&[], envs)
+    }
+
+    /// Like [`TestEnv::spawn_binary`], with extra arguments before `run`.
+    pub fn spawn_binary_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Binary {
         let config = self.write_config();
         let log = self
             .dir
@@ -207,7 +216,8 @@ impl TestEnv {
             .join(format!("daemon-{}.log", fastrand::u32(..)));
         let stderr = std::fs::File::create(&log).unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
-        cmd.arg("run")
+        cmd.args(args)
+            .arg("run")
             .arg("--config")
             .arg(&config)
             .env_remove("BEORG_TOKEN")

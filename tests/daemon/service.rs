@@ -197,3 +197,115 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     daemon.signal(Signal::TERM);
     assert!(daemon.wait(Duration::from_secs(5)).await.success());
 }
+
+/// `name{labels} value` lines of a Prometheus text scrape, `#` lines skipped.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(all: &[(String, f64)], series: &str) -> f64 {
+    all.iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample {series} in {all:?}"))
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_files_requests_and_latency() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.extra_tables = format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let daemon = env.start();
+    env.drop_scan(0, "ok.png", 95, None);
+    env.drop_scan(0, "bad.png", 96, Some("BEORG-EMU:broken"));
+    env.sidecar(0, "ok.png").await;
+    env.sidecar(0, "bad.png").await;
+    let inbox = env.inboxes[0].path.display().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let scrape = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    let all = samples(&scrape.text().await.unwrap());
+    assert_eq!(
+        sample(
+            &all,
+            &format!("beorg_files_total{{inbox=\"{inbox}\",outcome=\"done\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &all,
+            &format!("beorg_files_total{{inbox=\"{inbox}\",outcome=\"broken\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &all,
+            "beorg_api_requests_total{endpoint=\"submit\",status=\"200\"}"
+        ),
+        2.0
+    );
+    assert!(
+        sample(
+            &all,
+            "beorg_api_requests_total{endpoint=\"result\",status=\"200\"}"
+        ) >= 2.0
+    );
+    assert_eq!(
+        sample(
+            &all,
+            &format!("beorg_file_latency_seconds_count{{inbox=\"{inbox}\"}}")
+        ),
+        2.0
+    );
+    assert_eq!(sample(&all, "beorg_account_paused"), 0.0);
+    let health = client.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn logs_fit_journald_and_log_shippers() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    // Under journald: no timestamps of our own (journald adds them), no colour codes.
+    let mut daemon = env.spawn_binary(&[("JOURNAL_STREAM", "8:12345")]);
+    env.drop_scan(0, "j.png", 97, None);
+    env.sidecar(0, "j.png").await;
+    daemon.signal(Signal::TERM);
+    daemon.wait(Duration::from_secs(5)).await;
+    let text = daemon.stderr();
+    assert!(text.contains("submitted"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI codes in a non-terminal log");
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("20"),
+            "a timestamp of our own under journald: {line}"
+        );
+    }
+    // --log-format json: one JSON object per line.
+    let mut daemon = env.spawn_binary_with(&["--log-format", "json"], &[]);
+    env.drop_scan(0, "k.png", 98, None);
+    env.sidecar(0, "k.png").await;
+    daemon.signal(Signal::TERM);
+    daemon.wait(Duration::from_secs(5)).await;
+    let text = daemon.stderr();
+    let mut submitted = false;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        submitted |= v["fields"]["message"] == "submitted";
+    }
+    assert!(submitted, "{text}");
+}
