@@ -69,9 +69,7 @@ pub fn move_file_noclobber(from: &Path, to: &Path) -> io::Result<()> {
 /// EXDEV: copy into a temp file beside `to`, fsync, link into place, then drop the source.
 fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
     let dir = parent_of(to);
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    let mut temp = temp_file_in(dir, FILE_MODE)?;
     let mut source = File::open(from)?;
     io::copy(&mut source, temp.as_file_mut())?;
     temp.as_file().sync_all()?;
@@ -85,10 +83,7 @@ fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
 /// rename without clobbering, fsync the folder. Created with `mode`.
 pub fn write_new_file_atomic(to: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_of(to);
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
+    let mut temp = temp_file_in(dir, mode)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist_noclobber(to).map_err(|e| e.error)?;
@@ -98,11 +93,7 @@ pub fn write_new_file_atomic(to: &Path, bytes: &[u8], mode: u32) -> io::Result<(
 /// Replaces `to` atomically with `bytes` (temp file, fsync, rename over): for files the daemon
 /// owns and rewrites, like `status.json`. Mode [`FILE_MODE`].
 pub fn replace_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_of(to);
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(FILE_MODE))
-        .tempfile_in(dir)?;
+    let mut temp = temp_file_in(parent_of(to), FILE_MODE)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(to).map_err(|e| e.error)?;
@@ -122,14 +113,20 @@ pub fn ensure_mode(path: &Path, mode: u32) -> io::Result<()> {
 /// Copies `path` into a temp file of ours with `mode`, fsyncs it and renames it over `path`.
 fn rewrite_as_own(path: &Path, mode: u32) -> io::Result<()> {
     let dir = parent_of(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
+    let mut temp = temp_file_in(dir, mode)?;
     io::copy(&mut File::open(path)?, temp.as_file_mut())?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// A dot-named temp file (intake and downstream watchers ignore it; a start removes leftovers)
+/// in `dir`, created with `mode`.
+fn temp_file_in(dir: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
 }
 
 /// fsync of a folder, so a rename in it survives a power cut.

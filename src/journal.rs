@@ -108,6 +108,10 @@ pub enum SameContent {
     InFlight {
         name: String,
     },
+    /// An earlier claimed file has not been read yet: it may have this content.
+    NotReadYet {
+        name: String,
+    },
     None,
 }
 
@@ -406,20 +410,22 @@ impl Journal {
             if let Some((document_id, name)) = with_document {
                 return Ok(SameContent::Document { document_id, name });
             }
-            // An earlier file with this content is still on its way to a submit: wait for it
-            // rather than pay twice. Only earlier rows are waited for, so two never wait on
-            // each other.
-            let earlier_in_flight: Option<String> = conn
+            // An earlier file with this content is still on its way to a submit, or an earlier
+            // file has not been read yet and may have this content: wait for it rather than
+            // pay twice. Only earlier rows are waited for, so two never wait on each other.
+            let earlier: Option<(String, bool)> = conn
                 .query_row(
-                    "SELECT name FROM files
-                     WHERE sha256 = ?1 AND id < ?2 AND stage IN ('claimed', 'submitting')
+                    "SELECT name, sha256 IS NULL FROM files
+                     WHERE id < ?2 AND stage IN ('claimed', 'submitting')
+                       AND (sha256 = ?1 OR sha256 IS NULL)
                      ORDER BY id LIMIT 1",
                     params![sha256, id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            Ok(match earlier_in_flight {
-                Some(name) => SameContent::InFlight { name },
+            Ok(match earlier {
+                Some((name, false)) => SameContent::InFlight { name },
+                Some((name, true)) => SameContent::NotReadYet { name },
                 None => SameContent::None,
             })
         })
@@ -593,6 +599,31 @@ mod tests {
             j.unfinished().await.unwrap().len(),
             1,
             "the unfinished file stays"
+        );
+    }
+
+    /// Regression: two identical files claimed together, the later one read first, were both
+    /// sent: the earlier one's content was unknown, so nothing matched.
+    #[tokio::test]
+    async fn an_earlier_file_not_read_yet_makes_a_later_one_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let earlier = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        let later = j.insert_claimed(claim("b.jpg")).await.unwrap();
+        j.set_sha256(later, "cc".into()).await.unwrap();
+        assert!(matches!(
+            j.same_content(later, "cc".into()).await.unwrap(),
+            SameContent::NotReadYet { .. }
+        ));
+        // Never the other way round: the earlier file does not wait for the later one.
+        assert_eq!(
+            j.same_content(earlier, "dd".into()).await.unwrap(),
+            SameContent::None
+        );
+        j.set_sha256(earlier, "dd".into()).await.unwrap();
+        assert_eq!(
+            j.same_content(later, "cc".into()).await.unwrap(),
+            SameContent::None
         );
     }
 

@@ -77,11 +77,12 @@ pub async fn submit(
         }
         match answer_from_earlier(p, job, &prepared.sha256).await {
             Earlier::Answered => return SubmitStep::Submitted,
-            Earlier::Wait => {
+            Earlier::Wait(wait) => {
+                // Give the slot back: the earlier file may need it to get on.
                 drop(_permit);
                 tokio::select! {
                     _ = p.stop.cancelled() => return SubmitStep::Stopped,
-                    _ = tokio::time::sleep(SAME_CONTENT_WAIT) => continue,
+                    _ = tokio::time::sleep(wait) => continue,
                 }
             }
             Earlier::None => {}
@@ -166,12 +167,16 @@ pub async fn submit(
 /// still being submitted.
 const SAME_CONTENT_WAIT: Duration = Duration::from_millis(500);
 
+/// How long a file waits before looking again when an earlier file has not been read yet
+/// (it is being read right now, in another prepared slot).
+const NOT_READ_YET_WAIT: Duration = Duration::from_millis(50);
+
 /// What the journal knows about this content.
 enum Earlier {
     /// Answered from an earlier document: go poll it.
     Answered,
-    /// An earlier file with this content is being submitted: wait for it.
-    Wait,
+    /// An earlier file with this (or possibly this) content is on its way: look again later.
+    Wait(Duration),
     None,
     Stopped,
 }
@@ -188,7 +193,11 @@ async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str) -> Earli
         Some(SameContent::None) => Earlier::None,
         Some(SameContent::InFlight { name }) => {
             tracing::debug!(file = %job.name, "same content as {name}, which is being submitted; waiting for its document");
-            Earlier::Wait
+            Earlier::Wait(SAME_CONTENT_WAIT)
+        }
+        Some(SameContent::NotReadYet { name }) => {
+            tracing::debug!(file = %job.name, "{name}, claimed earlier, is not read yet; waiting to compare");
+            Earlier::Wait(NOT_READ_YET_WAIT)
         }
         Some(SameContent::Document { document_id, name }) => {
             tracing::info!(file = %job.name, document_id = %document_id, "same content as {name}: answered from its document, no new submit");

@@ -170,8 +170,11 @@ async fn a_claimed_file_deleted_by_hand_is_reported_not_crashed_on() {
         daemon.stderr().contains("disappeared from the work folder")
     })
     .await;
-    let status = env.status();
-    assert_eq!(status["inboxes"][0]["lost"], 1, "{status}");
+    // The status snapshot is rewritten every 2 s: wait for one that shows it.
+    wait_until("status shows the lost file", || {
+        env.status()["inboxes"][0]["lost"] == 1
+    })
+    .await;
     daemon.signal(Signal::TERM);
     assert!(daemon.wait(Duration::from_secs(5)).await.success());
     assert!(!daemon.stderr().contains("panicked"));
