@@ -488,6 +488,22 @@ async fn a_401_pauses_and_fails_no_file() {
     daemon.stop().await;
 }
 
+#[tokio::test]
+async fn a_401_on_the_result_pauses_polls_too_and_fails_no_file() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    env.emulator.fail_next(Endpoint::Result, 401, 2);
+    let daemon = env.start();
+    env.drop_scan(0, "token.png", 20, None);
+    assert_eq!(env.sidecar(0, "token.png").await.status, Status::Done);
+    daemon.stop().await;
+    let results = env.requests(Endpoint::Result);
+    assert_eq!(results[0].status, 401);
+    assert_eq!(results[1].status, 401);
+    // A wrong token fails every request alike: the next result request waited out the pause.
+    assert!(results[1].at - results[0].at >= Duration::from_millis(380));
+    assert!(files_in(&env.inboxes[0].failed).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // Pacing
 
