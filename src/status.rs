@@ -269,7 +269,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         .iter()
         .map(|inbox| {
             let s = snapshot.inboxes.iter().find(|s| s.path == inbox.path);
-            let (in_folder, oldest_in_folder) = waiting_in(&inbox.path);
+            let (in_folder, oldest_in_folder) = waiting_in(&inbox.path, inbox.recursive);
             let oldest = [oldest_in_folder, s.and_then(|s| s.oldest_claimed_unix)]
                 .into_iter()
                 .flatten()
@@ -299,8 +299,9 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     })
 }
 
-/// Regular, not ignored files in an inbox folder, and the oldest one's mtime (unix seconds).
-fn waiting_in(dir: &Path) -> (u64, Option<u64>) {
+/// Regular, not ignored files in an inbox folder (and its subfolders, for a recursive inbox,
+/// skipping hidden ones as intake does), and the oldest one's mtime (unix seconds).
+fn waiting_in(dir: &Path, recursive: bool) -> (u64, Option<u64>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, None);
     };
@@ -309,15 +310,21 @@ fn waiting_in(dir: &Path) -> (u64, Option<u64>) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Ok(meta) = entry.metadata() else { continue };
-        if is_ignored_name(name) || !meta.file_type().is_file() {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if is_ignored_name(name) {
             continue;
         }
-        count += 1;
-        if let Ok(mtime) = meta.modified() {
-            let t = unix_secs(mtime);
-            oldest = Some(oldest.map_or(t, |o| o.min(t)));
-        }
+        let (n, o) = if meta.is_dir() && recursive {
+            waiting_in(&entry.path(), true)
+        } else if meta.file_type().is_file() {
+            (1, meta.modified().ok().map(unix_secs))
+        } else {
+            (0, None)
+        };
+        count += n;
+        oldest = [oldest, o].into_iter().flatten().min();
     }
     (count, oldest)
 }
@@ -372,4 +379,24 @@ pub fn render(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_files_are_counted_in_subfolders_only_for_recursive_inboxes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("2026/11")).unwrap();
+        std::fs::create_dir_all(d.join(".beorg-work")).unwrap();
+        std::fs::write(d.join("a.jpg"), b"x").unwrap();
+        std::fs::write(d.join("2026/11/b.jpg"), b"x").unwrap();
+        std::fs::write(d.join(".beorg-work/claimed.jpg"), b"x").unwrap();
+        std::fs::write(d.join("c.part"), b"x").unwrap();
+        assert_eq!(waiting_in(d, false).0, 1);
+        assert_eq!(waiting_in(d, true).0, 2);
+        assert!(waiting_in(d, true).1.is_some());
+    }
 }
