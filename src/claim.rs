@@ -149,6 +149,13 @@ fn move_into_work(
     match fsutil::rename_noclobber(from, to) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
+        // A claim must be a rename: a copy would leave the file in two places for a while.
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            return Err(ClaimError::Io(std::io::Error::new(
+                e.kind(),
+                "its folder is on another filesystem than the inbox (a mount inside the inbox?); move the mount out or make it an inbox of its own",
+            )));
+        }
         Err(e) => return Err(e.into()),
     }
     fsutil::sync_dir(work_dir)?;

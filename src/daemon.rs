@@ -8,7 +8,9 @@
 //! makes that safe). A reload (SIGHUP) is a graceful stop and a new start in the same
 //! process, with the same scheduler, so pacing and an account pause carry over.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -351,6 +353,10 @@ async fn prune_history(p: Arc<Pipeline>) {
 
 /// Takes the oldest ready file whenever a prepared-submit slot is free, and starts its task.
 async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
+    // Per path, the last reason a claim failed: a file that cannot be moved (inbox not
+    // writable by the service, a subfolder on another filesystem) is offered again after each
+    // settle; it is reported once per reason, not every few seconds.
+    let mut refused: HashMap<PathBuf, String> = HashMap::new();
     loop {
         let permit = tokio::select! {
             _ = p.stop.cancelled() => return,
@@ -360,7 +366,7 @@ async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
             _ = p.stop.cancelled() => return,
             file = queue.pop() => file,
         };
-        let job = claim_or_leave(&p, &queue, &file).await;
+        let job = claim_or_leave(&p, &file, &mut refused).await;
         queue.release(&file.path);
         if let Some(job) = job {
             tasks.spawn(drive(p.clone(), job, Some(permit)));
@@ -369,16 +375,25 @@ async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
 }
 
 /// Claims a ready file; on any problem the file simply stays in the inbox for a later look.
-async fn claim_or_leave(p: &Pipeline, queue: &ReadyQueue, file: &ReadyFile) -> Option<Job> {
+async fn claim_or_leave(
+    p: &Pipeline,
+    file: &ReadyFile,
+    refused: &mut HashMap<PathBuf, String>,
+) -> Option<Job> {
     let inbox = &p.config.inboxes[file.inbox];
     match claim::claim(file, inbox, &p.journal, &p.stop).await {
         Ok(job) => {
+            refused.remove(&file.path);
             tracing::info!(inbox = %inbox.path.display(), file = %job.name, "claimed");
             Some(job)
         }
         Err(ClaimError::Changed | ClaimError::Vanished | ClaimError::Stopped) => None,
         Err(e) => {
-            tracing::warn!(inbox = %inbox.path.display(), file = %file.name, queued = queue.len(), "not claimed, left in the inbox: {e}");
+            let reason = e.to_string();
+            if refused.get(&file.path) != Some(&reason) {
+                tracing::warn!(inbox = %inbox.path.display(), file = %file.name, "not claimed, left in the inbox (tried again after each settle): {reason}");
+                refused.insert(file.path.clone(), reason);
+            }
             None
         }
     }

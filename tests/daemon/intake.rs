@@ -359,3 +359,38 @@ async fn preflight_warn_sends_anyway_and_off_skips_the_checks() {
     daemon.stop().await;
     assert_eq!(env.submits().len(), 2);
 }
+
+#[tokio::test]
+async fn a_file_that_cannot_be_claimed_stays_and_is_reported_once() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    env.inboxes[0].extra = "recursive = true".into();
+    // Listed again every 300 ms: the stuck file is offered again and again.
+    env.daemon_extra.push("rescan_interval = \"300ms\"".into());
+    // A subfolder that is another filesystem: a claim (a rename into .beorg-work) cannot work.
+    let mounted = env.inboxes[0].path.join("usb");
+    let Some(_mount) = Tmpfs::mount(&mounted, "4m") else {
+        eprintln!("cannot mount a tmpfs here: test not applicable");
+        return;
+    };
+    let mut daemon = env.spawn_binary(&[]);
+    std::fs::write(
+        mounted.join("stuck.png"),
+        beorg_hotfolder::samples::page_png(99, None),
+    )
+    .unwrap();
+    env.drop_scan(0, "fine.png", 100, None);
+    env.sidecar(0, "fine.png").await;
+    // Offered again every few hundred ms for a second and a half: reported once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.signal(Signal::TERM);
+    daemon.wait(Duration::from_secs(5)).await;
+    let log = daemon.stderr();
+    assert_eq!(
+        log.matches("not claimed, left in the inbox").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("another filesystem"), "{log}");
+    assert!(mounted.join("stuck.png").exists(), "left in place");
+    assert_eq!(env.submits().len(), 1);
+}
