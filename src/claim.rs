@@ -225,12 +225,21 @@ pub async fn adopt_orphans(
                 file = %name,
                 "found in the work folder without a journal record (interrupted claim); processing it"
             );
-            let record = journal
-                .get(id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("journal row {id} vanished"))?;
-            debug_assert_eq!(record.stage, Stage::Claimed);
-            adopted.push(Job::from_record(&record, index));
+            adopted.push(Job {
+                id,
+                inbox: index,
+                name,
+                work_path: path,
+                size,
+                sha256: None,
+                document_id: None,
+                detected_at: now,
+                claimed_at: now,
+                submitted_at: None,
+                submit_attempts: 0,
+                duplicate_of: None,
+                in_doubt: false,
+            });
         }
     }
     Ok(adopted)

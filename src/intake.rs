@@ -167,23 +167,22 @@ pub struct Liveness {
 
 impl Liveness {
     fn turned(&self) {
-        let ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         self.last_turn_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
+            .store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the loop turned within `limit`.
     pub fn turned_within(&self, limit: Duration) -> bool {
         let last = self.last_turn_ms.load(std::sync::atomic::Ordering::Relaxed);
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        now.saturating_sub(last) <= limit.as_millis() as u64
+        unix_ms().saturating_sub(last) <= limit.as_millis() as u64
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The intake loop. Blocking: run it with `spawn_blocking`. Returns when `cancel` fires.
