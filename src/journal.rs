@@ -203,6 +203,31 @@ CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
 CREATE INDEX IF NOT EXISTS files_finished ON files(finished_at);
 ";
 
+/// Columns added after the first layout, as `(name, declaration)`: a journal written by an
+/// older daemon gains them at open (`ALTER TABLE ... ADD COLUMN`), a new one has them at once.
+/// Append to this list; never change or remove an entry.
+const ADDED_COLUMNS: &[(&str, &str)] = &[];
+
+/// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('files')")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            have.push(name?);
+        }
+    }
+    for (name, declaration) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE files ADD COLUMN {name} {declaration};"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -242,6 +267,7 @@ impl Journal {
             );
         }
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         restrict_journal_files(&path);
         Ok(Journal {
