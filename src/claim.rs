@@ -89,7 +89,7 @@ pub async fn claim(
     // Flat in the work folder under the file's own name; its path below the inbox (a
     // subfolder of a recursive inbox) is kept in the journal.
     let base_name = file.name.rsplit('/').next().unwrap_or(&file.name);
-    let work_path = work_dir.join(work_name(base_name));
+    let work_path = work_dir.join(work_name(base_name, fsutil::name_max(&inbox.path)));
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
     tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
@@ -163,15 +163,18 @@ fn move_into_work(
     Ok(())
 }
 
-/// `<unix ms>-<counter>_<name>`: unique within the process and across restarts.
-fn work_name(name: &str) -> String {
+/// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name
+/// is shortened if needed to fit `name_max` bytes (the journal keeps it in full).
+fn work_name(name: &str, name_max: usize) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{ms}-{n}_{name}")
+    let prefix = format!("{ms}-{n}_");
+    let name = fsutil::fit_name(name, "", name_max.saturating_sub(prefix.len()));
+    format!("{prefix}{name}")
 }
 
 /// The original name of a file in a work folder (`1700000000000-3_scan.jpg` → `scan.jpg`).
@@ -257,6 +260,16 @@ mod tests {
             "my_scan_1.jpg"
         );
         assert_eq!(original_name("my_scan.jpg"), "my_scan.jpg");
-        assert_eq!(original_name(&work_name("скан 1.pdf")), "скан 1.pdf");
+        assert_eq!(original_name(&work_name("скан 1.pdf", 255)), "скан 1.pdf");
+    }
+
+    /// Finding 9 (issue 8): the prefix must not push a long name past NAME_MAX.
+    #[test]
+    fn finding_9_work_names_fit_name_max() {
+        let long = format!("{}.jpg", "ы".repeat(125));
+        let work = work_name(&long, 255);
+        assert!(work.len() <= 255, "{}", work.len());
+        assert!(work.ends_with(".jpg"));
+        assert!(long.starts_with(original_name(&work).trim_end_matches(".jpg")));
     }
 }

@@ -174,7 +174,9 @@ async fn place(
         if !work.exists() && previous.as_ref().is_none_or(|p| !p.exists()) {
             return Ok(None);
         }
-        if let Some(path) = previous.filter(|p| !work.exists() || !p.exists()) {
+        // A name chosen by an earlier try is kept while it is still free or holds this very
+        // file (the move got that far before failing): a retry never makes a second copy.
+        if let Some(path) = previous.filter(|p| still_ours(&work, p)) {
             return Ok(Some(path));
         }
         std::fs::create_dir_all(&sub_dir)
@@ -203,6 +205,16 @@ async fn place(
     })
     .await;
     Ok(Placed::At(final_path))
+}
+
+/// Whether the name chosen before for the work file `work` can still be used: it is free
+/// (nor its sidecar taken), or it already holds the file (moved, or copied before a failure).
+fn still_ours(work: &Path, chosen: &Path) -> bool {
+    if !fsutil::exists(chosen) {
+        return !fsutil::exists(&fsutil::sidecar_path(chosen));
+    }
+    // Unsure (unreadable): keep the name; the move then reports what is wrong and retries.
+    !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
 }
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an

@@ -5,6 +5,8 @@
 //!   `link` + `unlink` on filesystems without it);
 //! - a move across filesystems (EXDEV) copies into a dot-named temp file beside the target,
 //!   fsyncs it, links it into place, fsyncs the folder, and only then removes the source;
+//! - a move repeated after it failed part-way (or was killed) finishes the earlier one: a
+//!   target already holding the same bytes is kept and only the source is removed;
 //! - a written file (sidecar) appears under its final name complete, or not at all.
 
 use std::ffi::OsString;
@@ -43,9 +45,9 @@ pub fn rename_noclobber(from: &Path, to: &Path) -> io::Result<()> {
 fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
     match fs::hard_link(from, to) {
         Ok(()) => fs::remove_file(from),
-        // No hard links either (FAT, some FUSE mounts): check, then rename. Racy only against
-        // another program creating the same name in that instant.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(1) => {
+        // No hard links either (FAT, some FUSE and CIFS mounts): check, then rename. Racy only
+        // against another program creating the same name in that instant.
+        Err(e) if links_unsupported(&e) => {
             if to.symlink_metadata().is_ok() {
                 return Err(io::Error::from(io::ErrorKind::AlreadyExists));
             }
@@ -55,28 +57,88 @@ fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether a failed `link()` means "this filesystem (or its mount options) gives no hard
+/// links", so a plain rename must do: EPERM (FAT, `fs.protected_hardlinks` on a file of
+/// another owner), EACCES, ENOSYS and EOPNOTSUPP (some FUSE and CIFS mounts).
+fn links_unsupported(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let Some(code) = e.raw_os_error() else {
+        return false;
+    };
+    [Errno::PERM, Errno::ACCESS, Errno::NOSYS, Errno::OPNOTSUPP]
+        .iter()
+        .any(|errno| errno.raw_os_error() == code)
+}
+
 /// Moves a file to `to` without overwriting, copying when the target is on another
 /// filesystem. After it returns Ok the file is durably at `to` and gone from `from`.
+///
+/// Safe to repeat after any failure or crash part-way: if `to` already holds the same bytes
+/// as `from` (a copy or a link placed by an earlier try whose removal of `from` failed or
+/// never ran), only the removal of `from` is left to do, and nothing is copied again. A `to`
+/// holding other bytes is never touched (`ErrorKind::AlreadyExists`).
 pub fn move_file_noclobber(from: &Path, to: &Path) -> io::Result<()> {
-    match rename_noclobber(from, to) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_across(from, to)?,
-        Err(e) => return Err(e),
+    let placed_before = exists(to) && same_content(from, to)?;
+    if !placed_before {
+        match rename_noclobber(from, to) {
+            Ok(()) => return sync_parent(to),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_into_place(from, to)?,
+            Err(e) => return Err(e),
+        }
     }
+    fs::remove_file(from)?;
+    sync_parent(from)?;
     sync_parent(to)
 }
 
-/// EXDEV: copy into a temp file beside `to`, fsync, link into place, then drop the source.
-fn copy_across(from: &Path, to: &Path) -> io::Result<()> {
+/// EXDEV: copy into a temp file beside `to`, fsync, link into place, fsync the folder. The
+/// caller removes the source.
+fn copy_into_place(from: &Path, to: &Path) -> io::Result<()> {
     let dir = parent_of(to);
     let mut temp = temp_file_in(dir, FILE_MODE)?;
     let mut source = File::open(from)?;
     io::copy(&mut source, temp.as_file_mut())?;
     temp.as_file().sync_all()?;
     temp.persist_noclobber(to).map_err(|e| e.error)?;
-    sync_dir(dir)?;
-    fs::remove_file(from)?;
-    sync_parent(from)
+    sync_dir(dir)
+}
+
+/// Whether two paths hold the same bytes: the same file (a hard link), or equal contents.
+pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let (meta_a, meta_b) = (fs::metadata(a)?, fs::metadata(b)?);
+    if meta_a.dev() == meta_b.dev() && meta_a.ino() == meta_b.ino() {
+        return Ok(true);
+    }
+    if meta_a.len() != meta_b.len() {
+        return Ok(false);
+    }
+    let (mut file_a, mut file_b) = (File::open(a)?, File::open(b)?);
+    let (mut buf_a, mut buf_b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = read_full(&mut file_a, &mut buf_a)?;
+        if n != read_full(&mut file_b, &mut buf_b)? || buf_a[..n] != buf_b[..n] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+
+    /// Fills `buf` unless the file ends first; returns how much was read.
+    fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
 }
 
 /// Writes `bytes` to `to` atomically: dot-named temp file in the same folder, write, fsync,
@@ -147,22 +209,60 @@ fn parent_of(path: &Path) -> &Path {
 
 /// The first free name for `name` in `dir`: `name` itself, then `stem (2).ext`,
 /// `stem (3).ext`, ... A name is free when neither it nor its sidecar (`name.json`) exists.
+/// Each candidate is shortened if needed (the end of its stem, on a character boundary) so
+/// that it and its sidecar's name fit the folder's longest name.
 pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let (stem, ext) = split_extension(name);
+    let max = name_max(dir).saturating_sub(SIDECAR_SUFFIX.len());
     (1u64..)
         .map(|n| {
-            if n == 1 {
-                name.to_string()
+            let counter = if n == 1 {
+                String::new()
             } else {
-                format!("{stem} ({n}){ext}")
-            }
+                format!(" ({n})")
+            };
+            fit_name(name, &counter, max)
         })
         .map(|candidate| dir.join(candidate))
         .find(|candidate| !exists(candidate) && !exists(&sidecar_path(candidate)))
         .expect("an unbounded range always yields a free name")
 }
 
-fn exists(path: &Path) -> bool {
+/// What [`sidecar_path`] appends to a file's name.
+const SIDECAR_SUFFIX: &str = ".json";
+
+/// The longest file name (in bytes) the filesystem of `dir` accepts; Linux's NAME_MAX (255)
+/// when it cannot be asked.
+pub fn name_max(dir: &Path) -> usize {
+    rustix::fs::statvfs(dir)
+        .ok()
+        .and_then(|s| usize::try_from(s.f_namemax).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(255)
+        .min(255)
+}
+
+/// `name` with `counter` (`" (2)"`, or empty) put before its extension, cut to at most
+/// `max` bytes by shortening the stem on a character boundary. The extension is kept unless
+/// it is itself too long to leave room for a stem.
+pub fn fit_name(name: &str, counter: &str, max: usize) -> String {
+    /// Fewest bytes of the stem worth keeping an extension for.
+    const MIN_STEM: usize = 16;
+    let (stem, ext) = split_extension(name);
+    let (stem, ext) = if ext.len() + counter.len() + MIN_STEM > max {
+        (name, "")
+    } else {
+        (stem, ext)
+    };
+    let room = max.saturating_sub(counter.len() + ext.len());
+    let mut cut = stem.len().min(room);
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{counter}{ext}", &stem[..cut])
+}
+
+/// Whether anything (a file, a folder, a dangling link) has this name.
+pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()
 }
 
@@ -177,7 +277,7 @@ fn split_extension(name: &str) -> (&str, &str) {
 /// Where the sidecar of a file in done/ or failed/ lives: `<name>.json` beside it.
 pub fn sidecar_path(file: &Path) -> PathBuf {
     let mut name: OsString = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".json");
+    name.push(SIDECAR_SUFFIX);
     file.with_file_name(name)
 }
 
@@ -201,6 +301,86 @@ mod tests {
         fs::write(d.join("scan (2).jpg.json"), b"{}").unwrap();
         assert_eq!(free_name(d, "scan.jpg"), d.join("scan (3).jpg"));
         assert_eq!(free_name(d, "README"), d.join("README"));
+    }
+
+    /// Finding 9 (issue 8): a name as long as the filesystem allows lands in done/failed,
+    /// shortened on a character boundary so that it and its sidecar fit, the `(2)` variant too.
+    #[test]
+    fn finding_9_long_names_are_shortened_to_fit_with_their_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 125 Cyrillic letters and ".png": 254 bytes, which the inbox accepts, but not with
+        // ".json" after it.
+        let long = format!("{}.png", "ж".repeat(125));
+        assert!(long.len() <= 255);
+        let first = free_name(d, &long);
+        let first_name = first.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(first_name.len() + 5 <= 255, "{}", first_name.len());
+        assert!(first_name.ends_with(".png") && first_name.starts_with("жжж"));
+        fs::write(&first, b"x").unwrap();
+        fs::write(sidecar_path(&first), b"{}").unwrap();
+        let second = free_name(d, &long);
+        let second_name = second.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(second_name.ends_with(" (2).png"), "{second_name}");
+        assert!(second_name.len() + 5 <= 255);
+        fs::write(&second, b"x").unwrap();
+        fs::write(sidecar_path(&second), b"{}").unwrap();
+        // Short names are untouched.
+        assert_eq!(free_name(d, "scan.jpg"), d.join("scan.jpg"));
+        // Character boundaries, a too-long extension, an empty counter.
+        assert_eq!(fit_name("ab.jpg", "", 250), "ab.jpg");
+        assert_eq!(
+            fit_name(&format!("{}.pdf", "я".repeat(10)), " (3)", 28),
+            format!("{} (3).pdf", "я".repeat(10))
+        );
+        assert_eq!(
+            fit_name(&format!("{}.pdf", "я".repeat(10)), " (3)", 27),
+            format!("{} (3).pdf", "я".repeat(9))
+        );
+        let weird = format!("a.{}", "x".repeat(300));
+        assert_eq!(fit_name(&weird, "", 250).len(), 250);
+    }
+
+    /// Suspected in issue 8: `link()` failing with ENOSYS or EOPNOTSUPP (some FUSE and CIFS
+    /// mounts) made every claim on such a mount fail; it now falls back to a checked rename,
+    /// like EPERM and EACCES. Real errors (the name exists, no space) still fail.
+    #[test]
+    fn suspected_link_enosys_eopnotsupp_fall_back_like_eperm() {
+        for code in [
+            libc_errno::EPERM,
+            libc_errno::EACCES,
+            libc_errno::ENOSYS,
+            libc_errno::EOPNOTSUPP,
+        ] {
+            assert!(
+                links_unsupported(&io::Error::from_raw_os_error(code)),
+                "errno {code}"
+            );
+        }
+        for code in [
+            libc_errno::EEXIST,
+            libc_errno::ENOSPC,
+            libc_errno::EXDEV,
+            libc_errno::EROFS,
+        ] {
+            assert!(
+                !links_unsupported(&io::Error::from_raw_os_error(code)),
+                "errno {code}"
+            );
+        }
+        assert!(!links_unsupported(&io::Error::other("no errno")));
+    }
+
+    /// Linux errno values, spelled out so the test does not lean on the code under test.
+    mod libc_errno {
+        pub const EPERM: i32 = 1;
+        pub const EACCES: i32 = 13;
+        pub const EEXIST: i32 = 17;
+        pub const EXDEV: i32 = 18;
+        pub const ENOSPC: i32 = 28;
+        pub const EROFS: i32 = 30;
+        pub const ENOSYS: i32 = 38;
+        pub const EOPNOTSUPP: i32 = 95;
     }
 
     #[test]
@@ -229,13 +409,62 @@ mod tests {
     }
 
     #[test]
-    fn copy_across_moves_content_and_removes_source() {
+    fn copy_into_place_copies_content_and_keeps_the_source() {
         // Same filesystem, but exercising the EXDEV path directly.
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         fs::write(&a, b"payload").unwrap();
-        copy_across(&a, &b).unwrap();
+        copy_into_place(&a, &b).unwrap();
         assert_eq!(fs::read(&b).unwrap(), b"payload");
-        assert!(!a.exists());
+        assert!(
+            a.exists(),
+            "the caller removes the source once the copy is in place"
+        );
+    }
+
+    /// Finding 3 (issue 8): a move interrupted after the target was placed (a copy across
+    /// filesystems, or a hard link) and before the source was removed completes on the next
+    /// try; it never fails with "File exists" and never makes a second copy.
+    #[test]
+    fn finding_3_a_repeated_move_completes_a_half_done_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Interrupted copy: the target holds the same bytes in a file of its own.
+        fs::write(d.join("a"), b"payload").unwrap();
+        fs::write(d.join("b"), b"payload").unwrap();
+        move_file_noclobber(&d.join("a"), &d.join("b")).unwrap();
+        assert!(!d.join("a").exists());
+        assert_eq!(fs::read(d.join("b")).unwrap(), b"payload");
+        // Interrupted link + unlink: the target is the same file.
+        fs::write(d.join("c"), b"other").unwrap();
+        fs::hard_link(d.join("c"), d.join("e")).unwrap();
+        move_file_noclobber(&d.join("c"), &d.join("e")).unwrap();
+        assert!(!d.join("c").exists());
+        assert_eq!(fs::read(d.join("e")).unwrap(), b"other");
+        // A target holding other bytes (same size) is someone else's: left alone.
+        fs::write(d.join("f"), b"mine").unwrap();
+        fs::write(d.join("g"), b"them").unwrap();
+        let err = move_file_noclobber(&d.join("f"), &d.join("g")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(d.join("f")).unwrap(), b"mine");
+        assert_eq!(fs::read(d.join("g")).unwrap(), b"them");
+        let names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 4, "no copies or temp files left: {names:?}");
+    }
+
+    #[test]
+    fn same_content_compares_bytes_beyond_one_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let mut bytes = vec![7u8; 200 * 1024];
+        fs::write(&a, &bytes).unwrap();
+        fs::write(&b, &bytes).unwrap();
+        assert!(same_content(&a, &b).unwrap());
+        bytes[150 * 1024] = 8;
+        fs::write(&b, &bytes).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
     }
 }

@@ -206,7 +206,11 @@ CREATE INDEX IF NOT EXISTS files_finished ON files(finished_at);
 /// Columns added after the first layout, as `(name, declaration)`: a journal written by an
 /// older daemon gains them at open (`ALTER TABLE ... ADD COLUMN`), a new one has them at once.
 /// Append to this list; never change or remove an entry.
-const ADDED_COLUMNS: &[(&str, &str)] = &[];
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    // Time spent asking for the result (ms), so `result_timeout` survives a restart without
+    // counting the downtime.
+    ("poll_asked_ms", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
@@ -404,6 +408,25 @@ impl Journal {
             .optional()
         })
         .await
+    }
+
+    /// How long the daemon has been asking for this file's result, over all its runs.
+    pub async fn poll_asked(&self, id: FileId) -> anyhow::Result<Duration> {
+        self.with(move |conn| {
+            let asked: Option<i64> = conn
+                .query_row("SELECT poll_asked_ms FROM files WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(Duration::from_millis(asked.unwrap_or(0).max(0) as u64))
+        })
+        .await
+    }
+
+    /// Stores how long the daemon has been asking for this file's result.
+    pub async fn set_poll_asked(&self, id: FileId, asked: Duration) -> anyhow::Result<()> {
+        let asked_ms = i64::try_from(asked.as_millis()).unwrap_or(i64::MAX);
+        self.set(id, "poll_asked_ms = ?2", asked_ms).await
     }
 
     /// This file's content was answered from an earlier document, `document_id`.
@@ -650,6 +673,34 @@ mod tests {
         assert_eq!(
             j.same_content(later, "cc".into()).await.unwrap(),
             SameContent::None
+        );
+    }
+
+    #[tokio::test]
+    async fn poll_asking_time_survives_reopening_and_old_journals_gain_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A journal written before the column existed.
+        {
+            let conn = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at)
+                 VALUES ('/in', 'old.jpg', '/w', 1, 'submitted', 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let old = j.unfinished().await.unwrap()[0].id;
+        assert_eq!(j.poll_asked(old).await.unwrap(), Duration::ZERO);
+        j.set_poll_asked(old, Duration::from_millis(1500))
+            .await
+            .unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(
+            j.poll_asked(old).await.unwrap(),
+            Duration::from_millis(1500)
         );
     }
 

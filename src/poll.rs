@@ -2,11 +2,15 @@
 //!
 //! The first request goes `first_poll` after the submit, then at intervals growing by half
 //! each time up to `max_poll_interval`; 425 means "still processing". Server and network
-//! errors are retried the same way. The deadline is `result_timeout` after the submit,
-//! measured on the wall clock so a restart does not reset it. A result is judged here: any
+//! errors are retried the same way. `result_timeout` counts only time the daemon was able to
+//! ask: it runs while this stage waits and asks, not while the daemon is down nor while it
+//! waits for a turn (an account pause, a queue of requests). The time spent so far is kept in
+//! the journal, so a restart neither resets the timeout nor counts the downtime, and after a
+//! restart the result is always asked for at least once before the file can time out (a
+//! result that became ready meanwhile is not thrown away). A result is judged here: any
 //! document marked `broken` sends the file to failed with the API's reasons.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -31,31 +35,46 @@ pub enum PollStep {
 pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
     let inbox = &p.config.inboxes[job.inbox];
     let document_id = job.document_id.clone().expect("poll needs a document_id");
-    let submitted_at = job.submitted_at.unwrap_or_else(SystemTime::now);
-    let deadline = submitted_at + inbox.result_timeout;
+    let asked_before = p.journal.poll_asked(job.id).await.unwrap_or_else(|e| {
+        tracing::warn!(file = %job.name, document_id = %document_id, "cannot read how long its result was asked for ({e:#}); counting result_timeout from now");
+        Duration::ZERO
+    });
+    let mut clock = AskingClock::start(asked_before);
     let mut interval = inbox.first_poll;
     let mut unparseable = 0u32;
-    // The first wait counts from the submit, also after a restart.
-    let mut wait = remaining(submitted_at + inbox.first_poll);
+    // The first wait counts from the submit; after a restart, the asking time carried over
+    // counts towards it (a long-submitted file is asked for at once).
+    let mut wait = inbox.first_poll.saturating_sub(asked_before);
+    // Whether this run has asked yet: a file never times out before one answer of this run.
+    let mut asked_once = false;
     loop {
-        let until_deadline = remaining(deadline);
+        if asked_once {
+            wait = wait.min(inbox.result_timeout.saturating_sub(clock.asked()));
+        }
         tokio::select! {
             _ = p.stop.cancelled() => return PollStep::Stopped,
-            _ = tokio::time::sleep(wait.min(until_deadline)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        if SystemTime::now() >= deadline {
+        if asked_once && clock.asked() >= inbox.result_timeout {
             return PollStep::Finished(timed_out(inbox.result_timeout, &document_id));
         }
-        let asked = std::time::Instant::now();
+        let turn_asked = Instant::now();
         tokio::select! {
             _ = p.stop.cancelled() => return PollStep::Stopped,
             turn = p.scheduler.poll_turn() => if turn.is_none() { return PollStep::Stopped },
         }
-        p.metrics.rate_limit_wait("poll", asked.elapsed());
+        let turn_wait = turn_asked.elapsed();
+        p.metrics.rate_limit_wait("poll", turn_wait);
+        clock.not_counting(turn_wait);
         let reply = tokio::select! {
             _ = p.stop.cancelled() => return PollStep::Stopped,
             reply = p.api.fetch_result(&document_id) => reply,
         };
+        asked_once = true;
+        // Best effort: if it cannot be stored, a restart counts some asking time again.
+        if let Err(e) = p.journal.set_poll_asked(job.id, clock.asked()).await {
+            tracing::debug!(file = %job.name, "cannot store the asking time: {e:#}");
+        }
         let status = match &reply {
             Ok(ResultReply::Pending) => Some(425),
             Ok(_) => Some(200),
@@ -95,15 +114,35 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
     }
 }
 
+/// The time counted against `result_timeout`: asking time carried over from earlier runs,
+/// plus this run's time in the poll stage, minus its waits for a turn.
+struct AskingClock {
+    started: Instant,
+    before: Duration,
+    not_counted: Duration,
+}
+
+impl AskingClock {
+    fn start(before: Duration) -> AskingClock {
+        AskingClock {
+            started: Instant::now(),
+            before,
+            not_counted: Duration::ZERO,
+        }
+    }
+
+    fn not_counting(&mut self, waited: Duration) {
+        self.not_counted += waited;
+    }
+
+    fn asked(&self) -> Duration {
+        (self.before + self.started.elapsed()).saturating_sub(self.not_counted)
+    }
+}
+
 /// Half as long again, up to the ceiling.
 fn grow(interval: Duration, max: Duration) -> Duration {
     interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
-}
-
-fn remaining(until: SystemTime) -> Duration {
-    until
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
 }
 
 /// Done, unless a document in the result is marked broken.

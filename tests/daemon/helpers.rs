@@ -433,3 +433,44 @@ impl Drop for Tmpfs {
         self.unmount();
     }
 }
+
+/// `chattr +i` on a folder: nothing can be created in it or removed from it, not even by
+/// root, until [`Immutable::release`] or drop. Needs root and `chattr` (e2fsprogs) on a
+/// filesystem with attributes (ext4, xfs, btrfs, tmpfs); panics saying so otherwise.
+pub struct Immutable {
+    pub path: PathBuf,
+    set: bool,
+}
+
+impl Immutable {
+    pub fn set(path: &Path) -> Immutable {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "`chattr +i {}` failed: this test needs root (CI runs as root), the chattr tool (apt-get install e2fsprogs) and a temp folder on ext4/xfs/btrfs/tmpfs (set TMPDIR)",
+            path.display()
+        );
+        Immutable {
+            path: path.to_path_buf(),
+            set: true,
+        }
+    }
+
+    pub fn release(&mut self) {
+        if std::mem::take(&mut self.set) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
