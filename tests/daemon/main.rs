@@ -2,6 +2,7 @@
 //! Each test names the behaviour it pins; see `helpers.rs` for the environment.
 
 mod chaos;
+mod hardening;
 mod helpers;
 mod intake;
 mod resilience;
