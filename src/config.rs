@@ -475,7 +475,7 @@ fn parse_error_message(e: &toml::de::Error, text: &str) -> String {
         });
     match key {
         Some(key) if SECRET_KEYS.contains(&key) => format!(
-            "line {line}, column {column}: the value of `{key}` is not valid TOML (not shown: it is a secret); write it in double quotes, e.g. {key} = \"...\""
+            "line {line}, column {column}: the value of `{key}` is refused (not shown: it is a secret); it must be a string in double quotes, e.g. {key} = \"...\""
         ),
         Some(key) => with_suggestion(&format!(
             "line {line}, column {column}, key `{key}`: {}",
@@ -657,7 +657,7 @@ fn check_rate(value: f64, key: &str, min: f64, max: f64, default: &str) -> Resul
     } else {
         Err(key_error(
             key,
-            format!("{value} is out of range: allowed {min} to {max} (default {default})"),
+            format!("{value:?} is out of range: allowed {min} to {max} (default {default})"),
         ))
     }
 }

@@ -119,10 +119,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!(
-                "beorg-hotfolder: {}",
-                logging::escape_controls(&format!("{e:#}"))
-            );
+            eprintln!("beorg-hotfolder: {e:#}");
             ExitCode::FAILURE
         }
     }
