@@ -209,6 +209,46 @@ async fn panicking_child() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Finding 11
+
+/// `requests_per_second = 1e-20` passed `check` and panicked at start; by SIGHUP it would
+/// have killed the scheduler task and stopped every file silently. Now `check` and `run`
+/// refuse it naming the key and the range, and a reload to it is refused while the running
+/// daemon goes on sending.
+#[tokio::test]
+async fn finding_11_a_tiny_rate_is_refused_by_check_run_and_reload() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let mut daemon = env.spawn_binary(&[]);
+    wait_until("the daemon runs", || daemon.stderr().contains(RUNNING)).await;
+    env.api("requests_per_second = 1e-20");
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(&config, env.config_text()).unwrap();
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out) = run_bin(args, &config, &[]);
+        assert_ne!(code, Some(0), "{args:?}: {out}");
+        assert!(
+            out.contains("api.requests_per_second") && out.contains("allowed 0.001 to 1000"),
+            "{args:?}: {out}"
+        );
+    }
+    daemon.signal(Signal::HUP);
+    wait_until("the reload is refused", || {
+        daemon.stderr().contains("new config is refused")
+    })
+    .await;
+    assert!(
+        daemon.stderr().contains("allowed 0.001 to 1000"),
+        "{}",
+        daemon.stderr()
+    );
+    env.drop_scan(0, "after.png", 1101, None);
+    assert_eq!(env.sidecar(0, "after.png").await.status, Status::Done);
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait(Duration::from_secs(5)).await.success());
+    assert!(!daemon.stderr().contains("panicked"), "{}", daemon.stderr());
+}
+
+// ---------------------------------------------------------------------------------------
 // Finding 12
 
 /// A file name with a newline and `ERROR … (HTTP 402)` printed forged ERROR lines.
