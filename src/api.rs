@@ -105,6 +105,8 @@ pub enum ResultReply {
 pub struct ApiClient {
     http: reqwest::Client,
     base_url: String,
+    /// `base_url` parsed once, here, so no request can meet an unparseable URL.
+    base: Url,
     project_id: String,
     machine_uid: String,
     token: Secret,
@@ -121,8 +123,13 @@ impl ApiClient {
             .user_agent(concat!("beorg-hotfolder/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot build HTTP client: {}", e.without_url()))?;
+        let base = Url::parse(&config.base_url)
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| anyhow::anyhow!("api.base_url is not a usable http(s) URL"))?;
         Ok(ApiClient {
             http,
+            base,
             base_url: config.base_url.clone(),
             project_id: config.project_id.clone(),
             machine_uid: config.machine_uid.clone(),
@@ -219,9 +226,9 @@ impl ApiClient {
     /// `{base}/api/document/result/{id}?token=...`, with the id and token properly encoded.
     /// This string contains the token: it is handed to reqwest and nowhere else.
     fn result_url(&self, document_id: &str) -> Url {
-        let mut url = Url::parse(&self.base_url).expect("base_url checked by config");
+        let mut url = self.base.clone();
         url.path_segments_mut()
-            .expect("http(s) URLs have paths")
+            .expect("checked in ApiClient::new: the URL can be a base")
             .pop_if_empty()
             .extend(["api", "document", "result", document_id]);
         url.query_pairs_mut()

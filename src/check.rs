@@ -855,30 +855,63 @@ fn installed_sandbox_for(config_path: &Path, report: &mut Report) -> Option<Sand
 /// One submit with the real credentials and an empty `images` list: it tells whether the
 /// credentials work without creating a document.
 ///
-/// This relies on the API checking the token and machine_uid before the body's content
-/// (so a wrong token gives 401 and a right one 400 for the empty list). That is the order the
-/// emulator implements; the vendor's documentation does not state the order. If the real API
-/// ever checks the body first, a wrong token would look accepted (400): the 401 case is the
-/// reliable one.
+/// A 400 for it means "credentials accepted" only if the API checks the token and
+/// machine_uid before the body's content; the vendor's pages do not state the order. So a
+/// 400 is confirmed by a second empty request with no credentials at all: a 401 to that shows
+/// the credentials are checked first (the emulator's order), and the 400 stands; a 400 to it
+/// shows the body is checked first, and the check says it cannot tell (warning) instead of
+/// calling unknown credentials good.
 async fn online_finding(config: &Config) -> Finding {
     let finding = |severity, message: String| Finding::new(severity, "api", message);
     let client = match ApiClient::new(&config.api) {
         Ok(client) => client,
         Err(e) => return finding(Severity::Error, format!("{e:#}")),
     };
-    let body = serde_json::to_vec(&serde_json::json!({
-        "project_id": config.api.project_id,
-        "token": config.api.token.expose(),
-        "machine_uid": config.api.machine_uid,
-        "images": [],
-    }))
-    .expect("a JSON object serializes");
+    let empty_request = |token: &str, machine_uid: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "project_id": config.api.project_id,
+            "token": token,
+            "machine_uid": machine_uid,
+            "images": [],
+        }))
+        .expect("a JSON object serializes")
+    };
+    let body = empty_request(config.api.token.expose(), &config.api.machine_uid);
     let url = &config.api.base_url;
-    match client.submit(body, 0).await {
+    let answer = client.submit(body, 0).await;
+    if let Err(ApiFailure::Rejected { status: 400, .. }) = answer {
+        // Within the account's request pace (no document is created, so the submit pace
+        // does not apply), then the same request without credentials.
+        let limits = crate::scheduler::Limits {
+            requests_per_second: config.api.requests_per_second,
+            documents_per_minute: config.api.documents_per_minute,
+        };
+        tokio::time::sleep(limits.request_period()).await;
+        match client.submit(empty_request("", ""), 0).await {
+            Err(ApiFailure::Account { status: 401, .. }) => {}
+            Err(ApiFailure::Rejected { status: 400, .. }) => {
+                return finding(
+                    Severity::Warning,
+                    format!(
+                        "{url} cannot confirm the token and machine_uid without creating a document: it answers an empty request with HTTP 400 even without credentials (it checks the request before the credentials). The first submit will tell: a wrong token pauses submits with an ERROR in the log, and no file is failed for it"
+                    ),
+                );
+            }
+            other => return online_answer(url, other),
+        }
+    }
+    online_answer(url, answer)
+}
+
+/// What an answer to the empty test request says about the credentials (a 400 here is one
+/// that passed the credentials check, see [`online_finding`]).
+fn online_answer(url: &str, answer: Result<String, ApiFailure>) -> Finding {
+    let finding = |severity, message: String| Finding::new(severity, "api", message);
+    match answer {
         Err(ApiFailure::Rejected { status: 400, .. }) => finding(
             Severity::Ok,
             format!(
-                "{url} accepts the token and machine_uid (it refused the empty test request with HTTP 400, as expected; project_id is not checked by this request)"
+                "{url} accepts the token and machine_uid (it refused the empty test request with HTTP 400, as expected, and the same request without credentials with HTTP 401; project_id is not checked by this request)"
             ),
         ),
         Err(ApiFailure::Account {

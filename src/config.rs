@@ -412,7 +412,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: with_suggestion(&e.to_string()),
+            message: parse_error_message(&e, text),
         })?;
         let base_dir = origin.parent().unwrap_or(Path::new("."));
         let api = resolve_api(raw.api, base_dir, env_token)?;
@@ -437,6 +437,51 @@ impl Config {
             metrics,
             inboxes,
         })
+    }
+}
+
+/// Keys whose values are secrets: no message ever quotes their value.
+const SECRET_KEYS: [&str; 1] = ["token"];
+
+/// toml's error text quotes the offending line of the file (and serde's part may quote the
+/// value, e.g. "invalid type: integer `123`"): on a `token` line that is the token. The
+/// message here gives the line and column and toml's reason, never the file's text, and on a
+/// line that sets a secret key it does not give toml's reason either.
+fn parse_error_message(e: &toml::de::Error, text: &str) -> String {
+    let Some(span) = e.span() else {
+        return with_suggestion(e.message());
+    };
+    let start = span.start.min(text.len());
+    let before = text.get(..start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or_default();
+    // The key set on that line, if it is a `key = value` line.
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .and_then(|k| k.rsplit('.').next())
+        .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    match key {
+        Some(key) if SECRET_KEYS.contains(&key) => format!(
+            "line {line}, column {column}: the value of `{key}` is refused (not shown: it is a secret); it must be a string in double quotes, e.g. {key} = \"...\""
+        ),
+        Some(key) => with_suggestion(&format!(
+            "line {line}, column {column}, key `{key}`: {}",
+            e.message()
+        )),
+        None => with_suggestion(&format!("line {line}, column {column}: {}", e.message())),
     }
 }
 
@@ -488,26 +533,46 @@ fn resolve_api(
     base_dir: &Path,
     env_token: Option<String>,
 ) -> Result<ApiConfig, ConfigError> {
-    let base_url = raw.base_url.trim_end_matches('/').to_string();
-    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(key_error(
-            "api.base_url",
-            format!("\"{base_url}\" is not an http(s) URL; use e.g. \"https://api.beorg.ru\""),
-        ));
-    }
+    let base_url = raw.base_url.trim().trim_end_matches('/').to_string();
+    check_base_url(&base_url)?;
     let project_id = required_string(raw.project_id, "api.project_id", "U_RATE_2")?;
     let machine_uid = required_string(raw.machine_uid, "api.machine_uid", "the device id")?;
     let token = resolve_token(raw.token, raw.token_file, base_dir, env_token)?;
-    check_positive(raw.requests_per_second, "api.requests_per_second", "1.0")?;
-    check_positive(raw.documents_per_minute, "api.documents_per_minute", "10")?;
-    check_nonzero(raw.request_timeout, "api.request_timeout", "60s")?;
-    check_nonzero(raw.connect_timeout, "api.connect_timeout", "10s")?;
-    check_nonzero(raw.account_retry, "api.account_retry", "5m")?;
-    check_nonzero(raw.retry_base, "api.retry_base", "2s")?;
-    if raw.submit_attempts == 0 {
+    check_rate(
+        raw.requests_per_second,
+        "api.requests_per_second",
+        0.001,
+        1000.0,
+        "1.0",
+    )?;
+    check_rate(
+        raw.documents_per_minute,
+        "api.documents_per_minute",
+        0.01,
+        60_000.0,
+        "10",
+    )?;
+    check_range(
+        raw.request_timeout,
+        "api.request_timeout",
+        (MS_100, HOUR),
+        "60s",
+    )?;
+    check_range(
+        raw.connect_timeout,
+        "api.connect_timeout",
+        (MS_100, 10 * MINUTE),
+        "10s",
+    )?;
+    check_range(raw.account_retry, "api.account_retry", (MS_100, DAY), "5m")?;
+    check_range(raw.retry_base, "api.retry_base", (MS_10, HOUR), "2s")?;
+    if !(1..=100).contains(&raw.submit_attempts) {
         return Err(key_error(
             "api.submit_attempts",
-            "must be at least 1; the default is 5",
+            format!(
+                "{} is out of range: allowed 1 to 100; the default is 5",
+                raw.submit_attempts
+            ),
         ));
     }
     if raw.retry_max < raw.retry_base {
@@ -516,6 +581,7 @@ fn resolve_api(
             "must not be shorter than api.retry_base",
         ));
     }
+    check_range(raw.retry_max, "api.retry_max", (MS_10, DAY), "5m")?;
     Ok(ApiConfig {
         base_url,
         project_id,
@@ -542,25 +608,84 @@ fn required_string(value: Option<String>, key: &str, example: &str) -> Result<St
     }
 }
 
-fn check_positive(value: f64, key: &str, example: &str) -> Result<(), ConfigError> {
-    if value.is_finite() && value > 0.0 {
+/// `api.base_url` parsed the way the HTTP client will parse it (scheme, host, port), so a
+/// URL the client cannot use is refused here, naming the key, and never reaches a request.
+fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
+    let refuse = |why: String| {
+        Err(key_error(
+            "api.base_url",
+            format!("\"{base_url}\" {why}; use e.g. \"https://api.beorg.ru\""),
+        ))
+    };
+    let url = match reqwest::Url::parse(base_url) {
+        Ok(url) => url,
+        Err(e) => return refuse(format!("is not a valid URL ({e})")),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return refuse("is not an http(s) URL".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return refuse("has no host".into());
+    }
+    if url.port() == Some(0) {
+        return refuse("has port 0".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not quoted: the password would be.
+        return Err(key_error(
+            "api.base_url",
+            "carries a user name or password; give only scheme, host, port and path",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("has a query or fragment; give only scheme, host, port and path".into());
+    }
+    Ok(())
+}
+
+const MS_10: Duration = Duration::from_millis(10);
+const MS_100: Duration = Duration::from_millis(100);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A rate must be a number in `[min, max]`: a tiny one would mean a wait of centuries (and
+/// overflow the arithmetic on instants), a huge one no pacing at all.
+fn check_rate(value: f64, key: &str, min: f64, max: f64, default: &str) -> Result<(), ConfigError> {
+    if value.is_finite() && (min..=max).contains(&value) {
         Ok(())
     } else {
         Err(key_error(
             key,
-            format!("must be a number above 0 (default {example})"),
+            format!("{value:?} is out of range: allowed {min} to {max} (default {default})"),
         ))
     }
 }
 
-fn check_nonzero(value: Duration, key: &str, example: &str) -> Result<(), ConfigError> {
-    if value.is_zero() {
+/// A duration must lie in `[min, max]`; every wait and deadline the daemon computes from
+/// one then stays far from the limits of `Instant` arithmetic.
+fn check_range(
+    value: Duration,
+    key: &str,
+    (min, max): (Duration, Duration),
+    default: &str,
+) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        let allowed = if min.is_zero() {
+            format!("at most {}", show(max))
+        } else {
+            format!("{} to {}", show(min), show(max))
+        };
         Err(key_error(
             key,
-            format!("must be longer than 0 (default \"{example}\")"),
+            format!(
+                "\"{}\" is out of range: allowed {allowed} (default \"{default}\")",
+                show(value)
+            ),
         ))
-    } else {
-        Ok(())
     }
 }
 
@@ -618,8 +743,18 @@ fn resolve_token(
 
 fn resolve_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
     check_absolute_or_relative(&raw.state_dir, "daemon.state_dir")?;
-    check_nonzero(raw.rescan_interval, "daemon.rescan_interval", "60s")?;
-    check_nonzero(raw.keep_history, "daemon.keep_history", "30d")?;
+    check_range(
+        raw.rescan_interval,
+        "daemon.rescan_interval",
+        (MS_100, DAY),
+        "60s",
+    )?;
+    check_range(
+        raw.keep_history,
+        "daemon.keep_history",
+        (HOUR, 3650 * DAY),
+        "30d",
+    )?;
     let file_mode = parse_file_mode(&raw.file_mode)?;
     Ok(DaemonConfig {
         state_dir: normalize(&raw.state_dir),
@@ -709,8 +844,20 @@ fn resolve_inbox(
     let first_poll = s.first_poll.unwrap_or(DEFAULT_FIRST_POLL);
     let max_poll_interval = s.max_poll_interval.unwrap_or(DEFAULT_MAX_POLL_INTERVAL);
     let result_timeout = s.result_timeout.unwrap_or(DEFAULT_RESULT_TIMEOUT);
-    check_nonzero(max_poll_interval, &key("max_poll_interval"), "30s")?;
-    check_nonzero(result_timeout, &key("result_timeout"), "30m")?;
+    check_range(settle, &key("settle"), (Duration::ZERO, DAY), "2s")?;
+    check_range(first_poll, &key("first_poll"), (Duration::ZERO, DAY), "3s")?;
+    check_range(
+        max_poll_interval,
+        &key("max_poll_interval"),
+        (MS_10, DAY),
+        "30s",
+    )?;
+    check_range(
+        result_timeout,
+        &key("result_timeout"),
+        (MS_100, 30 * DAY),
+        "30m",
+    )?;
     if max_poll_interval < first_poll {
         return Err(key_error(
             key("max_poll_interval"),
@@ -719,7 +866,7 @@ fn resolve_inbox(
     }
     let stages = s.stages.unwrap_or_default();
     let poll_interval = s.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
-    check_nonzero(poll_interval, &key("poll_interval"), "5s")?;
+    check_range(poll_interval, &key("poll_interval"), (MS_10, DAY), "5s")?;
     let ignore = s.ignore.unwrap_or_default();
     for pattern in &ignore {
         globset::Glob::new(pattern).map_err(|e| {
@@ -1032,6 +1179,112 @@ first_poll = "1s"
             "token = \"t\"\nrequests_per_second = 0",
         );
         assert!(err_text(&text).contains("api.requests_per_second"));
+    }
+
+    /// Finding 5 (issue 8): toml's error quoted the line (and serde the value) of a bad
+    /// `token`: unquoted, a number, an unterminated string.
+    #[test]
+    fn finding_5_config_errors_never_show_the_token() {
+        for (line, secret) in [
+            ("token = SECRET-abc", "SECRET-abc"),
+            ("token = 987654321987", "987654321987"),
+            ("token = \"SECRET-abc", "SECRET-abc"),
+            ("token = 'SECRET-abc", "SECRET-abc"),
+            ("token = [\"SECRET-abc\"]", "SECRET-abc"),
+            ("\"token\" = SECRET-abc", "SECRET-abc"),
+        ] {
+            let text = GOOD.replace("token = \"t0k3n\"", line);
+            let e = err_text(&text);
+            assert!(!e.contains(secret), "{line}: {e}");
+            assert!(e.contains("token") && e.contains("line 6"), "{line}: {e}");
+        }
+        // Other keys keep toml's reason, still with line and column.
+        let e = err_text(&GOOD.replace("machine_uid = \"m\"", "machine_uid = m"));
+        assert!(e.contains("line 5, column"), "{e}");
+    }
+
+    /// Finding 8 (issue 8): `http://127.0.0.1:99999` was accepted, then panicked a task.
+    #[test]
+    fn finding_8_base_url_is_parsed_fully_and_a_bad_one_names_the_key() {
+        for bad in [
+            "http://127.0.0.1:99999",
+            "http://",
+            "http://exa mple.com",
+            "ftp://api.beorg.ru",
+            "api.beorg.ru",
+            "http://127.0.0.1:0",
+            "https://user:pw@api.beorg.ru",
+            "https://api.beorg.ru/?token=x",
+        ] {
+            let text = GOOD.replace("http://127.0.0.1:9", bad);
+            let e = err_text(&text);
+            assert!(e.contains("api.base_url"), "{bad}: {e}");
+            assert!(!e.contains(":pw@"), "{e}");
+        }
+        for good in [
+            "https://api.beorg.ru",
+            "http://[::1]:8089",
+            "https://staging.example/beorg/",
+        ] {
+            let text = GOOD.replace("http://127.0.0.1:9", good);
+            let c = parse(&text).unwrap_or_else(|e| panic!("{good}: {e}"));
+            crate::api::ApiClient::new(&c.api).unwrap();
+        }
+    }
+
+    /// Finding 11 (issue 8): `requests_per_second = 1e-20` passed and panicked at start.
+    #[test]
+    fn finding_11_out_of_range_rates_and_durations_are_refused_with_key_and_range() {
+        let api = |line: &str| GOOD.replace("token = \"t0k3n\"", &format!("token = \"t\"\n{line}"));
+        let daemon = |line: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\n{line}\n"));
+        let inbox = |line: &str| GOOD.replace("first_poll = \"1s\"", line);
+        let cases = [
+            (
+                api("requests_per_second = 1e-20"),
+                "api.requests_per_second",
+            ),
+            (api("requests_per_second = 1e9"), "api.requests_per_second"),
+            (api("requests_per_second = nan"), "api.requests_per_second"),
+            (api("requests_per_second = inf"), "api.requests_per_second"),
+            (
+                api("documents_per_minute = 1e-300"),
+                "api.documents_per_minute",
+            ),
+            (api("documents_per_minute = -3"), "api.documents_per_minute"),
+            (api("request_timeout = \"1ns\""), "api.request_timeout"),
+            (api("request_timeout = \"100000y\""), "api.request_timeout"),
+            (api("connect_timeout = \"5d\""), "api.connect_timeout"),
+            (api("account_retry = \"500000y\""), "api.account_retry"),
+            (api("retry_base = \"0s\""), "api.retry_base"),
+            (api("retry_max = \"500000y\""), "api.retry_max"),
+            (api("submit_attempts = 4000000000"), "api.submit_attempts"),
+            (
+                daemon("rescan_interval = \"1ns\""),
+                "daemon.rescan_interval",
+            ),
+            (daemon("keep_history = \"500000y\""), "daemon.keep_history"),
+            (inbox("settle = \"500000y\""), "inbox[0].settle"),
+            (inbox("first_poll = \"500000y\""), "inbox[0].first_poll"),
+            (
+                inbox("max_poll_interval = \"500000y\""),
+                "inbox[0].max_poll_interval",
+            ),
+            (
+                inbox("result_timeout = \"500000y\""),
+                "inbox[0].result_timeout",
+            ),
+            (inbox("poll_interval = \"1ns\""), "inbox[0].poll_interval"),
+        ];
+        for (text, key) in cases {
+            let e = err_text(&text);
+            assert!(e.contains(key) && e.contains("allowed"), "{key}: {e}");
+        }
+        // The edges are accepted.
+        parse(&api(
+            "requests_per_second = 0.001\ndocuments_per_minute = 60000",
+        ))
+        .unwrap();
+        parse(&inbox("settle = \"0s\"\nresult_timeout = \"30d\"")).unwrap();
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.

@@ -82,6 +82,9 @@ pub async fn run_reloadable(
     mut reloads: tokio::sync::mpsc::UnboundedReceiver<Config>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // One daemon per state folder, for the whole run (a reload keeps the state folder, and
+    // this lock): taken before the journal is opened.
+    let _instance = crate::instance::InstanceLock::acquire(&config.daemon.state_dir)?;
     let lifetime = CancellationToken::new();
     // If this future is dropped rather than shut down (a runtime torn down after a panic),
     // every task and the intake thread still end.
@@ -443,7 +446,9 @@ async fn preflight_check(job: &Job, policy: preflight::Policy) -> Preflight {
         return Preflight::Send;
     }
     let path = job.work_path.clone();
-    match tokio::task::spawn_blocking(move || preflight::check(&path)).await {
+    match tokio::task::spawn_blocking(move || crate::logging::contained(|| preflight::check(&path)))
+        .await
+    {
         Ok(Ok(Ok(_facts))) => Preflight::Send,
         Ok(Ok(Err(refusal))) if policy == preflight::Policy::Warn => {
             tracing::warn!(file = %job.name, "sending although the service will probably refuse it (preflight = \"warn\"): {refusal}");

@@ -596,7 +596,10 @@ async fn submit_handler(State(shared): State<Arc<Shared>>, body: Body) -> Respon
     let worker = Arc::clone(&shared);
     let fail = plan.fail;
     // Parsing and decoding hundreds of megabytes must not stall the runtime.
-    let handled = tokio::task::spawn_blocking(move || handle_submit(&worker, read, fail, at)).await;
+    let handled = tokio::task::spawn_blocking(move || {
+        crate::logging::contained(|| handle_submit(&worker, read, fail, at))
+    })
+    .await;
     let (reply, record) = handled.unwrap_or_else(|_| {
         let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "server error");
         (reply, submit_record(at, 500, None, Described::default()))

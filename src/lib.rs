@@ -16,6 +16,7 @@
 //! [`emulator`] is a local stand-in for the Beorg API; [`config`] is the one place settings
 //! are read and checked; [`status`] reports what the daemon is doing while it runs.
 //! [`check`] vets a config and its folders before `run`; [`systemd`] sends `Type=notify` messages.
+//! [`instance`] keeps a second daemon off a state folder that one already uses.
 
 pub mod api;
 pub mod check;
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod emulator;
 pub mod finish;
 pub mod fsutil;
+pub mod instance;
 pub mod intake;
 pub mod journal;
 pub mod logging;

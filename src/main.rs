@@ -83,6 +83,9 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // A panic anywhere ends the process non-zero (after an ERROR line): systemd restarts it,
+    // rather than a dead task leaving files stuck in a daemon that looks healthy.
+    logging::exit_on_panic();
     let result = match cli.command {
         Command::Run { config } => run(config).await,
         Command::Status { config, json } => status(config, json),

@@ -41,15 +41,28 @@ pub struct Limits {
     pub documents_per_minute: f64,
 }
 
+/// Longest period the scheduler works with, whatever the limits say (config allows far less):
+/// keeps every `Instant` sum and the limiter's nanosecond count far from overflowing.
+pub const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Limits {
     /// Smallest spacing between any two requests we send.
     pub fn request_period(&self) -> Duration {
-        Duration::from_secs_f64(PACING_MARGIN / self.requests_per_second) + PACING_SLACK
+        period(PACING_MARGIN / self.requests_per_second)
     }
     /// Smallest spacing between two submits we send.
     pub fn submit_period(&self) -> Duration {
-        Duration::from_secs_f64(PACING_MARGIN * 60.0 / self.documents_per_minute) + PACING_SLACK
+        period(PACING_MARGIN * 60.0 / self.documents_per_minute)
     }
+}
+
+/// `seconds` (plus the slack) as a period within [1 ms, `MAX_PERIOD`]; a rate of zero, a
+/// negative one or NaN means the longest period rather than a panic.
+fn period(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds)
+        .unwrap_or(MAX_PERIOD)
+        .saturating_add(PACING_SLACK)
+        .clamp(Duration::from_millis(1), MAX_PERIOD)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +198,7 @@ impl Scheduler {
             message: message.to_string(),
             since,
         });
-        state.paused_until = Some(now + retry);
+        state.paused_until = Some(now + retry.min(MAX_PERIOD));
         drop(state);
         let what = account_problem_text(status);
         let retry_text = humantime::format_duration(retry);
@@ -238,7 +251,7 @@ fn account_problem_text(status: u16) -> &'static str {
 }
 
 fn limiter(period: Duration) -> Limiter {
-    let quota = Quota::with_period(period.max(Duration::from_millis(1)))
+    let quota = Quota::with_period(period.clamp(Duration::from_millis(1), MAX_PERIOD))
         .expect("period is not zero")
         .allow_burst(NonZeroU32::MIN);
     RateLimiter::direct(quota)
@@ -510,6 +523,53 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 3, 4, 5]);
         cancel.cancel();
+    }
+
+    /// Finding 11 (issue 8): `requests_per_second = 1e-20` panicked in `from_secs_f64` at
+    /// start (and would have killed the dispatcher on a reload). No value of the limits, not
+    /// even one the config refuses, may panic here.
+    #[tokio::test]
+    async fn finding_11_the_scheduler_cannot_panic_on_any_limits() {
+        let odd = [
+            1e-20,
+            f64::MIN_POSITIVE,
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MAX,
+        ];
+        let sane = Limits {
+            requests_per_second: 100.0,
+            documents_per_minute: 6000.0,
+        };
+        for value in odd {
+            for limits in [
+                Limits {
+                    requests_per_second: value,
+                    ..sane
+                },
+                Limits {
+                    documents_per_minute: value,
+                    ..sane
+                },
+            ] {
+                assert!(limits.request_period() <= MAX_PERIOD);
+                assert!(limits.submit_period() <= MAX_PERIOD);
+                let cancel = CancellationToken::new();
+                let s = Scheduler::start(limits, cancel.clone());
+                // A turn may take long under such limits; the dispatcher must only not die.
+                let _ = tokio::time::timeout(Duration::from_millis(20), s.poll_turn()).await;
+                s.set_limits(sane);
+                s.set_limits(limits);
+                s.account_refused(402, "no money", Duration::MAX);
+                s.set_limits(sane);
+                s.account_ok(true);
+                let turn = tokio::time::timeout(Duration::from_secs(2), s.poll_turn()).await;
+                assert_eq!(turn, Ok(Some(())), "dispatcher alive after {value}");
+                cancel.cancel();
+            }
+        }
     }
 
     #[tokio::test]

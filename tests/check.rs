@@ -347,9 +347,10 @@ async fn online_with_the_right_token_passes_and_creates_no_document() {
         api.starts_with("ok ") && api.contains("accepts the token"),
         "{out}"
     );
-    let requests = emulator.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].status, 400);
+    // The empty request with the credentials (400), then without them (401): the server
+    // judges credentials first, so the 400 means they passed.
+    let statuses: Vec<u16> = emulator.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400, 401]);
     assert_eq!(emulator.accepted_images(), 0);
     assert!(!out.contains(TOKEN), "{out}");
 }
@@ -372,6 +373,30 @@ async fn online_with_a_wrong_token_is_rejected_without_showing_it() {
         !out.contains("tok-WRONG-3c9d") && !out.contains(TOKEN),
         "{out}"
     );
+}
+
+/// Suspected in issue 8: `check --online` took a 400 to the empty request as "credentials
+/// accepted", which holds only if the server checks credentials before the body. A server
+/// that checks the body first (here: one that answers every submit 400) must not make a
+/// wrong token look good.
+#[tokio::test]
+async fn suspected_check_online_does_not_take_a_400_for_accepted_credentials() {
+    let emulator = emulator().await;
+    emulator.fail_next(Endpoint::Submit, 400, 2);
+    let mut layout = Layout::new();
+    layout.base_url = emulator.base_url();
+    layout.token = "tok-WRONG-77aa".into();
+    let out = check_async(&layout.write_good(), &["--online"])
+        .await
+        .expect(0);
+    let api = line(&out, "api");
+    assert!(
+        api.starts_with("warning ") && api.contains("cannot confirm"),
+        "{out}"
+    );
+    assert!(!out.contains("accepts the token"), "{out}");
+    assert!(!out.contains("tok-WRONG-77aa"), "{out}");
+    assert_eq!(emulator.accepted_images(), 0);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod finishing;
+mod hardening;
 mod helpers;
 mod intake;
 mod resilience;
@@ -579,11 +580,17 @@ async fn the_token_appears_in_no_log_line_and_no_sidecar() {
 #[tokio::test]
 async fn sigterm_mid_flight_exits_quickly_leaves_nothing_half_moved_and_a_restart_finishes() {
     let env = TestEnv::new(&["PASSPORT"]).await;
+    // The scans are made before the daemon starts: making one takes this thread, which also
+    // serves the emulator, long enough on a busy machine to time out a submit (2 s).
+    let page = |seed, marker| beorg_hotfolder::samples::page_png(seed, marker);
+    let scans: Vec<_> = (0..3)
+        .map(|n| (format!("t{n}.png"), page(600 + n, Some("BEORG-EMU:never"))))
+        .chain([("normal.png".to_string(), page(700, None))])
+        .collect();
     let mut daemon = env.spawn_binary(&[]);
-    for n in 0..3 {
-        env.drop_scan(0, &format!("t{n}.png"), 600 + n, Some("BEORG-EMU:never"));
+    for (name, bytes) in &scans {
+        env.drop_bytes(0, name, bytes);
     }
-    env.drop_scan(0, "normal.png", 700, None);
     wait_until("all submitted", || env.submits().len() >= 4).await;
     let asked = Instant::now();
     daemon.signal(rustix::process::Signal::TERM);
