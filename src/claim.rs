@@ -92,9 +92,15 @@ pub async fn claim(
     let work_path = work_dir.join(work_name(base_name));
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
-    tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
-        .await
-        .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
+    // The content is hashed right after the move, before the row is written: from the claim
+    // on, the duplicate rule never has to wait for a file to be read. A file that cannot be
+    // read (no permission) has no hash; it fails as unreadable at its preflight or submit.
+    let sha256 = tokio::task::spawn_blocking(move || {
+        move_into_work(&from, &to, &work_dir, size, mtime)?;
+        Ok::<_, ClaimError>(hash_file(&to).ok())
+    })
+    .await
+    .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
     let claimed_at = SystemTime::now();
     let record = NewClaim {
         inbox: inbox.path.clone(),
@@ -103,6 +109,7 @@ pub async fn claim(
         size: file.size,
         detected_at: file.detected_at,
         claimed_at,
+        sha256: sha256.clone(),
     };
     let id = until_stored(stop, "claim", || journal.insert_claimed(record.clone()))
         .await
@@ -113,7 +120,7 @@ pub async fn claim(
         name: file.name.clone(),
         work_path,
         size: file.size,
-        sha256: None,
+        sha256,
         document_id: None,
         detected_at: file.detected_at,
         claimed_at,
@@ -163,6 +170,15 @@ fn move_into_work(
     Ok(())
 }
 
+/// Hex SHA-256 of a file's content, read in chunks (memory does not grow with the file).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(crate::submit::hex(&hasher.finalize()))
+}
+
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts.
 fn work_name(name: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -210,6 +226,10 @@ pub async fn adopt_orphans(
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let now = SystemTime::now();
             let name = original_name(&file_name).to_string();
+            let hashed = path.clone();
+            let sha256 = tokio::task::spawn_blocking(move || hash_file(&hashed).ok())
+                .await
+                .unwrap_or(None);
             let id = journal
                 .insert_claimed(NewClaim {
                     inbox: inbox.path.clone(),
@@ -218,6 +238,7 @@ pub async fn adopt_orphans(
                     size,
                     detected_at: now,
                     claimed_at: now,
+                    sha256: sha256.clone(),
                 })
                 .await?;
             tracing::warn!(
@@ -231,7 +252,7 @@ pub async fn adopt_orphans(
                 name,
                 work_path: path,
                 size,
-                sha256: None,
+                sha256,
                 document_id: None,
                 detected_at: now,
                 claimed_at: now,
@@ -258,5 +279,17 @@ mod tests {
         );
         assert_eq!(original_name("my_scan.jpg"), "my_scan.jpg");
         assert_eq!(original_name(&work_name("скан 1.pdf")), "скан 1.pdf");
+    }
+
+    /// Finding 1: an empty (or any refused) file still has its content hash for the sidecar.
+    #[test]
+    fn finding_1_an_empty_file_has_a_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.png");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

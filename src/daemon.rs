@@ -60,6 +60,8 @@ pub struct Pipeline {
     pub sending: Vec<AtomicU64>,
     /// Counters and gauges for `/metrics` (process lifetime, across reloads).
     pub metrics: Arc<Metrics>,
+    /// Submits on their way, by content and request (the duplicate rule waits only on these).
+    pub same_request: crate::submit::SameRequest,
 }
 
 /// How often finished files older than `keep_history` are pruned from the journal.
@@ -260,6 +262,7 @@ impl Session {
             mounts: shared.mounts.clone(),
             sending: all.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
             metrics: shared.metrics.clone(),
+            same_request: Default::default(),
         });
         let tasks = TaskTracker::new();
         resume(&p, &tasks).await?;
