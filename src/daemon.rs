@@ -405,6 +405,16 @@ async fn claim_or_leave(
 /// One file's way from claimed to finished.
 async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
     if job.document_id.is_none() {
+        if job.sha256.is_none() {
+            // A row from an older daemon: hashed before anything, so even a refusal's sidecar
+            // carries the content's SHA-256.
+            let path = job.work_path.clone();
+            if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || claim::hash_file(&path)).await
+            {
+                let _ = p.journal.set_sha256(job.id, sha.clone()).await;
+                job.sha256 = Some(sha);
+            }
+        }
         match preflight_check(&job, p.config.inboxes[job.inbox].preflight).await {
             Preflight::Send => {}
             Preflight::Refuse(outcome) => {

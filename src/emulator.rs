@@ -216,7 +216,8 @@ impl Emulator {
         records
     }
 
-    /// How many distinct image contents were accepted (submit answered 200).
+    /// How many distinct image contents, each with what was asked for it, were accepted
+    /// (submit answered 200).
     pub fn accepted_images(&self) -> usize {
         self.shared.state().seen.len()
     }
