@@ -92,15 +92,9 @@ pub async fn claim(
     let work_path = work_dir.join(work_name(base_name));
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
-    // The content is hashed right after the move, before the row is written: from the claim
-    // on, the duplicate rule never has to wait for a file to be read. A file that cannot be
-    // read (no permission) has no hash; it fails as unreadable at its preflight or submit.
-    let sha256 = tokio::task::spawn_blocking(move || {
-        move_into_work(&from, &to, &work_dir, size, mtime)?;
-        Ok::<_, ClaimError>(hash_file(&to).ok())
-    })
-    .await
-    .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
+    tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
+        .await
+        .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
     let claimed_at = SystemTime::now();
     let record = NewClaim {
         inbox: inbox.path.clone(),
@@ -109,7 +103,6 @@ pub async fn claim(
         size: file.size,
         detected_at: file.detected_at,
         claimed_at,
-        sha256: sha256.clone(),
     };
     let id = until_stored(stop, "claim", || journal.insert_claimed(record.clone()))
         .await
@@ -120,7 +113,7 @@ pub async fn claim(
         name: file.name.clone(),
         work_path,
         size: file.size,
-        sha256,
+        sha256: None,
         document_id: None,
         detected_at: file.detected_at,
         claimed_at,
@@ -226,10 +219,6 @@ pub async fn adopt_orphans(
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let now = SystemTime::now();
             let name = original_name(&file_name).to_string();
-            let hashed = path.clone();
-            let sha256 = tokio::task::spawn_blocking(move || hash_file(&hashed).ok())
-                .await
-                .unwrap_or(None);
             let id = journal
                 .insert_claimed(NewClaim {
                     inbox: inbox.path.clone(),
@@ -238,7 +227,6 @@ pub async fn adopt_orphans(
                     size,
                     detected_at: now,
                     claimed_at: now,
-                    sha256: sha256.clone(),
                 })
                 .await?;
             tracing::warn!(
@@ -252,7 +240,7 @@ pub async fn adopt_orphans(
                 name,
                 work_path: path,
                 size,
-                sha256,
+                sha256: None,
                 document_id: None,
                 detected_at: now,
                 claimed_at: now,

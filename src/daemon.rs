@@ -405,13 +405,20 @@ async fn claim_or_leave(
 /// One file's way from claimed to finished.
 async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
     if job.document_id.is_none() {
+        // The content is hashed first, in the file's own task (a slow share delays no other
+        // file), and stored: before the duplicate rule can wait on anything, and so that even
+        // a refusal's sidecar carries it. An unreadable file has none; it fails as unreadable.
         if job.sha256.is_none() {
-            // A row from an older daemon: hashed before anything, so even a refusal's sidecar
-            // carries the content's SHA-256.
             let path = job.work_path.clone();
             if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || claim::hash_file(&path)).await
             {
-                let _ = p.journal.set_sha256(job.id, sha.clone()).await;
+                let stored = crate::journal::until_stored(&p.stop, "content hash", || {
+                    p.journal.set_sha256(job.id, sha.clone())
+                })
+                .await;
+                if stored.is_none() {
+                    return;
+                }
                 job.sha256 = Some(sha);
             }
         }

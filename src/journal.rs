@@ -94,8 +94,6 @@ pub struct NewClaim {
     pub size: u64,
     pub detected_at: SystemTime,
     pub claimed_at: SystemTime,
-    /// Hex SHA-256 of the content, hashed at claim (`None` only if it could not be read).
-    pub sha256: Option<String>,
 }
 
 /// Whether the API already has a document for the same request (same content, same
@@ -294,8 +292,8 @@ impl Journal {
     pub async fn insert_claimed(&self, c: NewClaim) -> anyhow::Result<FileId> {
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, sha256)
-                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
+                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7)",
                 params![
                     path_text(&c.inbox),
                     c.name,
@@ -304,7 +302,6 @@ impl Journal {
                     ms(c.detected_at),
                     ms(c.claimed_at),
                     ms(SystemTime::now()),
-                    c.sha256,
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -591,7 +588,6 @@ mod tests {
             size: 10,
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
-            sha256: None,
         }
     }
 

@@ -125,7 +125,6 @@ async fn a_file_moved_before_a_crash_gets_its_sidecar_at_the_next_start() {
             size: 5,
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
-            sha256: None,
         })
         .await
         .unwrap();
