@@ -163,6 +163,15 @@ fn move_into_work(
     Ok(())
 }
 
+/// Hex SHA-256 of a file's content, read in chunks (memory does not grow with the file).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(crate::submit::hex(&hasher.finalize()))
+}
+
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name
 /// is shortened if needed to fit `name_max` bytes (the journal keeps it in full).
 fn work_name(name: &str, name_max: usize) -> String {
@@ -271,5 +280,17 @@ mod tests {
         assert!(work.len() <= 255, "{}", work.len());
         assert!(work.ends_with(".jpg"));
         assert!(long.starts_with(original_name(&work).trim_end_matches(".jpg")));
+    }
+
+    /// Finding 1: an empty (or any refused) file still has its content hash for the sidecar.
+    #[test]
+    fn finding_1_an_empty_file_has_a_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.png");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct Pipeline {
     pub sending: Vec<AtomicU64>,
     /// Counters and gauges for `/metrics` (process lifetime, across reloads).
     pub metrics: Arc<Metrics>,
+    /// Submits on their way, by content and request (the duplicate rule waits only on these).
+    pub same_request: crate::submit::SameRequest,
 }
 
 /// How often finished files older than `keep_history` are pruned from the journal.
@@ -263,6 +265,7 @@ impl Session {
             mounts: shared.mounts.clone(),
             sending: all.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
             metrics: shared.metrics.clone(),
+            same_request: Default::default(),
         });
         let tasks = TaskTracker::new();
         resume(&p, &tasks).await?;
@@ -405,6 +408,23 @@ async fn claim_or_leave(
 /// One file's way from claimed to finished.
 async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
     if job.document_id.is_none() {
+        // The content is hashed first, in the file's own task (a slow share delays no other
+        // file), and stored: before the duplicate rule can wait on anything, and so that even
+        // a refusal's sidecar carries it. An unreadable file has none; it fails as unreadable.
+        if job.sha256.is_none() {
+            let path = job.work_path.clone();
+            if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || claim::hash_file(&path)).await
+            {
+                let stored = crate::journal::until_stored(&p.stop, "content hash", || {
+                    p.journal.set_sha256(job.id, sha.clone())
+                })
+                .await;
+                if stored.is_none() {
+                    return;
+                }
+                job.sha256 = Some(sha);
+            }
+        }
         match preflight_check(&job, p.config.inboxes[job.inbox].preflight).await {
             Preflight::Send => {}
             Preflight::Refuse(outcome) => {

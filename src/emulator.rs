@@ -216,7 +216,8 @@ impl Emulator {
         records
     }
 
-    /// How many distinct image contents were accepted (submit answered 200).
+    /// How many distinct image contents, each with what was asked for it, were accepted
+    /// (submit answered 200).
     pub fn accepted_images(&self) -> usize {
         self.shared.state().seen.len()
     }
@@ -326,8 +327,10 @@ struct ServerState {
     delays: [VecDeque<(Duration, usize)>; 2],
     /// Accepted document sets by id.
     documents: HashMap<String, DocumentSet>,
-    /// Accepted image contents (sha256) and the document that first carried each.
-    seen: HashMap<[u8; 32], String>,
+    /// Accepted image contents (sha256) with what was asked for each (type, key, stages),
+    /// and the document that first carried them. The same picture asked for as another
+    /// document type is a new request, not a duplicate.
+    seen: HashMap<([u8; 32], String), String>,
     /// The request log.
     records: Vec<RequestRecord>,
 }
@@ -1006,10 +1009,19 @@ fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, Reques
         );
         return (reply, submit_record(at, 402, None, described));
     }
-    let earlier = submission
+    let asked: Vec<([u8; 32], String)> = submission
         .images
         .iter()
-        .find_map(|image| state.seen.get(&image.sha256));
+        .enumerate()
+        .map(|(i, image)| {
+            let entry = submission.process_info.as_ref().and_then(|p| p.get(i));
+            let asked = entry.map_or(String::new(), |e| {
+                format!("{}|{:?}|{:?}", e.doc_type, e.key, e.stages)
+            });
+            (image.sha256, asked)
+        })
+        .collect();
+    let earlier = asked.iter().find_map(|key| state.seen.get(key));
     if let Some(earlier) = earlier {
         let reported = shared
             .config
@@ -1024,8 +1036,8 @@ fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, Reques
     }
     let id = format!("s-{}", state.next_id);
     state.next_id = state.next_id.wrapping_add(1);
-    for image in &submission.images {
-        state.seen.insert(image.sha256, id.clone());
+    for key in asked {
+        state.seen.insert(key, id.clone());
     }
     let set = DocumentSet::new(submission, at, shared.config.time_scale);
     state.documents.insert(id.clone(), set);

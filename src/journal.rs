@@ -96,20 +96,14 @@ pub struct NewClaim {
     pub claimed_at: SystemTime,
 }
 
-/// Whether another file with the same content already has (or is about to get) a document.
+/// Whether the API already has a document for the same request (same content, same
+/// `process_info` and project). A request that may be on its way right now is not the
+/// journal's business: the submit stage keeps those in memory, only for files it is driving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SameContent {
-    /// The API has a document for this content: answer from it.
+    /// The API has a document for this content, asked for the same way: answer from it.
     Document {
         document_id: String,
-        name: String,
-    },
-    /// An earlier file with this content is being submitted: wait for its document.
-    InFlight {
-        name: String,
-    },
-    /// An earlier claimed file has not been read yet: it may have this content.
-    NotReadYet {
         name: String,
     },
     None,
@@ -210,6 +204,9 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     // Time spent asking for the result (ms), so `result_timeout` survives a restart without
     // counting the downtime.
     ("poll_asked_ms", "INTEGER NOT NULL DEFAULT 0"),
+    // What was asked for this content (canonical `process_info` and project, see
+    // `submit::request_key`): the duplicate rule matches content *and* request.
+    ("request", "TEXT"),
 ];
 
 /// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
@@ -320,14 +317,14 @@ impl Journal {
         self.set(id, "sha256 = ?2", sha256).await
     }
 
-    /// A submit is about to leave: from here until [`Journal::mark_submitted`] the outcome is
-    /// unknown if the process dies.
-    pub async fn mark_submitting(&self, id: FileId) -> anyhow::Result<()> {
+    /// A submit asking `request` is about to leave: from here until
+    /// [`Journal::mark_submitted`] the outcome is unknown if the process dies.
+    pub async fn mark_submitting(&self, id: FileId, request: String) -> anyhow::Result<()> {
         self.with(move |conn| {
             conn.execute(
                 "UPDATE files SET stage = 'submitting', submit_attempts = submit_attempts + 1,
-                 updated_at = ?2 WHERE id = ?1",
-                params![id, ms(SystemTime::now())],
+                 request = ?3, updated_at = ?2 WHERE id = ?1",
+                params![id, ms(SystemTime::now()), request],
             )?;
             Ok(())
         })
@@ -429,54 +426,69 @@ impl Journal {
         self.set(id, "poll_asked_ms = ?2", asked_ms).await
     }
 
-    /// This file's content was answered from an earlier document, `document_id`.
-    pub async fn mark_duplicate_of(&self, id: FileId, document_id: String) -> anyhow::Result<()> {
+    /// This file's content, asked for as `request`, was answered from an earlier document,
+    /// `document_id`.
+    pub async fn mark_duplicate_of(
+        &self,
+        id: FileId,
+        document_id: String,
+        request: String,
+    ) -> anyhow::Result<()> {
         self.with(move |conn| {
             let now = ms(SystemTime::now());
             conn.execute(
                 "UPDATE files SET stage = 'submitted', document_id = ?2, duplicate_of = ?2,
-                 submitted_at = ?3, updated_at = ?3 WHERE id = ?1",
-                params![id, document_id, now],
+                 submitted_at = ?3, updated_at = ?3, request = ?4 WHERE id = ?1",
+                params![id, document_id, now, request],
             )?;
             Ok(())
         })
         .await
     }
 
-    /// The earliest other file with the same content that the API has (or may soon have)
-    /// a document for: a duplicate is answered from it instead of paying again.
-    pub async fn same_content(&self, id: FileId, sha256: String) -> anyhow::Result<SameContent> {
+    /// The earliest other file with the same content, asked for the same way (`request`),
+    /// that the API has a document for: a duplicate is answered from it instead of paying
+    /// again. A row written before requests were recorded counts as the same request when it
+    /// came from the same inbox folder.
+    pub async fn same_content(
+        &self,
+        id: FileId,
+        sha256: String,
+        request: String,
+        inbox: PathBuf,
+    ) -> anyhow::Result<SameContent> {
         self.with(move |conn| {
             let with_document: Option<(String, String)> = conn
                 .query_row(
                     "SELECT document_id, name FROM files
                      WHERE sha256 = ?1 AND id != ?2 AND document_id IS NOT NULL
+                       AND (request = ?3 OR (request IS NULL AND inbox = ?4))
                      ORDER BY id LIMIT 1",
-                    params![sha256, id],
+                    params![sha256, id, request, path_text(&inbox)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if let Some((document_id, name)) = with_document {
-                return Ok(SameContent::Document { document_id, name });
-            }
-            // An earlier file with this content is still on its way to a submit, or an earlier
-            // file has not been read yet and may have this content: wait for it rather than
-            // pay twice. Only earlier rows are waited for, so two never wait on each other.
-            let earlier: Option<(String, bool)> = conn
-                .query_row(
-                    "SELECT name, sha256 IS NULL FROM files
-                     WHERE id < ?2 AND stage IN ('claimed', 'submitting')
-                       AND (sha256 = ?1 OR sha256 IS NULL)
-                     ORDER BY id LIMIT 1",
-                    params![sha256, id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            Ok(match earlier {
-                Some((name, false)) => SameContent::InFlight { name },
-                Some((name, true)) => SameContent::NotReadYet { name },
+            Ok(match with_document {
+                Some((document_id, name)) => SameContent::Document { document_id, name },
                 None => SameContent::None,
             })
+        })
+        .await
+    }
+
+    /// What was asked when `document_id` was obtained, if the journal knows that document:
+    /// `Some(None)` for a row from before requests were recorded.
+    pub async fn request_of_document(
+        &self,
+        document_id: String,
+    ) -> anyhow::Result<Option<Option<String>>> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT request FROM files WHERE document_id = ?1 ORDER BY id LIMIT 1",
+                [document_id],
+                |r| r.get(0),
+            )
+            .optional()
         })
         .await
     }
@@ -607,7 +619,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let a = j.insert_claimed(claim("a.jpg")).await.unwrap();
         let b = j.insert_claimed(claim("b.jpg")).await.unwrap();
-        j.mark_submitting(a).await.unwrap();
+        j.mark_submitting(a, "r".into()).await.unwrap();
         j.mark_submitted(a, "s-1".into()).await.unwrap();
         j.mark_finishing(b, "/done/b.jpg".into(), "{}".into())
             .await
@@ -629,6 +641,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let finished = j.insert_claimed(claim("old.jpg")).await.unwrap();
         j.set_sha256(finished, "aa".into()).await.unwrap();
+        j.mark_submitting(finished, "r".into()).await.unwrap();
         j.mark_submitted(finished, "s-1".into()).await.unwrap();
         j.mark_finished(finished, Stage::Done).await.unwrap();
         let open = j.insert_claimed(claim("open.jpg")).await.unwrap();
@@ -636,12 +649,16 @@ mod tests {
         // Kept while younger than keep_history: still answers the duplicate rule.
         assert_eq!(j.prune(Duration::from_secs(3600)).await.unwrap(), 0);
         assert!(matches!(
-            j.same_content(open, "aa".into()).await.unwrap(),
+            j.same_content(open, "aa".into(), "r".into(), "/in".into())
+                .await
+                .unwrap(),
             SameContent::Document { .. }
         ));
         assert_eq!(j.prune(Duration::from_millis(10)).await.unwrap(), 1);
         assert_eq!(
-            j.same_content(open, "aa".into()).await.unwrap(),
+            j.same_content(open, "aa".into(), "r".into(), "/in".into())
+                .await
+                .unwrap(),
             SameContent::None
         );
         assert_eq!(
@@ -651,29 +668,56 @@ mod tests {
         );
     }
 
-    /// Regression: two identical files claimed together, the later one read first, were both
-    /// sent: the earlier one's content was unknown, so nothing matched.
+    /// Finding 7: the same content asked for another way (another type, key, stages or
+    /// project) is a new request; the same content asked the same way is answered from the
+    /// journal; a row from before requests were recorded matches within its own inbox only.
     #[tokio::test]
-    async fn an_earlier_file_not_read_yet_makes_a_later_one_wait() {
+    async fn finding_7_the_duplicate_rule_matches_content_and_request() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        let earlier = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        let sent = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.mark_submitting(sent, "PASSPORT".into()).await.unwrap();
+        j.mark_submitted(sent, "s-1".into()).await.unwrap();
         let later = j.insert_claimed(claim("b.jpg")).await.unwrap();
-        j.set_sha256(later, "cc".into()).await.unwrap();
+        let lookup = |request: &str, inbox: &str| {
+            j.same_content(later, "aa".into(), request.into(), inbox.into())
+        };
+        // Content not hashed yet on the sent row: nothing matches.
+        assert_eq!(lookup("PASSPORT", "/in").await.unwrap(), SameContent::None);
+        j.set_sha256(sent, "aa".into()).await.unwrap();
         assert!(matches!(
-            j.same_content(later, "cc".into()).await.unwrap(),
-            SameContent::NotReadYet { .. }
+            lookup("PASSPORT", "/in").await.unwrap(),
+            SameContent::Document { document_id, .. } if document_id == "s-1"
         ));
-        // Never the other way round: the earlier file does not wait for the later one.
+        assert_eq!(lookup("SNILS", "/in").await.unwrap(), SameContent::None);
         assert_eq!(
-            j.same_content(earlier, "dd".into()).await.unwrap(),
-            SameContent::None
+            j.request_of_document("s-1".into()).await.unwrap(),
+            Some(Some("PASSPORT".into()))
         );
-        j.set_sha256(earlier, "dd".into()).await.unwrap();
-        assert_eq!(
-            j.same_content(later, "cc".into()).await.unwrap(),
-            SameContent::None
-        );
+        // An older daemon's row (no request recorded): the same inbox folder only.
+        let old = j.insert_claimed(claim("old.jpg")).await.unwrap();
+        j.set_sha256(old, "bb".into()).await.unwrap();
+        j.mark_submitted(old, "s-0".into()).await.unwrap();
+        let other = |inbox: &str| j.same_content(later, "bb".into(), "X".into(), inbox.into());
+        assert!(matches!(
+            other("/in").await.unwrap(),
+            SameContent::Document { .. }
+        ));
+        assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
+    }
+
+    /// A journal written before the `request` column existed gains it at open.
+    #[tokio::test]
+    async fn an_older_journal_gains_the_request_column() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.mark_submitting(id, "r".into()).await.unwrap();
     }
 
     #[tokio::test]

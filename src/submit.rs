@@ -7,11 +7,14 @@
 //! bounded number of times; account refusals (401/402) pause the account and retry without
 //! counting against the file.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
 use crate::claim::Job;
@@ -33,15 +36,121 @@ pub enum SubmitStep {
     Stopped,
 }
 
-/// A body ready to send.
+/// A body ready to send, and the open file it was read from.
 struct Prepared {
     body: Vec<u8>,
     sha256: String,
+    /// Kept open until the answer is in: its `fstat` after the send tells whether the file
+    /// changed while it was read or sent.
+    file: std::fs::File,
+    read_as: Stamp,
+}
+
+/// What `fstat` of the open file says about its content: equal stamps, unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// What reading a file for its submit gave.
+enum Read {
+    Ready(Prepared),
+    /// The file changed while it was being read.
+    Changed,
+}
+
+/// How long a file may wait for something before the wait is logged at WARN (once).
+pub const LONG_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a file waiting for a same-request submit looks again if no event woke it.
+const SAME_REQUEST_RECHECK: Duration = Duration::from_secs(5);
+
+/// A wait that says so, once, when it has lasted [`LONG_WAIT`].
+pub struct LongWait {
+    since: Instant,
+    reported: bool,
+}
+
+impl LongWait {
+    pub fn new() -> LongWait {
+        LongWait {
+            since: Instant::now(),
+            reported: false,
+        }
+    }
+
+    /// True exactly once: the first time it is asked after `limit` has passed.
+    pub fn due(&mut self, now: Instant, limit: Duration) -> bool {
+        if self.reported || now.duration_since(self.since) < limit {
+            return false;
+        }
+        self.reported = true;
+        true
+    }
+}
+
+impl Default for LongWait {
+    fn default() -> Self {
+        LongWait::new()
+    }
+}
+
+/// Submits on their way, by request (content and what is asked): a file with the same
+/// request waits for that one's document instead of paying again. Only files this daemon is
+/// driving are here, so a file that cannot finish (its failed/ folder missing, its inbox no
+/// longer configured) never holds anyone back; holding ends when the submit has its answer.
+#[derive(Default)]
+pub struct SameRequest {
+    held: Mutex<HashMap<(String, String), String>>,
+    /// Woken whenever a hold ends.
+    released: Notify,
+}
+
+/// A hold on one request; dropping it lets a waiting file with the same request look again.
+struct Holding<'a> {
+    owner: &'a SameRequest,
+    key: (String, String),
+}
+
+impl SameRequest {
+    /// Holds `(sha256, request)` for `name`, or names the file that holds it.
+    fn enter(&self, sha256: &str, request: &str, name: &str) -> Result<Holding<'_>, String> {
+        let key = (sha256.to_string(), request.to_string());
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(holder) = held.get(&key) {
+            return Err(holder.clone());
+        }
+        held.insert(key.clone(), name.to_string());
+        Ok(Holding { owner: self, key })
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.owner
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+        self.owner.released.notify_waiters();
+    }
 }
 
 /// Submits `job` until it has a `document_id` or a final outcome. `permit` (one of the few
 /// "prepared submit" slots) bounds how many file bodies sit in memory at once; it is given
-/// back during backoffs.
+/// back during waits and backoffs.
 pub async fn submit(
     p: &Pipeline,
     job: &mut Job,
@@ -49,8 +158,65 @@ pub async fn submit(
 ) -> SubmitStep {
     let inbox = &p.config.inboxes[job.inbox];
     let info = process_info(inbox);
+    let request = request_key(&p.config.api.project_id, inbox);
     let mut server_errors = 0u32;
+    let mut waiting: Option<LongWait> = None;
     loop {
+        // The content hash is known from the claim; a row from an older daemon (or a file
+        // changed since) is hashed here, once.
+        let sha256 = match job.sha256.clone() {
+            Some(sha256) => sha256,
+            None => match hash_work_file(job).await {
+                Ok(sha256) => {
+                    let stored = store(p, "content hash", || {
+                        p.journal.set_sha256(job.id, sha256.clone())
+                    })
+                    .await;
+                    if stored.is_none() {
+                        return SubmitStep::Stopped;
+                    }
+                    job.sha256 = Some(sha256.clone());
+                    sha256
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return SubmitStep::Vanished;
+                }
+                Err(e) => return SubmitStep::Finished(unreadable(&e)),
+            },
+        };
+        // The same request on its way from another file: wait for its answer (woken when
+        // its hold ends), never paying twice. Nothing is read while waiting.
+        let released = p.same_request.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let holding = match p.same_request.enter(&sha256, &request, &job.name) {
+            Ok(holding) => holding,
+            Err(holder) => {
+                drop(permit.take());
+                let wait = waiting.get_or_insert_with(LongWait::new);
+                if wait.due(Instant::now(), LONG_WAIT) {
+                    tracing::warn!(
+                        inbox = %inbox.path.display(), file = %job.name,
+                        "has waited over {} for {holder} (same content, asked the same way), which is being sent: it is answered from that file's document, nothing is paid twice; if this lasts, look in the log for what holds {holder} (account paused? server errors?)",
+                        humantime::format_duration(LONG_WAIT)
+                    );
+                } else {
+                    tracing::debug!(file = %job.name, "same content and request as {holder}, which is being sent; waiting for its document");
+                }
+                tokio::select! {
+                    _ = p.stop.cancelled() => return SubmitStep::Stopped,
+                    _ = released => {}
+                    _ = tokio::time::sleep(SAME_REQUEST_RECHECK) => {}
+                }
+                continue;
+            }
+        };
+        waiting = None;
+        match answer_from_earlier(p, job, &sha256, &request).await {
+            Earlier::Answered => return SubmitStep::Submitted,
+            Earlier::None => {}
+            Earlier::Stopped => return SubmitStep::Stopped,
+        }
         let _permit = match permit.take() {
             Some(permit) => permit,
             None => tokio::select! {
@@ -59,11 +225,21 @@ pub async fn submit(
             },
         };
         let prepared = match prepare(p, job, &info).await {
-            Ok(prepared) => prepared,
+            Ok(Read::Ready(prepared)) => prepared,
+            Ok(Read::Changed) => {
+                drop((_permit, holding));
+                if !wait_until_unchanged(p, job).await {
+                    return SubmitStep::Stopped;
+                }
+                job.sha256 = None;
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SubmitStep::Vanished,
             Err(e) => return SubmitStep::Finished(unreadable(&e)),
         };
-        if job.sha256.as_deref() != Some(&prepared.sha256) {
+        if prepared.sha256 != sha256 {
+            // Changed since it was claimed (and settled again since): the rule is checked
+            // again for the content actually read.
             let sha = prepared.sha256.clone();
             if store(p, "content hash", || {
                 p.journal.set_sha256(job.id, sha.clone())
@@ -73,24 +249,15 @@ pub async fn submit(
             {
                 return SubmitStep::Stopped;
             }
-            job.sha256 = Some(prepared.sha256.clone());
+            job.sha256 = Some(prepared.sha256);
+            permit = Some(_permit);
+            continue;
         }
-        match answer_from_earlier(p, job, &prepared.sha256).await {
-            Earlier::Answered => return SubmitStep::Submitted,
-            Earlier::Wait(wait) => {
-                // Give the slot back: the earlier file may need it to get on.
-                drop(_permit);
-                tokio::select! {
-                    _ = p.stop.cancelled() => return SubmitStep::Stopped,
-                    _ = tokio::time::sleep(wait) => continue,
-                }
-            }
-            Earlier::None => {}
-            Earlier::Stopped => return SubmitStep::Stopped,
-        }
-        if store(p, "submitting", || p.journal.mark_submitting(job.id))
-            .await
-            .is_none()
+        if store(p, "submitting", || {
+            p.journal.mark_submitting(job.id, request.clone())
+        })
+        .await
+        .is_none()
         {
             return SubmitStep::Stopped;
         }
@@ -121,6 +288,29 @@ pub async fn submit(
             Err(failure) => failure.http_status(),
         };
         p.metrics.api_request("submit", status);
+        // Verify after the send: the open file's size, mtime and ctime as when it was read.
+        // A file written to meanwhile is not finished with an answer about other bytes.
+        let unchanged = prepared
+            .file
+            .metadata()
+            .is_ok_and(|meta| Stamp::of(&meta) == prepared.read_as);
+        if !unchanged && !matches!(reply, Err(ApiFailure::Account { .. })) {
+            let document = match &reply {
+                Ok(document_id) => format!("document {document_id} (its answer) describes"),
+                Err(_) => "the answer describes".to_string(),
+            };
+            tracing::warn!(
+                inbox = %inbox.path.display(), file = %job.name,
+                "the file changed while it was read and sent; {document} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
+            );
+            let _ = p.journal.mark_claimed(job.id).await;
+            drop((_permit, holding));
+            if !wait_until_unchanged(p, job).await {
+                return SubmitStep::Stopped;
+            }
+            job.sha256 = None;
+            continue;
+        }
         match reply {
             Ok(document_id) => {
                 p.scheduler.account_ok(true);
@@ -129,9 +319,9 @@ pub async fn submit(
             Err(ApiFailure::Duplicate {
                 document_id: Some(document_id),
                 ..
-            }) => {
+            }) if asked_the_same(p, &document_id, &request).await => {
                 tracing::info!(file = %job.name, document_id = %document_id, "the service already has this content (409); using its document");
-                return answered_from(p, job, document_id).await;
+                return answered_from(p, job, document_id, &request).await;
             }
             Err(ApiFailure::Account { status, message }) => {
                 let _ = p.journal.mark_claimed(job.id).await;
@@ -140,6 +330,7 @@ pub async fn submit(
             }
             Err(ApiFailure::Transient { status, message }) => {
                 let _ = p.journal.mark_claimed(job.id).await;
+                drop(holding);
                 server_errors += 1;
                 job.submit_attempts += 1;
                 if server_errors >= p.config.api.submit_attempts {
@@ -163,45 +354,71 @@ pub async fn submit(
     }
 }
 
-/// How long a file waits before looking again when an earlier file with the same content is
-/// still being submitted.
-const SAME_CONTENT_WAIT: Duration = Duration::from_millis(500);
+/// Whether a document a 409 names may answer this request: not when the journal knows it
+/// was asked for another way (another type or options): its result is not this file's.
+async fn asked_the_same(p: &Pipeline, document_id: &str, request: &str) -> bool {
+    match p.journal.request_of_document(document_id.to_string()).await {
+        Ok(Some(Some(asked))) => asked == request,
+        _ => true,
+    }
+}
 
-/// How long a file waits before looking again when an earlier file has not been read yet
-/// (it is being read right now, in another prepared slot).
-const NOT_READ_YET_WAIT: Duration = Duration::from_millis(50);
+/// Waits until the work file's size, mtime and ctime stay the same for the inbox's `settle`
+/// (metadata only: nothing is read). False if the daemon stops meanwhile.
+async fn wait_until_unchanged(p: &Pipeline, job: &Job) -> bool {
+    let settle = p.config.inboxes[job.inbox]
+        .settle
+        .max(Duration::from_millis(100));
+    let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+    let mut wait = LongWait::new();
+    let mut last = stamp(&job.work_path);
+    loop {
+        tokio::select! {
+            _ = p.stop.cancelled() => return false,
+            _ = tokio::time::sleep(settle) => {}
+        }
+        let now = stamp(&job.work_path);
+        if now == last {
+            return true;
+        }
+        last = now;
+        if wait.due(Instant::now(), LONG_WAIT) {
+            tracing::warn!(
+                file = %job.name, work_file = %job.work_path.display(),
+                "still changing after {}: something keeps writing it after it was taken from the inbox; it is sent once it stops changing (stop the writer, or take the file out and put it back complete)",
+                humantime::format_duration(LONG_WAIT)
+            );
+        }
+    }
+}
 
-/// What the journal knows about this content.
+/// What the journal knows about this content and request.
 enum Earlier {
     /// Answered from an earlier document: go poll it.
     Answered,
-    /// An earlier file with this (or possibly this) content is on its way: look again later.
-    Wait(Duration),
     None,
     Stopped,
 }
 
-/// The duplicate rule: the same content is never paid for twice. If the journal has a
-/// document for it, this file is answered from that document.
-async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str) -> Earlier {
+/// The duplicate rule: the same request (content and what is asked) is never paid for twice.
+/// If the journal has a document for it, this file is answered from that document.
+async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request: &str) -> Earlier {
+    let inbox = p.config.inboxes[job.inbox].path.clone();
     let found = store(p, "duplicate lookup", || {
-        p.journal.same_content(job.id, sha256.to_string())
+        p.journal.same_content(
+            job.id,
+            sha256.to_string(),
+            request.to_string(),
+            inbox.clone(),
+        )
     })
     .await;
     match found {
         None => Earlier::Stopped,
         Some(SameContent::None) => Earlier::None,
-        Some(SameContent::InFlight { name }) => {
-            tracing::debug!(file = %job.name, "same content as {name}, which is being submitted; waiting for its document");
-            Earlier::Wait(SAME_CONTENT_WAIT)
-        }
-        Some(SameContent::NotReadYet { name }) => {
-            tracing::debug!(file = %job.name, "{name}, claimed earlier, is not read yet; waiting to compare");
-            Earlier::Wait(NOT_READ_YET_WAIT)
-        }
         Some(SameContent::Document { document_id, name }) => {
             tracing::info!(file = %job.name, document_id = %document_id, "same content as {name}: answered from its document, no new submit");
-            match answered_from(p, job, document_id).await {
+            match answered_from(p, job, document_id, request).await {
                 SubmitStep::Submitted => Earlier::Answered,
                 _ => Earlier::Stopped,
             }
@@ -209,26 +426,37 @@ async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str) -> Earli
     }
 }
 
-/// Records the fresh `document_id` before anything else.
+/// Logs the fresh `document_id` the moment it arrives (so it reaches the log even if the
+/// journal cannot take it), then records it before anything else.
 async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
+    let inbox = &p.config.inboxes[job.inbox];
+    tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
     let stored = store(p, "document_id", || {
         p.journal.mark_submitted(job.id, document_id.clone())
     })
     .await;
     if stored.is_none() {
+        tracing::error!(
+            inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
+            "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
+        );
         return SubmitStep::Stopped;
     }
     job.document_id = Some(document_id.clone());
     job.submitted_at = Some(SystemTime::now());
-    let inbox = &p.config.inboxes[job.inbox];
-    tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
     SubmitStep::Submitted
 }
 
 /// Points the file at an existing document (same content sent before) instead of a new one.
-async fn answered_from(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
+async fn answered_from(
+    p: &Pipeline,
+    job: &mut Job,
+    document_id: String,
+    request: &str,
+) -> SubmitStep {
     let stored = store(p, "duplicate_of", || {
-        p.journal.mark_duplicate_of(job.id, document_id.clone())
+        p.journal
+            .mark_duplicate_of(job.id, document_id.clone(), request.to_string())
     })
     .await;
     if stored.is_none() {
@@ -269,14 +497,47 @@ fn process_info(inbox: &InboxConfig) -> ProcessInfo {
     }
 }
 
-/// Reads, hashes and encodes the file in the blocking pool.
-async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result<Prepared> {
+/// What a file's request asks, as canonical JSON: project, type, key and stages. Two
+/// files are "the same request" when their content and this are equal.
+pub fn request_key(project_id: &str, inbox: &InboxConfig) -> String {
+    serde_json::json!({
+        "project": project_id,
+        "type": inbox.doc_type,
+        "key": inbox.key,
+        "stages": inbox.stages,
+    })
+    .to_string()
+}
+
+/// Hashes the work file in the blocking pool.
+async fn hash_work_file(job: &Job) -> std::io::Result<String> {
+    let path = job.work_path.clone();
+    tokio::task::spawn_blocking(move || crate::claim::hash_file(&path))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Reads, hashes and encodes the file in the blocking pool, checking with `fstat` of the open
+/// file before and after that it did not change while it was read.
+async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path)?;
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(&path)?;
+        let before = Stamp::of(&file.metadata()?);
+        let mut bytes = Vec::with_capacity(before.size as usize);
+        file.read_to_end(&mut bytes)?;
+        if Stamp::of(&file.metadata()?) != before || bytes.len() as u64 != before.size {
+            return Ok(Read::Changed);
+        }
         let sha256 = hex(&Sha256::digest(&bytes));
         let body = api.submit_body(&bytes, Some(&info));
-        Ok(Prepared { body, sha256 })
+        Ok(Read::Ready(Prepared {
+            body,
+            sha256,
+            file,
+            read_as: before,
+        }))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -363,6 +624,33 @@ mod tests {
             let full = base.saturating_mul(1 << (attempt - 1).min(20)).min(max);
             assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
         }
+    }
+
+    /// Finding 1: a wait longer than a minute is reported once, not every time it is checked.
+    #[test]
+    fn finding_1_a_long_wait_is_reported_once() {
+        let mut wait = LongWait::new();
+        let start = wait.since;
+        assert!(!wait.due(start, LONG_WAIT));
+        assert!(!wait.due(start + LONG_WAIT - Duration::from_millis(1), LONG_WAIT));
+        assert!(wait.due(start + LONG_WAIT, LONG_WAIT));
+        assert!(!wait.due(start + LONG_WAIT * 2, LONG_WAIT));
+        assert!(!wait.due(start + LONG_WAIT * 100, LONG_WAIT));
+    }
+
+    /// Finding 1: one request on its way holds only files with the same content and request.
+    #[test]
+    fn finding_1_only_the_same_request_waits() {
+        let same = SameRequest::default();
+        let held = same.enter("aa", "PASSPORT", "a.jpg").unwrap();
+        assert_eq!(
+            same.enter("aa", "PASSPORT", "b.jpg").err().as_deref(),
+            Some("a.jpg")
+        );
+        assert!(same.enter("aa", "SNILS", "c.jpg").is_ok());
+        assert!(same.enter("bb", "PASSPORT", "d.jpg").is_ok());
+        drop(held);
+        assert!(same.enter("aa", "PASSPORT", "b.jpg").is_ok());
     }
 
     #[test]

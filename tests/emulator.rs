@@ -528,6 +528,25 @@ async fn repeated_content_is_409_without_an_id_by_default() {
     assert_eq!(api.emulator.accepted_images(), 1);
 }
 
+/// Issue 8, finding 7: the same picture asked for as another document type is a new request
+/// (a misfiled scan re-dropped into the right inbox), not a duplicate.
+#[tokio::test]
+async fn finding_7_the_same_content_asked_as_another_type_is_a_new_document() {
+    let api = start(config()).await;
+    let scan = file("misfiled");
+    let passport = api
+        .accepted(&body(&[&scan], Some(info(&[("PASSPORT", None)]))))
+        .await;
+    let snils = api
+        .accepted(&body(&[&scan], Some(info(&[("SNILS", None)]))))
+        .await;
+    assert_ne!(passport, snils);
+    let (status, _) = api
+        .submit(&body(&[&scan], Some(info(&[("SNILS", None)]))))
+        .await;
+    assert_eq!(status, 409, "asked the same way again: a duplicate");
+}
+
 #[tokio::test]
 async fn repeated_content_409_names_the_earlier_document_when_configured() {
     let api = start(EmulatorConfig {
@@ -674,7 +693,8 @@ async fn the_request_log_keeps_arrival_order_and_statuses_and_no_token() {
     let wrong_token = format!("/api/document/result/{id}?token=wrong");
     api.result_at(reqwest::Method::GET, &wrong_token).await;
     api.result("s-0").await;
-    api.submit(&body(&[&scan], None)).await;
+    api.submit(&body(&[&scan], Some(info(&[("SNILS", None)]))))
+        .await;
 
     let records = api.emulator.requests();
     let first = &records[0];

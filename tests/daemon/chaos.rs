@@ -15,13 +15,44 @@ const KILLS: usize = 20;
 
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
-    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    chaos(KILLS, false).await;
+}
+
+/// Finding 1 under SIGKILL: a second inbox whose failed/ is missing holds files refused by
+/// preflight, which cannot finish. The healthy inbox's batch flows exactly as without it:
+/// every file finishes within the same deadline, paid once; the stuck files stay claimed in
+/// their work folder, each exactly once, and complete once failed/ exists.
+#[tokio::test]
+async fn finding_1_sigkill_with_a_second_inbox_whose_failed_folder_is_missing() {
+    chaos(KILLS / 2, true).await;
+}
+
+/// Files refused by preflight in the sick inbox.
+const STUCK: usize = 5;
+
+async fn chaos(kills: usize, sick_inbox: bool) {
+    let types: &[&str] = if sick_inbox {
+        &["PASSPORT", "SNILS"]
+    } else {
+        &["PASSPORT"]
+    };
+    let mut env = TestEnv::new(types).await;
     // Slow enough that the batch spans many kills: 20 requests/s, 4 submits/s.
     env.api("requests_per_second = 20.0");
     env.api("documents_per_minute = 240");
     let seed = fastrand::u64(..);
     eprintln!("chaos seed {seed} (FASTRAND seed for the kill times)");
     let mut rng = fastrand::Rng::with_seed(seed);
+    let mut stuck = Vec::new();
+    if sick_inbox {
+        std::fs::remove_dir(&env.inboxes[1].failed).unwrap();
+        // Dropped first: the oldest files, claimed before the healthy batch.
+        for n in 0..STUCK {
+            let name = format!("notes-{n}.txt");
+            env.drop_bytes(1, &name, format!("not a scan {n}\n").as_bytes());
+            stuck.push(name);
+        }
+    }
     let mut contents = HashMap::new();
     for n in 0..FILES {
         let name = format!("scan-{n:02}.png");
@@ -31,7 +62,7 @@ async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
     }
 
     let mut logs = String::new();
-    for _ in 0..KILLS {
+    for _ in 0..kills {
         let mut daemon = env.spawn_binary(&[]);
         tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
         daemon.signal(Signal::KILL);
@@ -66,10 +97,46 @@ async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
     );
     assert!(files_in(&inbox.path.join(".beorg-work")).is_empty());
     let journal = Journal::open(&env.state_dir).unwrap();
-    assert!(
-        journal.unfinished().await.unwrap().is_empty(),
-        "the journal agrees"
-    );
+    let unfinished: Vec<String> = journal
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    if sick_inbox {
+        // The stuck files: each exactly once, in the sick inbox or its work folder, never
+        // lost; then failed/ appears and they complete.
+        let sick = env.inboxes[1].clone();
+        let work = sick.path.join(".beorg-work");
+        let mut left: Vec<String> = files_in(&sick.path)
+            .into_iter()
+            .chain(
+                files_in(&work)
+                    .iter()
+                    .map(|w| beorg_hotfolder::claim::original_name(w).to_string()),
+            )
+            .collect();
+        left.sort();
+        assert_eq!(left, stuck, "{unfinished:?}");
+        assert!(files_in(&sick.done).is_empty());
+        std::fs::create_dir(&sick.failed).unwrap();
+        let mut last = env.spawn_binary(&[]);
+        for name in &stuck {
+            let sidecar = env.sidecar(1, name).await;
+            assert_eq!(
+                sidecar.error.unwrap().kind,
+                ErrorKind::InvalidFile,
+                "{name}"
+            );
+            assert!(sidecar.source.sha256.is_some(), "{name}");
+        }
+        last.signal(Signal::TERM);
+        assert!(last.wait(Duration::from_secs(5)).await.success());
+        assert!(journal.unfinished().await.unwrap().is_empty());
+    } else {
+        assert!(unfinished.is_empty(), "the journal agrees: {unfinished:?}");
+    }
 
     // The API accepted each content at most once. A content sent more than once must be an
     // in-doubt window the log shows ("outcome unknown"), and then ends as a duplicate.
@@ -115,6 +182,6 @@ async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
     let in_doubt = logs.matches("outcome unknown").count();
     let failed_count = failed.len() / 2;
     eprintln!(
-        "{KILLS} kills: {in_doubt} in-doubt windows, {failed_count} files failed as duplicates"
+        "{kills} kills: {in_doubt} in-doubt windows, {failed_count} files failed as duplicates"
     );
 }

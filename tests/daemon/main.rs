@@ -8,6 +8,7 @@ mod helpers;
 mod intake;
 mod resilience;
 mod service;
+mod stuck;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
