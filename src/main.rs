@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use beorg_emulator::{self as emulator, EmulatorConfig};
 use beorg_hotfolder::check;
 use beorg_hotfolder::config::Config;
-use beorg_hotfolder::emulator::{self, EmulatorConfig};
 use beorg_hotfolder::logging::{self, LogFormat};
 
 /// Watches scanner hot folders, sends each scan to the Beorg recognition API, and writes a

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint};
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
 
 const TOKEN: &str = "tok-CHECK-77e1b0";
 const MACHINE_UID: &str = "machine-check-1";

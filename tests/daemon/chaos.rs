@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use beorg_hotfolder::emulator::Endpoint;
+use beorg_emulator::Endpoint;
 use beorg_hotfolder::journal::Journal;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use rustix::process::Signal;
@@ -25,7 +25,7 @@ async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
     let mut contents = HashMap::new();
     for n in 0..FILES {
         let name = format!("scan-{n:02}.png");
-        let bytes = beorg_hotfolder::samples::page_png(seed.wrapping_add(n as u64), None);
+        let bytes = beorg_emulator::samples::page_png(seed.wrapping_add(n as u64), None);
         contents.insert(name.clone(), sha256_hex(&bytes));
         env.drop_bytes(0, &name, &bytes);
     }

@@ -10,9 +10,9 @@ use std::process::Stdio;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use beorg_emulator::samples;
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
 use beorg_hotfolder::config::Config;
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
-use beorg_hotfolder::samples;
 use beorg_hotfolder::sidecar::Sidecar;
 use tokio::sync::oneshot;
 

@@ -10,7 +10,7 @@ mod service;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use beorg_hotfolder::emulator::{EmulatorConfig, Endpoint};
+use beorg_emulator::{EmulatorConfig, Endpoint};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use helpers::*;
 
@@ -106,7 +106,7 @@ async fn written_files_are_not_world_readable() {
 async fn a_file_still_being_written_is_not_taken_until_it_settles() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
-    let full = beorg_hotfolder::samples::page_png(42, None);
+    let full = beorg_emulator::samples::page_png(42, None);
     let path = env.inboxes[0].path.join("slow.png");
     // Write in 6 chunks, 100 ms apart: 600 ms in all, four times the 150 ms settle time
     // in total but never a pause as long as it.
@@ -153,7 +153,7 @@ async fn ignored_names_and_folders_are_left_alone() {
     for (n, name) in ignored.iter().enumerate() {
         std::fs::write(
             inbox.join(name),
-            beorg_hotfolder::samples::page_png(200 + n as u64, None),
+            beorg_emulator::samples::page_png(200 + n as u64, None),
         )
         .unwrap();
     }
@@ -204,7 +204,7 @@ async fn a_done_folder_on_another_filesystem_gets_a_copy_and_the_work_file_goes(
     );
     env.inboxes[0].done = other.path().to_path_buf();
     let daemon = env.start();
-    let bytes = beorg_hotfolder::samples::page_png(21, None);
+    let bytes = beorg_emulator::samples::page_png(21, None);
     env.drop_bytes(0, "far.png", &bytes);
     let sidecar_path = other.path().join("far.png.json");
     wait_until("sidecar on the other filesystem", || sidecar_path.exists()).await;
@@ -316,7 +316,7 @@ async fn a_404_on_the_result_goes_to_failed_as_not_found() {
 #[tokio::test]
 async fn a_409_from_the_api_goes_to_failed_as_duplicate() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
-    let bytes = beorg_hotfolder::samples::page_png(77, None);
+    let bytes = beorg_emulator::samples::page_png(77, None);
     let daemon = env.start();
     env.drop_bytes(0, "first.png", &bytes);
     assert_eq!(env.sidecar(0, "first.png").await.status, Status::Done);

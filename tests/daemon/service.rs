@@ -88,7 +88,7 @@ async fn an_original_owned_by_another_user_still_ends_up_private_and_ours() {
     }
     let config = env.write_config();
     let scan = env.inboxes[0].path.join("samba.png");
-    std::fs::write(&scan, beorg_hotfolder::samples::page_png(82, None)).unwrap();
+    std::fs::write(&scan, beorg_emulator::samples::page_png(82, None)).unwrap();
     std::fs::set_permissions(&scan, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = env.dir.path().join("nobody.log");
     let mut daemon = tokio::process::Command::new("setpriv")
@@ -155,7 +155,7 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     wait_until("the in-flight file finished", || done.exists()).await;
     std::fs::write(
         passport.path.join("ignored-now.png"),
-        beorg_hotfolder::samples::page_png(93, None),
+        beorg_emulator::samples::page_png(93, None),
     )
     .unwrap();
     // The added inbox works.

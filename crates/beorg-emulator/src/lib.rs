@@ -42,6 +42,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod samples;
+
 /// The submit route.
 const SUBMIT_PATH: &str = "/api/bescan/add_document";
 /// The result route every seed example uses.
