@@ -150,37 +150,22 @@ async fn auto_mode_uses_events_on_a_local_disk_and_says_so() {
     );
 }
 
-/// Restores an inotify sysctl when dropped.
-struct Sysctl {
-    path: &'static str,
-    old: String,
-}
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Option<Sysctl> {
-        let old = std::fs::read_to_string(path).ok()?;
-        std::fs::write(path, value).ok()?;
-        Some(Sysctl { path, old })
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.path, self.old.trim());
-    }
-}
-
 #[tokio::test]
 async fn lost_events_from_a_queue_overflow_trigger_a_rescan() {
-    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    // It lowers a kernel-wide limit: no other test's daemon starts meanwhile.
+    let mut env = TestEnv::owning_kernel_settings(&["PASSPORT"]).await;
     // Events only; the periodic rescan is an hour away: only the overflow rescan can find
     // files whose events were dropped.
     env.inboxes[0].extra = "watch = \"events\"".into();
     env.daemon_extra.push("rescan_interval = \"1h\"".into());
-    let Some(small_queue) = Sysctl::set("/proc/sys/fs/inotify/max_queued_events", "16") else {
-        eprintln!("cannot lower fs.inotify.max_queued_events here: test not applicable");
+    let small_queue = Sysctl::set(&env, "/proc/sys/fs/inotify/max_queued_events", "16");
+    if !precondition(
+        small_queue.is_some(),
+        "this test lowers fs.inotify.max_queued_events and cannot write it",
+        "run the tests as root (CI does)",
+    ) {
         return;
-    };
+    }
     let mut daemon = env.spawn_binary(&[]);
     wait_until("watching", || {
         daemon.stderr().contains("watching for events")
@@ -369,7 +354,6 @@ async fn a_file_that_cannot_be_claimed_stays_and_is_reported_once() {
     // A subfolder that is another filesystem: a claim (a rename into .beorg-work) cannot work.
     let mounted = env.inboxes[0].path.join("usb");
     let Some(_mount) = Tmpfs::mount(&mounted, "4m") else {
-        eprintln!("cannot mount a tmpfs here: test not applicable");
         return;
     };
     let mut daemon = env.spawn_binary(&[]);

@@ -13,14 +13,26 @@ use crate::helpers::*;
 const FILES: usize = 50;
 const KILLS: usize = 20;
 
+/// The seed of the kill times and file contents: `BEORG_CHAOS_SEED` replays a run (every run
+/// prints its seed), otherwise a fresh one.
+fn chaos_seed() -> u64 {
+    let seed = match std::env::var("BEORG_CHAOS_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("BEORG_CHAOS_SEED={text:?} is not a whole number")),
+        Err(_) => fastrand::u64(..),
+    };
+    eprintln!("chaos seed {seed} (replay with BEORG_CHAOS_SEED={seed})");
+    seed
+}
+
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     // Slow enough that the batch spans many kills: 20 requests/s, 4 submits/s.
     env.api("requests_per_second = 20.0");
     env.api("documents_per_minute = 240");
-    let seed = fastrand::u64(..);
-    eprintln!("chaos seed {seed} (FASTRAND seed for the kill times)");
+    let seed = chaos_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut contents = HashMap::new();
     for n in 0..FILES {

@@ -1,11 +1,17 @@
-//! The real daemon against the emulator over loopback, with real files in temp folders.
-//! Each test names the behaviour it pins; see `helpers.rs` for the environment.
+//! The one integration-test binary: the real daemon (in process, or the real binary) against
+//! the emulator over loopback, with real files in temp folders; `check`, the metrics
+//! endpoint, preflight and the systemd unit beside it. Each test names the behaviour it pins;
+//! `helpers.rs` is the environment every test uses.
 
 mod chaos;
+mod check;
 mod helpers;
 mod intake;
+mod metrics;
+mod preflight;
 mod resilience;
 mod service;
+mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use beorg_emulator::samples::sized_png;
 use beorg_hotfolder::preflight::{self, Facts, Format, MAX_FILE_BYTES, Policy, Refusal};
 
-const KB: usize = 1024;
-const MB: usize = 1024 * KB;
+use crate::helpers::{KB, MB};
 
 struct Folder(tempfile::TempDir);
 
