@@ -1,7 +1,6 @@
 //! `beorg-hotfolder check` as a sysadmin runs it: the real binary, on configs written into
 //! temp folders, and for `--online` the emulator on a loopback port.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -305,9 +304,7 @@ async fn emulator() -> Emulator {
         time_scale: 0.01,
         ..EmulatorConfig::default()
     };
-    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    crate::helpers::start_emulator(config).await
 }
 
 #[tokio::test]

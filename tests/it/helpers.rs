@@ -98,6 +98,31 @@ impl Drop for Sysctl {
     }
 }
 
+/// The emulators' own runtime. A test's runtime is one thread, and a test that blocks it
+/// (generating a sample scan takes a while in a debug build) must not stall the API the
+/// daemon is talking to: a submit timing out there would be a fault of the test, not of the
+/// daemon.
+static EMULATOR_RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("emulator")
+        .enable_all()
+        .build()
+        .expect("the emulators' runtime")
+});
+
+/// An emulator on a loopback port, served by [`EMULATOR_RUNTIME`].
+pub async fn start_emulator(config: EmulatorConfig) -> Emulator {
+    EMULATOR_RUNTIME
+        .spawn(Emulator::start(
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .await
+        .expect("the emulator's start task")
+        .expect("emulator starts")
+}
+
 /// One inbox of the test config.
 #[derive(Clone)]
 pub struct Inbox {
@@ -126,6 +151,13 @@ pub struct TestEnv {
     pub extra_tables: String,
     /// Shared, or exclusive for a test that changes a kernel-wide setting.
     pub kernel_settings: KernelSettings,
+}
+
+impl Drop for TestEnv {
+    /// The emulator runs on a runtime that outlives the test: stop it with the test.
+    fn drop(&mut self) {
+        self.emulator.shutdown();
+    }
 }
 
 impl TestEnv {
@@ -163,9 +195,7 @@ impl TestEnv {
             time_scale: 0.01,
             ..emulator
         };
-        let emulator = Emulator::start(emulator_config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("emulator starts");
+        let emulator = start_emulator(emulator_config).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let inboxes = types
             .iter()
