@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
 use beorg_hotfolder::config::Config;
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint};
 use sha2::Digest;
 
 const BACKLOG: usize = 100_000;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::emulator::{Emulator, EmulatorConfig};
 use crate::sidecar::{Sidecar, Status};
+use beorg_emulator::{Emulator, EmulatorConfig};
 
 /// Document types the demo sets up an inbox for.
 const DEMO_TYPES: [&str; 5] = ["PASSPORT", "SNILS", "VNG", "FPRN", "OTPR"];
@@ -108,13 +108,13 @@ fn write_samples(dir: &Path) -> anyhow::Result<()> {
         .unwrap_or(1);
     for (i, doc_type) in DEMO_TYPES.iter().enumerate() {
         let sub = doc_type.to_lowercase();
-        let png = crate::samples::page_png(seed + i as u64, None);
+        let png = beorg_emulator::samples::page_png(seed + i as u64, None);
         std::fs::write(
             dir.join("in").join(&sub).join(format!("sample-{sub}.png")),
             png,
         )?;
     }
-    let blurred = crate::samples::page_png(seed + 100, Some("BEORG-EMU:broken"));
+    let blurred = beorg_emulator::samples::page_png(seed + 100, Some("BEORG-EMU:broken"));
     std::fs::write(dir.join("in/passport/blurred-photo.png"), blurred)?;
     std::fs::write(dir.join("in/snils/notes.txt"), "not a scan\n")?;
     Ok(())

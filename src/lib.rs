@@ -13,7 +13,7 @@
 //! 6. [`finish`] moves the original to done/ or failed/ and writes the [`sidecar`] beside it.
 //!
 //! [`daemon::run`] wires the stages together; the binary, the demo and the tests all call it.
-//! [`emulator`] is a local stand-in for the Beorg API; [`config`] is the one place settings
+//! The `beorg-emulator` crate is a local stand-in for the Beorg API; [`config`] is the one place settings
 //! are read and checked; [`status`] reports what the daemon is doing while it runs.
 //! [`check`] vets a config and its folders before `run`; [`systemd`] sends `Type=notify` messages.
 //! [`instance`] keeps a second daemon off a state folder that one already uses.
@@ -24,7 +24,6 @@ pub mod claim;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod emulator;
 pub mod finish;
 pub mod fsutil;
 pub mod instance;
@@ -34,7 +33,6 @@ pub mod logging;
 pub mod metrics;
 pub mod poll;
 pub mod preflight;
-pub mod samples;
 pub mod scheduler;
 pub mod sidecar;
 pub mod status;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use beorg_emulator::{self as emulator, EmulatorConfig};
 use beorg_hotfolder::check;
 use beorg_hotfolder::config::Config;
-use beorg_hotfolder::emulator::{self, EmulatorConfig};
 use beorg_hotfolder::logging::{self, LogFormat};
 
 /// Watches scanner hot folders, sends each scan to the Beorg recognition API, and writes a
@@ -84,8 +84,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     // A panic anywhere ends the process non-zero (after an ERROR line): systemd restarts it,
-    // rather than a dead task leaving files stuck in a daemon that looks healthy.
-    logging::exit_on_panic();
+    // rather than a dead task leaving files stuck in a daemon that looks healthy. (The
+    // emulator alone answers a panic in a handler with a 500 and carries on.)
+    if !matches!(cli.command, Command::Emulator { .. }) {
+        logging::exit_on_panic();
+    }
     let result = match cli.command {
         Command::Run { config } => run(config).await,
         Command::Status { config, json } => status(config, json),

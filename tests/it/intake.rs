@@ -15,7 +15,7 @@ use crate::helpers::*;
 async fn a_preallocating_writer_that_keeps_mtime_still_is_not_taken_half_filled() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
-    let full = beorg_hotfolder::samples::page_png(51, None);
+    let full = beorg_emulator::samples::page_png(51, None);
     let path = env.inboxes[0].path.join("smb.png");
     // The full size is reserved first; the content arrives in four parts, 300 ms apart (twice
     // the 150 ms settle), and the mtime is set back after each write, as an SMB client that
@@ -46,7 +46,7 @@ async fn a_preallocating_writer_that_keeps_mtime_still_is_not_taken_half_filled(
 async fn a_file_renamed_into_place_from_a_partial_name_is_taken_once_complete() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
-    let full = beorg_hotfolder::samples::page_png(52, None);
+    let full = beorg_emulator::samples::page_png(52, None);
     let partial = env.inboxes[0].path.join("upload.png.part");
     std::fs::write(&partial, &full[..full.len() / 2]).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -67,7 +67,7 @@ async fn a_file_closed_by_a_local_writer_goes_without_waiting_the_whole_settle_t
     let written = Instant::now();
     std::fs::write(
         env.inboxes[0].path.join("closed.png"),
-        beorg_hotfolder::samples::page_png(53, None),
+        beorg_emulator::samples::page_png(53, None),
     )
     .unwrap();
     wait_until("submitted", || !env.submits().is_empty()).await;
@@ -150,37 +150,22 @@ async fn auto_mode_uses_events_on_a_local_disk_and_says_so() {
     );
 }
 
-/// Restores an inotify sysctl when dropped.
-struct Sysctl {
-    path: &'static str,
-    old: String,
-}
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Option<Sysctl> {
-        let old = std::fs::read_to_string(path).ok()?;
-        std::fs::write(path, value).ok()?;
-        Some(Sysctl { path, old })
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.path, self.old.trim());
-    }
-}
-
 #[tokio::test]
 async fn lost_events_from_a_queue_overflow_trigger_a_rescan() {
-    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    // It lowers a kernel-wide limit: no other test's daemon starts meanwhile.
+    let mut env = TestEnv::owning_kernel_settings(&["PASSPORT"]).await;
     // Events only; the periodic rescan is an hour away: only the overflow rescan can find
     // files whose events were dropped.
     env.inboxes[0].extra = "watch = \"events\"".into();
     env.daemon_extra.push("rescan_interval = \"1h\"".into());
-    let Some(small_queue) = Sysctl::set("/proc/sys/fs/inotify/max_queued_events", "16") else {
-        eprintln!("cannot lower fs.inotify.max_queued_events here: test not applicable");
+    let small_queue = Sysctl::set(&env, "/proc/sys/fs/inotify/max_queued_events", "16");
+    if !precondition(
+        small_queue.is_some(),
+        "this test lowers fs.inotify.max_queued_events and cannot write it",
+        "run the tests as root (CI does)",
+    ) {
         return;
-    };
+    }
     let mut daemon = env.spawn_binary(&[]);
     wait_until("watching", || {
         daemon.stderr().contains("watching for events")
@@ -215,7 +200,7 @@ async fn lost_events_from_a_queue_overflow_trigger_a_rescan() {
 async fn a_symlink_to_a_secret_file_is_never_followed_or_uploaded() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let secret = env.dir.path().join("secret.png");
-    let secret_bytes = beorg_hotfolder::samples::page_png(61, None);
+    let secret_bytes = beorg_emulator::samples::page_png(61, None);
     std::fs::write(&secret, &secret_bytes).unwrap();
     let link = env.inboxes[0].path.join("innocent.png");
     std::os::unix::fs::symlink(&secret, &link).unwrap();
@@ -246,7 +231,7 @@ async fn a_symlink_to_a_secret_file_is_never_followed_or_uploaded() {
 async fn a_hard_link_to_a_file_outside_the_inbox_is_not_uploaded() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let outside = env.dir.path().join("payroll.png");
-    let outside_bytes = beorg_hotfolder::samples::page_png(63, None);
+    let outside_bytes = beorg_emulator::samples::page_png(63, None);
     std::fs::write(&outside, &outside_bytes).unwrap();
     std::fs::hard_link(&outside, env.inboxes[0].path.join("linked.png")).unwrap();
     let daemon = env.start();
@@ -285,7 +270,7 @@ async fn a_recursive_inbox_keeps_the_subfolder_path_under_done() {
     for dir in ["2026/11", "empty", "drafts", ".hidden"] {
         std::fs::create_dir_all(inbox.join(dir)).unwrap();
     }
-    let png = |seed| beorg_hotfolder::samples::page_png(seed, None);
+    let png = |seed| beorg_emulator::samples::page_png(seed, None);
     std::fs::write(inbox.join("2026/11/a.png"), png(66)).unwrap();
     std::fs::write(inbox.join("drafts/draft.png"), png(67)).unwrap();
     std::fs::write(inbox.join(".hidden/h.png"), png(68)).unwrap();
@@ -331,7 +316,7 @@ async fn a_too_small_image_is_refused_before_paying_with_a_plain_message() {
     env.drop_bytes(
         0,
         "thumb.png",
-        &beorg_hotfolder::samples::sized_png(800, 600, 71, None),
+        &beorg_emulator::samples::sized_png(800, 600, 71, None),
     );
     let s = env.sidecar(0, "thumb.png").await;
     daemon.stop().await;
@@ -351,7 +336,7 @@ async fn preflight_warn_sends_anyway_and_off_skips_the_checks() {
     env.drop_bytes(
         0,
         "thumb.png",
-        &beorg_hotfolder::samples::sized_png(800, 600, 72, None),
+        &beorg_emulator::samples::sized_png(800, 600, 72, None),
     );
     env.drop_bytes(1, "notes.txt", b"text, not a scan, but preflight is off");
     assert_eq!(env.sidecar(0, "thumb.png").await.status, Status::Done);
@@ -369,13 +354,12 @@ async fn a_file_that_cannot_be_claimed_stays_and_is_reported_once() {
     // A subfolder that is another filesystem: a claim (a rename into .beorg-work) cannot work.
     let mounted = env.inboxes[0].path.join("usb");
     let Some(_mount) = Tmpfs::mount(&mounted, "4m") else {
-        eprintln!("cannot mount a tmpfs here: test not applicable");
         return;
     };
     let mut daemon = env.spawn_binary(&[]);
     std::fs::write(
         mounted.join("stuck.png"),
-        beorg_hotfolder::samples::page_png(99, None),
+        beorg_emulator::samples::page_png(99, None),
     )
     .unwrap();
     env.drop_scan(0, "fine.png", 100, None);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use beorg_hotfolder::emulator::Endpoint;
+use beorg_emulator::Endpoint;
 use beorg_hotfolder::journal::{Journal, Stage};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use rustix::process::Signal;
@@ -74,7 +74,7 @@ async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
 async fn finding_7_the_same_scan_in_another_kind_of_inbox_is_sent_again() {
     let env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let daemon = env.start();
-    let bytes = beorg_hotfolder::samples::page_png(70, None);
+    let bytes = beorg_emulator::samples::page_png(70, None);
     env.drop_bytes(0, "scan.png", &bytes);
     let passport = env.sidecar(0, "scan.png").await;
     assert_eq!(passport.status, Status::Done);
@@ -113,13 +113,13 @@ async fn finding_6_a_file_changed_while_sent_is_sent_again() {
     env.emulator
         .delay_next(Endpoint::Submit, Duration::from_millis(700), 1);
     let daemon = env.start();
-    let first = beorg_hotfolder::samples::page_png(60, None);
+    let first = beorg_emulator::samples::page_png(60, None);
     env.drop_bytes(0, "growing.png", &first);
     let work = env.inboxes[0].path.join(".beorg-work");
     wait_for_stage(&env.state_dir, Stage::Submitting).await;
     // The writer rewrites the file in place while the request is on the wire.
     let work_file = work.join(&files_in(&work)[0]);
-    let full = beorg_hotfolder::samples::page_png(62, None);
+    let full = beorg_emulator::samples::page_png(62, None);
     std::fs::write(&work_file, &full).unwrap();
     let sidecar = env.sidecar(0, "growing.png").await;
     daemon.stop().await;

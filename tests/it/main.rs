@@ -1,19 +1,25 @@
-//! The real daemon against the emulator over loopback, with real files in temp folders.
-//! Each test names the behaviour it pins; see `helpers.rs` for the environment.
+//! The one integration-test binary: the real daemon (in process, or the real binary) against
+//! the emulator over loopback, with real files in temp folders; `check`, the metrics
+//! endpoint, preflight and the systemd unit beside it. Each test names the behaviour it pins;
+//! `helpers.rs` is the environment every test uses.
 
 mod chaos;
+mod check;
 mod finishing;
 mod hardening;
 mod helpers;
 mod intake;
+mod metrics;
+mod preflight;
 mod resilience;
 mod service;
 mod stuck;
+mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use beorg_hotfolder::emulator::{EmulatorConfig, Endpoint};
+use beorg_emulator::{EmulatorConfig, Endpoint};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use helpers::*;
 
@@ -109,7 +115,7 @@ async fn written_files_are_not_world_readable() {
 async fn a_file_still_being_written_is_not_taken_until_it_settles() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
-    let full = beorg_hotfolder::samples::page_png(42, None);
+    let full = beorg_emulator::samples::page_png(42, None);
     let path = env.inboxes[0].path.join("slow.png");
     // Write in 6 chunks, 100 ms apart: 600 ms in all, four times the 150 ms settle time
     // in total but never a pause as long as it.
@@ -156,7 +162,7 @@ async fn ignored_names_and_folders_are_left_alone() {
     for (n, name) in ignored.iter().enumerate() {
         std::fs::write(
             inbox.join(name),
-            beorg_hotfolder::samples::page_png(200 + n as u64, None),
+            beorg_emulator::samples::page_png(200 + n as u64, None),
         )
         .unwrap();
     }
@@ -207,7 +213,7 @@ async fn a_done_folder_on_another_filesystem_gets_a_copy_and_the_work_file_goes(
     );
     env.inboxes[0].done = other.path().to_path_buf();
     let daemon = env.start();
-    let bytes = beorg_hotfolder::samples::page_png(21, None);
+    let bytes = beorg_emulator::samples::page_png(21, None);
     env.drop_bytes(0, "far.png", &bytes);
     let sidecar_path = other.path().join("far.png.json");
     wait_until("sidecar on the other filesystem", || sidecar_path.exists()).await;
@@ -319,7 +325,7 @@ async fn a_404_on_the_result_goes_to_failed_as_not_found() {
 #[tokio::test]
 async fn a_409_from_the_api_goes_to_failed_as_duplicate() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
-    let bytes = beorg_hotfolder::samples::page_png(77, None);
+    let bytes = beorg_emulator::samples::page_png(77, None);
     let daemon = env.start();
     env.drop_bytes(0, "first.png", &bytes);
     assert_eq!(env.sidecar(0, "first.png").await.status, Status::Done);
@@ -583,7 +589,7 @@ async fn sigterm_mid_flight_exits_quickly_leaves_nothing_half_moved_and_a_restar
     let env = TestEnv::new(&["PASSPORT"]).await;
     // The scans are made before the daemon starts: making one takes this thread, which also
     // serves the emulator, long enough on a busy machine to time out a submit (2 s).
-    let page = |seed, marker| beorg_hotfolder::samples::page_png(seed, marker);
+    let page = |seed, marker| beorg_emulator::samples::page_png(seed, marker);
     let scans: Vec<_> = (0..3)
         .map(|n| (format!("t{n}.png"), page(600 + n, Some("BEORG-EMU:never"))))
         .chain([("normal.png".to_string(), page(700, None))])

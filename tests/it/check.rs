@@ -1,11 +1,12 @@
 //! `beorg-hotfolder check` as a sysadmin runs it: the real binary, on configs written into
 //! temp folders, and for `--online` the emulator on a loopback port.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint};
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
+
+use crate::helpers::Tmpfs;
 
 const TOKEN: &str = "tok-CHECK-77e1b0";
 const MACHINE_UID: &str = "machine-check-1";
@@ -19,7 +20,11 @@ struct Layout {
 
 impl Layout {
     fn new() -> Layout {
-        let dir = tempfile::tempdir().unwrap();
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    fn new_in(parent: &Path) -> Layout {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         for sub in ["in", "done", "failed"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
@@ -237,37 +242,10 @@ fn an_inbox_that_is_a_file_is_an_error() {
     );
 }
 
-/// A read-only tmpfs mounted over a folder; unmounted when dropped.
-struct ReadOnlyMount(PathBuf);
-
-impl ReadOnlyMount {
-    fn over(dir: &Path) -> Option<ReadOnlyMount> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
-            .arg(dir)
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(ReadOnlyMount(dir.to_path_buf())),
-            other => {
-                eprintln!(
-                    "skipping the read-only mount case: mount -t tmpfs -o ro failed ({other:?}); needs root and CAP_SYS_ADMIN"
-                );
-                None
-            }
-        }
-    }
-}
-
-impl Drop for ReadOnlyMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_read_only_done_folder_is_an_error_even_for_root() {
     let layout = Layout::new();
-    let Some(_mount) = ReadOnlyMount::over(&layout.path("done")) else {
+    let Some(_mount) = Tmpfs::read_only(&layout.path("done")) else {
         return;
     };
     let out = check(&layout.write_good(), &[]).expect(1);
@@ -309,11 +287,8 @@ fn folders_the_units_sandbox_keeps_read_only_are_errors() {
 
 #[test]
 fn the_shipped_unit_hides_tmp_from_the_service() {
-    let layout = Layout::new();
-    if !layout.dir.path().starts_with("/tmp") {
-        eprintln!("skipping: the temp folder is not under /tmp");
-        return;
-    }
+    // The case needs folders under /tmp, wherever TMPDIR points.
+    let layout = Layout::new_in(Path::new("/tmp"));
     let unit = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/systemd/beorg-hotfolder.service"
@@ -329,9 +304,7 @@ async fn emulator() -> Emulator {
         time_scale: 0.01,
         ..EmulatorConfig::default()
     };
-    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    crate::helpers::start_emulator(config).await
 }
 
 #[tokio::test]

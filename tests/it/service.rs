@@ -88,7 +88,7 @@ async fn an_original_owned_by_another_user_still_ends_up_private_and_ours() {
     }
     let config = env.write_config();
     let scan = env.inboxes[0].path.join("samba.png");
-    std::fs::write(&scan, beorg_hotfolder::samples::page_png(82, None)).unwrap();
+    std::fs::write(&scan, beorg_emulator::samples::page_png(82, None)).unwrap();
     std::fs::set_permissions(&scan, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = env.dir.path().join("nobody.log");
     let mut daemon = tokio::process::Command::new("setpriv")
@@ -155,7 +155,7 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     wait_until("the in-flight file finished", || done.exists()).await;
     std::fs::write(
         passport.path.join("ignored-now.png"),
-        beorg_hotfolder::samples::page_png(93, None),
+        beorg_emulator::samples::page_png(93, None),
     )
     .unwrap();
     // The added inbox works.
@@ -199,21 +199,19 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
 }
 
 /// `name{labels} value` lines of a Prometheus text scrape, `#` lines skipped.
-fn samples(text: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
+/// The value of one series, written as Prometheus prints it (`name{k="v",...}`).
+fn sample(all: &[Sample], series: &str) -> f64 {
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let labels: Vec<(&str, &str)> = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k, v.trim_matches('"'))
         })
-        .collect()
-}
-
-fn sample(all: &[(String, f64)], series: &str) -> f64 {
-    all.iter()
-        .find(|(s, _)| s == series)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no sample {series} in {all:?}"))
+        .collect();
+    metric_value(all, name, &labels).unwrap_or_else(|| panic!("no sample {series} in {all:?}"))
 }
 
 #[tokio::test]
@@ -235,7 +233,7 @@ async fn the_metrics_endpoint_counts_files_requests_and_latency() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let scrape = client.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(scrape.status(), 200);
-    let all = samples(&scrape.text().await.unwrap());
+    let all = parse_metrics(&scrape.text().await.unwrap());
     assert_eq!(
         sample(
             &all,

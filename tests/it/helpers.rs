@@ -3,16 +3,22 @@
 //! binary when a test needs signals or its stderr), and waits on conditions with deadlines.
 //!
 //! Set `TEST_LOG=1` to see the in-process daemon's logs.
+//!
+//! A test that needs something the machine may lack (root to mount a tmpfs, a tool, a kernel
+//! setting) asks [`precondition`]: without it the test FAILS and says how to provide it.
+//! `BEORG_TEST_SKIP_MISSING=1` turns that into a skip (printed), for a developer's laptop;
+//! CI never sets it, and `.ci/run` provides every precondition.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Once;
+use std::sync::{Arc, LazyLock, Once};
 use std::time::{Duration, Instant};
 
+use beorg_emulator::samples;
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
 use beorg_hotfolder::config::Config;
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
-use beorg_hotfolder::samples;
 use beorg_hotfolder::sidecar::Sidecar;
 use tokio::sync::oneshot;
 
@@ -34,6 +40,87 @@ fn init_logs() {
                 .try_init();
         }
     });
+}
+
+/// The variable that lets a test whose precondition is missing skip instead of failing.
+pub const SKIP_MISSING: &str = "BEORG_TEST_SKIP_MISSING";
+
+/// True when `have`; otherwise fails the test naming `what` is missing and `how` to provide
+/// it, or (with `BEORG_TEST_SKIP_MISSING=1`) prints that the test is skipped and returns false.
+pub fn precondition(have: bool, what: &str, how: &str) -> bool {
+    if have {
+        return true;
+    }
+    if std::env::var(SKIP_MISSING).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED ({SKIP_MISSING}=1): {what}");
+        return false;
+    }
+    panic!("{what}; {how} (or set {SKIP_MISSING}=1 to skip such tests)");
+}
+
+pub const KB: usize = 1024;
+pub const MB: usize = 1024 * KB;
+
+/// Kernel-wide settings (inotify limits) are changed only by a test that holds this
+/// exclusively; every [`TestEnv`] holds it shared, so no other test's daemon is starting
+/// while a setting is lowered.
+static KERNEL_SETTINGS: LazyLock<Arc<tokio::sync::RwLock<()>>> =
+    LazyLock::new(|| Arc::new(tokio::sync::RwLock::new(())));
+
+/// A [`TestEnv`]'s hold on [`KERNEL_SETTINGS`].
+pub enum KernelSettings {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+/// A kernel setting under `/proc/sys` changed for one test, restored on drop. Only a test
+/// whose [`TestEnv`] came from [`TestEnv::owning_kernel_settings`] may change one.
+pub struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    pub fn set(env: &TestEnv, path: &'static str, value: &str) -> Option<Sysctl> {
+        assert!(
+            matches!(env.kernel_settings, KernelSettings::Exclusive(_)),
+            "changing {path} needs TestEnv::owning_kernel_settings"
+        );
+        let old = std::fs::read_to_string(path).ok()?;
+        std::fs::write(path, value).ok()?;
+        Some(Sysctl { path, old })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// The emulators' own runtime. A test's runtime is one thread, and a test that blocks it
+/// (generating a sample scan takes a while in a debug build) must not stall the API the
+/// daemon is talking to: a submit timing out there would be a fault of the test, not of the
+/// daemon.
+static EMULATOR_RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("emulator")
+        .enable_all()
+        .build()
+        .expect("the emulators' runtime")
+});
+
+/// An emulator on a loopback port, served by [`EMULATOR_RUNTIME`].
+pub async fn start_emulator(config: EmulatorConfig) -> Emulator {
+    EMULATOR_RUNTIME
+        .spawn(Emulator::start(
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .await
+        .expect("the emulator's start task")
+        .expect("emulator starts")
 }
 
 /// One inbox of the test config.
@@ -62,6 +149,15 @@ pub struct TestEnv {
     pub daemon_extra: Vec<String>,
     /// Extra tables at the end of the config (e.g. `[metrics]`).
     pub extra_tables: String,
+    /// Shared, or exclusive for a test that changes a kernel-wide setting.
+    pub kernel_settings: KernelSettings,
+}
+
+impl Drop for TestEnv {
+    /// The emulator runs on a runtime that outlives the test: stop it with the test.
+    fn drop(&mut self) {
+        self.emulator.shutdown();
+    }
 }
 
 impl TestEnv {
@@ -70,7 +166,28 @@ impl TestEnv {
         Self::with_emulator(types, EmulatorConfig::default()).await
     }
 
+    /// Like [`TestEnv::new`], for a test that changes a kernel-wide setting ([`Sysctl`]): it
+    /// waits until no other test's environment exists, and keeps others waiting meanwhile.
+    pub async fn owning_kernel_settings(types: &[&str]) -> TestEnv {
+        let exclusive = KERNEL_SETTINGS.clone().write_owned().await;
+        Self::build(
+            types,
+            EmulatorConfig::default(),
+            KernelSettings::Exclusive(exclusive),
+        )
+        .await
+    }
+
     pub async fn with_emulator(types: &[&str], emulator: EmulatorConfig) -> TestEnv {
+        let shared = KERNEL_SETTINGS.clone().read_owned().await;
+        Self::build(types, emulator, KernelSettings::Shared(shared)).await
+    }
+
+    async fn build(
+        types: &[&str],
+        emulator: EmulatorConfig,
+        kernel_settings: KernelSettings,
+    ) -> TestEnv {
         init_logs();
         let emulator_config = EmulatorConfig {
             token: TOKEN.into(),
@@ -78,9 +195,7 @@ impl TestEnv {
             time_scale: 0.01,
             ..emulator
         };
-        let emulator = Emulator::start(emulator_config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("emulator starts");
+        let emulator = start_emulator(emulator_config).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let inboxes = types
             .iter()
@@ -108,6 +223,7 @@ impl TestEnv {
             api_extra: Vec::new(),
             daemon_extra: Vec::new(),
             extra_tables: String::new(),
+            kernel_settings,
         }
     }
 
@@ -389,22 +505,30 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. "16k") on `path`, or None where mounting is not allowed.
+    /// Mounts a tmpfs of `size` (e.g. "16k") on `path`. Where mounting is not allowed the test
+    /// fails saying so (see [`precondition`]); None only with `BEORG_TEST_SKIP_MISSING=1`.
     pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        Self::mount_with(path, &format!("size={size},mode=0755"))
+    }
+
+    /// A read-only tmpfs on `path`, as [`Tmpfs::mount`].
+    pub fn read_only(path: &Path) -> Option<Tmpfs> {
+        Self::mount_with(path, "ro,size=64k")
+    }
+
+    fn mount_with(path: &Path, options: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(path).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then(|| Tmpfs {
+            .status();
+        let ok = status.as_ref().is_ok_and(|s| s.success());
+        precondition(
+            ok,
+            &format!("this test mounts a tmpfs ({options}) and mount said {status:?}"),
+            "run the tests as root (CI does), with CAP_SYS_ADMIN",
+        )
+        .then(|| Tmpfs {
             path: path.to_path_buf(),
         })
     }
@@ -473,4 +597,102 @@ impl Drop for Immutable {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// One sample line of a Prometheus text exposition: `name{labels} value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the text exposition: every line that is not a `#` comment must be a sample.
+/// Panics on anything malformed, so a test that parses the output proves it parseable.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| parse_line(l).unwrap_or_else(|e| panic!("bad sample line {l:?}: {e}")))
+        .collect()
+}
+
+fn parse_line(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(['{', ' '])
+        .ok_or("no value after the metric name")?;
+    let name = &line[..name_end];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = parse_labels(after_brace, &mut labels)?;
+    }
+    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+    // An exemplar (` # {...} v`) or a timestamp may follow; the value is the first field.
+    let value = value.split(' ').next().unwrap_or_default();
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().map_err(|e| format!("bad value {v:?}: {e}"))?,
+    };
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// Parses `k="v",k="v"}` into `labels`; returns what follows the `}`.
+fn parse_labels<'a>(
+    mut s: &'a str,
+    labels: &mut BTreeMap<String, String>,
+) -> Result<&'a str, String> {
+    loop {
+        if let Some(rest) = s.strip_prefix('}') {
+            return Ok(rest);
+        }
+        let (key, rest) = s.split_once("=\"").ok_or("label without =\"")?;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("bad label name {key:?}"));
+        }
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().ok_or("unterminated label value")? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().ok_or("dangling backslash")?.1 {
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    'n' => value.push('\n'),
+                    c => return Err(format!("unknown escape \\{c}")),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        if labels.insert(key.to_owned(), value).is_some() {
+            return Err(format!("label {key:?} repeated"));
+        }
+        s = &rest[end + 1..];
+        s = s.strip_prefix(',').unwrap_or(s);
+    }
+}
+
+/// The value of the sample named `name` with exactly the labels `labels`.
+pub fn metric_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut found = samples
+        .iter()
+        .filter(|s| s.name == name && s.labels == want);
+    let first = found.next()?;
+    assert!(found.next().is_none(), "{name} {labels:?} appears twice");
+    Some(first.value)
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use beorg_hotfolder::emulator::Endpoint;
+use beorg_emulator::Endpoint;
 use beorg_hotfolder::journal::Journal;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use rustix::process::Signal;
@@ -12,6 +12,19 @@ use crate::helpers::*;
 
 const FILES: usize = 50;
 const KILLS: usize = 20;
+
+/// The seed of the kill times and file contents: `BEORG_CHAOS_SEED` replays a run (every run
+/// prints its seed), otherwise a fresh one.
+fn chaos_seed() -> u64 {
+    let seed = match std::env::var("BEORG_CHAOS_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("BEORG_CHAOS_SEED={text:?} is not a whole number")),
+        Err(_) => fastrand::u64(..),
+    };
+    eprintln!("chaos seed {seed} (replay with BEORG_CHAOS_SEED={seed})");
+    seed
+}
 
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
@@ -40,8 +53,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
     // Slow enough that the batch spans many kills: 20 requests/s, 4 submits/s.
     env.api("requests_per_second = 20.0");
     env.api("documents_per_minute = 240");
-    let seed = fastrand::u64(..);
-    eprintln!("chaos seed {seed} (FASTRAND seed for the kill times)");
+    let seed = chaos_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut stuck = Vec::new();
     if sick_inbox {
@@ -56,7 +68,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
     let mut contents = HashMap::new();
     for n in 0..FILES {
         let name = format!("scan-{n:02}.png");
-        let bytes = beorg_hotfolder::samples::page_png(seed.wrapping_add(n as u64), None);
+        let bytes = beorg_emulator::samples::page_png(seed.wrapping_add(n as u64), None);
         contents.insert(name.clone(), sha256_hex(&bytes));
         env.drop_bytes(0, &name, &bytes);
     }

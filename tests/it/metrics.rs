@@ -1,7 +1,6 @@
 //! The Prometheus endpoint over real HTTP on loopback: scrape `/metrics`, parse the text,
 //! check samples; `/healthz` follows its closure; other paths are 404; `serve` stops.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,103 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// One sample line: `name{labels} value`.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the text exposition: every line that is not a `#` comment must be a sample.
-/// Panics on anything malformed, so a test that parses the output proves it parseable.
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| parse_line(l).unwrap_or_else(|e| panic!("bad sample line {l:?}: {e}")))
-        .collect()
-}
-
-fn parse_line(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(['{', ' '])
-        .ok_or("no value after the metric name")?;
-    let name = &line[..name_end];
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    {
-        return Err(format!("bad metric name {name:?}"));
-    }
-    let mut rest = &line[name_end..];
-    let mut labels = BTreeMap::new();
-    if let Some(after_brace) = rest.strip_prefix('{') {
-        rest = parse_labels(after_brace, &mut labels)?;
-    }
-    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
-    // An exemplar (` # {...} v`) or a timestamp may follow; the value is the first field.
-    let value = value.split(' ').next().unwrap_or_default();
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().map_err(|e| format!("bad value {v:?}: {e}"))?,
-    };
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
-}
-
-/// Parses `k="v",k="v"}` into `labels`; returns what follows the `}`.
-fn parse_labels<'a>(
-    mut s: &'a str,
-    labels: &mut BTreeMap<String, String>,
-) -> Result<&'a str, String> {
-    loop {
-        if let Some(rest) = s.strip_prefix('}') {
-            return Ok(rest);
-        }
-        let (key, rest) = s.split_once("=\"").ok_or("label without =\"")?;
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("bad label name {key:?}"));
-        }
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next().ok_or("unterminated label value")? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next().ok_or("dangling backslash")?.1 {
-                    '\\' => value.push('\\'),
-                    '"' => value.push('"'),
-                    'n' => value.push('\n'),
-                    c => return Err(format!("unknown escape \\{c}")),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        if labels.insert(key.to_owned(), value).is_some() {
-            return Err(format!("label {key:?} repeated"));
-        }
-        s = &rest[end + 1..];
-        s = s.strip_prefix(',').unwrap_or(s);
-    }
-}
-
-/// The value of the sample named `name` with exactly the labels `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let want: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut found = samples
-        .iter()
-        .filter(|s| s.name == name && s.labels == want);
-    let first = found.next()?;
-    assert!(found.next().is_none(), "{name} {labels:?} appears twice");
-    Some(first.value)
-}
+use crate::helpers::{Sample, metric_value as value, parse_metrics as parse};
 
 /// A running endpoint: its base URL, its metrics, the health flag, and how to stop it.
 struct Endpoint {

@@ -42,6 +42,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod samples;
+
 /// The submit route.
 const SUBMIT_PATH: &str = "/api/bescan/add_document";
 /// The result route every seed example uses.
@@ -598,11 +600,9 @@ async fn submit_handler(State(shared): State<Arc<Shared>>, body: Body) -> Respon
     let read = read_body(body, raw_body_limit(shared.config.max_total_bytes)).await;
     let worker = Arc::clone(&shared);
     let fail = plan.fail;
-    // Parsing and decoding hundreds of megabytes must not stall the runtime.
-    let handled = tokio::task::spawn_blocking(move || {
-        crate::logging::contained(|| handle_submit(&worker, read, fail, at))
-    })
-    .await;
+    // Parsing and decoding hundreds of megabytes must not stall the runtime; a panic there
+    // is answered as a server error.
+    let handled = tokio::task::spawn_blocking(move || handle_submit(&worker, read, fail, at)).await;
     let (reply, record) = handled.unwrap_or_else(|_| {
         let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "server error");
         (reply, submit_record(at, 500, None, Described::default()))

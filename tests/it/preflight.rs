@@ -4,11 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use beorg_emulator::samples::sized_png;
 use beorg_hotfolder::preflight::{self, Facts, Format, MAX_FILE_BYTES, Policy, Refusal};
-use beorg_hotfolder::samples::sized_png;
 
-const KB: usize = 1024;
-const MB: usize = 1024 * KB;
+use crate::helpers::{KB, MB};
 
 struct Folder(tempfile::TempDir);
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use beorg_hotfolder::emulator::{Emulator, EmulatorConfig, Endpoint};
+use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use beorg_hotfolder::emulator::Endpoint;
+use beorg_emulator::Endpoint;
 use beorg_hotfolder::journal::{Journal, Stage};
 use beorg_hotfolder::sidecar::Status;
 use rustix::process::Signal;
@@ -179,7 +179,7 @@ async fn finding_9_names_as_long_as_the_filesystem_allows_are_processed() {
 }
 
 fn samples_png(seed: u64) -> Vec<u8> {
-    beorg_hotfolder::samples::page_png(seed, None)
+    beorg_emulator::samples::page_png(seed, None)
 }
 
 /// Finding 4: submitted, then the daemon down for longer than `result_timeout`: at the

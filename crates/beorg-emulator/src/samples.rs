@@ -79,10 +79,7 @@ mod tests {
             "{}",
             a.len()
         );
-        assert_eq!(
-            crate::preflight::detect_format(&a),
-            Some(crate::preflight::Format::Png)
-        );
+        assert!(a.starts_with(b"\x89PNG\r\n\x1a\n"));
         assert!(b.windows(16).any(|w| w == b"BEORG-EMU:broken"));
         let decoder = png::Decoder::new(std::io::Cursor::new(a));
         let reader = decoder.read_info().unwrap();
