@@ -113,7 +113,7 @@ fn content(n: usize) -> Vec<u8> {
 }
 
 fn hex_sha(bytes: &[u8]) -> String {
-    beorg_hotfolder::submit::hex(&sha2::Sha256::digest(bytes))
+    beorg_hotfolder::pipeline::submit::hex(&sha2::Sha256::digest(bytes))
 }
 
 async fn backlog() {
@@ -259,10 +259,10 @@ fn poll_pass() {
     let config = Config::from_toml(&text, &base.join("config.toml"), None).unwrap();
     let inboxes = Arc::new(config.inboxes);
     // The first pass meets every file; later passes are the steady state of a poll.
-    beorg_hotfolder::intake::poll_passes(inboxes.clone(), 1);
+    beorg_hotfolder::pipeline::intake::poll_passes(inboxes.clone(), 1);
     let passes = 20;
     let (cpu, wall) = (cpu_seconds(), Instant::now());
-    let seen = beorg_hotfolder::intake::poll_passes(inboxes, passes);
+    let seen = beorg_hotfolder::pipeline::intake::poll_passes(inboxes, passes);
     let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed());
     println!(
         "poll pass over {seen} waiting files: {:.0} ms CPU, {:.0} ms wall per pass (mean of {} passes after the first)",

@@ -155,7 +155,7 @@ pub struct InboxConfig {
     /// Extra name patterns intake leaves alone, on top of the built-in list.
     pub ignore: Vec<String>,
     /// What preflight does with a file the service would refuse.
-    pub preflight: crate::preflight::Policy,
+    pub preflight: crate::pipeline::preflight::Policy,
 }
 
 /// How an inbox notices new files.
@@ -276,7 +276,7 @@ struct RawInboxSettings {
     poll_interval: Option<Duration>,
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
-    preflight: Option<crate::preflight::Policy>,
+    preflight: Option<crate::pipeline::preflight::Policy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,7 +304,7 @@ struct RawInbox {
     poll_interval: Option<Duration>,
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
-    preflight: Option<crate::preflight::Policy>,
+    preflight: Option<crate::pipeline::preflight::Policy>,
 }
 
 impl RawInbox {
@@ -1073,10 +1073,13 @@ first_poll = "1s"
         assert_eq!(i.poll_interval, Duration::from_millis(250));
         assert!(i.recursive);
         assert_eq!(i.ignore, vec!["*.bak".to_string()]);
-        assert_eq!(i.preflight, crate::preflight::Policy::Warn);
+        assert_eq!(i.preflight, crate::pipeline::preflight::Policy::Warn);
         let d = parse(GOOD).unwrap();
         assert_eq!(d.inboxes[0].watch, WatchMode::Auto);
-        assert_eq!(d.inboxes[0].preflight, crate::preflight::Policy::Strict);
+        assert_eq!(
+            d.inboxes[0].preflight,
+            crate::pipeline::preflight::Policy::Strict
+        );
     }
 
     #[test]

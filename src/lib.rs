@@ -19,24 +19,15 @@
 //! [`instance`] keeps a second daemon off a state folder that one already uses.
 
 pub mod api;
-pub mod check;
-pub mod claim;
+pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod demo;
-pub mod finish;
-pub mod fsutil;
-pub mod instance;
-pub mod intake;
-pub mod journal;
 pub mod logging;
 pub mod metrics;
-pub mod poll;
-pub mod preflight;
+pub mod pipeline;
 pub mod scheduler;
 pub mod sidecar;
-pub mod status;
-pub mod submit;
+pub mod store;
 pub mod systemd;
 
 pub use config::Config;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use beorg_emulator::{self as emulator, EmulatorConfig};
-use beorg_hotfolder::check;
+use beorg_hotfolder::cli::check;
 use beorg_hotfolder::config::Config;
 use beorg_hotfolder::logging::{self, LogFormat};
 
@@ -116,7 +116,7 @@ async fn main() -> ExitCode {
             };
             emulator::serve_forever(config, listen).await
         }
-        Command::Demo { dir } => beorg_hotfolder::demo::run(dir).await,
+        Command::Demo { dir } => beorg_hotfolder::cli::demo::run(dir).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,11 +158,11 @@ async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::UnboundedSe
 
 fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {
     let config = Config::load_without_token(&config_path)?;
-    let report = beorg_hotfolder::status::report(&config)?;
+    let report = beorg_hotfolder::cli::status::report(&config)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", beorg_hotfolder::status::render(&report));
+        print!("{}", beorg_hotfolder::cli::status::render(&report));
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::claim::Job;
 use crate::config::InboxConfig;
+use crate::pipeline::claim::Job;
 
 /// Version of the sidecar layout; bumped only on incompatible changes.
 pub const SIDECAR_VERSION: u32 = 1;

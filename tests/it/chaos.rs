@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use beorg_emulator::Endpoint;
-use beorg_hotfolder::journal::Journal;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
+use beorg_hotfolder::store::journal::Journal;
 use rustix::process::Signal;
 
 use crate::helpers::*;
@@ -126,7 +126,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
             .chain(
                 files_in(&work)
                     .iter()
-                    .map(|w| beorg_hotfolder::claim::original_name(w).to_string()),
+                    .map(|w| beorg_hotfolder::pipeline::claim::original_name(w).to_string()),
             )
             .collect();
         left.sort();

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use beorg_emulator::Endpoint;
-use beorg_hotfolder::journal::{Journal, Stage};
 use beorg_hotfolder::sidecar::Status;
+use beorg_hotfolder::store::journal::{Journal, Stage};
 use rustix::process::Signal;
 
 use crate::helpers::*;

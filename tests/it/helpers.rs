@@ -496,7 +496,7 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 /// Hex SHA-256 of a byte string.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    beorg_hotfolder::submit::hex(&sha2::Sha256::digest(bytes))
+    beorg_hotfolder::pipeline::submit::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// A tmpfs mounted for a test (the machine's tests run as root), unmounted on drop.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use beorg_emulator::samples::sized_png;
-use beorg_hotfolder::preflight::{self, Facts, Format, MAX_FILE_BYTES, Policy, Refusal};
+use beorg_hotfolder::pipeline::preflight::{self, Facts, Format, MAX_FILE_BYTES, Policy, Refusal};
 
 use crate::helpers::{KB, MB};
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use beorg_emulator::{EmulatorConfig, Endpoint};
-use beorg_hotfolder::journal::{Journal, NewClaim};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
+use beorg_hotfolder::store::journal::{Journal, NewClaim};
 use rustix::process::Signal;
 
 use crate::helpers::*;

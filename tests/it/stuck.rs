@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use beorg_emulator::Endpoint;
-use beorg_hotfolder::journal::{Journal, Stage};
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
+use beorg_hotfolder::store::journal::{Journal, Stage};
 use rustix::process::Signal;
 
 use crate::helpers::*;

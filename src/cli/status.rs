@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::daemon::Pipeline;
-use crate::intake::{ReadyQueue, is_ignored_name};
+use crate::pipeline::intake::{ReadyQueue, is_ignored_name};
 use crate::sidecar::rfc3339;
 
 /// Snapshot file name inside `state_dir`.
@@ -92,7 +92,7 @@ pub async fn write_snapshots(p: Arc<Pipeline>, queue: Arc<ReadyQueue>) {
                 let path = p.config.daemon.state_dir.join(STATUS_FILE);
                 let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::fsutil::replace_file_atomic(&path, &text)
+                    crate::store::fsutil::replace_file_atomic(&path, &text)
                 })
                 .await;
                 if let Ok(Err(e)) = written {

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::claim::Job;
 use crate::daemon::Pipeline;
-use crate::fsutil;
-use crate::journal::{Record, Stage, until_stored};
+use crate::pipeline::claim::Job;
 use crate::sidecar::{Outcome, Sidecar, Status};
+use crate::store::fsutil;
+use crate::store::journal::{Record, Stage, until_stored};
 
 /// Longest wait between two tries of a move or write that keeps failing.
 const MAX_FINISH_BACKOFF: Duration = Duration::from_secs(60);
@@ -138,7 +138,7 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
                     );
                     last_error = text;
                 }
-                let wait = crate::submit::exponential_backoff(
+                let wait = crate::pipeline::submit::exponential_backoff(
                     Duration::from_secs(1),
                     MAX_FINISH_BACKOFF,
                     tries,

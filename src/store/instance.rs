@@ -29,7 +29,7 @@ impl InstanceLock {
     /// Takes the state folder's lock, or says which process holds it and how to stop it.
     /// Creates the folder (mode 0700) if needed. Never waits.
     pub fn acquire(state_dir: &Path) -> anyhow::Result<InstanceLock> {
-        crate::fsutil::create_dir_all_mode(state_dir, 0o700).map_err(|e| {
+        crate::store::fsutil::create_dir_all_mode(state_dir, 0o700).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create state folder {} (daemon.state_dir): {e}",
                 state_dir.display()

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::api::{ApiFailure, ResultReply};
-use crate::claim::Job;
 use crate::daemon::Pipeline;
+use crate::pipeline::claim::Job;
 use crate::sidecar::{ErrorKind, Outcome};
 
 /// A 200 whose body is not JSON is asked for again this many times before the file goes to

@@ -20,18 +20,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::ApiClient;
-use crate::claim::{self, ClaimError, Job};
 use crate::config::{Config, InboxConfig};
-use crate::finish;
-use crate::finish::MountGuard;
-use crate::intake::{self, ReadyFile, ReadyQueue};
-use crate::journal::{Journal, Stage};
 use crate::metrics::Metrics;
-use crate::poll::{self, PollStep};
-use crate::preflight;
+use crate::pipeline::claim::{self, ClaimError, Job};
+use crate::pipeline::finish;
+use crate::pipeline::finish::MountGuard;
+use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
+use crate::pipeline::poll::{self, PollStep};
+use crate::pipeline::preflight;
+use crate::pipeline::submit::{self, SubmitStep};
 use crate::scheduler::{Limits, Scheduler};
 use crate::sidecar::{ErrorKind, Outcome};
-use crate::submit::{self, SubmitStep};
+use crate::store::journal::{Journal, Stage};
 
 /// How many files may be claimed and read into memory ahead of their submit turn. One is
 /// being uploaded, one waits with its body ready, one is being read: the upload link never
@@ -61,7 +61,7 @@ pub struct Pipeline {
     /// Counters and gauges for `/metrics` (process lifetime, across reloads).
     pub metrics: Arc<Metrics>,
     /// Submits on their way, by content and request (the duplicate rule waits only on these).
-    pub same_request: crate::submit::SameRequest,
+    pub same_request: crate::pipeline::submit::SameRequest,
 }
 
 /// How often finished files older than `keep_history` are pruned from the journal.
@@ -86,7 +86,7 @@ pub async fn run_reloadable(
 ) -> anyhow::Result<()> {
     // One daemon per state folder, for the whole run (a reload keeps the state folder, and
     // this lock): taken before the journal is opened.
-    let _instance = crate::instance::InstanceLock::acquire(&config.daemon.state_dir)?;
+    let _instance = crate::store::instance::InstanceLock::acquire(&config.daemon.state_dir)?;
     let lifetime = CancellationToken::new();
     // If this future is dropped rather than shut down (a runtime torn down after a panic),
     // every task and the intake thread still end.
@@ -271,7 +271,10 @@ impl Session {
         resume(&p, &tasks).await?;
 
         let queue = Arc::new(ReadyQueue::default());
-        tasks.spawn(crate::status::write_snapshots(p.clone(), queue.clone()));
+        tasks.spawn(crate::cli::status::write_snapshots(
+            p.clone(),
+            queue.clone(),
+        ));
         tasks.spawn(prune_history(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
@@ -415,7 +418,7 @@ async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePerm
             let path = job.work_path.clone();
             if let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || claim::hash_file(&path)).await
             {
-                let stored = crate::journal::until_stored(&p.stop, "content hash", || {
+                let stored = crate::store::journal::until_stored(&p.stop, "content hash", || {
                     p.journal.set_sha256(job.id, sha.clone())
                 })
                 .await;
@@ -548,7 +551,7 @@ fn remove_stale_temp_files(config: &Config) {
             let name = entry.file_name();
             if name
                 .to_string_lossy()
-                .starts_with(crate::fsutil::TEMP_PREFIX)
+                .starts_with(crate::store::fsutil::TEMP_PREFIX)
             {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => {

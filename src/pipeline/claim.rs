@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::InboxConfig;
-use crate::fsutil;
-use crate::intake::ReadyFile;
-use crate::journal::{FileId, Journal, NewClaim, Record, Stage, until_stored};
+use crate::pipeline::intake::ReadyFile;
+use crate::store::fsutil;
+use crate::store::journal::{FileId, Journal, NewClaim, Record, Stage, until_stored};
 use tokio_util::sync::CancellationToken;
 
 /// A claimed file on its way through the pipeline: the in-memory twin of its journal row.
@@ -169,7 +169,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
-    Ok(crate::submit::hex(&hasher.finalize()))
+    Ok(crate::pipeline::submit::hex(&hasher.finalize()))
 }
 
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name

@@ -152,7 +152,7 @@ where
                     );
                     last_error = text;
                 }
-                let wait = crate::submit::exponential_backoff(
+                let wait = crate::pipeline::submit::exponential_backoff(
                     Duration::from_millis(200),
                     Duration::from_secs(30),
                     tries,
@@ -238,7 +238,7 @@ pub const JOURNAL_FILE: &str = "journal.sqlite";
 impl Journal {
     /// Opens (creating if needed) the journal in `state_dir`, which is created with mode 0700.
     pub fn open(state_dir: &Path) -> anyhow::Result<Journal> {
-        crate::fsutil::create_dir_all_mode(state_dir, 0o700).map_err(|e| {
+        crate::store::fsutil::create_dir_all_mode(state_dir, 0o700).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create state folder {} (daemon.state_dir): {e}",
                 state_dir.display()

@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
-use crate::claim::Job;
 use crate::config::InboxConfig;
 use crate::daemon::Pipeline;
-use crate::journal::{SameContent, until_stored};
+use crate::pipeline::claim::Job;
 use crate::sidecar::{ErrorKind, Outcome};
+use crate::store::journal::{SameContent, until_stored};
 
 /// Where a file stands after the submit stage.
 #[derive(Debug)]
@@ -512,7 +512,7 @@ pub fn request_key(project_id: &str, inbox: &InboxConfig) -> String {
 /// Hashes the work file in the blocking pool.
 async fn hash_work_file(job: &Job) -> std::io::Result<String> {
     let path = job.work_path.clone();
-    tokio::task::spawn_blocking(move || crate::claim::hash_file(&path))
+    tokio::task::spawn_blocking(move || crate::pipeline::claim::hash_file(&path))
         .await
         .map_err(std::io::Error::other)?
 }

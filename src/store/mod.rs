@@ -1,0 +1,7 @@
+//! What the daemon keeps on disk and how it writes it: the [`journal`] (every claimed file's
+//! row), the one-daemon-per-state-folder lock ([`instance`]), and the careful file operations
+//! ([`fsutil`]: no-clobber moves, atomic writes, private modes).
+
+pub mod fsutil;
+pub mod instance;
+pub mod journal;
