@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -22,13 +21,14 @@ use tokio_util::task::TaskTracker;
 use crate::api::ApiClient;
 use crate::config::{Config, InboxConfig};
 use crate::metrics::Metrics;
-use crate::pipeline::claim::{self, ClaimError, Job};
+use crate::pipeline::claim::{self, ClaimError};
 use crate::pipeline::finish;
 use crate::pipeline::finish::MountGuard;
 use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
 use crate::pipeline::poll::{self, PollStep};
 use crate::pipeline::preflight;
 use crate::pipeline::submit::{self, SubmitStep};
+use crate::pipeline::{Context, Inbox, Job};
 use crate::scheduler::{Limits, Scheduler};
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{Journal, Stage};
@@ -40,29 +40,6 @@ const PREPARED_SUBMITS: usize = 3;
 
 /// After the shutdown signal, how long requests in flight may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Everything a file's task needs, shared by all of them.
-pub struct Pipeline {
-    pub config: Arc<Config>,
-    pub journal: Journal,
-    pub scheduler: Scheduler,
-    pub api: ApiClient,
-    /// Stop waiting: no new files, no more sleeps, polls or turns.
-    pub stop: CancellationToken,
-    /// Stop everything: abandon requests in flight (fired after the grace period).
-    pub abort: CancellationToken,
-    /// Bounds how many file bodies are in memory ahead of their submit.
-    pub prepared_slots: Arc<Semaphore>,
-    /// Notices a done/failed folder or inbox whose share was unmounted.
-    pub mounts: Arc<MountGuard>,
-    /// Per inbox: submits on the wire right now. (The journal says `submitting` from just
-    /// before the submit turn; `status` shows files still waiting for the turn as waiting.)
-    pub sending: Vec<AtomicU64>,
-    /// Counters and gauges for `/metrics` (process lifetime, across reloads).
-    pub metrics: Arc<Metrics>,
-    /// Submits on their way, by content and request (the duplicate rule waits only on these).
-    pub same_request: crate::pipeline::submit::SameRequest,
-}
 
 /// How often finished files older than `keep_history` are pruned from the journal.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -227,7 +204,7 @@ fn log_changes(old: &Config, new: &Config, retired: &[InboxConfig]) {
 
 /// One run of the pipeline with one config: from resume to stop.
 struct Session {
-    p: Arc<Pipeline>,
+    p: Arc<Context>,
     tasks: TaskTracker,
     liveness: Arc<intake::Liveness>,
 }
@@ -254,7 +231,14 @@ impl Session {
                 .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
         );
         remove_stale_temp_files(config);
-        let p = Arc::new(Pipeline {
+        let p = Arc::new(Context {
+            inboxes: all
+                .inboxes
+                .iter()
+                .cloned()
+                .map(Inbox::new)
+                .map(Arc::new)
+                .collect(),
             config: all.clone(),
             journal,
             scheduler: shared.scheduler.clone(),
@@ -263,7 +247,6 @@ impl Session {
             abort,
             prepared_slots: Arc::new(Semaphore::new(PREPARED_SUBMITS)),
             mounts: shared.mounts.clone(),
-            sending: all.inboxes.iter().map(|_| AtomicU64::new(0)).collect(),
             metrics: shared.metrics.clone(),
             same_request: Default::default(),
         });
@@ -346,7 +329,7 @@ async fn watchdog(liveness: Arc<intake::Liveness>, stop: CancellationToken) {
 }
 
 /// Forgets finished files older than `keep_history`, at start and then hourly.
-async fn prune_history(p: Arc<Pipeline>) {
+async fn prune_history(p: Arc<Context>) {
     loop {
         match p.journal.prune(p.config.daemon.keep_history).await {
             Ok(0) => {}
@@ -361,7 +344,7 @@ async fn prune_history(p: Arc<Pipeline>) {
 }
 
 /// Takes the oldest ready file whenever a prepared-submit slot is free, and starts its task.
-async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
+async fn feed(p: Arc<Context>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
     // Per path, the last reason a claim failed: a file that cannot be moved (inbox not
     // writable by the service, a subfolder on another filesystem) is offered again after each
     // settle; it is reported once per reason, not every few seconds.
@@ -385,11 +368,11 @@ async fn feed(p: Arc<Pipeline>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
 
 /// Claims a ready file; on any problem the file simply stays in the inbox for a later look.
 async fn claim_or_leave(
-    p: &Pipeline,
+    p: &Context,
     file: &ReadyFile,
     refused: &mut HashMap<PathBuf, String>,
 ) -> Option<Job> {
-    let inbox = &p.config.inboxes[file.inbox];
+    let inbox = &p.inboxes[file.inbox];
     match claim::claim(file, inbox, &p.journal, &p.stop).await {
         Ok(job) => {
             refused.remove(&file.path);
@@ -409,7 +392,7 @@ async fn claim_or_leave(
 }
 
 /// One file's way from claimed to finished.
-async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
+async fn drive(p: Arc<Context>, mut job: Job, permit: Option<OwnedSemaphorePermit>) {
     if job.document_id.is_none() {
         // The content is hashed first, in the file's own task (a slow share delays no other
         // file), and stored: before the duplicate rule can wait on anything, and so that even
@@ -428,7 +411,7 @@ async fn drive(p: Arc<Pipeline>, mut job: Job, permit: Option<OwnedSemaphorePerm
                 job.sha256 = Some(sha);
             }
         }
-        match preflight_check(&job, p.config.inboxes[job.inbox].preflight).await {
+        match preflight_check(&job, job.inbox.preflight).await {
             Preflight::Send => {}
             Preflight::Refuse(outcome) => {
                 drop(permit);
@@ -498,10 +481,10 @@ async fn preflight_check(job: &Job, policy: preflight::Policy) -> Preflight {
 }
 
 /// Restarts every unfinished file from its journal row, and adopts unrecorded work files.
-async fn resume(p: &Arc<Pipeline>, tasks: &TaskTracker) -> anyhow::Result<()> {
+async fn resume(p: &Arc<Context>, tasks: &TaskTracker) -> anyhow::Result<()> {
     let records = p.journal.unfinished().await?;
     for record in &records {
-        let Some(inbox) = p.config.inboxes.iter().position(|i| i.path == record.inbox) else {
+        let Some(inbox) = p.inbox_at(&record.inbox).cloned() else {
             tracing::warn!(
                 file = %record.name, inbox = %record.inbox.display(),
                 "its inbox is no longer in the config; the file stays at {}", record.work_path.display()
@@ -529,7 +512,7 @@ async fn resume(p: &Arc<Pipeline>, tasks: &TaskTracker) -> anyhow::Result<()> {
         }
         tasks.spawn(drive(p.clone(), job, None));
     }
-    for job in claim::adopt_orphans(&p.config.inboxes, &p.journal, &records).await? {
+    for job in claim::adopt_orphans(&p.inboxes, &p.journal, &records).await? {
         tasks.spawn(drive(p.clone(), job, None));
     }
     Ok(())

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::api::{ApiFailure, ResultReply};
-use crate::daemon::Pipeline;
-use crate::pipeline::claim::Job;
+use crate::pipeline::Context;
+use crate::pipeline::Job;
 use crate::sidecar::{ErrorKind, Outcome};
 
 /// A 200 whose body is not JSON is asked for again this many times before the file goes to
@@ -32,8 +32,8 @@ pub enum PollStep {
 }
 
 /// Polls until a result, a final error or the deadline.
-pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
-    let inbox = &p.config.inboxes[job.inbox];
+pub async fn poll(p: &Context, job: &Job) -> PollStep {
+    let inbox = &job.inbox;
     let document_id = job.document_id.clone().expect("poll needs a document_id");
     let asked_before = p.journal.poll_asked(job.id).await.unwrap_or_else(|e| {
         tracing::warn!(file = %job.name, document_id = %document_id, "cannot read how long its result was asked for ({e:#}); counting result_timeout from now");

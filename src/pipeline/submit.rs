@@ -18,8 +18,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
-use crate::daemon::Pipeline;
-use crate::pipeline::claim::Job;
+use crate::pipeline::Context;
+use crate::pipeline::Job;
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{SameContent, until_stored};
 
@@ -152,13 +152,13 @@ impl Drop for Holding<'_> {
 /// "prepared submit" slots) bounds how many file bodies sit in memory at once; it is given
 /// back during waits and backoffs.
 pub async fn submit(
-    p: &Pipeline,
+    p: &Context,
     job: &mut Job,
     mut permit: Option<OwnedSemaphorePermit>,
 ) -> SubmitStep {
-    let inbox = &p.config.inboxes[job.inbox];
-    let info = process_info(inbox);
-    let request = request_key(&p.config.api.project_id, inbox);
+    let inbox = job.inbox.clone();
+    let info = process_info(&inbox);
+    let request = request_key(&p.config.api.project_id, &inbox);
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
     loop {
@@ -271,7 +271,7 @@ pub async fn submit(
             turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return SubmitStep::Stopped },
         }
         p.metrics.rate_limit_wait("submit", asked.elapsed());
-        let sending = &p.sending[job.inbox];
+        let sending = &job.inbox.sending;
         sending.fetch_add(1, Ordering::Relaxed);
         let reply = tokio::select! {
             // Only a hard stop abandons a request in flight; the journal then says
@@ -332,7 +332,6 @@ pub async fn submit(
                 let _ = p.journal.mark_claimed(job.id).await;
                 drop(holding);
                 server_errors += 1;
-                job.submit_attempts += 1;
                 if server_errors >= p.config.api.submit_attempts {
                     return SubmitStep::Finished(gave_up(server_errors, status, &message));
                 }
@@ -356,7 +355,7 @@ pub async fn submit(
 
 /// Whether a document a 409 names may answer this request: not when the journal knows it
 /// was asked for another way (another type or options): its result is not this file's.
-async fn asked_the_same(p: &Pipeline, document_id: &str, request: &str) -> bool {
+async fn asked_the_same(p: &Context, document_id: &str, request: &str) -> bool {
     match p.journal.request_of_document(document_id.to_string()).await {
         Ok(Some(Some(asked))) => asked == request,
         _ => true,
@@ -365,10 +364,8 @@ async fn asked_the_same(p: &Pipeline, document_id: &str, request: &str) -> bool 
 
 /// Waits until the work file's size, mtime and ctime stay the same for the inbox's `settle`
 /// (metadata only: nothing is read). False if the daemon stops meanwhile.
-async fn wait_until_unchanged(p: &Pipeline, job: &Job) -> bool {
-    let settle = p.config.inboxes[job.inbox]
-        .settle
-        .max(Duration::from_millis(100));
+async fn wait_until_unchanged(p: &Context, job: &Job) -> bool {
+    let settle = job.inbox.settle.max(Duration::from_millis(100));
     let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
     let mut wait = LongWait::new();
     let mut last = stamp(&job.work_path);
@@ -402,8 +399,8 @@ enum Earlier {
 
 /// The duplicate rule: the same request (content and what is asked) is never paid for twice.
 /// If the journal has a document for it, this file is answered from that document.
-async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request: &str) -> Earlier {
-    let inbox = p.config.inboxes[job.inbox].path.clone();
+async fn answer_from_earlier(p: &Context, job: &mut Job, sha256: &str, request: &str) -> Earlier {
+    let inbox = job.inbox.path.clone();
     let found = store(p, "duplicate lookup", || {
         p.journal.same_content(
             job.id,
@@ -428,8 +425,8 @@ async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request:
 
 /// Logs the fresh `document_id` the moment it arrives (so it reaches the log even if the
 /// journal cannot take it), then records it before anything else.
-async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
-    let inbox = &p.config.inboxes[job.inbox];
+async fn submitted(p: &Context, job: &mut Job, document_id: String) -> SubmitStep {
+    let inbox = &job.inbox;
     tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
     let stored = store(p, "document_id", || {
         p.journal.mark_submitted(job.id, document_id.clone())
@@ -449,7 +446,7 @@ async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitSt
 
 /// Points the file at an existing document (same content sent before) instead of a new one.
 async fn answered_from(
-    p: &Pipeline,
+    p: &Context,
     job: &mut Job,
     document_id: String,
     request: &str,
@@ -468,7 +465,7 @@ async fn answered_from(
     SubmitStep::Submitted
 }
 
-async fn store<T, F, Fut>(p: &Pipeline, what: &str, write: F) -> Option<T>
+async fn store<T, F, Fut>(p: &Context, what: &str, write: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -519,7 +516,7 @@ async fn hash_work_file(job: &Job) -> std::io::Result<String> {
 
 /// Reads, hashes and encodes the file in the blocking pool, checking with `fstat` of the open
 /// file before and after that it did not change while it was read.
-async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
+async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
@@ -544,7 +541,7 @@ async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result
 }
 
 /// Exponential backoff from `retry_base`, capped at `retry_max`, with jitter in [½, 1].
-pub fn backoff(p: &Pipeline, attempt: u32) -> Duration {
+pub fn backoff(p: &Context, attempt: u32) -> Duration {
     let api = &p.config.api;
     exponential_backoff(api.retry_base, api.retry_max, attempt)
 }
