@@ -25,10 +25,10 @@ use crate::pipeline::claim::{self, ClaimError};
 use crate::pipeline::finish;
 use crate::pipeline::finish::MountGuard;
 use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
-use crate::pipeline::poll::{self, PollStep};
+use crate::pipeline::poll;
 use crate::pipeline::preflight;
-use crate::pipeline::submit::{self, SubmitStep};
-use crate::pipeline::{Context, Inbox, Job};
+use crate::pipeline::submit;
+use crate::pipeline::{Context, Inbox, Job, Step};
 use crate::scheduler::{Limits, Scheduler};
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{Journal, Stage};
@@ -421,20 +421,20 @@ async fn drive(p: Arc<Context>, mut job: Job, permit: Option<OwnedSemaphorePermi
             Preflight::Vanished => return finish::lost(&p, &job).await,
         }
         match submit::submit(&p, &mut job, permit).await {
-            SubmitStep::Submitted => {}
-            SubmitStep::Finished(outcome) => {
+            Step::Next => {}
+            Step::Finish(outcome) => {
                 finish::finish(&p, &job, outcome).await;
                 return;
             }
-            SubmitStep::Vanished => return finish::lost(&p, &job).await,
-            SubmitStep::Stopped => return,
+            Step::Vanished => return finish::lost(&p, &job).await,
+            Step::Stopped => return,
         }
     }
     match poll::poll(&p, &job).await {
-        PollStep::Finished(outcome) => {
+        Step::Finish(outcome) => {
             finish::finish(&p, &job, outcome).await;
         }
-        PollStep::Stopped => {}
+        Step::Next | Step::Vanished | Step::Stopped => {}
     }
 }
 
