@@ -269,13 +269,21 @@ impl Session {
         tasks.spawn(prune_history(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
-        let (intake_queue, rescan, intake_liveness) = (
+        let (intake_queue, rescan, hold_limit, intake_liveness) = (
             queue.clone(),
             config.daemon.rescan_interval,
+            config.daemon.hold_limit,
             liveness.clone(),
         );
         tasks.spawn_blocking(move || {
-            intake::run(watched, intake_queue, rescan, stop, intake_liveness)
+            intake::run(
+                watched,
+                intake_queue,
+                rescan,
+                hold_limit,
+                stop,
+                intake_liveness,
+            )
         });
         tasks.spawn(feed(p.clone(), queue, tasks.clone()));
         tracing::info!(
@@ -436,9 +444,21 @@ enum Preflight {
     Vanished,
 }
 
-/// Preflight: may this file be sent? The inbox's `preflight` policy decides what a refusal
+/// Preflight: may this file be sent? A file over the API's request limit never is, whatever
+/// the policy (`too_large`). Otherwise the inbox's `preflight` policy decides what a refusal
 /// means: strict (failed/, no request), warn (log and send), off (no check at all).
 async fn preflight_check(job: &Job, policy: preflight::Policy) -> Preflight {
+    match tokio::fs::metadata(&job.work_path).await {
+        Ok(meta) => {
+            if let Some(refusal) = preflight::over_request_limit(meta.len()) {
+                tracing::info!(file = %job.name, "refused before sending: {refusal}");
+                return Preflight::Refuse(Outcome::failed(ErrorKind::TooLarge, None, refusal.0));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Preflight::Vanished,
+        // Unreadable metadata: the check below (or the submit) reports it.
+        Err(_) => {}
+    }
     if policy == preflight::Policy::Off {
         return Preflight::Send;
     }

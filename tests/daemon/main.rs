@@ -3,6 +3,7 @@
 
 mod chaos;
 mod helpers;
+mod holds;
 mod intake;
 mod resilience;
 mod service;
