@@ -505,7 +505,7 @@ fn read_layout(format: Format, header: &[u8], file: &mut File, size: u64) -> Res
 /// other formats are checked by a few seeks.
 fn check_ending(format: Format, header: &[u8], file: &mut File, size: u64) -> Result<(), Fail> {
     match format {
-        Format::Jpeg => jpeg_ending(&mut BufReader::new(file)),
+        Format::Jpeg => jpeg_ending(&mut BufReader::new(file), size),
         Format::Png => png_ending(&mut BufReader::new(file), size),
         Format::Pdf => pdf_ending(file, size),
         // Strips and tiles are checked on the walk through the pages.
@@ -520,9 +520,15 @@ fn check_ending(format: Format, header: &[u8], file: &mut File, size: u64) -> Re
 /// marker (`FF 00` is a data byte, `FF D0`..`FF D7` restart markers). What follows the EOI
 /// (camera padding, a vendor trailer, the video of a "motion photo") is not looked at. The
 /// file ending first is cut off.
-fn jpeg_ending<R: BufRead + Seek>(r: &mut R) -> Result<(), Fail> {
+///
+/// Most files end with the EOI, maybe followed by padding: at the first start of scan the last
+/// [`JPEG_TAIL`] bytes are looked at first, and a file that ends so is complete without its
+/// image data being read (an `FF D9` after the first scan has started can only be the EOI:
+/// image data never holds one). Only other files are walked to the end.
+fn jpeg_ending<R: BufRead + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
     r.seek(SeekFrom::Start(2))?;
     let mut frame_seen = false;
+    let mut tail_checked = false;
     let mut next = None;
     loop {
         let marker = match next.take() {
@@ -555,9 +561,34 @@ fn jpeg_ending<R: BufRead + Seek>(r: &mut R) -> Result<(), Fail> {
             if !frame_seen {
                 return bad("the JPEG image data starts before its size is given");
             }
+            if !tail_checked {
+                tail_checked = true;
+                if jpeg_ends_with_eoi(r, size)? {
+                    return Ok(());
+                }
+            }
             next = Some(skip_entropy_coded_data(r)?);
         }
     }
+}
+
+/// Bytes at the end of a JPEG looked at for its end-of-image marker before walking it.
+const JPEG_TAIL: u64 = 64 * KB;
+
+/// The bytes from here to the end of the file end with `FF D9`, then nothing but padding
+/// (`00` or `FF` bytes) within the last [`JPEG_TAIL`]. Leaves the reader where it was.
+fn jpeg_ends_with_eoi<R: BufRead + Seek>(r: &mut R, size: u64) -> Result<bool, Fail> {
+    let here = r.stream_position()?;
+    let from = size.saturating_sub(JPEG_TAIL).max(here);
+    r.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::with_capacity(JPEG_TAIL as usize);
+    r.by_ref().take(JPEG_TAIL).read_to_end(&mut tail)?;
+    r.seek(SeekFrom::Start(here))?;
+    let end = tail
+        .iter()
+        .rposition(|&b| b != 0x00 && b != 0xFF)
+        .map_or(0, |at| at + 1);
+    Ok(end >= 2 && tail[end - 1] == 0xD9 && tail[end - 2] == 0xFF)
 }
 
 /// After `FF`: any number of fill bytes (`FF`), then the marker code.
