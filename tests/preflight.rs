@@ -745,12 +745,36 @@ fn issue_14_mangled_files_never_panic_hang_or_pass_cut_off() {
     println!(
         "preflight property test: seed {seed} (replay: {SEED_ENV}={seed} cargo test --test preflight issue_14)"
     );
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let dir = Folder::new();
     let files = small_files();
     let magics: Vec<Vec<u8>> = files.iter().map(|(_, f, _)| f[..12].to_vec()).collect();
-    let mut cases = 0usize;
     let started = Instant::now();
+    // One thread per file, each with its own generator drawn from the seed: the same seed
+    // gives the same files whatever the threads' timing.
+    let cases: usize = std::thread::scope(|scope| {
+        let threads: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| {
+                let magics = &magics;
+                scope.spawn(move || mangle(seed, index as u64, file, magics))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert!(cases >= 10_000, "only {cases} cases");
+    println!(
+        "preflight property test: {cases} mangled files in {:?}",
+        started.elapsed()
+    );
+}
+
+/// Feeds mangled versions of one small valid file through preflight (see the test above);
+/// returns how many.
+fn mangle(seed: u64, index: u64, file: &(&str, Vec<u8>, usize), magics: &[Vec<u8>]) -> usize {
+    let (ext, full, end) = file;
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(index));
+    let dir = Folder::new();
+    let mut cases = 0usize;
     // Judged through the real file, as the daemon does; time-bounded, never an I/O error.
     let mut judge = |what: &str, bytes: &[u8]| -> (bool, Result<Facts, Refusal>) {
         let path = dir.write("mangled", bytes);
@@ -767,40 +791,34 @@ fn issue_14_mangled_files_never_panic_hang_or_pass_cut_off() {
         cases += 1;
         (cut, verdict)
     };
-    for (ext, full, end) in &files {
-        // Truncation at every offset: always refused, and always held as cut off.
-        for len in 1..full.len().min(*end) {
-            let (cut, verdict) = judge(&format!("{ext} cut to {len}"), &full[..len]);
-            assert!(cut, "seed {seed}: {ext} cut to {len} not seen as cut off");
-            assert!(verdict.is_err(), "seed {seed}: {ext} cut to {len} accepted");
-        }
-        // Random byte flips, most of them in the header.
-        for n in 0..800 {
-            let mut bytes = full.clone();
-            for _ in 0..rng.usize(1..=4) {
-                let at = if rng.bool() {
-                    rng.usize(..bytes.len().min(64))
-                } else {
-                    rng.usize(..bytes.len())
-                };
-                bytes[at] ^= rng.u8(1..);
-            }
-            if n % 4 == 0 {
-                bytes.truncate(rng.usize(1..=bytes.len()));
-            }
-            let _ = judge(&format!("{ext} with flipped bytes #{n}"), &bytes);
-        }
-        // Another format's magic on this file's body.
-        for magic in &magics {
-            let mut bytes = full.clone();
-            let n = rng.usize(4..=magic.len());
-            bytes[..n].copy_from_slice(&magic[..n]);
-            let _ = judge(&format!("{ext} with a swapped magic"), &bytes);
-        }
+    // Truncation at every offset: always refused, and always held as cut off.
+    for len in 1..full.len().min(*end) {
+        let (cut, verdict) = judge(&format!("{ext} cut to {len}"), &full[..len]);
+        assert!(cut, "seed {seed}: {ext} cut to {len} not seen as cut off");
+        assert!(verdict.is_err(), "seed {seed}: {ext} cut to {len} accepted");
     }
-    assert!(cases >= 10_000, "only {cases} cases");
-    println!(
-        "preflight property test: {cases} mangled files in {:?}",
-        started.elapsed()
-    );
+    // Random byte flips, most of them in the header; a quarter also cut somewhere.
+    for n in 0..800 {
+        let mut bytes = full.clone();
+        for _ in 0..rng.usize(1..=4) {
+            let at = if rng.bool() {
+                rng.usize(..bytes.len().min(64))
+            } else {
+                rng.usize(..bytes.len())
+            };
+            bytes[at] ^= rng.u8(1..);
+        }
+        if n % 4 == 0 {
+            bytes.truncate(rng.usize(1..=bytes.len()));
+        }
+        let _ = judge(&format!("{ext} with flipped bytes #{n}"), &bytes);
+    }
+    // Another format's magic on this file's body.
+    for magic in magics {
+        let mut bytes = full.clone();
+        let n = rng.usize(4..=magic.len());
+        bytes[..n].copy_from_slice(&magic[..n]);
+        let _ = judge(&format!("{ext} with a swapped magic"), &bytes);
+    }
+    cases
 }
