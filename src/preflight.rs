@@ -15,10 +15,13 @@
 //!
 //! Then **the file must end the way its format ends** ([`check_ending`]), judged without decoding:
 //! JPEG reaches its end-of-image marker (`FF D9`; bytes after it, as some cameras add, are
-//! fine), PNG its `IEND` chunk, PDF has `%%EOF` in its last KB, every TIFF strip or tile lies
-//! inside the file, WEBP is as long as its RIFF header says, and AVIF's top-level boxes fit. A
-//! file that fails this, or whose header ends early, is *cut off* ([`is_cut_off`]): intake holds
-//! it as still being written, and preflight refuses it with "The file is cut off".
+//! fine), PNG its `IEND` chunk (every chunk's checksum checked on the way), PDF has `%%EOF` in
+//! its last KB, every TIFF strip or tile lies inside the file, WEBP is as long as its RIFF
+//! header says, and AVIF's top-level boxes fit. A file that fails this, or whose header ends
+//! early, is *cut off* ([`is_cut_off`]): intake holds it as still being written, and preflight
+//! refuses it with "The file is cut off". Header sanity: the PNG IHDR checksum, a JPEG frame
+//! header (SOFn) before its first scan (SOS), a TIFF IFD chain that neither loops nor leaves
+//! the file, and every TIFF page saying where its image data is.
 //!
 //! Nothing here panics on a malformed file: every read is bounded and every offset checked.
 
@@ -633,9 +636,10 @@ fn read_u8<R: Read>(r: &mut R) -> Result<u8, Fail> {
 /// Most chunks or boxes walked: far above any real file, a bound on a crafted one.
 const MAX_CHUNKS: u32 = 1_000_000;
 
-/// PNG: the chunks, by their lengths, from the signature to `IEND`. Bytes after `IEND` are
-/// not looked at. A chunk type that is not four ASCII letters means the walk lost its way:
-/// damaged.
+/// PNG: the chunks, by their lengths, from the signature to `IEND`, each with its CRC-32
+/// checked (a decoder such as Pillow refuses a file with any wrong chunk checksum; it is also
+/// how a flipped byte anywhere in a PNG shows). Bytes after `IEND` are not looked at. A chunk
+/// type that is not four ASCII letters means the walk lost its way: damaged.
 fn png_ending<R: Read + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
     let mut at = 8u64;
     r.seek(SeekFrom::Start(at))?;
@@ -650,17 +654,36 @@ fn png_ending<R: Read + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
         if len > 0x7FFF_FFFF || !kind.iter().all(u8::is_ascii_alphabetic) {
             return bad(format!("a damaged PNG chunk at byte {at}"));
         }
-        if kind == b"IEND" {
-            if at + 12 > size {
-                return short("the PNG ends inside its IEND chunk");
+        let end = at + 8 + u64::from(len) + 4;
+        if end > size {
+            return short(format!(
+                "the PNG ends inside its {} chunk, before its IEND chunk",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        let mut data = r.by_ref().take(u64::from(len));
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = data.read(&mut buf)?;
+            if n == 0 {
+                break;
             }
+            crc.update(&buf[..n]);
+        }
+        let mut stored = [0u8; 4];
+        r.read_exact(&mut stored)?;
+        if crc.finalize() != u32::from_be_bytes(stored) {
+            return bad(format!(
+                "the checksum of the PNG {} chunk at byte {at} does not match",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        if kind == b"IEND" {
             return Ok(());
         }
-        at += 8 + u64::from(len) + 4;
-        if at > size {
-            return short("the PNG ends inside a chunk, before its IEND chunk");
-        }
-        r.seek_relative(i64::from(len) + 4)?;
+        at = end;
     }
     bad("too many PNG chunks")
 }

@@ -660,6 +660,14 @@ fn issue_14_damaged_headers_are_refused_with_a_message() {
         &dir.refusal("flipped.png", &png),
         &["looks like a PNG", "checksum"],
     );
+    // PNG: a flipped byte in the image data (its chunk's checksum says so).
+    let mut png = sized_png(1240, 1754, 13, None);
+    let middle = png.len() / 2;
+    png[middle] ^= 0x20;
+    assert_contains(
+        &dir.refusal("flipped-data.png", &png),
+        &["looks like a PNG", "checksum of the PNG IDAT chunk"],
+    );
     // JPEG: a scan before any frame header.
     let mut jpg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
     jpg.extend_from_slice(b"\xFF\xDA\x00\x0C\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
