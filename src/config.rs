@@ -114,6 +114,9 @@ pub struct DaemonConfig {
     pub keep_history: Duration,
     /// Mode of originals moved to done/failed and of sidecars (never world-readable).
     pub file_mode: u32,
+    /// How long intake holds a settled file that looks unfinished (open for writing, end
+    /// missing or still zeros) without a change before it takes it anyway, with a WARN.
+    pub hold_limit: Duration,
 }
 
 /// The Prometheus endpoint.
@@ -240,6 +243,8 @@ struct RawDaemon {
     keep_history: Duration,
     #[serde(default = "default_file_mode")]
     file_mode: String,
+    #[serde(default = "default_hold_limit", with = "humantime_serde")]
+    hold_limit: Duration,
 }
 
 impl Default for RawDaemon {
@@ -249,6 +254,7 @@ impl Default for RawDaemon {
             rescan_interval: default_rescan_interval(),
             keep_history: default_keep_history(),
             file_mode: default_file_mode(),
+            hold_limit: default_hold_limit(),
         }
     }
 }
@@ -365,6 +371,9 @@ fn default_rescan_interval() -> Duration {
 }
 fn default_keep_history() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
+}
+fn default_hold_limit() -> Duration {
+    Duration::from_secs(5 * 60)
 }
 
 /// Defaults of the per-inbox durations, used when neither `[defaults]` nor the inbox sets them.
@@ -755,12 +764,14 @@ fn resolve_daemon(raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
         (HOUR, 3650 * DAY),
         "30d",
     )?;
+    check_range(raw.hold_limit, "daemon.hold_limit", (MS_100, DAY), "5m")?;
     let file_mode = parse_file_mode(&raw.file_mode)?;
     Ok(DaemonConfig {
         state_dir: normalize(&raw.state_dir),
         rescan_interval: raw.rescan_interval,
         keep_history: raw.keep_history,
         file_mode,
+        hold_limit: raw.hold_limit,
     })
 }
 
@@ -1291,7 +1302,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 32] = [
+    const ALL_KEYS: [&str; 33] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1324,6 +1335,7 @@ first_poll = "1s"
         "preflight",
         "file_mode",
         "listen",
+        "hold_limit",
     ];
 
     #[test]
@@ -1355,6 +1367,7 @@ first_poll = "1s"
             example.daemon.rescan_interval,
             defaults.daemon.rescan_interval
         );
+        assert_eq!(example.daemon.hold_limit, defaults.daemon.hold_limit);
         let (x, y) = (&example.inboxes[0], &defaults.inboxes[0]);
         assert_eq!(x.settle, y.settle);
         assert_eq!(x.first_poll, y.first_poll);

@@ -67,9 +67,21 @@ enum Preflight {
     Vanished,
 }
 
-/// Preflight: may this file be sent? The inbox's `preflight` policy decides what a refusal
+/// Preflight: may this file be sent? A file over the API's request limit never is, whatever
+/// the policy (`too_large`). Otherwise the inbox's `preflight` policy decides what a refusal
 /// means: strict (failed/, no request), warn (log and send), off (no check at all).
 async fn preflight_check(job: &Job, policy: preflight::Policy) -> Preflight {
+    match tokio::fs::metadata(&job.work_path).await {
+        Ok(meta) => {
+            if let Some(refusal) = preflight::over_request_limit(meta.len()) {
+                tracing::info!(file = %job.name, "refused before sending: {refusal}");
+                return Preflight::Refuse(Outcome::failed(ErrorKind::TooLarge, None, refusal.0));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Preflight::Vanished,
+        // Unreadable metadata: the check below (or the submit) reports it.
+        Err(_) => {}
+    }
     if policy == preflight::Policy::Off {
         return Preflight::Send;
     }

@@ -88,13 +88,21 @@ impl Session {
         tasks.spawn(prune_history(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
-        let (intake_queue, rescan, intake_liveness) = (
+        let (intake_queue, rescan, hold_limit, intake_liveness) = (
             queue.clone(),
             config.daemon.rescan_interval,
+            config.daemon.hold_limit,
             liveness.clone(),
         );
         tasks.spawn_blocking(move || {
-            intake::run(watched, intake_queue, rescan, stop, intake_liveness)
+            intake::run(
+                watched,
+                intake_queue,
+                rescan,
+                hold_limit,
+                stop,
+                intake_liveness,
+            )
         });
         tasks.spawn(feed(p.clone(), queue, tasks.clone()));
         tracing::info!(

@@ -2,9 +2,13 @@
 //!
 //! Events (inotify through notify) and listings only say "look at this path". A path becomes a
 //! candidate; a candidate is ready once its size and mtime stayed unchanged for `settle`
-//! (checked by our own stat calls), or shortly after a local writer closed it, and its end
-//! is not still the zeros of a preallocated file. Ready files join the [`ReadyQueue`], oldest
-//! mtime first; the queue holds paths, never contents.
+//! (checked by our own stat calls), or shortly after a local writer closed it. A settled file
+//! is still *held* while it looks unfinished: a local writer has it open for writing (seen by
+//! events: written to and not closed since), its end is still the zeros of a preallocated
+//! file, or it stops before its format's end ([`preflight::is_cut_off`]). A held file is
+//! taken once it is finished, or with a WARN once it has been held for `[daemon] hold_limit`
+//! without a change. Ready files join the [`ReadyQueue`], oldest mtime first; the queue holds
+//! paths, never contents.
 //!
 //! Each inbox is watched by events or by polling (`watch = auto` chooses by filesystem:
 //! inotify never hears writes made by other hosts to an NFS or SMB mount). A lost event
@@ -22,12 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{InboxConfig, WatchMode};
+use crate::pipeline::preflight;
 
 /// Names intake never takes: hidden files (and our own work folder and temp files), Office
 /// lock files, and the partial-download suffixes of browsers, FTP clients and editors.
@@ -47,10 +52,6 @@ const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
 const TAIL_LEN: u64 = 512;
-
-/// How long a file whose end is still zeros is held before it is taken anyway (at least;
-/// ten `settle` times if that is longer). Preflight or the API then judge it.
-const MAX_INCOMPLETE_HOLD: Duration = Duration::from_secs(60);
 
 /// A settled file waiting to be claimed.
 #[derive(Debug, Clone)]
@@ -190,6 +191,7 @@ pub fn run(
     inboxes: Arc<Vec<InboxConfig>>,
     queue: Arc<ReadyQueue>,
     rescan_interval: Duration,
+    hold_limit: Duration,
     cancel: CancellationToken,
     liveness: Arc<Liveness>,
 ) {
@@ -205,7 +207,7 @@ pub fn run(
         )
     })
     .ok();
-    let mut intake = Intake::new(inboxes, queue, watcher);
+    let mut intake = Intake::new(inboxes, queue, watcher, hold_limit);
     let tick = intake.tick();
     // Attach and list every inbox that exists now, then say so.
     intake.maintain_inboxes(Instant::now());
@@ -244,7 +246,8 @@ pub fn run(
 /// `poll_interval`, without a watcher; returns the files seen. For the scale benchmark
 /// (`benches/scale.rs`), which measures what one pass costs.
 pub fn poll_passes(inboxes: Arc<Vec<InboxConfig>>, passes: usize) -> usize {
-    let mut intake = Intake::new(inboxes, Arc::new(ReadyQueue::default()), None);
+    let hold_limit = Duration::from_secs(300);
+    let mut intake = Intake::new(inboxes, Arc::new(ReadyQueue::default()), None, hold_limit);
     for _ in 0..passes {
         intake.scan_all_unattached();
         intake.check_candidates();
@@ -281,8 +284,55 @@ struct Candidate {
     detected_at: SystemTime,
     /// A local writer closed it (close-after-write event) at this moment.
     closed_at: Option<Instant>,
-    /// Its end has been zeros (a preallocating writer still filling it) since then.
+    /// Events say a local writer has it open: it was created or written to, and no
+    /// close-after-write came since. Never set for a polled inbox (no events there).
+    open_for_write: bool,
+    /// Held as unfinished (see [`Hold`]) since then, without a change since.
     incomplete_since: Option<Instant>,
+    /// Size, mtime and ctime when its content was last judged unfinished: the file is read
+    /// again only once one of them changed (ctime moves on every write, even when a writer
+    /// sets the mtime back).
+    judged: Option<(Stamp, Hold)>,
+}
+
+/// Size, mtime, ctime (seconds, nanoseconds) of a file.
+type Stamp = (u64, SystemTime, i64, i64);
+
+/// Why a settled file is held in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// A local writer has it open for writing.
+    Open,
+    /// Its end is still zeros: a writer that reserved the full size is still filling it.
+    Zeros,
+    /// It stops before its format's end: still being written or copied, or cut off.
+    CutOff,
+}
+
+impl Hold {
+    fn waiting(self) -> &'static str {
+        match self {
+            Hold::Open => "still open for writing; waiting until the writer closes it",
+            Hold::Zeros => {
+                "its end is still empty (a writer that reserved the full size is still filling it?); waiting"
+            }
+            Hold::CutOff => {
+                "it ends before its format's end (still being written or copied?); waiting"
+            }
+        }
+    }
+
+    fn giving_up(self) -> &'static str {
+        match self {
+            Hold::Open => {
+                "taking it although a writer still has it open (no close seen); raise [daemon] hold_limit if the writer pauses longer"
+            }
+            Hold::Zeros => "its end stayed empty; taking it anyway",
+            Hold::CutOff => {
+                "its end is still missing; taking it (preflight refuses it as cut off unless preflight is \"warn\" or \"off\")"
+            }
+        }
+    }
 }
 
 struct Intake {
@@ -293,6 +343,9 @@ struct Intake {
     candidates: HashMap<PathBuf, Candidate>,
     /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
     warned: HashSet<PathBuf>,
+    /// How long a settled file that looks unfinished is held without a change (`[daemon]
+    /// hold_limit`).
+    hold_limit: Duration,
 }
 
 impl Intake {
@@ -300,6 +353,7 @@ impl Intake {
         inboxes: Arc<Vec<InboxConfig>>,
         queue: Arc<ReadyQueue>,
         watcher: Option<notify::RecommendedWatcher>,
+        hold_limit: Duration,
     ) -> Intake {
         let now = Instant::now();
         let watched = inboxes
@@ -324,6 +378,7 @@ impl Intake {
             watched,
             candidates: HashMap::new(),
             warned: HashSet::new(),
+            hold_limit,
         }
     }
 
@@ -472,6 +527,13 @@ impl Intake {
             event.kind,
             EventKind::Access(AccessKind::Close(AccessMode::Write))
         );
+        // notify 8.2 reports every open as `Open(Any)` (inotify's IN_OPEN does not say for
+        // what), so an open for writing is known by what follows it: the file is created
+        // (open with O_CREAT) or written to (IN_MODIFY). The close-after-write ends it.
+        let written = matches!(
+            event.kind,
+            EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_))
+        );
         for path in &event.paths {
             // An inbox folder itself was removed or moved: look at it on the next tick.
             if let Some(index) = self.inboxes.iter().position(|i| &i.path == path) {
@@ -480,8 +542,13 @@ impl Intake {
             }
             if let Some(index) = self.inbox_of(path) {
                 self.look_at(index, path);
-                if closed && let Some(c) = self.candidates.get_mut(path) {
-                    c.closed_at = Some(Instant::now());
+                if let Some(c) = self.candidates.get_mut(path) {
+                    if closed {
+                        c.closed_at = Some(Instant::now());
+                        c.open_for_write = false;
+                    } else if written {
+                        c.open_for_write = true;
+                    }
                 }
             }
         }
@@ -595,7 +662,9 @@ impl Intake {
                         stable_since: Instant::now(),
                         detected_at: SystemTime::now(),
                         closed_at: None,
+                        open_for_write: false,
                         incomplete_since: None,
+                        judged: None,
                     },
                 );
             }
@@ -639,24 +708,28 @@ impl Intake {
         }
     }
 
-    /// A settled candidate goes to the queue unless its end is still the zeros of a
-    /// preallocated file being filled.
+    /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it
+    /// is held, up to `hold_limit` without a change, and looked at again after each settle.
     fn offer(&mut self, path: &Path, now: Instant) {
         let Some(c) = self.candidates.get_mut(path) else {
             return;
         };
-        let settle = self.inboxes[c.inbox].settle;
-        if tail_is_zeros(path, c.size) {
+        if let Some(hold) = c.hold(path) {
             let since = *c.incomplete_since.get_or_insert(now);
-            if now.duration_since(since) < MAX_INCOMPLETE_HOLD.max(settle * 10) {
+            if now.duration_since(since) < self.hold_limit {
                 if since == now {
-                    tracing::info!(file = %c.name, "its end is still empty (a writer that reserved the full size is still filling it?); waiting");
+                    tracing::info!(file = %c.name, "{}", hold.waiting());
                 }
                 c.stable_since = now;
                 c.closed_at = None;
                 return;
             }
-            tracing::warn!(file = %c.name, "its end stayed empty; taking it anyway");
+            tracing::warn!(
+                file = %c.name,
+                "held for {} without a change: {}",
+                humantime::format_duration(self.hold_limit),
+                hold.giving_up()
+            );
         }
         let c = self.candidates.remove(path).expect("looked up above");
         self.queue.push(ReadyFile {
@@ -676,7 +749,34 @@ impl Candidate {
             self.size = size;
             self.mtime = mtime;
             self.stable_since = Instant::now();
+            // The hold limit counts from the last change.
+            self.incomplete_since = None;
         }
+    }
+
+    /// Why this settled file should stay in the inbox for now, if it should. Its content is
+    /// read only when it changed since it was last judged unfinished.
+    fn hold(&mut self, path: &Path) -> Option<Hold> {
+        if self.open_for_write {
+            return Some(Hold::Open);
+        }
+        let stamp = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.len(), self.mtime, m.ctime(), m.ctime_nsec()));
+        if let (Some(stamp), Some((judged, hold))) = (stamp, self.judged)
+            && stamp == judged
+        {
+            return Some(hold);
+        }
+        let hold = if tail_is_zeros(path, self.size) {
+            Some(Hold::Zeros)
+        } else if preflight::is_cut_off(path).unwrap_or(false) {
+            Some(Hold::CutOff)
+        } else {
+            None
+        };
+        self.judged = stamp.zip(hold);
+        hold
     }
 
     /// Unchanged for `settle`, or closed by a local writer and unchanged since.

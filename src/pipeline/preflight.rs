@@ -13,11 +13,21 @@
 //! - TIFF: the chain of image file directories (IFDs), one seek per page;
 //! - PDF: the whole file, streamed in chunks, counting page objects (never held in memory at once).
 //!
+//! Then **the file must end the way its format ends** ([`check_ending`]), judged without decoding:
+//! JPEG reaches its end-of-image marker (`FF D9`; bytes after it, as some cameras add, are
+//! fine), PNG its `IEND` chunk (every chunk's checksum checked on the way), PDF has `%%EOF` in
+//! its last KB, every TIFF strip or tile lies inside the file, WEBP is as long as its RIFF
+//! header says, and AVIF's top-level boxes fit. A file that fails this, or whose header ends
+//! early, is *cut off* ([`is_cut_off`]): intake holds it as still being written, and preflight
+//! refuses it with "The file is cut off". Header sanity: the PNG IHDR checksum, a JPEG frame
+//! header (SOFn) before its first scan (SOS), a TIFF IFD chain that neither loops nor leaves
+//! the file, and every TIFF page saying where its image data is.
+//!
 //! Nothing here panics on a malformed file: every read is bounded and every offset checked.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// One kilobyte as used in the checks *and* the messages: 1024 bytes.
@@ -42,6 +52,10 @@ pub const MAX_PAGES: u32 = 20;
 /// Largest file of any kind: [`MAX_PAGES`] pages of [`MAX_PAGE_BYTES`] (100 MB). Checked
 /// before anything past the header is read.
 pub const MAX_FILE_BYTES: u64 = MAX_PAGES as u64 * MAX_PAGE_BYTES;
+/// The API's own limit on one request (413 "sum of files over 800 MB", beorg-api.md §2; the
+/// emulator reads it as 800 × 1024 × 1024 bytes). A file over it is never sent, whatever the
+/// inbox's `preflight` policy: see [`over_request_limit`].
+pub const MAX_REQUEST_BYTES: u64 = 800 * MB;
 
 /// File formats the service accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +139,7 @@ pub fn check(path: &Path) -> std::io::Result<Result<Facts, Refusal>> {
 /// [`check`] on an open file (the size comes from the handle, so a rename cannot mix files).
 fn check_file(file: &mut File) -> std::io::Result<Result<Facts, Refusal>> {
     let size = file.metadata()?.len();
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    file.by_ref()
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut header)?;
+    let header = read_header(file)?;
     let format = match check_header(&header) {
         Ok(format) => format,
         Err(refusal) => return Ok(Err(refusal)),
@@ -137,12 +148,99 @@ fn check_file(file: &mut File) -> std::io::Result<Result<Facts, Refusal>> {
     if size > MAX_FILE_BYTES {
         return Ok(Err(too_big_in_total(size)));
     }
-    let layout = match read_layout(format, &header, file, size) {
+    let layout = match read_structure(format, &header, file, size) {
         Ok(layout) => layout,
         Err(Fail::Io(e)) => return Err(e),
         Err(Fail::Damaged(detail)) => return Ok(Err(damaged(format, &detail))),
+        Err(Fail::CutOff(detail)) => return Ok(Err(cut_off(&detail))),
     };
     Ok(apply_rules(format, size, &layout))
+}
+
+fn read_header(file: &mut File) -> std::io::Result<Vec<u8>> {
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    file.by_ref()
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut header)?;
+    Ok(header)
+}
+
+/// The layout (header sanity included), then the ending.
+fn read_structure(
+    format: Format,
+    header: &[u8],
+    file: &mut File,
+    size: u64,
+) -> Result<Layout, Fail> {
+    let layout = read_layout(format, header, file, size);
+    if let Err(Fail::Io(_) | Fail::CutOff(_)) = layout {
+        return layout;
+    }
+    // A cut-off file often looks damaged too (a PDF cut before its first page object): its
+    // missing end is what the user can act on, so it wins.
+    match check_ending(format, header, file, size) {
+        Ok(()) => layout,
+        Err(Fail::Damaged(detail)) => layout.and(Err(Fail::Damaged(detail))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `path` is a file of an accepted format that stops before its format's end (see
+/// [`check_ending`]), or whose header ends early: most likely still being written or copied.
+/// Intake holds such a file instead of taking it. `false` for anything else: a complete file,
+/// one in another format, one damaged in another way (preflight judges those), an empty one
+/// (intake has its own rule), and one over [`MAX_FILE_BYTES`] (refused by size, not read).
+pub fn is_cut_off(path: &Path) -> std::io::Result<bool> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let header = read_header(&mut file)?;
+    let Some(format) = detect_format(&header) else {
+        // A header too short to be recognised may be the first bytes of one being written.
+        return Ok(!header.is_empty() && could_be_a_header_prefix(&header));
+    };
+    if size > MAX_FILE_BYTES {
+        return Ok(false);
+    }
+    match read_structure(format, &header, &mut file, size) {
+        Err(Fail::CutOff(_)) => Ok(true),
+        Err(Fail::Io(e)) => Err(e),
+        Ok(_) | Err(Fail::Damaged(_)) => Ok(false),
+    }
+}
+
+/// The first bytes of a file whose magic is not complete yet (`FF D8`, `\x89PN`, `RIFF`...).
+fn could_be_a_header_prefix(h: &[u8]) -> bool {
+    const MAGICS: [&[u8]; 6] = [
+        b"\xFF\xD8\xFF",
+        b"\x89PNG\r\n\x1a\n",
+        b"II*\0",
+        b"MM\0*",
+        b"RIFF",
+        b"%PDF-",
+    ];
+    let avif = |h: &[u8]| {
+        // A box size (the ftyp box is short: 00 00 00 nn), then `ftyp`.
+        h.iter().take(3).all(|&b| b == 0)
+            && h.get(4..)
+                .is_none_or(|t| b"ftyp".starts_with(&t[..t.len().min(4)]))
+    };
+    h.len() < 12
+        && (MAGICS
+            .iter()
+            .any(|m| m.starts_with(h) || (h.len() > m.len() && h.starts_with(m)))
+            || avif(h))
+}
+
+/// A file too large for any request: `too_large`, whatever the preflight policy (the API
+/// would answer 413 after the whole file had been read into memory and uploaded).
+pub fn over_request_limit(size: u64) -> Option<Refusal> {
+    (size > MAX_REQUEST_BYTES).then(|| {
+        Refusal(format!(
+            "The file is {}; the service takes at most {} in one request. Scan in lower resolution or split the document into several files.",
+            show_size(size, Round::Up),
+            show_size(MAX_REQUEST_BYTES, Round::Up)
+        ))
+    })
 }
 
 fn check_header(header: &[u8]) -> Result<Format, Refusal> {
@@ -317,6 +415,14 @@ fn too_big_in_total(size: u64) -> Refusal {
     ))
 }
 
+/// The message for a file that ends before its format's end, for the person who scanned it.
+pub const CUT_OFF: &str =
+    "The file is cut off: it was not saved or copied completely. Scan it again.";
+
+fn cut_off(detail: &str) -> Refusal {
+    Refusal(format!("{CUT_OFF} (Detail: {detail}.)"))
+}
+
 fn damaged(format: Format, detail: &str) -> Refusal {
     Refusal(format!(
         "The file looks like {} but cannot be read: it is cut off or damaged. Scan the document again and let the scanner finish saving. (Detail: {detail}.)",
@@ -358,12 +464,15 @@ enum Fail {
     Io(std::io::Error),
     /// The file is not what its magic bytes say: refused. The text is a short technical detail.
     Damaged(String),
+    /// The file stops before its format's end (its header, or its last part, is missing):
+    /// held by intake as still being written, then refused. The text is a technical detail.
+    CutOff(String),
 }
 
 impl From<std::io::Error> for Fail {
     fn from(e: std::io::Error) -> Fail {
         match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Fail::Damaged("the file ends too early".into()),
+            std::io::ErrorKind::UnexpectedEof => Fail::CutOff("the file ends too early".into()),
             _ => Fail::Io(e),
         }
     }
@@ -371,6 +480,10 @@ impl From<std::io::Error> for Fail {
 
 fn bad<T>(detail: impl Into<String>) -> Result<T, Fail> {
     Err(Fail::Damaged(detail.into()))
+}
+
+fn short<T>(detail: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail::CutOff(detail.into()))
 }
 
 fn read_layout(format: Format, header: &[u8], file: &mut File, size: u64) -> Result<Layout, Fail> {
@@ -385,6 +498,271 @@ fn read_layout(format: Format, header: &[u8], file: &mut File, size: u64) -> Res
             pdf_layout(file)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// How each format ends
+
+/// The file ends the way its format ends. Cheap: no decoding; JPEG is walked marker by marker
+/// (its entropy-coded data is scanned for the next marker, byte by byte through a buffer), the
+/// other formats are checked by a few seeks.
+fn check_ending(format: Format, header: &[u8], file: &mut File, size: u64) -> Result<(), Fail> {
+    match format {
+        Format::Jpeg => jpeg_ending(&mut BufReader::new(file), size),
+        Format::Png => png_ending(&mut BufReader::new(file), size),
+        Format::Pdf => pdf_ending(file, size),
+        // Strips and tiles are checked on the walk through the pages.
+        Format::Tiff => Ok(()),
+        Format::Webp => webp_ending(header, size),
+        Format::Avif => avif_ending(&mut BufReader::new(file), size),
+    }
+}
+
+/// JPEG: from the start of image to the end-of-image marker (`FF D9`). Segments are skipped by
+/// their length; after each start of scan the entropy-coded data is passed over up to the next
+/// marker (`FF 00` is a data byte, `FF D0`..`FF D7` restart markers). What follows the EOI
+/// (camera padding, a vendor trailer, the video of a "motion photo") is not looked at. The
+/// file ending first is cut off.
+///
+/// Most files end with the EOI, maybe followed by padding: at the first start of scan the last
+/// [`JPEG_TAIL`] bytes are looked at first, and a file that ends so is complete without its
+/// image data being read (an `FF D9` after the first scan has started can only be the EOI:
+/// image data never holds one). Only other files are walked to the end.
+fn jpeg_ending<R: BufRead + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
+    r.seek(SeekFrom::Start(2))?;
+    let mut frame_seen = false;
+    let mut tail_checked = false;
+    let mut next = None;
+    loop {
+        let marker = match next.take() {
+            Some(marker) => marker,
+            None => {
+                if read_u8(r)? != 0xFF {
+                    return bad("no JPEG marker where one was due");
+                }
+                jpeg_marker_code(r)?
+            }
+        };
+        match marker {
+            0xD9 if frame_seen => return Ok(()),
+            0xD9 => return bad("the JPEG ends before its frame header"),
+            0x01 | 0xD0..=0xD8 => continue,
+            0x00 => return bad("an invalid JPEG marker"),
+            _ => {}
+        }
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len)?;
+        let len = u16::from_be_bytes(len);
+        if len < 2 {
+            return bad(format!("a JPEG segment of length {len}"));
+        }
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            frame_seen = true;
+        }
+        r.seek_relative(i64::from(len) - 2)?;
+        if marker == 0xDA {
+            if !frame_seen {
+                return bad("the JPEG image data starts before its size is given");
+            }
+            if !tail_checked {
+                tail_checked = true;
+                if jpeg_ends_with_eoi(r, size)? {
+                    return Ok(());
+                }
+            }
+            next = Some(skip_entropy_coded_data(r)?);
+        }
+    }
+}
+
+/// Bytes at the end of a JPEG looked at for its end-of-image marker before walking it.
+const JPEG_TAIL: u64 = 64 * KB;
+
+/// The bytes from here to the end of the file end with `FF D9`, then nothing but padding
+/// (`00` or `FF` bytes) within the last [`JPEG_TAIL`]. Leaves the reader where it was.
+fn jpeg_ends_with_eoi<R: BufRead + Seek>(r: &mut R, size: u64) -> Result<bool, Fail> {
+    let here = r.stream_position()?;
+    let from = size.saturating_sub(JPEG_TAIL).max(here);
+    r.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::with_capacity(JPEG_TAIL as usize);
+    r.by_ref().take(JPEG_TAIL).read_to_end(&mut tail)?;
+    r.seek(SeekFrom::Start(here))?;
+    let end = tail
+        .iter()
+        .rposition(|&b| b != 0x00 && b != 0xFF)
+        .map_or(0, |at| at + 1);
+    Ok(end >= 2 && tail[end - 1] == 0xD9 && tail[end - 2] == 0xFF)
+}
+
+/// After `FF`: any number of fill bytes (`FF`), then the marker code.
+fn jpeg_marker_code<R: Read>(r: &mut R) -> Result<u8, Fail> {
+    loop {
+        let code = read_u8(r)?;
+        if code != 0xFF {
+            return Ok(code);
+        }
+    }
+}
+
+/// Passes over a scan's entropy-coded data; returns the code of the marker that ends it.
+fn skip_entropy_coded_data<R: BufRead>(r: &mut R) -> Result<u8, Fail> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return short("the JPEG ends inside its image data, before the end-of-image marker");
+        }
+        match buf.iter().position(|&b| b == 0xFF) {
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+            Some(at) => {
+                r.consume(at + 1);
+                match jpeg_marker_code(r)? {
+                    0x00 | 0xD0..=0xD7 => continue,
+                    code => return Ok(code),
+                }
+            }
+        }
+    }
+}
+
+fn read_u8<R: Read>(r: &mut R) -> Result<u8, Fail> {
+    let mut byte = [0u8; 1];
+    r.read_exact(&mut byte)?;
+    Ok(byte[0])
+}
+
+/// Most chunks or boxes walked: far above any real file, a bound on a crafted one.
+const MAX_CHUNKS: u32 = 1_000_000;
+
+/// PNG: the chunks, by their lengths, from the signature to `IEND`, each with its CRC-32
+/// checked (a decoder such as Pillow refuses a file with any wrong chunk checksum; it is also
+/// how a flipped byte anywhere in a PNG shows). Bytes after `IEND` are not looked at. A chunk
+/// type that is not four ASCII letters means the walk lost its way: damaged.
+fn png_ending<R: Read + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
+    let mut at = 8u64;
+    r.seek(SeekFrom::Start(at))?;
+    for _ in 0..MAX_CHUNKS {
+        let mut head = [0u8; 8];
+        if at + 8 > size {
+            return short("the PNG ends before its IEND chunk");
+        }
+        r.read_exact(&mut head)?;
+        let len = be32(&head[0..4]);
+        let kind = &head[4..8];
+        if len > 0x7FFF_FFFF || !kind.iter().all(u8::is_ascii_alphabetic) {
+            return bad(format!("a damaged PNG chunk at byte {at}"));
+        }
+        let end = at + 8 + u64::from(len) + 4;
+        if end > size {
+            return short(format!(
+                "the PNG ends inside its {} chunk, before its IEND chunk",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        let mut data = r.by_ref().take(u64::from(len));
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = data.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            crc.update(&buf[..n]);
+        }
+        let mut stored = [0u8; 4];
+        r.read_exact(&mut stored)?;
+        if crc.finalize() != u32::from_be_bytes(stored) {
+            return bad(format!(
+                "the checksum of the PNG {} chunk at byte {at} does not match",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        if kind == b"IEND" {
+            return Ok(());
+        }
+        at = end;
+    }
+    bad("too many PNG chunks")
+}
+
+/// Bytes at the end of a PDF searched for `%%EOF`.
+const PDF_TAIL: u64 = KB;
+
+/// PDF: `%%EOF` in the last KB. With incremental updates each revision ends with one; the last
+/// is at the end.
+fn pdf_ending(file: &mut File, size: u64) -> Result<(), Fail> {
+    let from = size.saturating_sub(PDF_TAIL);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::with_capacity(PDF_TAIL as usize);
+    file.take(PDF_TAIL).read_to_end(&mut tail)?;
+    if tail.windows(5).any(|w| w == b"%%EOF") {
+        Ok(())
+    } else {
+        short("no %%EOF in the last KB of the PDF")
+    }
+}
+
+/// WEBP: the RIFF header gives the length of the rest; the file must be at least that long
+/// (bytes after the RIFF data are not looked at).
+fn webp_ending(h: &[u8], size: u64) -> Result<(), Fail> {
+    let needed = 8 + u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
+    if size < needed {
+        return short(format!(
+            "the WEBP file is {size} bytes, its RIFF header says {needed}"
+        ));
+    }
+    Ok(())
+}
+
+/// AVIF (ISO-BMFF): the top-level boxes, by their sizes (32-bit, 64-bit, or 0 = to the end),
+/// must end exactly at the end of the file, and the `meta` box (the header) and the `mdat` box
+/// (the image data) must both be there: a file cut exactly between two boxes lacks one.
+fn avif_ending<R: Read + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
+    let mut at = 0u64;
+    let (mut meta, mut mdat) = (false, false);
+    for _ in 0..MAX_CHUNKS {
+        if at == size {
+            return match (meta, mdat) {
+                (true, true) => Ok(()),
+                (false, _) => short("the AVIF ends before its meta box"),
+                (true, false) => short("the AVIF ends before its image data (mdat box)"),
+            };
+        }
+        if at + 8 > size {
+            return short("the AVIF ends inside a box header");
+        }
+        r.seek(SeekFrom::Start(at))?;
+        let mut head = [0u8; 16];
+        r.read_exact(&mut head[..8])?;
+        meta |= &head[4..8] == b"meta";
+        mdat |= &head[4..8] == b"mdat";
+        let (len, header) = match be32(&head[0..4]) {
+            // The last box, to the end of the file.
+            0 if meta && mdat => return Ok(()),
+            0 => return short("the AVIF ends before its meta and mdat boxes"),
+            1 => {
+                if at + 16 > size {
+                    return short("the AVIF ends inside a box header");
+                }
+                r.read_exact(&mut head[8..16])?;
+                let mut large = [0u8; 8];
+                large.copy_from_slice(&head[8..16]);
+                (u64::from_be_bytes(large), 16)
+            }
+            n => (u64::from(n), 8),
+        };
+        if len < header {
+            return bad(format!("an AVIF box of {len} bytes at byte {at}"));
+        }
+        match at.checked_add(len) {
+            Some(end) if end <= size => at = end,
+            _ => return short("the AVIF ends inside a box"),
+        }
+    }
+    bad("too many AVIF boxes")
 }
 
 /// Rejects a zero side (no real page has one; it means the header is garbage).
@@ -405,11 +783,14 @@ fn le24(b: &[u8]) -> u32 {
 
 /// PNG: the first chunk must be a 13-byte IHDR; width and height follow its type.
 fn png_layout(h: &[u8]) -> Result<Layout, Fail> {
-    if h.len() < 24 {
-        return bad("the PNG header is cut off");
+    if h.len() < 33 {
+        return short("the PNG header is cut off");
     }
     if be32(&h[8..12]) != 13 || &h[12..16] != b"IHDR" {
         return bad("no IHDR chunk after the PNG signature");
+    }
+    if crc32fast::hash(&h[12..29]) != be32(&h[29..33]) {
+        return bad("the checksum of the PNG header (IHDR) does not match");
     }
     sides(be32(&h[16..20]), be32(&h[20..24]))
 }
@@ -417,7 +798,7 @@ fn png_layout(h: &[u8]) -> Result<Layout, Fail> {
 /// WEBP: the first chunk of the RIFF file is VP8 (lossy), VP8L (lossless) or VP8X (extended).
 fn webp_layout(h: &[u8]) -> Result<Layout, Fail> {
     if h.len() < 30 {
-        return bad("the WEBP header is cut off");
+        return short("the WEBP header is cut off");
     }
     match &h[12..16] {
         // Extended: canvas width - 1 and height - 1, 24 bits each, after 4 bytes of flags.
@@ -560,8 +941,11 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
             return bad(format!("the TIFF page list loops back to offset {offset}"));
         }
         let start = u64::from(offset);
-        if start < 8 || start + 2 > size {
-            return bad(format!(
+        if start < 8 {
+            return bad(format!("a TIFF page points to offset {offset}"));
+        }
+        if start + 2 > size {
+            return short(format!(
                 "a TIFF page points to offset {offset}, outside the file of {size} bytes"
             ));
         }
@@ -574,15 +958,26 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
         }
         let len = 12 * usize::from(count) + 4;
         if start + 2 + len as u64 > size {
-            return bad(format!(
+            return short(format!(
                 "the TIFF image directory at offset {offset} runs past the end of the file"
             ));
         }
         let mut entries = vec![0u8; len];
         r.read_exact(&mut entries)?;
         let (mut width, mut height, mut reduced) = (None, None, false);
+        // Strip (or tile) offsets and byte counts: where this IFD's image data lies.
+        let (mut offsets, mut counts) = (None, None);
         for e in entries[..len - 4].chunks_exact(12) {
             let tag = u16_at(&e[0..2]);
+            if matches!(tag, 273 | 279 | 324 | 325) {
+                let values = tiff_array(r, e, little, size)?;
+                if matches!(tag, 273 | 324) {
+                    offsets = Some(values);
+                } else {
+                    counts = Some(values);
+                }
+                continue;
+            }
             let value = match u16_at(&e[2..4]) {
                 3 => Some(u32::from(u16_at(&e[8..10]))), // SHORT
                 4 => Some(u32_at(&e[8..12])),            // LONG
@@ -594,6 +989,28 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
                 (256, v) => width = v,
                 (257, v) => height = v,
                 _ => {}
+            }
+        }
+        let page = ifds;
+        match (offsets, counts) {
+            (Some(offsets), Some(counts)) if offsets.len() == counts.len() => {
+                for (&o, &n) in offsets.iter().zip(&counts) {
+                    if u64::from(o) + u64::from(n) > size {
+                        return short(format!(
+                            "the image data of TIFF directory {page} runs past the end of the file"
+                        ));
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                return bad(format!(
+                    "TIFF directory {page} gives a different number of strip offsets and lengths"
+                ));
+            }
+            _ => {
+                return bad(format!(
+                    "TIFF directory {page} does not say where its image data is"
+                ));
             }
         }
         if !reduced {
@@ -617,6 +1034,68 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
         dims,
         more,
     })
+}
+
+/// Most strips or tiles of one TIFF page: far above a real file (a 5000-row page in one strip
+/// per row is 5000), a bound on a crafted one.
+const MAX_TIFF_STRIPS: u32 = 1_000_000;
+
+/// The values of a TIFF entry holding a SHORT or LONG array (strip offsets or byte counts):
+/// inline in the entry when they fit in 4 bytes, else at the offset it gives.
+fn tiff_array<R: Read + Seek>(
+    r: &mut R,
+    entry: &[u8],
+    little: bool,
+    size: u64,
+) -> Result<Vec<u32>, Fail> {
+    let u16_of = |b: &[u8]| {
+        if little {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        }
+    };
+    let u32_of = |b: &[u8]| {
+        if little {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        }
+    };
+    let width = match u16_of(&entry[2..4]) {
+        3 => 2usize,
+        4 => 4,
+        kind => return bad(format!("TIFF strip positions of type {kind}")),
+    };
+    let count = u32_of(&entry[4..8]);
+    if count == 0 || count > MAX_TIFF_STRIPS {
+        return bad(format!("a TIFF page of {count} strips"));
+    }
+    let bytes = width * count as usize;
+    let raw = if bytes <= 4 {
+        entry[8..8 + bytes].to_vec()
+    } else {
+        let at = u64::from(u32_of(&entry[8..12]));
+        if at + bytes as u64 > size {
+            return short("the TIFF strip table lies past the end of the file");
+        }
+        let back = r.stream_position()?;
+        r.seek(SeekFrom::Start(at))?;
+        let mut raw = vec![0u8; bytes];
+        r.read_exact(&mut raw)?;
+        r.seek(SeekFrom::Start(back))?;
+        raw
+    };
+    Ok(raw
+        .chunks_exact(width)
+        .map(|v| {
+            if width == 2 {
+                u32::from(u16_of(v))
+            } else {
+                u32_of(v)
+            }
+        })
+        .collect())
 }
 
 /// Bytes read at a time when counting PDF pages.
@@ -878,17 +1357,37 @@ mod tests {
             v.extend_from_slice(&next.to_be_bytes());
             v
         };
-        let first = ifd(&[(254, 4, 1), (256, 3, 160), (257, 3, 120)], 8 + 42);
-        assert_eq!(first.len(), 42);
+        // Each IFD's one strip: 10 bytes at offset 8 (inside the file).
+        let strip = [(273, 4, 8), (279, 3, 10)];
+        let first = ifd(
+            &[
+                (254, 4, 1),
+                (256, 3, 160),
+                (257, 3, 120),
+                strip[0],
+                strip[1],
+            ],
+            8 + 66,
+        );
+        assert_eq!(first.len(), 66);
         t.extend_from_slice(&first);
-        t.extend_from_slice(&ifd(&[(256, 3, 2480), (257, 4, 3508)], 0));
+        t.extend_from_slice(&ifd(
+            &[(256, 3, 2480), (257, 4, 3508), strip[0], strip[1]],
+            0,
+        ));
         let size = t.len() as u64;
         let layout = tiff_layout(&mut Cursor::new(&t), size).unwrap();
         assert_eq!(layout, Layout::single(2480, 3508));
         // The same file cut before the second IFD's end.
         let cut = &t[..t.len() - 6];
         let err = tiff_layout(&mut Cursor::new(cut), cut.len() as u64).unwrap_err();
-        assert!(matches!(err, Fail::Damaged(d) if d.contains("past the end")));
+        assert!(matches!(err, Fail::CutOff(d) if d.contains("past the end")));
+        // A strip that lies past the end of the file: cut off.
+        let mut long = t.clone();
+        let at = 8 + 66 + 2 + 2 * 12 + 8; // the second IFD's StripOffsets value
+        long[at..at + 4].copy_from_slice(&(size as u32 - 4).to_be_bytes());
+        let err = tiff_layout(&mut Cursor::new(&long), size).unwrap_err();
+        assert!(matches!(err, Fail::CutOff(d) if d.contains("image data")));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod check;
 mod finishing;
 mod hardening;
 mod helpers;
+mod holds;
 mod intake;
 mod metrics;
 mod preflight;

@@ -59,31 +59,42 @@ fn flat_png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// SOI, a JFIF APP0, a baseline frame header (SOF0) of `width` x `height`, then `body` up to
-/// `total` bytes.
+/// SOI, a JFIF APP0, a baseline frame header (SOF0) of `width` x `height`, a start of scan,
+/// then `body` (entropy-coded data: no `FF`) and the end-of-image marker, `total` bytes in all.
 fn jpeg(width: u16, height: u16, body: &[u8], total: usize) -> Vec<u8> {
     let mut j = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
     j.extend_from_slice(b"\xFF\xC0\x00\x11\x08");
     j.extend_from_slice(&height.to_be_bytes());
     j.extend_from_slice(&width.to_be_bytes());
     j.extend_from_slice(b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01");
-    while j.len() < total {
+    j.extend_from_slice(b"\xFF\xDA\x00\x0C\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
+    while j.len() < total - 2 {
         j.extend_from_slice(body);
     }
-    j.truncate(total);
+    j.truncate(total - 2);
+    j.extend_from_slice(b"\xFF\xD9");
     j
 }
 
 /// A little-endian TIFF: one IFD per `(width, height)`, each with NewSubfileType (page),
-/// ImageWidth, ImageLength; `next_of_last` is where the last IFD points (0 = end of chain);
+/// ImageWidth, ImageLength, and one strip (StripOffsets, StripByteCounts) that is all the
+/// bytes after the IFDs; `next_of_last` is where the last IFD points (0 = end of chain);
 /// padded with zeros to `total` bytes.
 fn tiff(pages: &[(u32, u32)], next_of_last: Option<u32>, total: usize) -> Vec<u8> {
-    const IFD_LEN: u32 = 2 + 3 * 12 + 4;
+    const IFD_LEN: u32 = 2 + 5 * 12 + 4;
+    let data_at = 8 + pages.len() as u32 * IFD_LEN;
+    let data_len = (total as u32).saturating_sub(data_at).max(1);
     let mut t = b"II*\0".to_vec();
     t.extend_from_slice(&8u32.to_le_bytes());
     for (i, &(w, h)) in pages.iter().enumerate() {
-        t.extend_from_slice(&3u16.to_le_bytes());
-        for (tag, kind, value) in [(254u16, 4u16, 2u32), (256, 4, w), (257, 3, h)] {
+        t.extend_from_slice(&5u16.to_le_bytes());
+        for (tag, kind, value) in [
+            (254u16, 4u16, 2u32),
+            (256, 4, w),
+            (257, 3, h),
+            (273, 4, data_at),
+            (279, 4, data_len),
+        ] {
             t.extend_from_slice(&tag.to_le_bytes());
             t.extend_from_slice(&kind.to_le_bytes());
             t.extend_from_slice(&1u32.to_le_bytes());
@@ -101,8 +112,8 @@ fn tiff(pages: &[(u32, u32)], next_of_last: Option<u32>, total: usize) -> Vec<u8
         };
         t.extend_from_slice(&next.to_le_bytes());
     }
-    assert_eq!(t.len() as u32, 8 + pages.len() as u32 * IFD_LEN);
-    t.resize(total.max(t.len()), 0);
+    assert_eq!(t.len() as u32, data_at);
+    t.resize((data_at + data_len) as usize, 0);
     t
 }
 
@@ -331,6 +342,7 @@ fn a_pdf_without_page_objects_is_refused() {
     let dir = Folder::new();
     let mut bytes = b"%PDF-1.7\n".to_vec();
     bytes.resize(20 * KB, b'?');
+    bytes.extend_from_slice(b"\n%%EOF\n");
     let message = dir.refusal("garbage.pdf", &bytes);
     assert_contains(&message, &["looks like a PDF", "cannot be read"]);
 }
@@ -374,12 +386,12 @@ fn a_21_page_tiff_is_refused_with_the_count() {
 #[test]
 fn a_loop_in_the_tiff_page_chain_is_refused_not_followed_for_ever() {
     let dir = Folder::new();
-    // Three IFDs; the last points back to the second (at 8 + 42).
-    let bytes = tiff(&[(1240, 1754); 3], Some(8 + 42), 40 * KB);
+    // Three IFDs; the last points back to the second (at 8 + 66).
+    let bytes = tiff(&[(1240, 1754); 3], Some(8 + 66), 40 * KB);
     let started = Instant::now();
     let message = dir.refusal("loop.tif", &bytes);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert_contains(&message, &["looks like a TIFF", "loops back to offset 50"]);
+    assert_contains(&message, &["looks like a TIFF", "loops back to offset 74"]);
     // A chain pointing to itself.
     let bytes = tiff(&[(1240, 1754)], Some(8), 20 * KB);
     assert_contains(
@@ -394,7 +406,7 @@ fn a_tiff_offset_outside_the_file_is_refused() {
     let bytes = tiff(&[(1240, 1754)], Some(0x7FFF_FFF0), 20 * KB);
     assert_contains(
         &dir.refusal("far.tif", &bytes),
-        &["cannot be read", "outside the file"],
+        &["cut off", "outside the file"],
     );
     // The header points past the end of the file.
     let mut bytes = tiff(&[(1240, 1754)], None, 20 * KB);
@@ -420,7 +432,7 @@ fn a_truncated_png_is_refused_not_a_panic() {
     let dir = Folder::new();
     let bytes = sized_png(1240, 1754, 3, None);
     let message = dir.refusal("cut.png", &bytes[..20]);
-    assert_contains(&message, &["looks like a PNG", "cut off or damaged"]);
+    assert_contains(&message, &[preflight::CUT_OFF, "header is cut off"]);
 }
 
 #[test]
@@ -445,7 +457,7 @@ fn garbage_after_a_valid_magic_is_refused() {
     assert_contains(&dir.refusal("zero.jpg", &jpg), &["looks like a JPEG"]);
     // JPEG: only markers, the file ends before any frame header.
     let jpg = b"\xFF\xD8".repeat(10 * KB);
-    assert_contains(&dir.refusal("soi.jpg", &jpg), &["looks like a JPEG"]);
+    assert_contains(&dir.refusal("soi.jpg", &jpg), &[preflight::CUT_OFF]);
 }
 
 #[test]
@@ -478,8 +490,11 @@ fn avif_is_detected_and_its_size_checked() {
         &dir.refusal("wide.avif", &avif(6000, 1000, 20 * KB)),
         &["6000 x 1000 px"],
     );
-    // An ftyp box and nothing readable after it.
-    let mut bare = b"\0\0\0\x14ftypavif\0\0\0\0avif".to_vec();
+    // An ftyp box, an empty meta box and image data: no size anywhere.
+    let mut bare = b"\0\0\0\x14ftypavif\0\0\0\0avif\0\0\0\x0cmeta\0\0\0\0".to_vec();
+    let mdat = 20 * KB - bare.len();
+    bare.extend_from_slice(&(mdat as u32).to_be_bytes());
+    bare.extend_from_slice(b"mdat");
     bare.resize(20 * KB, 0xEE);
     assert_contains(&dir.refusal("bare.avif", &bare), &["looks like an AVIF"]);
 }
@@ -493,7 +508,7 @@ fn a_file_that_vanished_is_an_io_error_not_a_refusal() {
 
 #[test]
 fn a_file_being_appended_to_is_judged_by_what_is_there() {
-    // Half a PNG (the header complete): judged on its size, no panic.
+    // The start of a PNG (the header complete): cut off, no panic.
     let dir = Folder::new();
     let bytes = sized_png(1240, 1754, 9, None);
     let path = dir.0.path().join("half.png");
@@ -501,7 +516,8 @@ fn a_file_being_appended_to_is_judged_by_what_is_there() {
     f.write_all(&bytes[..4 * KB]).unwrap();
     f.flush().unwrap();
     let message = preflight::check(&path).unwrap().unwrap_err().0;
-    assert_contains(&message, &["The file is 4 KB"]);
+    assert_contains(&message, &[preflight::CUT_OFF]);
+    assert!(preflight::is_cut_off(&path).unwrap());
 }
 
 #[test]
@@ -517,4 +533,299 @@ fn policy_reads_from_the_config_in_lowercase_and_defaults_to_strict() {
     assert_eq!(policy("preflight = \"warn\"").unwrap(), Policy::Warn);
     assert_eq!(policy("preflight = \"off\"").unwrap(), Policy::Off);
     assert!(policy("preflight = \"Strict\"").is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: a cut-off or damaged image is never paid for
+
+/// A progressive JPEG as cameras write it: an Exif APP1 segment holding a thumbnail (a whole
+/// JPEG, `FF D8` .. `FF D9`, inside the segment), tables, a progressive frame header (SOF2),
+/// then two scans whose entropy-coded data holds stuffed bytes (`FF 00`) and restart markers,
+/// with a DHT segment between them, and the end-of-image marker. `total` bytes in all.
+fn camera_jpeg(total: usize) -> Vec<u8> {
+    let segment = |marker: u8, body: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(body);
+        s
+    };
+    let mut j = b"\xFF\xD8".to_vec();
+    let mut exif = b"Exif\0\0MM\0*thumbnail:".to_vec();
+    exif.extend_from_slice(b"\xFF\xD8\xFF\xDB\x00\x04\x01\x02\xFF\xD9");
+    j.extend(segment(0xE1, &exif));
+    j.extend(segment(0xDB, &[0; 65]));
+    let mut sof = vec![8];
+    sof.extend_from_slice(&2480u16.to_be_bytes()); // height
+    sof.extend_from_slice(&1754u16.to_be_bytes()); // width
+    sof.extend_from_slice(b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01");
+    j.extend(segment(0xC2, &sof));
+    j.extend(segment(0xC4, &[0x00; 20]));
+    let scan = segment(0xDA, b"\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
+    let data = |n: usize| -> Vec<u8> {
+        let mut d = Vec::with_capacity(n);
+        let mut rst = 0u8;
+        while d.len() < n {
+            d.extend_from_slice(b"\x12\x34\xFF\x00\x56");
+            if d.len() % 100 < 5 {
+                d.extend_from_slice(&[0xFF, 0xD0 + rst % 8]);
+                rst = rst.wrapping_add(1);
+            }
+        }
+        d
+    };
+    let room = total.saturating_sub(j.len() + 2 * scan.len() + 24 + 2) / 2;
+    j.extend_from_slice(&scan);
+    j.extend(data(room));
+    j.extend(segment(0xC4, &[0x01; 20]));
+    j.extend_from_slice(&scan);
+    j.extend(data(room));
+    j.extend_from_slice(b"\xFF\xD9");
+    j
+}
+
+/// One small valid file of each accepted format (small, so that it can be cut at every
+/// offset), and where its end is: bytes after that are whitespace a cut may lose unnoticed
+/// (the newline after a PDF's `%%EOF`).
+fn small_files() -> Vec<(&'static str, Vec<u8>, usize)> {
+    let pdf = pdf(2, 1500);
+    let pdf_end = pdf.windows(5).rposition(|w| w == b"%%EOF").unwrap() + 5;
+    vec![
+        ("png", sized_png(64, 48, 5, None), usize::MAX),
+        ("jpg", camera_jpeg(1500), usize::MAX),
+        ("jpg", jpeg(1240, 1754, b"\x12\x34", 600), usize::MAX),
+        (
+            "tif",
+            tiff(&[(1240, 1754), (2480, 3508)], None, 900),
+            usize::MAX,
+        ),
+        ("pdf", pdf, pdf_end),
+        ("webp", webp(1500, 2000, 700), usize::MAX),
+        ("avif", avif(1500, 2000, 700), usize::MAX),
+    ]
+}
+
+#[test]
+fn issue_14_a_file_cut_off_at_any_point_is_held_and_refused_as_cut_off() {
+    let dir = Folder::new();
+    for (ext, full, end) in small_files() {
+        let path = dir.write(&format!("whole.{ext}"), &full);
+        assert!(
+            !preflight::is_cut_off(&path).unwrap(),
+            "the whole {ext} looks cut off"
+        );
+        for len in 1..full.len().min(end) {
+            let path = dir.write(&format!("cut.{ext}"), &full[..len]);
+            assert!(
+                preflight::is_cut_off(&path).unwrap(),
+                "{ext} cut to {len} of {} bytes does not look cut off",
+                full.len()
+            );
+            if let Ok(facts) = preflight::check(&path).unwrap() {
+                panic!("{ext} cut to {len} bytes was accepted: {facts:?}");
+            }
+        }
+    }
+    // Cut where the size rules alone would pass it: the message says what happened.
+    let png = sized_png(1240, 1754, 11, None);
+    let message = dir.refusal("cut.png", &png[..png.len() * 2 / 3]);
+    assert_contains(
+        &message,
+        &[
+            "The file is cut off: it was not saved or copied completely. Scan it again.",
+            "IEND",
+        ],
+    );
+    let jpg = jpeg(2480, 3508, b"\x12\x34", 300 * KB);
+    let message = dir.refusal("cut.jpg", &jpg[..200 * KB]);
+    assert_contains(&message, &[preflight::CUT_OFF, "end-of-image"]);
+    let tif = tiff(&[(2480, 3508); 2], None, 40 * KB);
+    let message = dir.refusal("cut.tif", &tif[..30 * KB]);
+    assert_contains(&message, &[preflight::CUT_OFF, "image data"]);
+    let message = dir.refusal("cut.pdf", &pdf(2, 40 * KB)[..30 * KB]);
+    assert_contains(&message, &[preflight::CUT_OFF, "%%EOF"]);
+    let message = dir.refusal("cut.webp", &webp(1500, 2000, 40 * KB)[..30 * KB]);
+    assert_contains(&message, &[preflight::CUT_OFF, "RIFF"]);
+    let message = dir.refusal("cut.avif", &avif(1500, 2000, 40 * KB)[..30 * KB]);
+    assert_contains(&message, &[preflight::CUT_OFF, "box"]);
+}
+
+#[test]
+fn issue_14_damaged_headers_are_refused_with_a_message() {
+    let dir = Folder::new();
+    // PNG: the IHDR checksum does not match (a flipped bit in the width).
+    let mut png = sized_png(1240, 1754, 12, None);
+    png[18] ^= 0x01;
+    assert_contains(
+        &dir.refusal("flipped.png", &png),
+        &["looks like a PNG", "checksum"],
+    );
+    // PNG: a flipped byte in the image data (its chunk's checksum says so).
+    let mut png = sized_png(1240, 1754, 13, None);
+    let middle = png.len() / 2;
+    png[middle] ^= 0x20;
+    assert_contains(
+        &dir.refusal("flipped-data.png", &png),
+        &["looks like a PNG", "checksum of the PNG IDAT chunk"],
+    );
+    // JPEG: a scan before any frame header.
+    let mut jpg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
+    jpg.extend_from_slice(b"\xFF\xDA\x00\x0C\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
+    jpg.resize(20 * KB, 0x12);
+    jpg.extend_from_slice(b"\xFF\xD9");
+    assert_contains(
+        &dir.refusal("nosof.jpg", &jpg),
+        &["looks like a JPEG", "before its size is given"],
+    );
+    // TIFF: a page without strip offsets.
+    let mut tif = tiff(&[(1240, 1754)], None, 20 * KB);
+    tif[8 + 2 + 3 * 12..8 + 2 + 3 * 12 + 2].copy_from_slice(&300u16.to_le_bytes());
+    assert_contains(
+        &dir.refusal("nostrips.tif", &tif),
+        &["looks like a TIFF", "where its image data is"],
+    );
+    // TIFF: loops and offsets outside the file are pinned by the tests above.
+}
+
+#[test]
+fn issue_14_valid_files_are_not_refused() {
+    let dir = Folder::new();
+    // The project's sample scans.
+    for seed in 0..12 {
+        let png = beorg_emulator::samples::page_png(seed, Some("BEORG-EMU:ok"));
+        let path = dir.write("sample.png", &png);
+        assert!(!preflight::is_cut_off(&path).unwrap(), "sample {seed}");
+        preflight::check(&path).unwrap().unwrap();
+    }
+    // JPEGs with bytes after the end-of-image marker: padding, a vendor trailer, the video
+    // of a "motion photo" (which holds FF D8 and FF D9 of its own).
+    let jpg = camera_jpeg(300 * KB);
+    let mut trailers: Vec<Vec<u8>> = vec![vec![0; 4 * KB], vec![0xFF; 300], b"\xFF".to_vec()];
+    let mut video = b"\0\0\0\x18ftypmp42".to_vec();
+    for n in 0..2000u32 {
+        video.extend_from_slice(&n.wrapping_mul(2_654_435_761).to_le_bytes());
+    }
+    video.extend_from_slice(b"\xFF\xD8\xFF\xD9\xFF\xDA");
+    trailers.push(video);
+    trailers.push(Vec::new());
+    for trailer in trailers {
+        let mut bytes = jpg.clone();
+        bytes.extend_from_slice(&trailer);
+        let facts = dir.check("camera.jpg", &bytes).unwrap();
+        assert_eq!((facts.width, facts.height), (Some(1754), Some(2480)));
+        assert!(!preflight::is_cut_off(&dir.0.path().join("camera.jpg")).unwrap());
+    }
+    // Multi-page TIFFs, little and big pages.
+    let tif = tiff(&[(2480, 3508), (1240, 1754), (1240, 1754)], None, 60 * KB);
+    assert_eq!(dir.check("three.tif", &tif).unwrap().pages, 3);
+    // A PDF with an incremental update (two %%EOF), and one with CRLF and a few trailing
+    // bytes after the last one.
+    let mut updated = pdf(3, 40 * KB);
+    updated.extend_from_slice(
+        b"4 0 obj\n<< /Type /Annot >>\nendobj\nxref\n0 1\n0000000000 65535 f \ntrailer\n<< /Root 1 0 R /Prev 9 >>\nstartxref\n40000\n%%EOF\n",
+    );
+    assert!(dir.check("updated.pdf", &updated).is_ok());
+    let mut padded = pdf(3, 40 * KB);
+    padded.truncate(padded.len() - 1);
+    padded.extend_from_slice(b"\r\n\0\0\0\n   \n");
+    assert!(dir.check("padded.pdf", &padded).is_ok());
+    // WEBP and AVIF with a few bytes more than their boxes.
+    let mut w = webp(1500, 2000, 20 * KB);
+    w.extend_from_slice(&[0; 3]);
+    assert!(dir.check("long.webp", &w).is_ok());
+}
+
+/// The environment variable that replays [`issue_14_mangled_files_never_panic_hang_or_pass_cut_off`]
+/// with a given seed.
+const SEED_ENV: &str = "BEORG_PREFLIGHT_SEED";
+
+#[test]
+fn issue_14_mangled_files_never_panic_hang_or_pass_cut_off() {
+    let seed = std::env::var(SEED_ENV)
+        .ok()
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .expect("BEORG_PREFLIGHT_SEED is a number")
+        })
+        .unwrap_or_else(|| fastrand::u64(..));
+    // Printed so that a failure can be replayed (cargo test shows it on failure).
+    println!(
+        "preflight property test: seed {seed} (replay: {SEED_ENV}={seed} cargo test --test preflight issue_14)"
+    );
+    let files = small_files();
+    let magics: Vec<Vec<u8>> = files.iter().map(|(_, f, _)| f[..12].to_vec()).collect();
+    let started = Instant::now();
+    // One thread per file, each with its own generator drawn from the seed: the same seed
+    // gives the same files whatever the threads' timing.
+    let cases: usize = std::thread::scope(|scope| {
+        let threads: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| {
+                let magics = &magics;
+                scope.spawn(move || mangle(seed, index as u64, file, magics))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert!(cases >= 10_000, "only {cases} cases");
+    println!(
+        "preflight property test: {cases} mangled files in {:?}",
+        started.elapsed()
+    );
+}
+
+/// Feeds mangled versions of one small valid file through preflight (see the test above);
+/// returns how many.
+fn mangle(seed: u64, index: u64, file: &(&str, Vec<u8>, usize), magics: &[Vec<u8>]) -> usize {
+    let (ext, full, end) = file;
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(index));
+    let dir = Folder::new();
+    let mut cases = 0usize;
+    // Judged through the real file, as the daemon does; time-bounded, never an I/O error.
+    let mut judge = |what: &str, bytes: &[u8]| -> (bool, Result<Facts, Refusal>) {
+        let path = dir.write("mangled", bytes);
+        let at = Instant::now();
+        let cut = preflight::is_cut_off(&path)
+            .unwrap_or_else(|e| panic!("seed {seed}: {what}: I/O error {e}"));
+        let verdict = preflight::check(&path)
+            .unwrap_or_else(|e| panic!("seed {seed}: {what}: I/O error {e}"));
+        assert!(
+            at.elapsed() < Duration::from_secs(5),
+            "seed {seed}: {what} took {:?}",
+            at.elapsed()
+        );
+        cases += 1;
+        (cut, verdict)
+    };
+    // Truncation at every offset: always refused, and always held as cut off.
+    for len in 1..full.len().min(*end) {
+        let (cut, verdict) = judge(&format!("{ext} cut to {len}"), &full[..len]);
+        assert!(cut, "seed {seed}: {ext} cut to {len} not seen as cut off");
+        assert!(verdict.is_err(), "seed {seed}: {ext} cut to {len} accepted");
+    }
+    // Random byte flips, most of them in the header; a quarter also cut somewhere.
+    for n in 0..800 {
+        let mut bytes = full.clone();
+        for _ in 0..rng.usize(1..=4) {
+            let at = if rng.bool() {
+                rng.usize(..bytes.len().min(64))
+            } else {
+                rng.usize(..bytes.len())
+            };
+            bytes[at] ^= rng.u8(1..);
+        }
+        if n % 4 == 0 {
+            bytes.truncate(rng.usize(1..=bytes.len()));
+        }
+        let _ = judge(&format!("{ext} with flipped bytes #{n}"), &bytes);
+    }
+    // Another format's magic on this file's body.
+    for magic in magics {
+        let mut bytes = full.clone();
+        let n = rng.usize(4..=magic.len());
+        bytes[..n].copy_from_slice(&magic[..n]);
+        let _ = judge(&format!("{ext} with a swapped magic"), &bytes);
+    }
+    cases
 }
