@@ -8,6 +8,8 @@
 //! makes that safe). A reload (SIGHUP) is a graceful stop and a new start in the same
 //! process, with the same scheduler, so pacing and an account pause carry over.
 
+pub mod telemetry;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -271,10 +273,7 @@ impl Session {
         resume(&p, &tasks).await?;
 
         let queue = Arc::new(ReadyQueue::default());
-        tasks.spawn(crate::cli::status::write_snapshots(
-            p.clone(),
-            queue.clone(),
-        ));
+        tasks.spawn(telemetry::write_snapshots(p.clone(), queue.clone()));
         tasks.spawn(prune_history(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
