@@ -1,5 +1,6 @@
 //! The sidecar: one JSON file beside each finished original, the format downstream programs
 //! (1C, CRMs, scripts) parse. This type is its only definition; the snapshot test pins it.
+//! It knows nothing of the pipeline: `finish` fills it in from the file's journey.
 //!
 //! `<final name>.json` is written after the original is in place, atomically, so its arrival
 //! means both files are complete.
@@ -7,9 +8,6 @@
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::InboxConfig;
-use crate::pipeline::claim::Job;
 
 /// Version of the sidecar layout; bumped only on incompatible changes.
 pub const SIDECAR_VERSION: u32 = 1;
@@ -174,34 +172,6 @@ impl Outcome {
 }
 
 impl Sidecar {
-    /// The sidecar for `job` ending with `outcome`, its original named `file` in done/failed.
-    pub fn new(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> Sidecar {
-        Sidecar {
-            sidecar_version: SIDECAR_VERSION,
-            status: outcome.status,
-            doc_type: inbox.doc_type.clone(),
-            document_id: job.document_id.clone(),
-            duplicate_of: job.duplicate_of.clone(),
-            file: file.to_string(),
-            source: Source {
-                name: job.name.clone(),
-                inbox: inbox.path.display().to_string(),
-                sha256: job.sha256.clone(),
-                size: job.size,
-            },
-            result: outcome.result.clone(),
-            result_raw: outcome.result_raw.clone(),
-            error: outcome.error.clone(),
-            timestamps: Timestamps {
-                detected: rfc3339(job.detected_at),
-                claimed: rfc3339(job.claimed_at),
-                submitted: job.submitted_at.map(rfc3339),
-                finished: rfc3339(SystemTime::now()),
-            },
-            written_by: concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION")).to_string(),
-        }
-    }
-
     /// Pretty JSON with a trailing newline: readable by a person opening the folder.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("sidecar serializes");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::Pipeline;
+use crate::pipeline::Context;
 use crate::pipeline::intake::ReadyQueue;
 use crate::sidecar::rfc3339;
 
@@ -79,7 +79,7 @@ pub struct InboxSnapshot {
 
 /// Writes a snapshot every [`SNAPSHOT_EVERY`] until the daemon stops, then a last one
 /// marked `stopped`.
-pub async fn write_snapshots(p: Arc<Pipeline>, queue: Arc<ReadyQueue>) {
+pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
     let started_at = rfc3339(SystemTime::now());
     loop {
         let stopping = p.stop.is_cancelled();
@@ -110,7 +110,7 @@ pub async fn write_snapshots(p: Arc<Pipeline>, queue: Arc<ReadyQueue>) {
 }
 
 async fn snapshot(
-    p: &Pipeline,
+    p: &Context,
     queue: &ReadyQueue,
     started_at: &str,
     stopped: bool,
@@ -128,7 +128,9 @@ async fn snapshot(
                 .find(|c| c.inbox == inbox.path)
                 .cloned()
                 .unwrap_or_default();
-            let on_the_wire = p.sending[i].load(std::sync::atomic::Ordering::Relaxed);
+            let on_the_wire = p.inboxes[i]
+                .sending
+                .load(std::sync::atomic::Ordering::Relaxed);
             InboxSnapshot {
                 path: inbox.path.clone(),
                 doc_type: inbox.doc_type.clone(),

@@ -7,60 +7,16 @@
 //! [`adopt_orphans`] takes back at the next start.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::InboxConfig;
 use crate::pipeline::intake::ReadyFile;
+use crate::pipeline::{Inbox, Job};
 use crate::store::fsutil;
-use crate::store::journal::{FileId, Journal, NewClaim, Record, Stage, until_stored};
+use crate::store::journal::{Journal, NewClaim, Record, until_stored};
 use tokio_util::sync::CancellationToken;
-
-/// A claimed file on its way through the pipeline: the in-memory twin of its journal row.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: FileId,
-    /// Index of its inbox in the config.
-    pub inbox: usize,
-    /// Its name in the inbox, as the scanner wrote it; reused in done/ and failed/.
-    pub name: String,
-    pub work_path: PathBuf,
-    pub size: u64,
-    pub sha256: Option<String>,
-    pub document_id: Option<String>,
-    pub detected_at: SystemTime,
-    pub claimed_at: SystemTime,
-    pub submitted_at: Option<SystemTime>,
-    /// Submits tried so far (server errors count; account refusals do not).
-    pub submit_attempts: u32,
-    /// Set when the content was answered from an earlier document (no new submit).
-    pub duplicate_of: Option<String>,
-    /// The daemon died while this file's submit was on its way: if the API now says 409,
-    /// that earlier request reached it.
-    pub in_doubt: bool,
-}
-
-impl Job {
-    /// Rebuilds a job from its journal row at startup.
-    pub fn from_record(record: &Record, inbox: usize) -> Job {
-        Job {
-            id: record.id,
-            inbox,
-            name: record.name.clone(),
-            work_path: record.work_path.clone(),
-            size: record.size,
-            sha256: record.sha256.clone(),
-            document_id: record.document_id.clone(),
-            detected_at: record.detected_at,
-            claimed_at: record.claimed_at,
-            submitted_at: record.submitted_at,
-            submit_attempts: record.submit_attempts,
-            duplicate_of: record.duplicate_of.clone(),
-            in_doubt: record.stage == Stage::Submitting,
-        }
-    }
-}
 
 /// Why a ready file was not claimed. None of these loses the file: it stays in the inbox.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +37,7 @@ pub enum ClaimError {
 /// written (state_dir full), waits here until it can: the file is safe in the work folder.
 pub async fn claim(
     file: &ReadyFile,
-    inbox: &InboxConfig,
+    inbox: &Arc<Inbox>,
     journal: &Journal,
     stop: &CancellationToken,
 ) -> Result<Job, ClaimError> {
@@ -107,21 +63,7 @@ pub async fn claim(
     let id = until_stored(stop, "claim", || journal.insert_claimed(record.clone()))
         .await
         .ok_or(ClaimError::Stopped)?;
-    Ok(Job {
-        id,
-        inbox: file.inbox,
-        name: file.name.clone(),
-        work_path,
-        size: file.size,
-        sha256: None,
-        document_id: None,
-        detected_at: file.detected_at,
-        claimed_at,
-        submitted_at: None,
-        submit_attempts: 0,
-        duplicate_of: None,
-        in_doubt: false,
-    })
+    Ok(Job::claimed(id, inbox.clone(), record))
 }
 
 fn move_into_work(
@@ -203,12 +145,12 @@ pub fn original_name(work_file_name: &str) -> &str {
 /// Files in work folders that no unfinished journal row knows about (a crash between the
 /// claim's rename and its row): record them again as claimed so they are processed.
 pub async fn adopt_orphans(
-    inboxes: &[InboxConfig],
+    inboxes: &[Arc<Inbox>],
     journal: &Journal,
     known: &[Record],
 ) -> anyhow::Result<Vec<Job>> {
     let mut adopted = Vec::new();
-    for (index, inbox) in inboxes.iter().enumerate() {
+    for inbox in inboxes {
         let Ok(entries) = std::fs::read_dir(inbox.work_dir()) else {
             continue;
         };
@@ -222,36 +164,21 @@ pub async fn adopt_orphans(
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let now = SystemTime::now();
             let name = original_name(&file_name).to_string();
-            let id = journal
-                .insert_claimed(NewClaim {
-                    inbox: inbox.path.clone(),
-                    name: name.clone(),
-                    work_path: path.clone(),
-                    size,
-                    detected_at: now,
-                    claimed_at: now,
-                })
-                .await?;
+            let record = NewClaim {
+                inbox: inbox.path.clone(),
+                name: name.clone(),
+                work_path: path.clone(),
+                size,
+                detected_at: now,
+                claimed_at: now,
+            };
+            let id = journal.insert_claimed(record.clone()).await?;
             tracing::warn!(
                 inbox = %inbox.path.display(),
                 file = %name,
                 "found in the work folder without a journal record (interrupted claim); processing it"
             );
-            adopted.push(Job {
-                id,
-                inbox: index,
-                name,
-                work_path: path,
-                size,
-                sha256: None,
-                document_id: None,
-                detected_at: now,
-                claimed_at: now,
-                submitted_at: None,
-                submit_attempts: 0,
-                duplicate_of: None,
-                in_doubt: false,
-            });
+            adopted.push(Job::claimed(id, inbox.clone(), record));
         }
     }
     Ok(adopted)

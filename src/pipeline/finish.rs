@@ -16,11 +16,12 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::daemon::Pipeline;
-use crate::pipeline::claim::Job;
-use crate::sidecar::{Outcome, Sidecar, Status};
+use crate::config::InboxConfig;
+use crate::pipeline::Context;
+use crate::pipeline::Job;
+use crate::sidecar::{Outcome, SIDECAR_VERSION, Sidecar, Source, Status, Timestamps, rfc3339};
 use crate::store::fsutil;
 use crate::store::journal::{Record, Stage, until_stored};
 
@@ -104,8 +105,8 @@ enum Placed {
 
 /// Moves `job`'s original to done/ or failed/ and writes its sidecar. Returns false if the
 /// daemon stopped before that was possible (the journal keeps the decision for next time).
-pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
-    let inbox = &p.config.inboxes[job.inbox];
+pub async fn finish(p: &Context, job: &Job, outcome: Outcome) -> bool {
+    let inbox = &job.inbox;
     let dest_dir = match outcome.status {
         Status::Done => inbox.done.clone(),
         Status::Failed => inbox.failed.clone(),
@@ -155,13 +156,13 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
 /// One try: check the folders, choose a free name (or keep the one chosen before, if the
 /// original already moved there), record the decision, move, write the sidecar, record done.
 async fn place(
-    p: &Pipeline,
+    p: &Context,
     job: &Job,
     outcome: &Outcome,
     dest_dir: &Path,
     chosen: &mut Option<PathBuf>,
 ) -> anyhow::Result<Placed> {
-    let inbox = &p.config.inboxes[job.inbox];
+    let inbox = &job.inbox;
     p.mounts.check(dest_dir)?;
     p.mounts.check(&inbox.path)?;
     // A file from a subfolder of a recursive inbox keeps that subfolder below done/failed.
@@ -189,7 +190,7 @@ async fn place(
     };
     *chosen = Some(final_path.clone());
     let file_name = file_name_of(&final_path);
-    let sidecar = Sidecar::new(job, inbox, outcome, &file_name).to_json();
+    let sidecar = sidecar_of(job, inbox, outcome, &file_name).to_json();
     p.journal
         .mark_finishing(job.id, final_path.clone(), sidecar.clone())
         .await?;
@@ -242,7 +243,7 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
 }
 
 /// Completes a finish interrupted by a crash, from the decision stored in the journal.
-pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
+pub async fn resume(p: &Context, job: &Job, record: &Record) -> bool {
     let (Some(final_path), Some(sidecar)) = (record.final_path.clone(), record.sidecar.clone())
     else {
         return false;
@@ -251,7 +252,7 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
         lost(p, job).await;
         return true;
     }
-    let stage = if final_path.starts_with(&p.config.inboxes[job.inbox].done) {
+    let stage = if final_path.starts_with(&job.inbox.done) {
         Stage::Done
     } else {
         Stage::Failed
@@ -290,7 +291,7 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
 }
 
 /// A claimed file's work copy is gone (deleted by hand): report it, close its record as lost.
-pub async fn lost(p: &Pipeline, job: &Job) {
+pub async fn lost(p: &Context, job: &Job) {
     tracing::error!(
         file = %job.name, work_path = %job.work_path.display(),
         document_id = job.document_id.as_deref().unwrap_or("-"),
@@ -314,6 +315,34 @@ fn log_finished(inbox: &Path, job: &Job, outcome: &Outcome, final_path: &Path) {
             kind = e.kind.as_str(), http_status = e.http_status,
             "failed: {}", e.message
         ),
+    }
+}
+
+/// The sidecar for `job` ending with `outcome`, its original named `file` in done/failed.
+fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> Sidecar {
+    Sidecar {
+        sidecar_version: SIDECAR_VERSION,
+        status: outcome.status,
+        doc_type: inbox.doc_type.clone(),
+        document_id: job.document_id.clone(),
+        duplicate_of: job.duplicate_of.clone(),
+        file: file.to_string(),
+        source: Source {
+            name: job.name.clone(),
+            inbox: inbox.path.display().to_string(),
+            sha256: job.sha256.clone(),
+            size: job.size,
+        },
+        result: outcome.result.clone(),
+        result_raw: outcome.result_raw.clone(),
+        error: outcome.error.clone(),
+        timestamps: Timestamps {
+            detected: rfc3339(job.detected_at),
+            claimed: rfc3339(job.claimed_at),
+            submitted: job.submitted_at.map(rfc3339),
+            finished: rfc3339(SystemTime::now()),
+        },
+        written_by: concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION")).to_string(),
     }
 }
 

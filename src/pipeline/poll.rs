@@ -15,25 +15,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::api::{ApiFailure, ResultReply};
-use crate::daemon::Pipeline;
-use crate::pipeline::claim::Job;
+use crate::pipeline::Context;
+use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
 
 /// A 200 whose body is not JSON is asked for again this many times before the file goes to
 /// failed with the raw text kept.
 const UNPARSEABLE_RETRIES: u32 = 3;
 
-/// Where a file stands after the poll stage.
-#[derive(Debug)]
-pub enum PollStep {
-    Finished(Outcome),
-    /// The daemon is stopping; the stored `document_id` lets the next start go on polling.
-    Stopped,
-}
-
 /// Polls until a result, a final error or the deadline.
-pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
-    let inbox = &p.config.inboxes[job.inbox];
+pub async fn poll(p: &Context, job: &Job) -> Step {
+    let inbox = &job.inbox;
     let document_id = job.document_id.clone().expect("poll needs a document_id");
     let asked_before = p.journal.poll_asked(job.id).await.unwrap_or_else(|e| {
         tracing::warn!(file = %job.name, document_id = %document_id, "cannot read how long its result was asked for ({e:#}); counting result_timeout from now");
@@ -52,22 +44,22 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
             wait = wait.min(inbox.result_timeout.saturating_sub(clock.asked()));
         }
         tokio::select! {
-            _ = p.stop.cancelled() => return PollStep::Stopped,
+            _ = p.stop.cancelled() => return Step::Stopped,
             _ = tokio::time::sleep(wait) => {}
         }
         if asked_once && clock.asked() >= inbox.result_timeout {
-            return PollStep::Finished(timed_out(inbox.result_timeout, &document_id));
+            return Step::Finish(timed_out(inbox.result_timeout, &document_id));
         }
         let turn_asked = Instant::now();
         tokio::select! {
-            _ = p.stop.cancelled() => return PollStep::Stopped,
-            turn = p.scheduler.poll_turn() => if turn.is_none() { return PollStep::Stopped },
+            _ = p.stop.cancelled() => return Step::Stopped,
+            turn = p.scheduler.poll_turn() => if turn.is_none() { return Step::Stopped },
         }
         let turn_wait = turn_asked.elapsed();
         p.metrics.rate_limit_wait("poll", turn_wait);
         clock.not_counting(turn_wait);
         let reply = tokio::select! {
-            _ = p.stop.cancelled() => return PollStep::Stopped,
+            _ = p.stop.cancelled() => return Step::Stopped,
             reply = p.api.fetch_result(&document_id) => reply,
         };
         asked_once = true;
@@ -87,7 +79,7 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
             Ok(ResultReply::Ready(result)) => {
                 p.scheduler.account_ok(false);
                 tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
-                return PollStep::Finished(judge(result));
+                return Step::Finish(judge(result));
             }
             Ok(ResultReply::Pending) => {
                 p.scheduler.account_ok(false);
@@ -97,7 +89,7 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
                 unparseable += 1;
                 tracing::warn!(file = %job.name, document_id = %document_id, "the result is not valid JSON (answer {unparseable} of {UNPARSEABLE_RETRIES})");
                 if unparseable >= UNPARSEABLE_RETRIES {
-                    return PollStep::Finished(unreadable_result(raw));
+                    return Step::Finish(unreadable_result(raw));
                 }
             }
             Err(ApiFailure::Account { status, message }) => {
@@ -108,7 +100,7 @@ pub async fn poll(p: &Pipeline, job: &Job) -> PollStep {
                 tracing::warn!(file = %job.name, document_id = %document_id, http_status = status, "result request failed ({message}); asking again in {}", humantime::format_duration(wait));
             }
             Err(failure @ (ApiFailure::Rejected { .. } | ApiFailure::Duplicate { .. })) => {
-                return PollStep::Finished(result_refused(&failure, &document_id));
+                return Step::Finish(result_refused(&failure, &document_id));
             }
         }
     }

@@ -18,23 +18,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
-use crate::daemon::Pipeline;
-use crate::pipeline::claim::Job;
+use crate::pipeline::Context;
+use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{SameContent, until_stored};
-
-/// Where a file stands after the submit stage.
-#[derive(Debug)]
-pub enum SubmitStep {
-    /// It has a `document_id` (in the job and the journal): go poll.
-    Submitted,
-    /// It will not be sent: finish it with this outcome.
-    Finished(Outcome),
-    /// Its work file disappeared (deleted by hand?): nothing to send or move.
-    Vanished,
-    /// The daemon is stopping; the journal lets the next start carry on.
-    Stopped,
-}
 
 /// A body ready to send, and the open file it was read from.
 struct Prepared {
@@ -151,14 +138,10 @@ impl Drop for Holding<'_> {
 /// Submits `job` until it has a `document_id` or a final outcome. `permit` (one of the few
 /// "prepared submit" slots) bounds how many file bodies sit in memory at once; it is given
 /// back during waits and backoffs.
-pub async fn submit(
-    p: &Pipeline,
-    job: &mut Job,
-    mut permit: Option<OwnedSemaphorePermit>,
-) -> SubmitStep {
-    let inbox = &p.config.inboxes[job.inbox];
-    let info = process_info(inbox);
-    let request = request_key(&p.config.api.project_id, inbox);
+pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphorePermit>) -> Step {
+    let inbox = job.inbox.clone();
+    let info = process_info(&inbox);
+    let request = request_key(&p.config.api.project_id, &inbox);
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
     loop {
@@ -173,15 +156,15 @@ pub async fn submit(
                     })
                     .await;
                     if stored.is_none() {
-                        return SubmitStep::Stopped;
+                        return Step::Stopped;
                     }
                     job.sha256 = Some(sha256.clone());
                     sha256
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return SubmitStep::Vanished;
+                    return Step::Vanished;
                 }
-                Err(e) => return SubmitStep::Finished(unreadable(&e)),
+                Err(e) => return Step::Finish(unreadable(&e)),
             },
         };
         // The same request on its way from another file: wait for its answer (woken when
@@ -204,7 +187,7 @@ pub async fn submit(
                     tracing::debug!(file = %job.name, "same content and request as {holder}, which is being sent; waiting for its document");
                 }
                 tokio::select! {
-                    _ = p.stop.cancelled() => return SubmitStep::Stopped,
+                    _ = p.stop.cancelled() => return Step::Stopped,
                     _ = released => {}
                     _ = tokio::time::sleep(SAME_REQUEST_RECHECK) => {}
                 }
@@ -213,14 +196,14 @@ pub async fn submit(
         };
         waiting = None;
         match answer_from_earlier(p, job, &sha256, &request).await {
-            Earlier::Answered => return SubmitStep::Submitted,
+            Earlier::Answered => return Step::Next,
             Earlier::None => {}
-            Earlier::Stopped => return SubmitStep::Stopped,
+            Earlier::Stopped => return Step::Stopped,
         }
         let _permit = match permit.take() {
             Some(permit) => permit,
             None => tokio::select! {
-                _ = p.stop.cancelled() => return SubmitStep::Stopped,
+                _ = p.stop.cancelled() => return Step::Stopped,
                 permit = p.prepared_slots.clone().acquire_owned() => permit.expect("never closed"),
             },
         };
@@ -229,13 +212,13 @@ pub async fn submit(
             Ok(Read::Changed) => {
                 drop((_permit, holding));
                 if !wait_until_unchanged(p, job).await {
-                    return SubmitStep::Stopped;
+                    return Step::Stopped;
                 }
                 job.sha256 = None;
                 continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SubmitStep::Vanished,
-            Err(e) => return SubmitStep::Finished(unreadable(&e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Step::Vanished,
+            Err(e) => return Step::Finish(unreadable(&e)),
         };
         if prepared.sha256 != sha256 {
             // Changed since it was claimed (and settled again since): the rule is checked
@@ -247,7 +230,7 @@ pub async fn submit(
             .await
             .is_none()
             {
-                return SubmitStep::Stopped;
+                return Step::Stopped;
             }
             job.sha256 = Some(prepared.sha256);
             permit = Some(_permit);
@@ -259,19 +242,19 @@ pub async fn submit(
         .await
         .is_none()
         {
-            return SubmitStep::Stopped;
+            return Step::Stopped;
         }
         let asked = std::time::Instant::now();
         tokio::select! {
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind.
                 let _ = p.journal.mark_claimed(job.id).await;
-                return SubmitStep::Stopped;
+                return Step::Stopped;
             }
-            turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return SubmitStep::Stopped },
+            turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return Step::Stopped },
         }
         p.metrics.rate_limit_wait("submit", asked.elapsed());
-        let sending = &p.sending[job.inbox];
+        let sending = &job.inbox.sending;
         sending.fetch_add(1, Ordering::Relaxed);
         let reply = tokio::select! {
             // Only a hard stop abandons a request in flight; the journal then says
@@ -281,7 +264,7 @@ pub async fn submit(
         };
         sending.fetch_sub(1, Ordering::Relaxed);
         let Some(reply) = reply else {
-            return SubmitStep::Stopped;
+            return Step::Stopped;
         };
         let status = match &reply {
             Ok(_) => Some(200),
@@ -306,7 +289,7 @@ pub async fn submit(
             let _ = p.journal.mark_claimed(job.id).await;
             drop((_permit, holding));
             if !wait_until_unchanged(p, job).await {
-                return SubmitStep::Stopped;
+                return Step::Stopped;
             }
             job.sha256 = None;
             continue;
@@ -332,9 +315,8 @@ pub async fn submit(
                 let _ = p.journal.mark_claimed(job.id).await;
                 drop(holding);
                 server_errors += 1;
-                job.submit_attempts += 1;
                 if server_errors >= p.config.api.submit_attempts {
-                    return SubmitStep::Finished(gave_up(server_errors, status, &message));
+                    return Step::Finish(gave_up(server_errors, status, &message));
                 }
                 let wait = backoff(p, server_errors);
                 tracing::warn!(
@@ -343,12 +325,12 @@ pub async fn submit(
                     server_errors + 1, p.config.api.submit_attempts, humantime::format_duration(wait)
                 );
                 tokio::select! {
-                    _ = p.stop.cancelled() => return SubmitStep::Stopped,
+                    _ = p.stop.cancelled() => return Step::Stopped,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
             Err(failure) => {
-                return SubmitStep::Finished(refused(&failure, server_errors > 0 || job.in_doubt));
+                return Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt));
             }
         }
     }
@@ -356,7 +338,7 @@ pub async fn submit(
 
 /// Whether a document a 409 names may answer this request: not when the journal knows it
 /// was asked for another way (another type or options): its result is not this file's.
-async fn asked_the_same(p: &Pipeline, document_id: &str, request: &str) -> bool {
+async fn asked_the_same(p: &Context, document_id: &str, request: &str) -> bool {
     match p.journal.request_of_document(document_id.to_string()).await {
         Ok(Some(Some(asked))) => asked == request,
         _ => true,
@@ -365,10 +347,8 @@ async fn asked_the_same(p: &Pipeline, document_id: &str, request: &str) -> bool 
 
 /// Waits until the work file's size, mtime and ctime stay the same for the inbox's `settle`
 /// (metadata only: nothing is read). False if the daemon stops meanwhile.
-async fn wait_until_unchanged(p: &Pipeline, job: &Job) -> bool {
-    let settle = p.config.inboxes[job.inbox]
-        .settle
-        .max(Duration::from_millis(100));
+async fn wait_until_unchanged(p: &Context, job: &Job) -> bool {
+    let settle = job.inbox.settle.max(Duration::from_millis(100));
     let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
     let mut wait = LongWait::new();
     let mut last = stamp(&job.work_path);
@@ -402,8 +382,8 @@ enum Earlier {
 
 /// The duplicate rule: the same request (content and what is asked) is never paid for twice.
 /// If the journal has a document for it, this file is answered from that document.
-async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request: &str) -> Earlier {
-    let inbox = p.config.inboxes[job.inbox].path.clone();
+async fn answer_from_earlier(p: &Context, job: &mut Job, sha256: &str, request: &str) -> Earlier {
+    let inbox = job.inbox.path.clone();
     let found = store(p, "duplicate lookup", || {
         p.journal.same_content(
             job.id,
@@ -419,7 +399,7 @@ async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request:
         Some(SameContent::Document { document_id, name }) => {
             tracing::info!(file = %job.name, document_id = %document_id, "same content as {name}: answered from its document, no new submit");
             match answered_from(p, job, document_id, request).await {
-                SubmitStep::Submitted => Earlier::Answered,
+                Step::Next => Earlier::Answered,
                 _ => Earlier::Stopped,
             }
         }
@@ -428,8 +408,8 @@ async fn answer_from_earlier(p: &Pipeline, job: &mut Job, sha256: &str, request:
 
 /// Logs the fresh `document_id` the moment it arrives (so it reaches the log even if the
 /// journal cannot take it), then records it before anything else.
-async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitStep {
-    let inbox = &p.config.inboxes[job.inbox];
+async fn submitted(p: &Context, job: &mut Job, document_id: String) -> Step {
+    let inbox = &job.inbox;
     tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
     let stored = store(p, "document_id", || {
         p.journal.mark_submitted(job.id, document_id.clone())
@@ -440,35 +420,30 @@ async fn submitted(p: &Pipeline, job: &mut Job, document_id: String) -> SubmitSt
             inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
             "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
         );
-        return SubmitStep::Stopped;
+        return Step::Stopped;
     }
     job.document_id = Some(document_id.clone());
     job.submitted_at = Some(SystemTime::now());
-    SubmitStep::Submitted
+    Step::Next
 }
 
 /// Points the file at an existing document (same content sent before) instead of a new one.
-async fn answered_from(
-    p: &Pipeline,
-    job: &mut Job,
-    document_id: String,
-    request: &str,
-) -> SubmitStep {
+async fn answered_from(p: &Context, job: &mut Job, document_id: String, request: &str) -> Step {
     let stored = store(p, "duplicate_of", || {
         p.journal
             .mark_duplicate_of(job.id, document_id.clone(), request.to_string())
     })
     .await;
     if stored.is_none() {
-        return SubmitStep::Stopped;
+        return Step::Stopped;
     }
     job.document_id = Some(document_id.clone());
     job.duplicate_of = Some(document_id);
     job.submitted_at = Some(SystemTime::now());
-    SubmitStep::Submitted
+    Step::Next
 }
 
-async fn store<T, F, Fut>(p: &Pipeline, what: &str, write: F) -> Option<T>
+async fn store<T, F, Fut>(p: &Context, what: &str, write: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -519,7 +494,7 @@ async fn hash_work_file(job: &Job) -> std::io::Result<String> {
 
 /// Reads, hashes and encodes the file in the blocking pool, checking with `fstat` of the open
 /// file before and after that it did not change while it was read.
-async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
+async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
@@ -544,7 +519,7 @@ async fn prepare(p: &Pipeline, job: &Job, info: &ProcessInfo) -> std::io::Result
 }
 
 /// Exponential backoff from `retry_base`, capped at `retry_max`, with jitter in [½, 1].
-pub fn backoff(p: &Pipeline, attempt: u32) -> Duration {
+pub fn backoff(p: &Context, attempt: u32) -> Duration {
     let api = &p.config.api;
     exponential_backoff(api.retry_base, api.retry_max, attempt)
 }
