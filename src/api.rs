@@ -127,13 +127,21 @@ impl ApiClient {
             .ok()
             .filter(|u| !u.cannot_be_a_base())
             .ok_or_else(|| anyhow::anyhow!("api.base_url is not a usable http(s) URL"))?;
+        // Only `status` loads a config without a token, and it builds no client.
+        let token = config
+            .token
+            .as_ref()
+            .map(|t| t.secret.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no API token: this config was loaded without one (api.token)")
+            })?;
         Ok(ApiClient {
             http,
             base,
             base_url: config.base_url.clone(),
             project_id: config.project_id.clone(),
             machine_uid: config.machine_uid.clone(),
-            token: config.token.clone(),
+            token,
             request_timeout: config.request_timeout,
         })
     }
@@ -351,14 +359,17 @@ fn parse_document_id(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::config::{Secret, Token, TokenSource};
 
     fn client() -> ApiClient {
         let config = ApiConfig {
             base_url: "http://127.0.0.1:9".into(),
             project_id: "U_RATE_2".into(),
             machine_uid: "m-1".into(),
-            token: Secret::new("tok\"en"),
+            token: Some(Token {
+                secret: Secret::new("tok\"en"),
+                source: TokenSource::Env,
+            }),
             requests_per_second: 1.0,
             documents_per_minute: 10.0,
             request_timeout: Duration::from_secs(1),

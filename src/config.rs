@@ -2,8 +2,10 @@
 //!
 //! The TOML file is parsed into raw structs that mirror it (unknown keys refused), then
 //! resolved into [`Config`]: per-inbox settings merged with `[defaults]`, the token looked up
-//! (`BEORG_TOKEN`, then `token`, then `token_file`), and the folder layout checked so that no
-//! inbox can feed on another's output. Every error names the key and says how to fix it.
+//! (`BEORG_TOKEN`, then `token`, then `token_file`, then the systemd credential) and kept with
+//! where it was found ([`TokenSource`]), and the folder layout checked so that no inbox can
+//! feed on another's output. Every error names the key and says how to fix it. A config
+//! loaded for a command that never calls the API may say "no token" (`api.token == None`).
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +66,27 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The API token and where the loader found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub secret: Secret,
+    pub source: TokenSource,
+}
+
+/// Where the token came from, in the order the loader looks (the first one found wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The `BEORG_TOKEN` environment variable.
+    Env,
+    /// `api.token` in this config file.
+    Inline(PathBuf),
+    /// The file `api.token_file` names (relative names resolved against the config's folder).
+    File(PathBuf),
+    /// The systemd credential `token` (`LoadCredential=token:...`): this file in
+    /// `$CREDENTIALS_DIRECTORY`.
+    Credential(PathBuf),
+}
+
 /// Everything the daemon needs, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -82,8 +105,9 @@ pub struct ApiConfig {
     pub project_id: String,
     /// Device id issued together with the token.
     pub machine_uid: String,
-    /// Access token; travels in the submit body and in the result URL's query string.
-    pub token: Secret,
+    /// Access token and its source; travels in the submit body and in the result URL's query
+    /// string. `None` only from [`Config::load_without_token`], when no token can be had.
+    pub token: Option<Token>,
     /// Ceiling for every request to the API, submits and polls together.
     pub requests_per_second: f64,
     /// Ceiling for submits alone.
@@ -387,6 +411,17 @@ impl Config {
     /// Reads, parses and checks a config file. `BEORG_TOKEN` from the environment wins over
     /// the file's token.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, TokenRule::Required)
+    }
+
+    /// Like [`Config::load`] for commands that never call the API (`status`): no token is not
+    /// an error (it may live in a systemd credential only the service can read), and gives
+    /// `api.token == None`.
+    pub fn load_without_token(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, TokenRule::Optional)
+    }
+
+    fn read(path: &Path, rule: TokenRule) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -394,22 +429,7 @@ impl Config {
         let env_token = std::env::var(TOKEN_ENV)
             .ok()
             .filter(|t| !t.trim().is_empty());
-        Config::from_toml(&text, path, env_token)
-    }
-
-    /// Like [`Config::load`] for commands that never call the API (`status`): a missing token
-    /// is not an error (it may live in a systemd credential only the service can read).
-    pub fn load_without_token(path: &Path) -> Result<Config, ConfigError> {
-        match Config::load(path) {
-            Err(ConfigError::Key { key, .. }) if key.starts_with("api.token") => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                Config::from_toml(&text, path, Some("not-needed-for-this-command".into()))
-            }
-            other => other,
-        }
+        Config::parse(&text, path, env_token, rule)
     }
 
     /// Parses and checks config text. `origin` is only used in messages; relative
@@ -419,12 +439,20 @@ impl Config {
         origin: &Path,
         env_token: Option<String>,
     ) -> Result<Config, ConfigError> {
+        Config::parse(text, origin, env_token, TokenRule::Required)
+    }
+
+    fn parse(
+        text: &str,
+        origin: &Path,
+        env_token: Option<String>,
+        rule: TokenRule,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
             message: parse_error_message(&e, text),
         })?;
-        let base_dir = origin.parent().unwrap_or(Path::new("."));
-        let api = resolve_api(raw.api, base_dir, env_token)?;
+        let api = resolve_api(raw.api, origin, env_token, rule)?;
         let daemon = resolve_daemon(raw.daemon)?;
         let metrics = resolve_metrics(raw.metrics)?;
         let inboxes = raw
@@ -447,6 +475,15 @@ impl Config {
             inboxes,
         })
     }
+}
+
+/// Whether a config without a usable token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenRule {
+    /// `run`, `check`, `demo`: the token is needed.
+    Required,
+    /// `status`: the API is never called.
+    Optional,
 }
 
 /// Keys whose values are secrets: no message ever quotes their value.
@@ -539,14 +576,19 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn resolve_api(
     raw: RawApi,
-    base_dir: &Path,
+    origin: &Path,
     env_token: Option<String>,
+    rule: TokenRule,
 ) -> Result<ApiConfig, ConfigError> {
     let base_url = raw.base_url.trim().trim_end_matches('/').to_string();
     check_base_url(&base_url)?;
     let project_id = required_string(raw.project_id, "api.project_id", "U_RATE_2")?;
     let machine_uid = required_string(raw.machine_uid, "api.machine_uid", "the device id")?;
-    let token = resolve_token(raw.token, raw.token_file, base_dir, env_token)?;
+    let token = match resolve_token(raw.token, raw.token_file, origin, env_token) {
+        Ok(token) => Some(token),
+        Err(_) if rule == TokenRule::Optional => None,
+        Err(e) => return Err(e),
+    };
     check_rate(
         raw.requests_per_second,
         "api.requests_per_second",
@@ -699,14 +741,22 @@ fn check_range(
 }
 
 /// `BEORG_TOKEN` wins, then `token`, then `token_file`, then the systemd credential `token`.
+/// `origin` is the config file: where an inline token lives, and the folder relative
+/// `token_file` names start from.
 fn resolve_token(
     token: Option<String>,
     token_file: Option<PathBuf>,
-    base_dir: &Path,
+    origin: &Path,
     env_token: Option<String>,
-) -> Result<Secret, ConfigError> {
+) -> Result<Token, ConfigError> {
+    let found = |value: &str, source| {
+        Ok(Token {
+            secret: Secret::new(value.trim()),
+            source,
+        })
+    };
     if let Some(t) = env_token {
-        return Ok(Secret::new(t.trim()));
+        return found(&t, TokenSource::Env);
     }
     if token.is_some() && token_file.is_some() {
         return Err(key_error(
@@ -715,31 +765,30 @@ fn resolve_token(
         ));
     }
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
-        return Ok(Secret::new(t.trim()));
+        return found(&t, TokenSource::Inline(origin.to_path_buf()));
     }
     if let Some(file) = token_file {
-        let file = base_dir.join(file);
+        let file = origin.parent().unwrap_or(Path::new(".")).join(file);
         let text = std::fs::read_to_string(&file).map_err(|e| {
             key_error(
                 "api.token_file",
                 format!("cannot read {}: {e}", file.display()),
             )
         })?;
-        let t = text.trim();
-        if t.is_empty() {
+        if text.trim().is_empty() {
             return Err(key_error(
                 "api.token_file",
                 format!("{} is empty; put the API token in it", file.display()),
             ));
         }
-        return Ok(Secret::new(t));
+        return found(&text, TokenSource::File(file));
     }
     if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
         let file = Path::new(&dir).join("token");
         if let Ok(text) = std::fs::read_to_string(&file)
             && !text.trim().is_empty()
         {
-            return Ok(Secret::new(text.trim()));
+            return found(&text, TokenSource::Credential(file));
         }
     }
     Err(key_error(
@@ -1034,7 +1083,7 @@ first_poll = "1s"
         assert_eq!(inbox.max_poll_interval, DEFAULT_MAX_POLL_INTERVAL);
         assert_eq!(c.api.requests_per_second, 1.0);
         assert_eq!(c.api.documents_per_minute, 10.0);
-        assert_eq!(c.api.token.expose(), "t0k3n");
+        assert_eq!(c.api.token.as_ref().unwrap().secret.expose(), "t0k3n");
     }
 
     #[test]
@@ -1046,7 +1095,7 @@ first_poll = "1s"
     #[test]
     fn env_token_overrides_the_file() {
         let c = Config::from_toml(GOOD, Path::new("c.toml"), Some("from-env".into())).unwrap();
-        assert_eq!(c.api.token.expose(), "from-env");
+        assert_eq!(c.api.token.as_ref().unwrap().secret.expose(), "from-env");
     }
 
     #[test]
@@ -1143,13 +1192,66 @@ first_poll = "1s"
         assert!(e.contains("api.token") && e.contains("BEORG_TOKEN"), "{e}");
     }
 
+    /// Issue 9: `load_without_token` injected a fake token string, and `check` re-parsed the
+    /// TOML to learn where the token came from. The model now says both.
+    #[test]
+    fn finding_config_can_say_no_token_and_where_the_token_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = dir.path().join("config.toml");
+        let load = |text: &str, env: Option<&str>, rule| {
+            Config::parse(text, &origin, env.map(String::from), rule)
+        };
+        let source = |text: &str, env: Option<&str>| {
+            let c = load(text, env, TokenRule::Required).unwrap();
+            c.api.token.unwrap().source
+        };
+        // Where it came from, in the loader's order.
+        assert_eq!(source(GOOD, None), TokenSource::Inline(origin.clone()));
+        assert_eq!(source(GOOD, Some("e")), TokenSource::Env);
+        std::fs::write(dir.path().join("tok"), "abc\n").unwrap();
+        let in_file = GOOD.replace("token = \"t0k3n\"", "token_file = \"tok\"");
+        assert_eq!(
+            source(&in_file, None),
+            TokenSource::File(dir.path().join("tok"))
+        );
+        // No token (or none that can be read): `status` gets a config that says so, `run`
+        // and `check` get today's refusal, word for word.
+        let without = GOOD.replace("token = \"t0k3n\"", "");
+        let unreadable = GOOD.replace("token = \"t0k3n\"", "token_file = \"missing\"");
+        let both = GOOD.replace("token = \"t0k3n\"", "token = \"a\"\ntoken_file = \"tok\"");
+        for text in [&without, &unreadable, &both] {
+            let c = load(text, None, TokenRule::Optional).unwrap();
+            assert_eq!(c.api.token, None, "{text}");
+            assert!(
+                !format!("{c:?}").contains("not-needed"),
+                "no stand-in token"
+            );
+            let e = crate::api::ApiClient::new(&c.api).err().expect("no client");
+            assert!(e.to_string().contains("no API token"), "{e}");
+        }
+        let e = load(&without, None, TokenRule::Required).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config key `api.token`: no API token: set api.token or api.token_file in the config, or the BEORG_TOKEN environment variable"
+        );
+        let e = load(&unreadable, None, TokenRule::Required).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config key `api.token_file`: cannot read")
+        );
+        // Other mistakes are still refused without a token.
+        let bad = without.replace("machine_uid = \"m\"", "");
+        let e = load(&bad, None, TokenRule::Optional).unwrap_err();
+        assert!(e.to_string().contains("api.machine_uid"), "{e}");
+    }
+
     #[test]
     fn token_file_is_read_and_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok"), "  abc \n").unwrap();
         let text = GOOD.replace("token = \"t0k3n\"", "token_file = \"tok\"");
         let c = Config::from_toml(&text, &dir.path().join("config.toml"), None).unwrap();
-        assert_eq!(c.api.token.expose(), "abc");
+        assert_eq!(c.api.token.as_ref().unwrap().secret.expose(), "abc");
     }
 
     #[test]

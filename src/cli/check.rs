@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::Access;
 
 use crate::api::{ApiClient, ApiFailure};
-use crate::config::{Config, ConfigError, TOKEN_ENV};
+use crate::config::{Config, ConfigError, TOKEN_ENV, Token, TokenSource};
 
 /// Prefix of the probe files; starts with the daemon's temp prefix so that a probe left by a
 /// killed `check` is removed at the daemon's next start.
@@ -193,7 +193,9 @@ pub async fn check(path: &Path, options: &Options) -> Report {
             config.daemon.state_dir.display()
         ),
     );
-    report.findings.extend(token_findings(path));
+    report
+        .findings
+        .extend(token_findings(config.api.token.as_ref()));
     if current_uid() == Some(0) {
         report.push(
             Severity::Note,
@@ -249,43 +251,26 @@ fn load_error_message(e: &ConfigError, path: &Path) -> String {
 // ---------------------------------------------------------------------------------------
 // The token's whereabouts.
 
-/// Where the token comes from, and whether every user can read it.
-fn token_findings(config_path: &Path) -> Vec<Finding> {
+/// Where the token comes from (as the loader recorded it), and whether every user can read it.
+fn token_findings(token: Option<&Token>) -> Vec<Finding> {
     let mut out = Vec::new();
-    if std::env::var(TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty()) {
-        out.push(Finding::new(
-            Severity::Note,
-            "api.token",
-            format!(
-                "taken from {TOKEN_ENV} in this environment, not from the config; the service only has it if its unit sets it"
-            ),
-        ));
-        return out;
-    }
-    let Ok(text) = std::fs::read_to_string(config_path) else {
-        return out;
-    };
-    let Ok(raw) = toml::from_str::<toml::Table>(&text) else {
-        return out;
-    };
-    let api = raw.get("api").and_then(|v| v.as_table());
-    let inline_token = api
-        .and_then(|a| a.get("token"))
-        .and_then(|t| t.as_str())
-        .is_some_and(|t| !t.trim().is_empty());
-    let token_file = api
-        .and_then(|a| a.get("token_file"))
-        .and_then(|t| t.as_str())
-        .map(|f| config_path.parent().unwrap_or(Path::new(".")).join(f));
-    let (holder, key) = if inline_token {
-        (config_path.to_path_buf(), "api.token")
-    } else if let Some(file) = token_file {
-        (file, "api.token_file")
-    } else {
-        return out;
+    let (holder, key) = match token.map(|t| &t.source) {
+        Some(TokenSource::Env) => {
+            out.push(Finding::new(
+                Severity::Note,
+                "api.token",
+                format!(
+                    "taken from {TOKEN_ENV} in this environment, not from the config; the service only has it if its unit sets it"
+                ),
+            ));
+            return out;
+        }
+        Some(TokenSource::Inline(config_file)) => (config_file, "api.token"),
+        Some(TokenSource::File(file)) => (file, "api.token_file"),
+        Some(TokenSource::Credential(_)) | None => return out,
     };
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(&holder)
+    if let Ok(meta) = std::fs::metadata(holder)
         && meta.permissions().mode() & 0o004 != 0
     {
         out.push(Finding::new(
@@ -295,8 +280,8 @@ fn token_findings(config_path: &Path) -> Vec<Finding> {
                 "{} holds the API token and every user on this machine can read it (mode {:04o}); fix: chgrp {SERVICE_USER} {} && chmod 0640 {}",
                 holder.display(),
                 meta.permissions().mode() & 0o7777,
-                shell_quote(&holder),
-                shell_quote(&holder)
+                shell_quote(holder),
+                shell_quote(holder)
             ),
         ));
     }
@@ -876,7 +861,10 @@ async fn online_finding(config: &Config) -> Finding {
         }))
         .expect("a JSON object serializes")
     };
-    let body = empty_request(config.api.token.expose(), &config.api.machine_uid);
+    let Some(token) = &config.api.token else {
+        return finding(Severity::Error, "no API token to check".to_string());
+    };
+    let body = empty_request(token.secret.expose(), &config.api.machine_uid);
     let url = &config.api.base_url;
     let answer = client.submit(body, 0).await;
     if let Err(ApiFailure::Rejected { status: 400, .. }) = answer {

@@ -1,222 +1,20 @@
 //! `beorg-hotfolder status`: what the daemon is doing, for a sysadmin at a shell.
 //!
 //! The running daemon writes a snapshot to `state_dir/status.json` every
-//! [`SNAPSHOT_EVERY`] (atomically): its pid, the account's standing, the last error, and per
-//! inbox how many files are claimed, being submitted, polling, finished today. The `status`
-//! command reads that snapshot (it never opens the journal, so it cannot disturb it or leave
-//! root-owned SQLite files behind) and adds what it can see live: files waiting in each inbox.
+//! [`SNAPSHOT_EVERY`] ([`crate::daemon::telemetry`]). The `status` command reads that
+//! snapshot (it never opens the journal, so it cannot disturb it or leave root-owned SQLite
+//! files behind) and adds what it can see live: files waiting in each inbox.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::pipeline::Context;
-use crate::pipeline::intake::{ReadyQueue, is_ignored_name};
-use crate::sidecar::rfc3339;
-
-/// Snapshot file name inside `state_dir`.
-pub const STATUS_FILE: &str = "status.json";
-
-/// How often the daemon rewrites the snapshot. A snapshot older than three of these means the
-/// daemon is not running (or hangs).
-pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
-
-/// What the daemon writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub pid: u32,
-    pub version: String,
-    pub started_at: String,
-    pub written_at: String,
-    pub written_at_unix: u64,
-    /// True in the last snapshot of a clean shutdown.
-    pub stopped: bool,
-    pub account: Account,
-    pub last_error: Option<LastError>,
-    /// Settled files waiting for a submit slot, all inboxes together.
-    pub ready_queue: usize,
-    pub inboxes: Vec<InboxSnapshot>,
-}
-
-/// The account's standing with the API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Account {
-    /// Submits are held after a 401/402.
-    pub paused: bool,
-    pub http_status: Option<u16>,
-    pub message: Option<String>,
-    /// When the account first refused, in this episode.
-    pub since: Option<String>,
-    /// When submits are tried again.
-    pub retry_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastError {
-    pub at: String,
-    pub message: String,
-}
-
-/// One inbox, from the journal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InboxSnapshot {
-    pub path: PathBuf,
-    #[serde(rename = "type")]
-    pub doc_type: String,
-    /// Claimed, not sent yet (includes files held by an account pause).
-    pub claimed: u64,
-    pub submitting: u64,
-    /// Sent, waiting for the result.
-    pub polling: u64,
-    pub done_today: u64,
-    pub failed_today: u64,
-    /// Claimed files that disappeared from the work folder, still in the journal's history.
-    pub lost: u64,
-    /// Detection time of the oldest claimed, unsent file (unix seconds).
-    pub oldest_claimed_unix: Option<u64>,
-}
-
-/// Writes a snapshot every [`SNAPSHOT_EVERY`] until the daemon stops, then a last one
-/// marked `stopped`.
-pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
-    let started_at = rfc3339(SystemTime::now());
-    loop {
-        let stopping = p.stop.is_cancelled();
-        match snapshot(&p, &queue, &started_at, stopping).await {
-            Ok(s) => {
-                crate::systemd::status(&status_line(&s));
-                publish_gauges(&p.metrics, &s);
-                let path = p.config.daemon.state_dir.join(STATUS_FILE);
-                let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
-                let written = tokio::task::spawn_blocking(move || {
-                    crate::store::fsutil::replace_file_atomic(&path, &text)
-                })
-                .await;
-                if let Ok(Err(e)) = written {
-                    tracing::debug!("cannot write {STATUS_FILE}: {e}");
-                }
-            }
-            Err(e) => tracing::debug!("cannot read the journal for {STATUS_FILE}: {e:#}"),
-        }
-        if stopping {
-            return;
-        }
-        tokio::select! {
-            _ = p.stop.cancelled() => {}
-            _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
-        }
-    }
-}
-
-async fn snapshot(
-    p: &Context,
-    queue: &ReadyQueue,
-    started_at: &str,
-    stopped: bool,
-) -> anyhow::Result<Snapshot> {
-    let counts = p.journal.inbox_counts().await?;
-    let now = SystemTime::now();
-    let inboxes = p
-        .config
-        .inboxes
-        .iter()
-        .enumerate()
-        .map(|(i, inbox)| {
-            let c = counts
-                .iter()
-                .find(|c| c.inbox == inbox.path)
-                .cloned()
-                .unwrap_or_default();
-            let on_the_wire = p.inboxes[i]
-                .sending
-                .load(std::sync::atomic::Ordering::Relaxed);
-            InboxSnapshot {
-                path: inbox.path.clone(),
-                doc_type: inbox.doc_type.clone(),
-                claimed: (c.claimed + c.submitting).saturating_sub(on_the_wire),
-                submitting: on_the_wire.min(c.submitting),
-                polling: c.polling,
-                done_today: c.done_today,
-                failed_today: c.failed_today,
-                lost: c.lost,
-                oldest_claimed_unix: c.oldest_claimed.map(unix_secs),
-            }
-        })
-        .collect();
-    Ok(Snapshot {
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started_at.to_string(),
-        written_at: rfc3339(now),
-        written_at_unix: unix_secs(now),
-        stopped,
-        account: account(&p.scheduler.account()),
-        last_error: crate::logging::last_error().map(|(at, message)| LastError {
-            at: rfc3339(at),
-            message,
-        }),
-        ready_queue: queue.len(),
-        inboxes,
-    })
-}
-
-/// Queue depth by inbox and state, and the account pause, for `/metrics`.
-fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
-    for inbox in &s.inboxes {
-        let path = inbox.path.to_string_lossy();
-        metrics.set_queue(&path, "waiting", inbox.claimed);
-        metrics.set_queue(&path, "submitting", inbox.submitting);
-        metrics.set_queue(&path, "polling", inbox.polling);
-    }
-    metrics.set_account_paused(s.account.paused);
-}
-
-/// The one line `systemctl status` shows.
-fn status_line(s: &Snapshot) -> String {
-    let sum = |f: fn(&InboxSnapshot) -> u64| s.inboxes.iter().map(f).sum::<u64>();
-    let waiting = sum(|i| i.claimed) + s.ready_queue as u64;
-    let mut line = format!(
-        "{waiting} waiting, {} sending, {} awaiting results; today {} done, {} failed",
-        sum(|i| i.submitting),
-        sum(|i| i.polling),
-        sum(|i| i.done_today),
-        sum(|i| i.failed_today)
-    );
-    if s.account.paused {
-        line.push_str(&format!(
-            "; ACCOUNT PAUSED (HTTP {})",
-            s.account.http_status.unwrap_or(0)
-        ));
-    }
-    line
-}
-
-fn account(state: &crate::scheduler::AccountState) -> Account {
-    let Some(problem) = &state.problem else {
-        return Account::default();
-    };
-    let now = Instant::now();
-    let retry_at = state
-        .paused_until
-        .filter(|t| *t > now)
-        .map(|t| rfc3339(SystemTime::now() + (t - now)));
-    Account {
-        paused: true,
-        http_status: Some(problem.status),
-        message: Some(problem.message.clone()),
-        since: Some(rfc3339(problem.since)),
-        retry_at,
-    }
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::daemon::telemetry::{
+    Account, LastError, SNAPSHOT_EVERY, STATUS_FILE, Snapshot, unix_secs,
+};
+use crate::pipeline::intake::{EntryRules, Verdict};
 
 // ---------------------------------------------------------------------------------------
 // The command
@@ -271,7 +69,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         .iter()
         .map(|inbox| {
             let s = snapshot.inboxes.iter().find(|s| s.path == inbox.path);
-            let (in_folder, oldest_in_folder) = waiting_in(&inbox.path, inbox.recursive);
+            let (in_folder, oldest_in_folder) = waiting_in(&EntryRules::new(inbox), &inbox.path);
             let oldest = [oldest_in_folder, s.and_then(|s| s.oldest_claimed_unix)]
                 .into_iter()
                 .flatten()
@@ -301,29 +99,20 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     })
 }
 
-/// Regular, not ignored files in an inbox folder (and its subfolders, for a recursive inbox,
-/// skipping hidden ones as intake does), and the oldest one's mtime (unix seconds).
-fn waiting_in(dir: &Path, recursive: bool) -> (u64, Option<u64>) {
+/// The files intake would take from an inbox folder (and its subfolders, for a recursive
+/// inbox): intake's own rule, so ignored names and patterns, links and anything but a regular
+/// file are not counted. Also the oldest one's mtime (unix seconds).
+fn waiting_in(rules: &EntryRules, dir: &Path) -> (u64, Option<u64>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, None);
     };
     let mut count = 0;
     let mut oldest: Option<u64> = None;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-            continue;
-        };
-        if is_ignored_name(name) {
-            continue;
-        }
-        let (n, o) = if meta.is_dir() && recursive {
-            waiting_in(&entry.path(), true)
-        } else if meta.file_type().is_file() {
-            (1, meta.modified().ok().map(unix_secs))
-        } else {
-            (0, None)
+        let (n, o) = match rules.judge(&entry.path()) {
+            Verdict::Take { meta, .. } => (1, meta.modified().ok().map(unix_secs)),
+            Verdict::Descend => waiting_in(rules, &entry.path()),
+            Verdict::Skip | Verdict::Gone | Verdict::Refuse(_) => (0, None),
         };
         count += n;
         oldest = [oldest, o].into_iter().flatten().min();
@@ -387,6 +176,21 @@ pub fn render(report: &Report) -> String {
 mod tests {
     use super::*;
 
+    /// An inbox at `dir` with these extra inbox keys.
+    fn inbox(dir: &Path, extra: &str) -> crate::config::InboxConfig {
+        let text = format!(
+            "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"{}\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{extra}\n",
+            dir.display()
+        );
+        let config = Config::from_toml(&text, Path::new("/etc/c.toml"), None).unwrap();
+        config.inboxes[0].clone()
+    }
+
+    fn waiting(dir: &Path, extra: &str) -> (u64, Option<u64>) {
+        let inbox = inbox(dir, extra);
+        waiting_in(&EntryRules::new(&inbox), &inbox.path)
+    }
+
     #[test]
     fn waiting_files_are_counted_in_subfolders_only_for_recursive_inboxes() {
         let dir = tempfile::tempdir().unwrap();
@@ -397,8 +201,8 @@ mod tests {
         std::fs::write(d.join("2026/11/b.jpg"), b"x").unwrap();
         std::fs::write(d.join(".beorg-work/claimed.jpg"), b"x").unwrap();
         std::fs::write(d.join("c.part"), b"x").unwrap();
-        assert_eq!(waiting_in(d, false).0, 1);
-        assert_eq!(waiting_in(d, true).0, 2);
-        assert!(waiting_in(d, true).1.is_some());
+        assert_eq!(waiting(d, "").0, 1);
+        assert_eq!(waiting(d, "recursive = true").0, 2);
+        assert!(waiting(d, "recursive = true").1.is_some());
     }
 }

@@ -10,6 +10,7 @@
 
 mod drive;
 mod session;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;

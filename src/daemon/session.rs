@@ -81,7 +81,7 @@ impl Session {
         resume(&p, &tasks).await?;
 
         let queue = Arc::new(ReadyQueue::default());
-        tasks.spawn(crate::cli::status::write_snapshots(
+        tasks.spawn(crate::daemon::telemetry::write_snapshots(
             p.clone(),
             queue.clone(),
         ));

@@ -42,6 +42,95 @@ pub fn is_ignored_name(name: &str) -> bool {
     name.starts_with('.') || name.starts_with("~$") || SUFFIXES.iter().any(|s| lower.ends_with(s))
 }
 
+/// What intake does with one entry of an inbox folder: [`EntryRules::judge`]'s answer.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A regular file with no other hard link: taken once it has settled. `rel` is its path
+    /// below the inbox (`scan.jpg`, or `2026/11/scan.jpg` in a recursive inbox).
+    Take {
+        rel: String,
+        meta: std::fs::Metadata,
+    },
+    /// A folder of a recursive inbox: its entries are judged in turn.
+    Descend,
+    /// Left alone without a word: hidden and temporary names, the inbox's `ignore`
+    /// patterns, folders of an inbox that is not recursive.
+    Skip,
+    /// Gone between the listing and the look.
+    Gone,
+    /// Never taken, and the user is told why (once): symlinks, hard-linked files, anything
+    /// but a regular file, names that are not UTF-8.
+    Refuse(&'static str),
+}
+
+/// One inbox's rule for its entries: the one place that says which entries intake takes
+/// (the `status` command counts waiting files with it too).
+pub struct EntryRules {
+    root: PathBuf,
+    recursive: bool,
+    /// The user's `ignore` patterns: without "/" matched against the name, with "/"
+    /// against the path below the inbox.
+    ignore_names: GlobSet,
+    ignore_paths: GlobSet,
+}
+
+impl EntryRules {
+    pub fn new(inbox: &InboxConfig) -> EntryRules {
+        let (ignore_names, ignore_paths) = ignore_sets(&inbox.ignore);
+        EntryRules {
+            root: inbox.path.clone(),
+            recursive: inbox.recursive,
+            ignore_names,
+            ignore_paths,
+        }
+    }
+
+    /// What intake does with `path`, an entry of the inbox folder or (recursive inbox) of
+    /// one of its subfolders. Looks at the entry itself (`lstat`), never follows a link.
+    pub fn judge(&self, path: &Path) -> Verdict {
+        let Some(rel) = path.strip_prefix(&self.root).ok().and_then(|r| r.to_str()) else {
+            return Verdict::Refuse(
+                "its name is not valid UTF-8 (set the share's character set to UTF-8); left in place",
+            );
+        };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if is_ignored_name(name)
+            || self.ignore_names.is_match(name)
+            || self.ignore_paths.is_match(rel)
+        {
+            return Verdict::Skip;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return Verdict::Gone;
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return if self.recursive {
+                Verdict::Descend
+            } else {
+                Verdict::Skip
+            };
+        }
+        if kind.is_symlink() {
+            return Verdict::Refuse(
+                "is a symbolic link: links are never followed or uploaded; left in place",
+            );
+        }
+        if !kind.is_file() {
+            return Verdict::Refuse("is not a regular file; left in place");
+        }
+        if meta.nlink() > 1 {
+            return Verdict::Refuse(
+                "has other hard links (possibly to a file outside the inbox): not uploaded; left in place",
+            );
+        }
+        Verdict::Take {
+            rel: rel.to_string(),
+            meta,
+        }
+    }
+}
+
 /// An empty file is often a scanner that has created its output and not written yet: it must
 /// stay unchanged at least this long before it is taken (and then refused by preflight).
 const EMPTY_FILE_SETTLE: Duration = Duration::from_secs(30);
@@ -265,10 +354,8 @@ struct Watched {
     /// or remounted.
     identity: Option<(u64, u64)>,
     next_poll: Instant,
-    /// The user's `ignore` patterns: without "/" matched against the name, with "/"
-    /// against the path below the inbox.
-    ignore_names: GlobSet,
-    ignore_paths: GlobSet,
+    /// Which of its entries intake takes.
+    rules: EntryRules,
     /// Reported missing already (one WARN per outage, not one per look).
     reported_missing: bool,
 }
@@ -359,14 +446,13 @@ impl Intake {
         let watched = inboxes
             .iter()
             .map(|inbox| {
-                let (ignore_names, ignore_paths) = ignore_sets(&inbox.ignore);
+                let rules = EntryRules::new(inbox);
                 Watched {
                     polled: false,
                     attached: false,
                     identity: None,
                     next_poll: now,
-                    ignore_names,
-                    ignore_paths,
+                    rules,
                     reported_missing: false,
                 }
             })
@@ -604,46 +690,20 @@ impl Intake {
     /// A path in an inbox may be new or changed: make it a candidate, descend into it (a
     /// folder of a recursive inbox), or leave it alone (and say why, once).
     fn look_at(&mut self, index: usize, path: &Path) {
-        let inbox = &self.inboxes[index];
-        let Some(rel) = path
-            .strip_prefix(&inbox.path)
-            .ok()
-            .and_then(|r| r.to_str())
-            .map(str::to_string)
-        else {
-            self.warn_once(path, "its name is not valid UTF-8 (set the share's character set to UTF-8); left in place");
-            return;
-        };
-        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-        if self.is_ignored(index, &name, &rel) || self.queue.is_taken(path) {
+        if self.queue.is_taken(path) {
             return;
         }
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            self.candidates.remove(path);
-            return;
-        };
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            if inbox.recursive {
-                self.scan_dir(index, path);
+        let (rel, meta) = match self.watched[index].rules.judge(path) {
+            Verdict::Take { rel, meta } => (rel, meta),
+            Verdict::Descend => return self.scan_dir(index, path),
+            Verdict::Skip => return,
+            Verdict::Gone => {
+                self.candidates.remove(path);
+                return;
             }
-            return;
-        }
-        if kind.is_symlink() {
-            self.warn_once(
-                path,
-                "is a symbolic link: links are never followed or uploaded; left in place",
-            );
-            return;
-        }
-        if !kind.is_file() {
-            self.warn_once(path, "is not a regular file; left in place");
-            return;
-        }
-        if meta.nlink() > 1 {
-            self.warn_once(path, "has other hard links (possibly to a file outside the inbox): not uploaded; left in place");
-            return;
-        }
+            Verdict::Refuse(why) => return self.warn_once(path, why),
+        };
+        let inbox = &self.inboxes[index];
         let (size, mtime) = (
             meta.len(),
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -669,11 +729,6 @@ impl Intake {
                 );
             }
         }
-    }
-
-    fn is_ignored(&self, index: usize, name: &str, rel: &str) -> bool {
-        let w = &self.watched[index];
-        is_ignored_name(name) || w.ignore_names.is_match(name) || w.ignore_paths.is_match(rel)
     }
 
     fn warn_once(&mut self, path: &Path, what: &str) {

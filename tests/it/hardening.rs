@@ -2,7 +2,6 @@
 //! errors, a bad base_url refused and a panic never leaving a dead task behind, no forged log
 //! lines from file names.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,29 +10,8 @@ use rustix::process::Signal;
 
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_beorg-hotfolder");
-
 /// The daemon's "started" log line.
 const RUNNING: &str = concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION"), " running");
-
-/// Runs the binary with `args` and a config; exit code and stdout+stderr.
-fn run_bin(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("BEORG_TOKEN");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
 
 // ---------------------------------------------------------------------------------------
 // Finding 2

@@ -696,3 +696,25 @@ pub fn metric_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> 
     assert!(found.next().is_none(), "{name} {labels:?} appears twice");
     Some(first.value)
 }
+
+/// Runs the binary with `args` and `--config config`, without the caller's token variables
+/// (`BEORG_TOKEN`, `CREDENTIALS_DIRECTORY`) unless `envs` sets them; exit code and
+/// stdout+stderr.
+pub fn run_bin(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("BEORG_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}

@@ -5,6 +5,7 @@
 
 mod chaos;
 mod check;
+mod cli;
 mod finishing;
 mod hardening;
 mod helpers;

@@ -1,0 +1,264 @@
+//! The daemon's account of itself: every [`SNAPSHOT_EVERY`] it writes a snapshot to
+//! `state_dir/status.json` (atomically), and from the same snapshot sets the queue gauges of
+//! `/metrics` and the one line `systemctl status` shows. The snapshot holds its pid, the
+//! account's standing, the last error, and per inbox how many files are claimed, being
+//! submitted, polling, finished today. The `status` command (`cli/status.rs`) reads it; this
+//! module never depends on the command.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::Context;
+use crate::pipeline::intake::ReadyQueue;
+use crate::sidecar::rfc3339;
+
+/// Snapshot file name inside `state_dir`.
+pub const STATUS_FILE: &str = "status.json";
+
+/// How often the daemon rewrites the snapshot. A snapshot older than three of these means the
+/// daemon is not running (or hangs).
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
+/// What the daemon writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pid: u32,
+    pub version: String,
+    pub started_at: String,
+    pub written_at: String,
+    pub written_at_unix: u64,
+    /// True in the last snapshot of a clean shutdown.
+    pub stopped: bool,
+    pub account: Account,
+    pub last_error: Option<LastError>,
+    /// Settled files waiting for a submit slot, all inboxes together.
+    pub ready_queue: usize,
+    pub inboxes: Vec<InboxSnapshot>,
+}
+
+/// The account's standing with the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Account {
+    /// Submits are held after a 401/402.
+    pub paused: bool,
+    pub http_status: Option<u16>,
+    pub message: Option<String>,
+    /// When the account first refused, in this episode.
+    pub since: Option<String>,
+    /// When submits are tried again.
+    pub retry_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastError {
+    pub at: String,
+    pub message: String,
+}
+
+/// One inbox, from the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxSnapshot {
+    pub path: PathBuf,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// Claimed, not sent yet (includes files held by an account pause).
+    pub claimed: u64,
+    pub submitting: u64,
+    /// Sent, waiting for the result.
+    pub polling: u64,
+    pub done_today: u64,
+    pub failed_today: u64,
+    /// Claimed files that disappeared from the work folder, still in the journal's history.
+    pub lost: u64,
+    /// Detection time of the oldest claimed, unsent file (unix seconds).
+    pub oldest_claimed_unix: Option<u64>,
+}
+
+/// Writes a snapshot every [`SNAPSHOT_EVERY`] until the daemon stops, then a last one
+/// marked `stopped`.
+pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
+    let started_at = rfc3339(SystemTime::now());
+    loop {
+        let stopping = p.stop.is_cancelled();
+        match snapshot(&p, &queue, &started_at, stopping).await {
+            Ok(s) => {
+                crate::systemd::status(&status_line(&s));
+                publish_gauges(&p.metrics, &s);
+                let path = p.config.daemon.state_dir.join(STATUS_FILE);
+                let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::store::fsutil::replace_file_atomic(&path, &text)
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::debug!("cannot write {STATUS_FILE}: {e}");
+                }
+            }
+            Err(e) => tracing::debug!("cannot read the journal for {STATUS_FILE}: {e:#}"),
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = p.stop.cancelled() => {}
+            _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
+        }
+    }
+}
+
+async fn snapshot(
+    p: &Context,
+    queue: &ReadyQueue,
+    started_at: &str,
+    stopped: bool,
+) -> anyhow::Result<Snapshot> {
+    let counts = p.journal.inbox_counts().await?;
+    let now = SystemTime::now();
+    let inboxes = p
+        .config
+        .inboxes
+        .iter()
+        .enumerate()
+        .map(|(i, inbox)| {
+            let c = counts
+                .iter()
+                .find(|c| c.inbox == inbox.path)
+                .cloned()
+                .unwrap_or_default();
+            let on_the_wire = p.inboxes[i]
+                .sending
+                .load(std::sync::atomic::Ordering::Relaxed);
+            InboxSnapshot {
+                path: inbox.path.clone(),
+                doc_type: inbox.doc_type.clone(),
+                claimed: (c.claimed + c.submitting).saturating_sub(on_the_wire),
+                submitting: on_the_wire.min(c.submitting),
+                polling: c.polling,
+                done_today: c.done_today,
+                failed_today: c.failed_today,
+                lost: c.lost,
+                oldest_claimed_unix: c.oldest_claimed.map(unix_secs),
+            }
+        })
+        .collect();
+    Ok(Snapshot {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started_at.to_string(),
+        written_at: rfc3339(now),
+        written_at_unix: unix_secs(now),
+        stopped,
+        account: account(&p.scheduler.account()),
+        last_error: crate::logging::last_error().map(|(at, message)| LastError {
+            at: rfc3339(at),
+            message,
+        }),
+        ready_queue: queue.len(),
+        inboxes,
+    })
+}
+
+/// Queue depth by inbox and state, and the account pause, for `/metrics`.
+fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
+    for inbox in &s.inboxes {
+        let path = inbox.path.to_string_lossy();
+        metrics.set_queue(&path, "waiting", inbox.claimed);
+        metrics.set_queue(&path, "submitting", inbox.submitting);
+        metrics.set_queue(&path, "polling", inbox.polling);
+    }
+    metrics.set_account_paused(s.account.paused);
+}
+
+/// The one line `systemctl status` shows.
+fn status_line(s: &Snapshot) -> String {
+    let sum = |f: fn(&InboxSnapshot) -> u64| s.inboxes.iter().map(f).sum::<u64>();
+    let waiting = sum(|i| i.claimed) + s.ready_queue as u64;
+    let mut line = format!(
+        "{waiting} waiting, {} sending, {} awaiting results; today {} done, {} failed",
+        sum(|i| i.submitting),
+        sum(|i| i.polling),
+        sum(|i| i.done_today),
+        sum(|i| i.failed_today)
+    );
+    if s.account.paused {
+        line.push_str(&format!(
+            "; ACCOUNT PAUSED (HTTP {})",
+            s.account.http_status.unwrap_or(0)
+        ));
+    }
+    line
+}
+
+fn account(state: &crate::scheduler::AccountState) -> Account {
+    let Some(problem) = &state.problem else {
+        return Account::default();
+    };
+    let now = Instant::now();
+    let retry_at = state
+        .paused_until
+        .filter(|t| *t > now)
+        .map(|t| rfc3339(SystemTime::now() + (t - now)));
+    Account {
+        paused: true,
+        http_status: Some(problem.status),
+        message: Some(problem.message.clone()),
+        since: Some(rfc3339(problem.since)),
+        retry_at,
+    }
+}
+
+/// Seconds since the epoch (0 for a time before it).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Issue 9: `cli/status.rs` held both the daemon's snapshot writer and the command's
+    /// reader, so the daemon imported a command module. The writer lives here now; nothing
+    /// under `src/daemon/` names `cli` (the commands sit above the daemon, never below it).
+    #[test]
+    fn finding_status_split_the_daemon_never_imports_cli() {
+        fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let daemon = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon");
+        let mut files = Vec::new();
+        rust_files(&daemon, &mut files);
+        assert!(
+            files.iter().any(|f| f.ends_with("telemetry.rs")),
+            "{files:?}"
+        );
+        // Built here, so this test's own text does not match.
+        let paths = ["crate", "super", "beorg_hotfolder"].map(|root| format!("{root}::cli"));
+        let mut found = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if paths.iter().any(|p| code.contains(p.as_str())) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "the daemon imports cli:\n{}",
+            found.join("\n")
+        );
+    }
+}
