@@ -150,6 +150,20 @@ pub struct MetricsConfig {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// The per-inbox preflight policy, from the config key `preflight = "strict" | "warn" | "off"`.
+///
+/// - `strict` (default): a refused file goes to failed/ with the message, no request is made;
+/// - `warn`: the refusal is logged and the file is sent anyway (the service has the last word);
+/// - `off`: no preflight at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Strict,
+    Warn,
+    Off,
+}
+
 /// One watched folder and what to do with its files.
 #[derive(Debug, Clone)]
 pub struct InboxConfig {
@@ -182,7 +196,7 @@ pub struct InboxConfig {
     /// Extra name patterns intake leaves alone, on top of the built-in list.
     pub ignore: Vec<String>,
     /// What preflight does with a file the service would refuse.
-    pub preflight: crate::pipeline::preflight::Policy,
+    pub preflight: Policy,
 }
 
 /// How an inbox notices new files.
@@ -306,7 +320,7 @@ struct RawInboxSettings {
     poll_interval: Option<Duration>,
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
-    preflight: Option<crate::pipeline::preflight::Policy>,
+    preflight: Option<Policy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,7 +348,7 @@ struct RawInbox {
     poll_interval: Option<Duration>,
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
-    preflight: Option<crate::pipeline::preflight::Policy>,
+    preflight: Option<Policy>,
 }
 
 impl RawInbox {
@@ -1133,13 +1147,10 @@ first_poll = "1s"
         assert_eq!(i.poll_interval, Duration::from_millis(250));
         assert!(i.recursive);
         assert_eq!(i.ignore, vec!["*.bak".to_string()]);
-        assert_eq!(i.preflight, crate::pipeline::preflight::Policy::Warn);
+        assert_eq!(i.preflight, Policy::Warn);
         let d = parse(GOOD).unwrap();
         assert_eq!(d.inboxes[0].watch, WatchMode::Auto);
-        assert_eq!(
-            d.inboxes[0].preflight,
-            crate::pipeline::preflight::Policy::Strict
-        );
+        assert_eq!(d.inboxes[0].preflight, Policy::Strict);
     }
 
     #[test]

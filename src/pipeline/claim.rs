@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pipeline::intake::ReadyFile;
-use crate::pipeline::{Inbox, Job};
+use crate::pipeline::{Context, Inbox, Job, Step};
 use crate::store::fsutil;
 use crate::store::journal::{Journal, NewClaim, Record, until_stored};
 use tokio_util::sync::CancellationToken;
@@ -103,6 +103,29 @@ fn move_into_work(
     fsutil::sync_dir(work_dir)?;
     fsutil::sync_dir(from.parent().unwrap_or(Path::new(".")))?;
     Ok(())
+}
+
+/// The claim's second half, run in the file's own task (hashing a large file on a slow share
+/// delays no other file): the content's SHA-256, stored in the journal before the duplicate
+/// rule can wait on anything, and so that even a refusal's sidecar carries it. An unreadable
+/// file gets none; preflight or submit fails it as unreadable.
+pub async fn hash(cx: &Context, job: &mut Job) -> Step {
+    if job.sha256.is_some() {
+        return Step::Next;
+    }
+    let path = job.work_path.clone();
+    let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || hash_file(&path)).await else {
+        return Step::Next;
+    };
+    let stored = until_stored(&cx.stop, "content hash", || {
+        cx.journal.set_sha256(job.id, sha.clone())
+    })
+    .await;
+    if stored.is_none() {
+        return Step::Stopped;
+    }
+    job.sha256 = Some(sha);
+    Step::Next
 }
 
 /// Hex SHA-256 of a file's content, read in chunks (memory does not grow with the file).

@@ -3,6 +3,7 @@
 //! endpoint, preflight and the systemd unit beside it. Each test names the behaviour it pins;
 //! `helpers.rs` is the environment every test uses.
 
+mod architecture;
 mod chaos;
 mod check;
 mod cli;

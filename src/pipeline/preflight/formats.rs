@@ -1,4 +1,4 @@
-//! Checks a claimed file before any request is paid for.
+//! The format rules preflight applies to a file, judged from its bytes alone.
 //!
 //! The format is recognised by its first bytes, whatever the extension says: the service takes
 //! JPEG, PNG, TIFF, WEBP, AVIF and PDF. Then the vendor's mandatory limits are applied (see the
@@ -108,20 +108,6 @@ pub struct Facts {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Refusal(pub String);
-
-/// The per-inbox policy from the config key `preflight = "strict" | "warn" | "off"`.
-///
-/// - `strict` (default): a refused file goes to failed/ with the message, no request is made;
-/// - `warn`: the refusal is logged and the file is sent anyway (the service has the last word);
-/// - `off`: no preflight at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    #[default]
-    Strict,
-    Warn,
-    Off,
-}
 
 /// Bytes read to recognise a format (and, for PNG and WEBP, enough for the pixel size).
 const HEADER_LEN: usize = 64;
