@@ -17,6 +17,8 @@
 //! are read and checked; [`status`] reports what the daemon is doing while it runs.
 //! [`check`] vets a config and its folders before `run`; [`systemd`] sends `Type=notify` messages.
 //! [`instance`] keeps a second daemon off a state folder that one already uses.
+//! [`store::layout`] names every file and folder the daemon creates; [`retry`] is the one
+//! "retry until it works" loop (backoff, one report per distinct error, stop honoured).
 
 pub mod api;
 pub mod cli;
@@ -25,6 +27,7 @@ pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 pub mod scheduler;
 pub mod sidecar;
 pub mod store;

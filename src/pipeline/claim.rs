@@ -165,11 +165,7 @@ fn move_into_work(
 
 /// Hex SHA-256 of a file's content, read in chunks (memory does not grow with the file).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(crate::pipeline::submit::hex(&hasher.finalize()))
+    fsutil::sha256_hex_of_file(path)
 }
 
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name

@@ -27,6 +27,10 @@ use crate::store::journal::{Record, Stage, until_stored};
 /// Longest wait between two tries of a move or write that keeps failing.
 const MAX_FINISH_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Waits between tries of placing a file: from a second up to [`MAX_FINISH_BACKOFF`].
+const FINISH_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::exponential(Duration::from_secs(1), MAX_FINISH_BACKOFF);
+
 /// Remembers, for each folder, what kind of filesystem it was on when first seen and whether
 /// it was a mount point. A share that is unmounted leaves its mount point behind as an empty
 /// folder on the server's own disk: the filesystem type changes, or the folder stops being a
@@ -110,8 +114,7 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
         Status::Done => inbox.done.clone(),
         Status::Failed => inbox.failed.clone(),
     };
-    let mut last_error = String::new();
-    let mut tries = 0u32;
+    let mut retry = crate::retry::Retry::new(&p.stop, FINISH_BACKOFF);
     // Kept across tries: once the original has moved, a retry must finish at the same name.
     let mut chosen: Option<PathBuf> = None;
     loop {
@@ -129,23 +132,14 @@ pub async fn finish(p: &Pipeline, job: &Job, outcome: Outcome) -> bool {
                 return true;
             }
             Err(e) => {
-                tries += 1;
-                let text = format!("{e:#}");
-                if text != last_error {
+                let going_on = retry.failed(&e, |text| {
                     tracing::error!(
                         file = %job.name, folder = %dest_dir.display(),
                         "cannot put the file in place ({text}); it stays in the work folder and is tried again until this is fixed"
-                    );
-                    last_error = text;
-                }
-                let wait = crate::pipeline::submit::exponential_backoff(
-                    Duration::from_secs(1),
-                    MAX_FINISH_BACKOFF,
-                    tries,
-                );
-                tokio::select! {
-                    _ = p.stop.cancelled() => return false,
-                    _ = tokio::time::sleep(wait) => {}
+                    )
+                });
+                if !going_on.await {
+                    return false;
                 }
             }
         }
@@ -211,7 +205,7 @@ async fn place(
 /// (nor its sidecar taken), or it already holds the file (moved, or copied before a failure).
 fn still_ours(work: &Path, chosen: &Path) -> bool {
     if !fsutil::exists(chosen) {
-        return !fsutil::exists(&fsutil::sidecar_path(chosen));
+        return !fsutil::exists(&crate::store::layout::sidecar_path(chosen));
     }
     // Unsure (unreadable): keep the name; the move then reports what is wrong and retries.
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
@@ -233,7 +227,7 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
     // retry: a failure here must not leave the file as it was.)
     fsutil::ensure_mode(to, mode)
         .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
-    let sidecar_path = fsutil::sidecar_path(to);
+    let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", sidecar_path.display()))?;
@@ -256,7 +250,8 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
     } else {
         Stage::Failed
     };
-    let mut last_error = String::new();
+    let mut retry =
+        crate::retry::Retry::new(&p.stop, crate::retry::Backoff::every(MAX_FINISH_BACKOFF));
     loop {
         let (from, to, text) = (job.work_path.clone(), final_path.clone(), sidecar.clone());
         let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -275,14 +270,11 @@ pub async fn resume(p: &Pipeline, job: &Job, record: &Record) -> bool {
                 return true;
             }
             Err(e) => {
-                let text = format!("{e:#}");
-                if text != last_error {
-                    tracing::error!(file = %job.name, "cannot complete the interrupted finish ({text}); trying again every minute");
-                    last_error = text;
-                }
-                tokio::select! {
-                    _ = p.stop.cancelled() => return false,
-                    _ = tokio::time::sleep(MAX_FINISH_BACKOFF) => {}
+                let going_on = retry.failed(&e, |text| {
+                    tracing::error!(file = %job.name, "cannot complete the interrupted finish ({text}); trying again every minute")
+                });
+                if !going_on.await {
+                    return false;
                 }
             }
         }
