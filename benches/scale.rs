@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
 use beorg_hotfolder::config::Config;
-use sha2::Digest;
+use beorg_hotfolder::store::fsutil::sha256_hex;
 
 const BACKLOG: usize = 100_000;
 const INBOXES: usize = 200;
@@ -112,10 +112,6 @@ fn content(n: usize) -> Vec<u8> {
     format!("scan number {n}").into_bytes()
 }
 
-fn hex_sha(bytes: &[u8]) -> String {
-    beorg_hotfolder::pipeline::submit::hex(&sha2::Sha256::digest(bytes))
-}
-
 async fn backlog() {
     let dir = scratch();
     let emulator = emulator().await;
@@ -161,7 +157,7 @@ async fn backlog() {
         .take(20)
         .map(|sha| {
             (0..BACKLOG)
-                .find(|n| *sha == hex_sha(&content(*n)))
+                .find(|n| *sha == sha256_hex(&content(*n)))
                 .unwrap_or(usize::MAX)
         })
         .collect();

@@ -16,9 +16,6 @@ use serde::Deserialize;
 /// Environment variable that overrides `api.token` and `api.token_file`.
 pub const TOKEN_ENV: &str = "BEORG_TOKEN";
 
-/// Name of the folder inside each inbox that holds claimed files (intake ignores dot-names).
-pub const WORK_DIR_NAME: &str = ".beorg-work";
-
 /// A config that cannot be used: which key, what is wrong, and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -216,7 +213,7 @@ impl InboxConfig {
     /// The folder claimed files wait in: inside the inbox, so the claim is a same-filesystem
     /// rename, and dot-named, so intake never takes it for a scan.
     pub fn work_dir(&self) -> PathBuf {
-        self.path.join(WORK_DIR_NAME)
+        crate::store::layout::work_dir(&self.path)
     }
 }
 

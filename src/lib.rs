@@ -1,22 +1,33 @@
 //! beorg-hotfolder turns scanner hot folders into structured data.
 //!
-//! How a scan flows through the modules:
+//! How a scan flows through the modules (the folders of `src/` follow the same order):
 //!
-//! 1. [`intake`] watches each inbox (events plus a periodic rescan) and decides when a file
-//!    has stopped changing; settled files join one oldest-first [`intake::ReadyQueue`].
-//! 2. [`claim`] moves a settled file into the inbox's work folder and records it in the
-//!    [`journal`] before anything is sent, so from then on it is in exactly one place.
-//! 3. [`preflight`] checks the file before any request is paid for.
-//! 4. [`submit`] uploads it through the [`api`] client when the [`scheduler`] (the single owner
-//!    of the request budget) grants a turn, and stores the `document_id` at once.
-//! 5. [`poll`] asks for the result with growing intervals until it is ready or times out.
-//! 6. [`finish`] moves the original to done/ or failed/ and writes the [`sidecar`] beside it.
+//! 1. [`pipeline::intake`] watches each inbox (events plus a periodic rescan) and decides when
+//!    a file is ready: settled, closed by its writer, complete; ready files join one
+//!    oldest-first [`pipeline::intake::ReadyQueue`].
+//! 2. [`pipeline::claim`] moves a ready file into the inbox's work folder and records it in
+//!    the [`store::journal`] before anything is sent, so from then on it is in exactly one
+//!    place; then, in the file's own task, it hashes the content.
+//! 3. [`pipeline::preflight`] checks the file against the vendor's limits and its format's
+//!    rules before any request is paid for.
+//! 4. [`pipeline::submit`] uploads it through the [`api`] client when the [`scheduler`] (the
+//!    single owner of the request budget) grants a turn, and stores the `document_id` at once.
+//! 5. [`pipeline::poll`] asks for the result with growing intervals until it is ready or
+//!    times out.
+//! 6. [`pipeline::finish`] moves the original to done/ or failed/ and writes the [`sidecar`]
+//!    beside it.
 //!
-//! [`daemon::run`] wires the stages together; the binary, the demo and the tests all call it.
-//! The `beorg-emulator` crate is a local stand-in for the Beorg API; [`config`] is the one place settings
-//! are read and checked; [`status`] reports what the daemon is doing while it runs.
-//! [`check`] vets a config and its folders before `run`; [`systemd`] sends `Type=notify` messages.
-//! [`instance`] keeps a second daemon off a state folder that one already uses.
+//! Every stage answers with a [`pipeline::Step`]; the order is written once, in the
+//! [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
+//! runs sessions of the pipeline: resume from the journal, intake, the feeder, reloads.
+//! Beside the stages: [`config`] (every setting, read and checked in one place), [`store`]
+//! (the journal, the on-disk [`store::layout`], the state-folder lock, careful file
+//! operations), [`retry`] (the one "retry until it works" loop), [`metrics`], [`systemd`],
+//! [`logging`]. [`cli`] holds the commands run beside the daemon: `check`, `status`, `demo`.
+//! The API's stand-in is the `beorg-emulator` crate.
+//!
+//! Dependencies point one way: `cli` → `daemon` → `pipeline` → (`store`, `api`, `scheduler`,
+//! `sidecar`, `config`, ...); a test (`tests/it/architecture.rs`) fails on any import cycle.
 
 pub mod api;
 pub mod cli;
@@ -25,6 +36,7 @@ pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 pub mod scheduler;
 pub mod sidecar;
 pub mod store;

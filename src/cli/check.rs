@@ -28,10 +28,6 @@ use rustix::fs::Access;
 use crate::api::{ApiClient, ApiFailure};
 use crate::config::{Config, ConfigError, TOKEN_ENV, Token, TokenSource};
 
-/// Prefix of the probe files; starts with the daemon's temp prefix so that a probe left by a
-/// killed `check` is removed at the daemon's next start.
-pub const PROBE_PREFIX: &str = ".beorg-tmp-check-";
-
 /// The service user of the shipped unit, used in fix hints when no unit says otherwise.
 pub const SERVICE_USER: &str = "beorg-hotfolder";
 
@@ -433,8 +429,7 @@ fn folder_finding(
         );
     }
     if role == Role::State {
-        for name in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
-            let file = dir.join(name);
+        for file in crate::store::layout::journal_files(dir) {
             if file.exists()
                 && let Err(e) = rustix::fs::access(&file, Access::READ_OK | Access::WRITE_OK)
             {
@@ -582,7 +577,7 @@ fn writable(dir: &Path) -> Result<(), Problem> {
         });
     }
     match tempfile::Builder::new()
-        .prefix(PROBE_PREFIX)
+        .prefix(crate::store::layout::CHECK_PROBE_PREFIX)
         .tempfile_in(dir)
     {
         Ok(probe) => {

@@ -163,7 +163,7 @@ fn sidecars(dir: &Path) -> Vec<PathBuf> {
                 files
                     .flatten()
                     .map(|f| f.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "json")),
+                    .filter(|p| crate::store::layout::is_sidecar(p)),
             );
         }
     }

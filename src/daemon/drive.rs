@@ -23,9 +23,7 @@ pub(super) async fn drive(cx: Arc<Context>, mut job: Job, permit: Option<OwnedSe
         decided => decided,
     };
     match step {
-        Step::Finish(outcome) => {
-            finish::finish(&cx, &job, outcome).await;
-        }
+        Step::Finish(outcome) => finish::finish(&cx, &job, outcome).await,
         Step::Vanished => finish::lost(&cx, &job).await,
         Step::Next | Step::Stopped => {}
     }

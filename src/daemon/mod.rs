@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InboxConfig};
 use crate::metrics::Metrics;
-use crate::pipeline::finish::MountGuard;
 use crate::pipeline::intake;
 use crate::scheduler::{Limits, Scheduler};
+use crate::store::mounts::MountGuard;
 use session::Session;
 
 /// After the shutdown signal, how long requests in flight may take to finish.

@@ -277,11 +277,7 @@ fn remove_stale_temp_files(config: &Config) {
             continue;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name
-                .to_string_lossy()
-                .starts_with(crate::store::fsutil::TEMP_PREFIX)
-            {
+            if crate::store::layout::is_temp_file(&entry.file_name().to_string_lossy()) {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => {
                         tracing::info!(file = %entry.path().display(), "removed a temp file left by an interrupted write")

@@ -16,7 +16,7 @@ use crate::pipeline::intake::ReadyQueue;
 use crate::sidecar::rfc3339;
 
 /// Snapshot file name inside `state_dir`.
-pub const STATUS_FILE: &str = "status.json";
+pub use crate::store::layout::STATUS_FILE;
 
 /// How often the daemon rewrites the snapshot. A snapshot older than three of these means the
 /// daemon is not running (or hangs).

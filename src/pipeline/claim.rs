@@ -114,7 +114,8 @@ pub async fn hash(cx: &Context, job: &mut Job) -> Step {
         return Step::Next;
     }
     let path = job.work_path.clone();
-    let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || hash_file(&path)).await else {
+    let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path)).await
+    else {
         return Step::Next;
     };
     let stored = until_stored(&cx.stop, "content hash", || {
@@ -126,15 +127,6 @@ pub async fn hash(cx: &Context, job: &mut Job) -> Step {
     }
     job.sha256 = Some(sha);
     Step::Next
-}
-
-/// Hex SHA-256 of a file's content, read in chunks (memory does not grow with the file).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(crate::pipeline::submit::hex(&hasher.finalize()))
 }
 
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name
@@ -239,7 +231,7 @@ mod tests {
         let path = dir.path().join("empty.png");
         std::fs::write(&path, b"").unwrap();
         assert_eq!(
-            hash_file(&path).unwrap(),
+            fsutil::sha256_hex_of_file(&path).unwrap(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

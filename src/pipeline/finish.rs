@@ -8,14 +8,11 @@
 //!
 //! A fault on our side (folder missing, disk full, permission denied, a share unmounted) keeps
 //! the file claimed and retries with backoff; it is logged once per distinct error, not once
-//! per try. An unmounted share is noticed by its folder's filesystem changing ([`MountGuard`]):
+//! per try. An unmounted share is noticed by its folder's filesystem changing ([`MountGuard`](crate::store::mounts::MountGuard)):
 //! its empty mount point is still a folder, and filling it would put passports on the
 //! server's own disk.
 
-use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::config::InboxConfig;
@@ -28,73 +25,9 @@ use crate::store::journal::{Record, Stage, until_stored};
 /// Longest wait between two tries of a move or write that keeps failing.
 const MAX_FINISH_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Remembers, for each folder, what kind of filesystem it was on when first seen and whether
-/// it was a mount point. A share that is unmounted leaves its mount point behind as an empty
-/// folder on the server's own disk: the filesystem type changes, or the folder stops being a
-/// mount point. A share mounted again passes (its device number may differ; its type does not).
-#[derive(Default)]
-pub struct MountGuard {
-    seen: Mutex<HashMap<PathBuf, Mount>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Mount {
-    fs_type: i64,
-    is_mount_point: bool,
-}
-
-impl Mount {
-    fn of(dir: &Path) -> anyhow::Result<Mount> {
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| anyhow::anyhow!("folder {} is not available: {e}", dir.display()))?;
-        if !meta.is_dir() {
-            anyhow::bail!("{} is not a folder", dir.display());
-        }
-        let fs_type = rustix::fs::statfs(dir)
-            .map_err(|e| anyhow::anyhow!("cannot inspect folder {}: {e}", dir.display()))?
-            .f_type;
-        #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures
-        let fs_type = fs_type as i64;
-        let parent_dev = dir
-            .parent()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| m.dev());
-        Ok(Mount {
-            fs_type,
-            is_mount_point: parent_dev.is_some_and(|d| d != meta.dev()),
-        })
-    }
-}
-
-impl MountGuard {
-    /// Notes each existing folder (call at start, while the shares are mounted).
-    pub fn remember<'a>(&self, dirs: impl IntoIterator<Item = &'a Path>) {
-        for dir in dirs {
-            let _ = self.check(dir);
-        }
-    }
-
-    /// Ok if `dir` exists and still looks like the filesystem it was on when first seen.
-    pub fn check(&self, dir: &Path) -> anyhow::Result<()> {
-        let now = Mount::of(dir)?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(dir) {
-            Some(then)
-                if then.fs_type != now.fs_type || (then.is_mount_point && !now.is_mount_point) =>
-            {
-                anyhow::bail!(
-                    "folder {} is no longer on the filesystem it was on at start (share unmounted?)",
-                    dir.display()
-                )
-            }
-            Some(_) => Ok(()),
-            None => {
-                seen.insert(dir.to_path_buf(), now);
-                Ok(())
-            }
-        }
-    }
-}
+/// Waits between tries of placing a file: from a second up to [`MAX_FINISH_BACKOFF`].
+const FINISH_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::exponential(Duration::from_secs(1), MAX_FINISH_BACKOFF);
 
 /// What one try of placing a file achieved.
 enum Placed {
@@ -103,16 +36,16 @@ enum Placed {
     Vanished,
 }
 
-/// Moves `job`'s original to done/ or failed/ and writes its sidecar. Returns false if the
-/// daemon stopped before that was possible (the journal keeps the decision for next time).
-pub async fn finish(p: &Context, job: &Job, outcome: Outcome) -> bool {
+/// Moves `job`'s original to done/ or failed/ and writes its sidecar, retrying until it can
+/// (a missing, full or unmounted folder); a stop leaves the decision in the journal for the
+/// next start.
+pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
     let inbox = &job.inbox;
     let dest_dir = match outcome.status {
         Status::Done => inbox.done.clone(),
         Status::Failed => inbox.failed.clone(),
     };
-    let mut last_error = String::new();
-    let mut tries = 0u32;
+    let mut retry = crate::retry::Retry::new(&p.stop, FINISH_BACKOFF);
     // Kept across tries: once the original has moved, a retry must finish at the same name.
     let mut chosen: Option<PathBuf> = None;
     loop {
@@ -123,30 +56,21 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) -> bool {
                 let latency = job.detected_at.elapsed().unwrap_or_default();
                 p.metrics
                     .file_finished(&inbox.path.to_string_lossy(), label, latency);
-                return true;
+                return;
             }
             Ok(Placed::Vanished) => {
                 lost(p, job).await;
-                return true;
+                return;
             }
             Err(e) => {
-                tries += 1;
-                let text = format!("{e:#}");
-                if text != last_error {
+                let going_on = retry.failed(&e, |text| {
                     tracing::error!(
                         file = %job.name, folder = %dest_dir.display(),
                         "cannot put the file in place ({text}); it stays in the work folder and is tried again until this is fixed"
-                    );
-                    last_error = text;
-                }
-                let wait = crate::pipeline::submit::exponential_backoff(
-                    Duration::from_secs(1),
-                    MAX_FINISH_BACKOFF,
-                    tries,
-                );
-                tokio::select! {
-                    _ = p.stop.cancelled() => return false,
-                    _ = tokio::time::sleep(wait) => {}
+                    )
+                });
+                if !going_on.await {
+                    return;
                 }
             }
         }
@@ -212,7 +136,7 @@ async fn place(
 /// (nor its sidecar taken), or it already holds the file (moved, or copied before a failure).
 fn still_ours(work: &Path, chosen: &Path) -> bool {
     if !fsutil::exists(chosen) {
-        return !fsutil::exists(&fsutil::sidecar_path(chosen));
+        return !fsutil::exists(&crate::store::layout::sidecar_path(chosen));
     }
     // Unsure (unreadable): keep the name; the move then reports what is wrong and retries.
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
@@ -234,7 +158,7 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
     // retry: a failure here must not leave the file as it was.)
     fsutil::ensure_mode(to, mode)
         .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
-    let sidecar_path = fsutil::sidecar_path(to);
+    let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", sidecar_path.display()))?;
@@ -243,21 +167,25 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
 }
 
 /// Completes a finish interrupted by a crash, from the decision stored in the journal.
-pub async fn resume(p: &Context, job: &Job, record: &Record) -> bool {
+pub async fn resume(p: &Context, job: &Job, record: &Record) {
     let (Some(final_path), Some(sidecar)) = (record.final_path.clone(), record.sidecar.clone())
     else {
-        return false;
+        // Never written so (the name and the sidecar are stored with the stage), but say so
+        // rather than leave the file unexplained.
+        tracing::error!(file = %job.name, work_path = %job.work_path.display(), "the journal says this file was being finished but not where to; it stays in the work folder");
+        return;
     };
     if !job.work_path.exists() && !final_path.exists() {
         lost(p, job).await;
-        return true;
+        return;
     }
     let stage = if final_path.starts_with(&job.inbox.done) {
         Stage::Done
     } else {
         Stage::Failed
     };
-    let mut last_error = String::new();
+    let mut retry =
+        crate::retry::Retry::new(&p.stop, crate::retry::Backoff::every(MAX_FINISH_BACKOFF));
     loop {
         let (from, to, text) = (job.work_path.clone(), final_path.clone(), sidecar.clone());
         let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -273,17 +201,14 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) -> bool {
                 })
                 .await;
                 tracing::info!(file = %job.name, to = %final_path.display(), "finished after restart");
-                return true;
+                return;
             }
             Err(e) => {
-                let text = format!("{e:#}");
-                if text != last_error {
-                    tracing::error!(file = %job.name, "cannot complete the interrupted finish ({text}); trying again every minute");
-                    last_error = text;
-                }
-                tokio::select! {
-                    _ = p.stop.cancelled() => return false,
-                    _ = tokio::time::sleep(MAX_FINISH_BACKOFF) => {}
+                let going_on = retry.failed(&e, |text| {
+                    tracing::error!(file = %job.name, "cannot complete the interrupted finish ({text}); trying again every minute")
+                });
+                if !going_on.await {
+                    return;
                 }
             }
         }

@@ -925,7 +925,7 @@ mod tests {
             ".a.swp",
             "a.swp",
             "backup~",
-            ".beorg-work",
+            crate::store::layout::WORK_DIR,
         ] {
             assert!(is_ignored_name(n), "{n}");
         }

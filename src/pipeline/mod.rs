@@ -147,7 +147,7 @@ pub struct Context {
     /// Bounds how many file bodies are in memory ahead of their submit.
     pub prepared_slots: Arc<Semaphore>,
     /// Notices a done/failed folder or inbox whose share was unmounted.
-    pub mounts: Arc<finish::MountGuard>,
+    pub mounts: Arc<crate::store::mounts::MountGuard>,
     /// Counters and gauges for `/metrics` (process lifetime, across reloads).
     pub metrics: Arc<Metrics>,
     /// Submits on their way, by content and request (the duplicate rule waits only on these).

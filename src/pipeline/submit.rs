@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
@@ -247,8 +246,9 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
         let asked = std::time::Instant::now();
         tokio::select! {
             _ = p.stop.cancelled() => {
-                // Nothing was sent: no doubt to leave behind.
-                let _ = p.journal.mark_claimed(job.id).await;
+                // Nothing was sent: no doubt to leave behind. (Tried once, as the daemon is
+                // stopping; if that fails, the next start treats the file as in doubt.)
+                store(p, "claimed", || p.journal.mark_claimed(job.id)).await;
                 return Step::Stopped;
             }
             turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return Step::Stopped },
@@ -286,7 +286,12 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
                 inbox = %inbox.path.display(), file = %job.name,
                 "the file changed while it was read and sent; {document} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
             );
-            let _ = p.journal.mark_claimed(job.id).await;
+            if store(p, "claimed", || p.journal.mark_claimed(job.id))
+                .await
+                .is_none()
+            {
+                return Step::Stopped;
+            }
             drop((_permit, holding));
             if !wait_until_unchanged(p, job).await {
                 return Step::Stopped;
@@ -307,12 +312,22 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
                 return answered_from(p, job, document_id, &request).await;
             }
             Err(ApiFailure::Account { status, message }) => {
-                let _ = p.journal.mark_claimed(job.id).await;
+                if store(p, "claimed", || p.journal.mark_claimed(job.id))
+                    .await
+                    .is_none()
+                {
+                    return Step::Stopped;
+                }
                 p.scheduler
                     .account_refused(status, &message, p.config.api.account_retry);
             }
             Err(ApiFailure::Transient { status, message }) => {
-                let _ = p.journal.mark_claimed(job.id).await;
+                if store(p, "claimed", || p.journal.mark_claimed(job.id))
+                    .await
+                    .is_none()
+                {
+                    return Step::Stopped;
+                }
                 drop(holding);
                 server_errors += 1;
                 if server_errors >= p.config.api.submit_attempts {
@@ -487,7 +502,7 @@ pub fn request_key(project_id: &str, inbox: &InboxConfig) -> String {
 /// Hashes the work file in the blocking pool.
 async fn hash_work_file(job: &Job) -> std::io::Result<String> {
     let path = job.work_path.clone();
-    tokio::task::spawn_blocking(move || crate::pipeline::claim::hash_file(&path))
+    tokio::task::spawn_blocking(move || crate::store::fsutil::sha256_hex_of_file(&path))
         .await
         .map_err(std::io::Error::other)?
 }
@@ -505,7 +520,7 @@ async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<
         if Stamp::of(&file.metadata()?) != before || bytes.len() as u64 != before.size {
             return Ok(Read::Changed);
         }
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = crate::store::fsutil::sha256_hex(&bytes);
         let body = api.submit_body(&bytes, Some(&info));
         Ok(Read::Ready(Prepared {
             body,
@@ -519,15 +534,9 @@ async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<
 }
 
 /// Exponential backoff from `retry_base`, capped at `retry_max`, with jitter in [½, 1].
-pub fn backoff(p: &Context, attempt: u32) -> Duration {
+fn backoff(p: &Context, attempt: u32) -> Duration {
     let api = &p.config.api;
-    exponential_backoff(api.retry_base, api.retry_max, attempt)
-}
-
-pub fn exponential_backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(max);
-    capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    crate::retry::Backoff::exponential(api.retry_base, api.retry_max).wait(attempt)
 }
 
 /// A 400, 413 or 409 as an outcome a person can act on. `in_doubt`: an earlier request for
@@ -576,30 +585,9 @@ fn gave_up(attempts: u32, status: Option<u16>, message: &str) -> Outcome {
     )
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let (base, max) = (Duration::from_millis(100), Duration::from_secs(1));
-        for attempt in 1..30 {
-            let d = exponential_backoff(base, max, attempt);
-            let full = base.saturating_mul(1 << (attempt - 1).min(20)).min(max);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
-        }
-    }
 
     /// Finding 1: a wait longer than a minute is reported once, not every time it is checked.
     #[test]
@@ -626,10 +614,5 @@ mod tests {
         assert!(same.enter("bb", "PASSPORT", "d.jpg").is_ok());
         drop(held);
         assert!(same.enter("aa", "PASSPORT", "b.jpg").is_ok());
-    }
-
-    #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
     }
 }

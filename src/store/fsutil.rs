@@ -9,7 +9,6 @@
 //!   target already holding the same bytes is kept and only the source is removed;
 //! - a written file (sidecar) appears under its final name complete, or not at all.
 
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -17,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
-/// Prefix of every temp file the daemon creates; intake ignores dot-names.
-pub const TEMP_PREFIX: &str = ".beorg-tmp-";
+use crate::store::layout::TEMP_PREFIX;
+use crate::store::layout::{SIDECAR_SUFFIX, sidecar_path};
 
 /// Permissions of files the daemon writes for itself (`status.json`), and the default of
 /// `daemon.file_mode` for what it puts in done/failed: owner and group only.
@@ -227,9 +226,6 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
         .expect("an unbounded range always yields a free name")
 }
 
-/// What [`sidecar_path`] appends to a file's name.
-const SIDECAR_SUFFIX: &str = ".json";
-
 /// The longest file name (in bytes) the filesystem of `dir` accepts; Linux's NAME_MAX (255)
 /// when it cannot be asked.
 pub fn name_max(dir: &Path) -> usize {
@@ -274,11 +270,20 @@ fn split_extension(name: &str) -> (&str, &str) {
     }
 }
 
-/// Where the sidecar of a file in done/ or failed/ lives: `<name>.json` beside it.
-pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut name: OsString = file.file_name().unwrap_or_default().to_os_string();
-    name.push(SIDECAR_SUFFIX);
-    file.with_file_name(name)
+/// A content hash as the journal, the sidecars and the duplicate rule carry it: lower-case
+/// hex SHA-256 (the digest crate's own `{:x}` formatting; nothing here spells hex by hand).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// [`sha256_hex`] of a file's content, read in chunks (memory does not grow with the file).
+pub fn sha256_hex_of_file(path: &Path) -> io::Result<String> {
+    use sha2::Digest;
+    let mut file = File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// Creates a folder (and parents) with the given mode for the ones it creates.
@@ -290,6 +295,17 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue9_finding_10_content_hashes_are_lowercase_hex_and_agree_for_bytes_and_files() {
+        // sha256("abc"), as `sha256sum` prints it.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex(b"abc"), abc);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("abc");
+        fs::write(&file, b"abc").unwrap();
+        assert_eq!(sha256_hex_of_file(&file).unwrap(), abc);
+    }
 
     #[test]
     fn free_name_skips_taken_names_and_sidecars() {

@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
-/// Lock file name inside `state_dir`.
-pub const LOCK_FILE: &str = "daemon.lock";
-
 /// Held while this process is the daemon of its state folder; dropping it releases the lock.
 #[derive(Debug)]
 pub struct InstanceLock {
@@ -35,7 +32,7 @@ impl InstanceLock {
                 state_dir.display()
             )
         })?;
-        let path = state_dir.join(LOCK_FILE);
+        let path = crate::store::layout::lock_path(state_dir);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

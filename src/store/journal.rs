@@ -46,17 +46,34 @@ impl Stage {
         }
     }
 
-    fn parse(s: &str) -> Stage {
-        match s {
+    /// The stage a journal text names; `None` for a text this daemon does not know (there is
+    /// no default: guessing "claimed" would send the file again and could pay twice).
+    fn parse(s: &str) -> Option<Stage> {
+        Some(match s {
+            "claimed" => Stage::Claimed,
             "submitting" => Stage::Submitting,
             "submitted" => Stage::Submitted,
             "finishing" => Stage::Finishing,
             "done" => Stage::Done,
             "failed" => Stage::Failed,
             "lost" => Stage::Lost,
-            _ => Stage::Claimed,
-        }
+            _ => return None,
+        })
     }
+}
+
+/// A journal row whose stage this daemon does not know (written by another version, or
+/// edited by hand). Reading the unfinished rows fails with it, so the daemon does not start:
+/// it cannot tell whether the file was sent, and a guess could pay twice or lose the result.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "journal row {id} ({name}, work file {work_path}) has the stage \"{stage}\", which this daemon does not know (written by another version, or edited by hand?); refusing to guess whether it was sent. Run the version that wrote it, or set the row's stage with sqlite3 (journal.sqlite in daemon.state_dir) to one of: claimed (not sent), submitted (has a document_id), done, failed"
+)]
+pub struct UnknownStage {
+    pub id: FileId,
+    pub name: String,
+    pub work_path: PathBuf,
+    pub stage: String,
 }
 
 /// One file's row.
@@ -127,44 +144,29 @@ pub struct InboxCounts {
 pub async fn until_stored<T, F, Fut>(
     stop: &tokio_util::sync::CancellationToken,
     what: &str,
-    mut write: F,
+    write: F,
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut last_error = String::new();
-    let mut tries = 0u32;
-    loop {
-        match write().await {
-            Ok(v) => {
-                if !last_error.is_empty() {
-                    tracing::info!("journal writable again ({what})");
-                }
-                return Some(v);
-            }
-            Err(e) => {
-                tries += 1;
-                let text = format!("{e:#}");
-                if text != last_error {
-                    tracing::error!(
-                        "cannot write the journal ({what}): {text}; retrying until it works (is daemon.state_dir full or read-only?)"
-                    );
-                    last_error = text;
-                }
-                let wait = crate::pipeline::submit::exponential_backoff(
-                    Duration::from_millis(200),
-                    Duration::from_secs(30),
-                    tries,
-                );
-                tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
+    crate::retry::until_ok(
+        stop,
+        JOURNAL_BACKOFF,
+        write,
+        |text| {
+            tracing::error!(
+                "cannot write the journal ({what}): {text}; retrying until it works (is daemon.state_dir full or read-only?)"
+            )
+        },
+        || tracing::info!("journal writable again ({what})"),
+    )
+    .await
 }
+
+/// Waits between tries of a journal write that keeps failing.
+const JOURNAL_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::exponential(Duration::from_millis(200), Duration::from_secs(30));
 
 /// A handle to the journal; clones share one connection.
 #[derive(Clone)]
@@ -232,9 +234,6 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
 /// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
 const SCHEMA_VERSION: i64 = 1;
 
-/// Journal file name inside `state_dir`.
-pub const JOURNAL_FILE: &str = "journal.sqlite";
-
 impl Journal {
     /// Opens (creating if needed) the journal in `state_dir`, which is created with mode 0700.
     pub fn open(state_dir: &Path) -> anyhow::Result<Journal> {
@@ -254,7 +253,7 @@ impl Journal {
                 state_dir.display()
             );
         }
-        let path = state_dir.join(JOURNAL_FILE);
+        let path = crate::store::layout::journal_path(state_dir);
         let conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -270,7 +269,7 @@ impl Journal {
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        restrict_journal_files(&path);
+        restrict_journal_files(state_dir);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -288,7 +287,18 @@ impl Journal {
             f(&guard)
         })
         .await?;
-        Ok(out?)
+        out.map_err(|e| match e {
+            // A row this daemon cannot read says so itself (which row, what to do).
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner)
+                if inner.is::<UnknownStage>() =>
+            {
+                match inner.downcast::<UnknownStage>() {
+                    Ok(unknown) => anyhow::Error::new(*unknown),
+                    Err(inner) => anyhow::anyhow!(inner),
+                }
+            }
+            e => e.into(),
+        })
     }
 
     /// Records a file just claimed into a work folder.
@@ -390,19 +400,6 @@ impl Journal {
             ))?;
             let rows = stmt.query_map([], read_record)?;
             rows.collect()
-        })
-        .await
-    }
-
-    /// One file's row.
-    pub async fn get(&self, id: FileId) -> anyhow::Result<Option<Record>> {
-        self.with(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM files WHERE id = ?1"),
-                [id],
-                read_record,
-            )
-            .optional()
         })
         .await
     }
@@ -555,6 +552,20 @@ const COLUMNS: &str = "id, inbox, name, work_path, size, sha256, stage, document
     claimed_at, submitted_at, submit_attempts, final_path, sidecar, duplicate_of";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let stage_text: String = row.get(6)?;
+    let Some(stage) = Stage::parse(&stage_text) else {
+        let unknown = UnknownStage {
+            id: row.get(0)?,
+            name: row.get(2)?,
+            work_path: PathBuf::from(row.get::<_, String>(3)?),
+            stage: stage_text,
+        };
+        return Err(rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            Box::new(unknown),
+        ));
+    };
     Ok(Record {
         id: row.get(0)?,
         inbox: PathBuf::from(row.get::<_, String>(1)?),
@@ -562,7 +573,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         work_path: PathBuf::from(row.get::<_, String>(3)?),
         size: row.get::<_, i64>(4)? as u64,
         sha256: row.get(5)?,
-        stage: Stage::parse(&row.get::<_, String>(6)?),
+        stage,
         document_id: row.get(7)?,
         detected_at: from_ms(row.get(8)?),
         claimed_at: from_ms(row.get(9)?),
@@ -575,12 +586,15 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 }
 
 /// Journal and its WAL side files: owner only (they hold file names and document ids).
-fn restrict_journal_files(path: &Path) {
+fn restrict_journal_files(state_dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_os_string();
-        p.push(suffix);
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    for file in crate::store::layout::journal_files(state_dir) {
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            // A side file SQLite has not created (yet) is created with the journal's mode.
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot make {} private (mode 0600): {e}", file.display()),
+        }
     }
 }
 
@@ -606,7 +620,7 @@ mod tests {
         NewClaim {
             inbox: "/in".into(),
             name: name.into(),
-            work_path: format!("/in/.beorg-work/1_{name}").into(),
+            work_path: crate::store::layout::work_dir("/in".as_ref()).join(format!("1_{name}")),
             size: 10,
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
@@ -711,7 +725,7 @@ mod tests {
     async fn an_older_journal_gains_the_request_column() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let conn = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+            let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
             conn.execute_batch(SCHEMA).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
         }
@@ -725,7 +739,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A journal written before the column existed.
         {
-            let conn = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+            let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
             conn.execute_batch(SCHEMA).unwrap();
             conn.execute(
                 "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at)
@@ -745,6 +759,41 @@ mod tests {
         assert_eq!(
             j.poll_asked(old).await.unwrap(),
             Duration::from_millis(1500)
+        );
+    }
+
+    /// Issue 9, finding 9: a stage this daemon does not know is an error naming the row, never
+    /// "claimed" (which would send the file again).
+    #[tokio::test]
+    async fn issue9_finding_9_an_unknown_stage_is_an_error_naming_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        for stage in ["claimed", "submitting", "submitted", "finishing"] {
+            j.with(move |conn| {
+                conn.execute(
+                    "UPDATE files SET stage = ?2 WHERE id = ?1",
+                    params![id, stage],
+                )
+            })
+            .await
+            .unwrap();
+            assert_eq!(j.unfinished().await.unwrap()[0].stage.as_str(), stage);
+        }
+        j.with(move |conn| conn.execute("UPDATE files SET stage = 'parked' WHERE id = ?1", [id]))
+            .await
+            .unwrap();
+        let error = j.unfinished().await.unwrap_err();
+        let unknown = error
+            .downcast_ref::<UnknownStage>()
+            .unwrap_or_else(|| panic!("not an UnknownStage: {error:#}"));
+        assert_eq!((unknown.id, unknown.stage.as_str()), (id, "parked"));
+        let text = format!("{error:#}");
+        assert!(
+            text.starts_with(&format!(
+                "journal row {id} (a.jpg, work file /in/.beorg-work/1_a.jpg)"
+            )),
+            "{text}"
         );
     }
 

@@ -1,7 +1,11 @@
-//! What the daemon keeps on disk and how it writes it: the [`journal`] (every claimed file's
-//! row), the one-daemon-per-state-folder lock ([`instance`]), and the careful file operations
-//! ([`fsutil`]: no-clobber moves, atomic writes, private modes).
+//! What the daemon keeps on disk and how it writes it: the [`layout`] (every name and folder
+//! it creates), the [`journal`] (every claimed file's row), the one-daemon-per-state-folder
+//! lock ([`instance`]), the mount check that keeps an unmounted share from being filled
+//! ([`mounts`]), and the careful file operations ([`fsutil`]: no-clobber moves, atomic
+//! writes, private modes, content hashes).
 
 pub mod fsutil;
 pub mod instance;
 pub mod journal;
+pub mod layout;
+pub mod mounts;

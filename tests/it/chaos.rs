@@ -85,8 +85,8 @@ async fn chaos(kills: usize, sick_inbox: bool) {
     let inbox = env.inboxes[0].clone();
     wait_until("every file finished", || {
         contents.keys().all(|name| {
-            inbox.done.join(format!("{name}.json")).exists()
-                || inbox.failed.join(format!("{name}.json")).exists()
+            layout::sidecar_path(&inbox.done.join(name)).exists()
+                || layout::sidecar_path(&inbox.failed.join(name)).exists()
         })
     })
     .await;
@@ -107,7 +107,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
         "{:?}",
         files_in(&inbox.path)
     );
-    assert!(files_in(&inbox.path.join(".beorg-work")).is_empty());
+    assert!(files_in(&layout::work_dir(&inbox.path)).is_empty());
     let journal = Journal::open(&env.state_dir).unwrap();
     let unfinished: Vec<String> = journal
         .unfinished()
@@ -120,7 +120,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
         // The stuck files: each exactly once, in the sick inbox or its work folder, never
         // lost; then failed/ appears and they complete.
         let sick = env.inboxes[1].clone();
-        let work = sick.path.join(".beorg-work");
+        let work = layout::work_dir(&sick.path);
         let mut left: Vec<String> = files_in(&sick.path)
             .into_iter()
             .chain(
@@ -165,10 +165,10 @@ async fn chaos(kills: usize, sick_inbox: bool) {
             statuses.iter().filter(|s| **s == 200).count() <= 1,
             "{name}: {statuses:?}"
         );
-        let sidecar_path = if done.contains(&format!("{name}.json")) {
-            inbox.done.join(format!("{name}.json"))
+        let sidecar_path = if done.contains(&layout::sidecar_name(name)) {
+            layout::sidecar_path(&inbox.done.join(name))
         } else {
-            inbox.failed.join(format!("{name}.json"))
+            layout::sidecar_path(&inbox.failed.join(name))
         };
         let sidecar = read_sidecar(&sidecar_path);
         assert_eq!(

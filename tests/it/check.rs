@@ -127,10 +127,10 @@ fn line<'a>(text: &'a str, subject: &str) -> &'a str {
 fn probes_left(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in walk(dir) {
-        if entry
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".beorg-tmp-check-"))
-        {
+        if entry.file_name().is_some_and(|n| {
+            n.to_string_lossy()
+                .starts_with(beorg_hotfolder::store::layout::CHECK_PROBE_PREFIX)
+        }) {
             found.push(entry);
         }
     }

@@ -43,7 +43,7 @@ async fn wait_submitted(env: &TestEnv) {
 }
 
 fn work_dir(env: &TestEnv) -> PathBuf {
-    env.inboxes[0].path.join(".beorg-work")
+    layout::work_dir(&env.inboxes[0].path)
 }
 
 /// Finding 3: done/ on another filesystem and the unlink of the work copy failing (its folder
@@ -119,7 +119,7 @@ fn drop_long(env: &TestEnv, name: &str, bytes: &[u8]) {
 }
 
 fn sidecar_in(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.json"))
+    layout::sidecar_path(&dir.join(name))
 }
 
 /// Finding 9: a name over ~239 bytes failed to claim (ENAMETOOLONG: the work-folder prefix

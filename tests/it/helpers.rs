@@ -368,9 +368,9 @@ impl TestEnv {
     /// Waits for `<name>.json` in inbox `i`'s done or failed folder and parses it.
     pub async fn sidecar(&self, i: usize, name: &str) -> Sidecar {
         let inbox = self.inboxes[i].clone();
-        let json = format!("{name}.json");
         let path = wait_for(&format!("sidecar for {name}"), || {
-            [inbox.done.join(&json), inbox.failed.join(&json)]
+            [&inbox.done, &inbox.failed]
+                .map(|dir| layout::sidecar_path(&dir.join(name)))
                 .into_iter()
                 .find(|p| p.exists())
         })
@@ -493,11 +493,8 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Hex SHA-256 of a byte string.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    beorg_hotfolder::pipeline::submit::hex(&sha2::Sha256::digest(bytes))
-}
+/// Hex SHA-256 of a byte string, as the daemon writes it.
+pub use beorg_hotfolder::store::fsutil::sha256_hex;
 
 /// A tmpfs mounted for a test (the machine's tests run as root), unmounted on drop.
 pub struct Tmpfs {
@@ -718,3 +715,6 @@ pub fn run_bin(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> (Option<i
     );
     (out.status.code(), text)
 }
+
+/// The daemon's on-disk names (work folder, sidecars, journal...), as the daemon spells them.
+pub use beorg_hotfolder::store::layout;

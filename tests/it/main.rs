@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod holds;
 mod intake;
+mod journal;
 mod metrics;
 mod preflight;
 mod resilience;
@@ -226,7 +227,7 @@ async fn a_done_folder_on_another_filesystem_gets_a_copy_and_the_work_file_goes(
         vec!["far.png", "far.png.json"],
         "no temp file left"
     );
-    assert!(files_in(&env.inboxes[0].path.join(".beorg-work")).is_empty());
+    assert!(files_in(&layout::work_dir(&env.inboxes[0].path)).is_empty());
     daemon.stop().await;
 }
 
@@ -608,7 +609,7 @@ async fn sigterm_mid_flight_exits_quickly_leaves_nothing_half_moved_and_a_restar
     assert!(status.success(), "exit status {status:?}");
     assert!(asked.elapsed() < Duration::from_secs(5));
     // Every file is in exactly one place: waiting in the work folder, or done with sidecar.
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     let in_work = files_in(&work).len();
     let done = files_in(&env.inboxes[0].done);
     let finished = done.iter().filter(|n| !n.ends_with(".json")).count();
@@ -620,7 +621,7 @@ async fn sigterm_mid_flight_exits_quickly_leaves_nothing_half_moved_and_a_restar
     );
     for name in done.iter().filter(|n| !n.ends_with(".json")) {
         assert!(
-            done.contains(&format!("{name}.json")),
+            done.contains(&layout::sidecar_name(name)),
             "{name} without its sidecar"
         );
     }

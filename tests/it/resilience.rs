@@ -95,7 +95,7 @@ async fn sigterm_during_a_backoff_exits_at_once_and_the_restart_carries_on() {
 #[tokio::test]
 async fn a_file_left_in_a_work_folder_without_a_record_is_adopted() {
     let env = TestEnv::new(&["PASSPORT"]).await;
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     std::fs::create_dir_all(&work).unwrap();
     let bytes = beorg_emulator::samples::page_png(34, None);
     std::fs::write(work.join("1700000000000-0_orphan scan.png"), &bytes).unwrap();
@@ -116,7 +116,7 @@ async fn a_file_moved_before_a_crash_gets_its_sidecar_at_the_next_start() {
     let inbox = &env.inboxes[0];
     // The state a crash between the move and the sidecar write leaves behind.
     let journal = Journal::open(&env.state_dir).unwrap();
-    let work_path = inbox.path.join(".beorg-work/1700000000000-1_moved.png");
+    let work_path = layout::work_dir(&inbox.path).join("1700000000000-1_moved.png");
     let id = journal
         .insert_claimed(NewClaim {
             inbox: inbox.path.clone(),
@@ -156,7 +156,7 @@ async fn a_claimed_file_deleted_by_hand_is_reported_not_crashed_on() {
     let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "gone.png", 35, None);
     wait_until("submitted", || !env.submits().is_empty()).await;
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     for name in files_in(&work) {
         std::fs::remove_file(work.join(name)).unwrap();
     }
@@ -266,7 +266,7 @@ async fn a_full_done_disk_keeps_the_file_claimed_logs_once_and_completes_when_sp
     .await;
     // Several retries happen meanwhile; the error is logged once, the file waits claimed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     assert_eq!(files_in(&work).len(), 1, "still claimed");
     assert!(
         files_in(&done).is_empty(),
@@ -295,7 +295,7 @@ async fn missing_done_folder_variant(mut env: TestEnv) {
     env.inboxes[0].done = done.clone();
     let daemon = env.start();
     env.drop_scan(0, "wait.png", 41, None);
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     wait_until("claimed", || files_in(&work).len() == 1).await;
     holds_for("still claimed", Duration::from_millis(800), || {
         files_in(&work).len() == 1

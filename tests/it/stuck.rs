@@ -22,7 +22,7 @@ async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
     let daemon = env.start();
     let refused = b"not a scan at all, refused by preflight\n".to_vec();
     env.drop_bytes(0, "notes.txt", &refused);
-    let work = sick.path.join(".beorg-work");
+    let work = layout::work_dir(&sick.path);
     wait_until("notes.txt claimed", || files_in(&work).len() == 1).await;
     for n in 0..3 {
         env.drop_scan(1, &format!("b{n}.png"), 100 + n, None);
@@ -115,7 +115,7 @@ async fn finding_6_a_file_changed_while_sent_is_sent_again() {
     let daemon = env.start();
     let first = beorg_emulator::samples::page_png(60, None);
     env.drop_bytes(0, "growing.png", &first);
-    let work = env.inboxes[0].path.join(".beorg-work");
+    let work = layout::work_dir(&env.inboxes[0].path);
     wait_for_stage(&env.state_dir, Stage::Submitting).await;
     // The writer rewrites the file in place while the request is on the wire.
     let work_file = work.join(&files_in(&work)[0]);

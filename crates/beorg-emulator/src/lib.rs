@@ -736,7 +736,7 @@ fn describe(body: &[u8]) -> Described {
             .iter()
             .filter_map(Value::as_str)
             .filter_map(|text| BASE64.decode(text).ok())
-            .map(|bytes| hex(&Sha256::digest(&bytes)))
+            .map(|bytes| format!("{:x}", Sha256::digest(&bytes)))
             .collect(),
         _ => Vec::new(),
     };
@@ -752,15 +752,6 @@ fn describe(body: &[u8]) -> Described {
         image_sha256,
         types,
     }
-}
-
-/// Lower-case hex of some bytes.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
 }
 
 /// A submit that passed every check that needs no server state.
@@ -993,7 +984,11 @@ fn check_total_size(images: &[ImageInfo], config: &EmulatorConfig) -> Result<(),
 /// Steps 8 to 10: money, duplicates, then a new document id.
 fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, RequestRecord) {
     let described = Described {
-        image_sha256: submission.images.iter().map(|i| hex(&i.sha256)).collect(),
+        image_sha256: submission
+            .images
+            .iter()
+            .map(|i| format!("{:x}", sha2::digest::Output::<Sha256>::from(i.sha256)))
+            .collect(),
         types: submission
             .process_info
             .iter()
