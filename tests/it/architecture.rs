@@ -249,6 +249,16 @@ fn the_module_graph_has_no_cycle() {
         graph.len() > 20 && graph.contains_key("pipeline::submit"),
         "the module graph was not read: {graph:?}"
     );
+    // The commands sit above the daemon, never below it (status's reader once shared a
+    // module with the daemon's snapshot writer).
+    let daemon_names_cli = graph
+        .iter()
+        .filter(|(m, _)| m.as_str() == "daemon" || m.starts_with("daemon::"))
+        .find(|(_, to)| to.iter().any(|t| t == "cli" || t.starts_with("cli::")));
+    assert!(
+        daemon_names_cli.is_none(),
+        "the daemon imports a command module: {daemon_names_cli:?}"
+    );
     if let Some(cycle) = find_cycle(&graph) {
         panic!(
             "the modules import each other in a cycle: {}. A stage must not import the wiring \
