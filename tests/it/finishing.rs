@@ -56,7 +56,9 @@ async fn finding_3_a_failing_unlink_after_a_cross_filesystem_move_makes_no_secon
     let daemon = env.start();
     let bytes = std::fs::read(env.drop_scan(0, "a.png", 31, None)).unwrap();
     wait_submitted(&env).await;
-    let mut frozen = Immutable::set(&work_dir(&env));
+    let Some(mut frozen) = Immutable::set(&work_dir(&env)) else {
+        return;
+    };
     wait_until("the copy in done/", || done.join("a.png").exists()).await;
     holds_for(
         "one copy in done/, no sidecar, while the work copy cannot be removed",
@@ -85,7 +87,9 @@ async fn finding_3_a_crash_between_copy_and_unlink_completes_at_the_next_start()
     let mut first = env.spawn_binary(&[]);
     let bytes = std::fs::read(env.drop_scan(0, "a.png", 32, None)).unwrap();
     wait_submitted(&env).await;
-    let mut frozen = Immutable::set(&work_dir(&env));
+    let Some(mut frozen) = Immutable::set(&work_dir(&env)) else {
+        return;
+    };
     wait_until("the copy in done/", || done.join("a.png").exists()).await;
     first.signal(Signal::KILL);
     first.wait(Duration::from_secs(5)).await;

@@ -557,27 +557,28 @@ impl Drop for Tmpfs {
 
 /// `chattr +i` on a folder: nothing can be created in it or removed from it, not even by
 /// root, until [`Immutable::release`] or drop. Needs root and `chattr` (e2fsprogs) on a
-/// filesystem with attributes (ext4, xfs, btrfs, tmpfs); panics saying so otherwise.
+/// filesystem with attributes (ext4, xfs, btrfs, tmpfs): where that is missing the test fails
+/// saying so (see [`precondition`]); None only with `BEORG_TEST_SKIP_MISSING=1`.
 pub struct Immutable {
     pub path: PathBuf,
     set: bool,
 }
 
 impl Immutable {
-    pub fn set(path: &Path) -> Immutable {
+    pub fn set(path: &Path) -> Option<Immutable> {
         let status = std::process::Command::new("chattr")
             .arg("+i")
             .arg(path)
             .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "`chattr +i {}` failed: this test needs root (CI runs as root), the chattr tool (apt-get install e2fsprogs) and a temp folder on ext4/xfs/btrfs/tmpfs (set TMPDIR)",
-            path.display()
-        );
-        Immutable {
+        precondition(
+            status.as_ref().is_ok_and(|s| s.success()),
+            &format!("`chattr +i {}` failed ({status:?})", path.display()),
+            "this test needs root (CI runs as root), the chattr tool (apt-get install e2fsprogs; .ci/run does) and a temp folder on ext4/xfs/btrfs/tmpfs (set TMPDIR)",
+        )
+        .then(|| Immutable {
             path: path.to_path_buf(),
             set: true,
-        }
+        })
     }
 
     pub fn release(&mut self) {
