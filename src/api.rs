@@ -146,44 +146,44 @@ impl ApiClient {
         })
     }
 
-    /// The JSON body of a submit, written straight into one buffer: the file is base64-encoded
-    /// in place rather than built as a string and copied again by a serializer.
-    pub fn submit_body(&self, file: &[u8], info: Option<&ProcessInfo>) -> Vec<u8> {
-        let encoded_len = file.len().div_ceil(3) * 4;
-        let mut body = Vec::with_capacity(encoded_len + 512);
-        body.extend_from_slice(b"{\"project_id\":");
-        push_json(&mut body, &self.project_id);
-        body.extend_from_slice(b",\"token\":");
-        push_json(&mut body, self.token.expose());
-        body.extend_from_slice(b",\"machine_uid\":");
-        push_json(&mut body, &self.machine_uid);
-        if let Some(info) = info {
-            body.extend_from_slice(b",\"process_info\":[");
-            push_json(&mut body, info);
-            body.push(b']');
+    /// The body of a submit, streamed: `files` (opened and measured by the caller) are read
+    /// from disk and base64-encoded chunk by chunk while the request is sent, so no file's
+    /// bytes or base64 are ever whole in memory. `process_info`, when given, has one entry per
+    /// file, in the same order. Each call reads the files anew (a retry builds a new body).
+    pub fn submit_body(
+        &self,
+        files: Vec<BodyFile>,
+        process_info: Option<&[ProcessInfo]>,
+    ) -> SubmitBody {
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(b"{\"project_id\":");
+        push_json(&mut head, &self.project_id);
+        head.extend_from_slice(b",\"token\":");
+        push_json(&mut head, self.token.expose());
+        head.extend_from_slice(b",\"machine_uid\":");
+        push_json(&mut head, &self.machine_uid);
+        if let Some(info) = process_info {
+            head.extend_from_slice(b",\"process_info\":");
+            push_json(&mut head, info);
         }
-        body.extend_from_slice(b",\"images\":[\"");
-        let start = body.len();
-        body.resize(start + encoded_len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(file, &mut body[start..])
-            .expect("buffer sized for the encoding");
-        body.truncate(start + written);
-        body.extend_from_slice(b"\"]}");
-        body
+        head.extend_from_slice(b",\"images\":[");
+        SubmitBody::new(head, files, b"]}")
     }
 
-    /// Sends a prepared submit body. `file_size` sizes the deadline for the upload.
-    pub async fn submit(&self, body: Vec<u8>, file_size: u64) -> Result<String, ApiFailure> {
+    /// Sends a submit body (its files are read as it goes out). The deadline grows with the
+    /// size of the files. A file that changes size while it is read fails the request: a
+    /// transport failure, and nothing truncated or invalid reaches the server.
+    pub async fn submit(&self, body: SubmitBody) -> Result<String, ApiFailure> {
         let url = format!("{}/api/bescan/add_document", self.base_url);
-        let timeout =
-            self.request_timeout + Duration::from_secs(file_size / MIN_UPLOAD_BYTES_PER_SEC);
+        let timeout = self.request_timeout
+            + Duration::from_secs(body.files_size() / MIN_UPLOAD_BYTES_PER_SEC);
         let response = self
             .http
             .post(url)
             .header("Content-Type", "application/json")
             .timeout(timeout)
-            .body(body)
+            // An `http_body::Body` with an exact size hint: hyper sets Content-Length itself.
+            .body(reqwest::Body::wrap(body))
             .send()
             .await
             .map_err(|e| self.transport_failure(e))?;
@@ -320,6 +320,216 @@ impl ApiClient {
     }
 }
 
+/// Raw bytes read and encoded per step: a multiple of 3, so no `=` padding appears before a
+/// file's last chunk (48 KiB in, 64 KiB of base64 out).
+const CHUNK_BYTES: usize = 3 * 16 * 1024;
+
+/// Encoded chunks queued between the reader thread and the connection.
+const CHUNKS_QUEUED: usize = 2;
+
+/// One file of a submit body: an open handle and the size measured when it was opened.
+/// It is read at explicit offsets, so the handle's own position does not matter.
+pub struct BodyFile {
+    pub file: std::fs::File,
+    pub size: u64,
+}
+
+/// A submit's JSON, streamed: `head`, then each file as a base64 string read from disk in
+/// chunks, then `]}`. Its length is known exactly before the first byte is read.
+pub struct SubmitBody {
+    /// Bytes still to be produced; `size_hint` is exact.
+    remaining: u64,
+    files_size: u64,
+    state: BodyState,
+}
+
+enum BodyState {
+    /// Nothing read yet: the files are read only once the connection asks for the body.
+    Waiting {
+        head: Vec<u8>,
+        files: Vec<BodyFile>,
+        tail: &'static [u8],
+    },
+    /// A blocking-pool task reads and encodes; its chunks (or its error) arrive here.
+    Sending(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>),
+    Done,
+}
+
+impl SubmitBody {
+    /// A body of bytes already in memory (a small request with no files, as `check --online`
+    /// sends).
+    pub fn from_json(bytes: Vec<u8>) -> SubmitBody {
+        SubmitBody::new(bytes, Vec::new(), b"")
+    }
+
+    /// `head`, the files as base64 strings separated by commas, `tail`.
+    fn new(head: Vec<u8>, files: Vec<BodyFile>, tail: &'static [u8]) -> SubmitBody {
+        let images: u64 = files
+            .iter()
+            .map(|f| 2 + f.size.div_ceil(3) * 4) // the quotes and the base64
+            .sum();
+        let commas = files.len().saturating_sub(1) as u64;
+        SubmitBody {
+            remaining: head.len() as u64 + images + commas + tail.len() as u64,
+            files_size: files.iter().map(|f| f.size).sum(),
+            state: BodyState::Waiting { head, files, tail },
+        }
+    }
+
+    /// The exact length of the body in bytes (its Content-Length), before it is sent.
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether nothing is left to send (never true for a fresh body: it has JSON around the
+    /// images).
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The sum of the files' sizes, as measured.
+    pub fn files_size(&self) -> u64 {
+        self.files_size
+    }
+}
+
+impl http_body::Body for SubmitBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let BodyState::Waiting { .. } = this.state {
+            let BodyState::Waiting { head, files, tail } =
+                std::mem::replace(&mut this.state, BodyState::Done)
+            else {
+                unreachable!("matched just above")
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
+            tokio::task::spawn_blocking(move || produce(head, files, tail, tx));
+            this.state = BodyState::Sending(rx);
+        }
+        let BodyState::Sending(rx) = &mut this.state else {
+            return Poll::Ready(None);
+        };
+        match rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                let len = chunk.len() as u64;
+                if len > this.remaining {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(changed_while_sent())));
+                }
+                this.remaining -= len;
+                Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.state = BodyState::Done;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.state = BodyState::Done;
+                if this.remaining == 0 {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(changed_while_sent())))
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+fn changed_while_sent() -> std::io::Error {
+    std::io::Error::other("a file changed size while it was being sent; the request was broken off")
+}
+
+/// The reader behind a [`SubmitBody`], on the blocking pool: the head, each file's base64 in
+/// quotes, the tail. Stops when the connection drops the body (the send fails).
+fn produce(
+    head: Vec<u8>,
+    files: Vec<BodyFile>,
+    tail: &'static [u8],
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+) {
+    let send = |chunk: Vec<u8>| tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_ok();
+    if !send(head) {
+        return;
+    }
+    for (i, file) in files.iter().enumerate() {
+        let open = if i == 0 {
+            b"\"".to_vec()
+        } else {
+            b",\"".to_vec()
+        };
+        if !send(open) {
+            return;
+        }
+        match encode_file(file, &send) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        if !send(b"\"".to_vec()) {
+            return;
+        }
+    }
+    if !tail.is_empty() {
+        send(tail.to_vec());
+    }
+}
+
+/// Sends one file's base64, read at offsets in [`CHUNK_BYTES`] steps. Fails if the file is
+/// not exactly `size` bytes long from start to end of the reading. `Ok(false)`: the
+/// connection no longer wants the body.
+fn encode_file(file: &BodyFile, send: &dyn Fn(Vec<u8>) -> bool) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut raw = vec![0u8; CHUNK_BYTES];
+    let mut offset = 0u64;
+    while offset < file.size {
+        let want = (file.size - offset).min(CHUNK_BYTES as u64) as usize;
+        let mut got = 0;
+        while got < want {
+            match file.file.read_at(&mut raw[got..want], offset + got as u64) {
+                Ok(0) => return Err(changed_while_sent()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut encoded = vec![0u8; want.div_ceil(3) * 4];
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&raw[..want], &mut encoded)
+            .expect("buffer sized for the encoding");
+        encoded.truncate(written);
+        if !send(encoded) {
+            return Ok(false);
+        }
+        offset += want as u64;
+    }
+    // Nothing past the measured end, and the same length by fstat: a file that grew is not
+    // sent cut short.
+    let mut probe = [0u8; 1];
+    if file.file.read_at(&mut probe, file.size)? != 0 || file.file.metadata()?.len() != file.size {
+        return Err(changed_while_sent());
+    }
+    Ok(true)
+}
+
 /// A transport error as text, without the URL (which may carry the token), with its causes.
 pub fn describe_transport_error(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -382,20 +592,106 @@ mod tests {
         ApiClient::new(&config).unwrap()
     }
 
-    #[test]
-    fn submit_body_is_valid_json_with_the_file_in_base64() {
-        let c = client();
-        let info = ProcessInfo {
+    fn passport() -> ProcessInfo {
+        ProcessInfo {
             doc_type: "PASSPORT".into(),
             key: Some("P1".into()),
             options: Some(ProcessOptions {
                 stages: vec!["verification".into()],
             }),
-        };
-        for len in 0..5 {
-            let file: Vec<u8> = (0..len as u8).collect();
-            let body = c.submit_body(&file, Some(&info));
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        }
+    }
+
+    /// The body as built before it was streamed (one buffer, the file base64-encoded in place):
+    /// the reference the streamed body must equal byte for byte.
+    fn old_submit_body(c: &ApiClient, file: &[u8], info: Option<&ProcessInfo>) -> Vec<u8> {
+        let encoded_len = file.len().div_ceil(3) * 4;
+        let mut body = Vec::with_capacity(encoded_len + 512);
+        body.extend_from_slice(b"{\"project_id\":");
+        push_json(&mut body, &c.project_id);
+        body.extend_from_slice(b",\"token\":");
+        push_json(&mut body, c.token.expose());
+        body.extend_from_slice(b",\"machine_uid\":");
+        push_json(&mut body, &c.machine_uid);
+        if let Some(info) = info {
+            body.extend_from_slice(b",\"process_info\":[");
+            push_json(&mut body, info);
+            body.push(b']');
+        }
+        body.extend_from_slice(b",\"images\":[\"");
+        let start = body.len();
+        body.resize(start + encoded_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(file, &mut body[start..])
+            .expect("buffer sized for the encoding");
+        body.truncate(start + written);
+        body.extend_from_slice(b"\"]}");
+        body
+    }
+
+    /// Files with these contents, open and measured, in a temp folder kept alive by the caller.
+    fn body_files(dir: &tempfile::TempDir, contents: &[&[u8]]) -> Vec<BodyFile> {
+        contents
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let path = dir.path().join(format!("f{i}"));
+                std::fs::write(&path, bytes).unwrap();
+                BodyFile {
+                    file: std::fs::File::open(&path).unwrap(),
+                    size: bytes.len() as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Everything the body gives, as a connection would take it; the first error ends it.
+    async fn collect(mut body: SubmitBody) -> std::io::Result<Vec<u8>> {
+        use http_body::Body as _;
+        let mut out = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Ok(data) = frame?.into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sizes around the 3-byte groups of base64 and around the read chunks.
+    fn edge_sizes() -> Vec<usize> {
+        let mut sizes: Vec<usize> = (0..=7).collect();
+        for around in [CHUNK_BYTES, 2 * CHUNK_BYTES] {
+            sizes.extend(around - 2..=around + 2);
+        }
+        sizes
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// The streamed body is byte for byte what the one-buffer builder made, and parses as
+    /// JSON with the file in base64.
+    #[tokio::test]
+    async fn streamed_body_equals_the_old_one_and_parses() {
+        let c = client();
+        let info = passport();
+        let dir = tempfile::tempdir().unwrap();
+        for len in edge_sizes() {
+            let file = content(len);
+            let body = c.submit_body(
+                body_files(&dir, &[&file]),
+                Some(std::slice::from_ref(&info)),
+            );
+            let streamed = collect(body).await.unwrap();
+            assert_eq!(
+                streamed,
+                old_submit_body(&c, &file, Some(&info)),
+                "{len} bytes"
+            );
+            let v: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
             let b64 = v["images"][0].as_str().unwrap();
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -405,6 +701,81 @@ mod tests {
             assert_eq!(v["process_info"][0]["type"], "PASSPORT");
             assert_eq!(v["process_info"][0]["options"]["stages"][0], "verification");
         }
+        // No process_info: the key is left out, as before.
+        let body = c.submit_body(body_files(&dir, &[b"abcd"]), None);
+        assert_eq!(
+            collect(body).await.unwrap(),
+            old_submit_body(&c, b"abcd", None)
+        );
+    }
+
+    /// The length announced before the first byte (Content-Length) is exactly what is sent,
+    /// for one file and for several, at every padding and chunk edge.
+    #[tokio::test]
+    async fn streamed_body_has_its_exact_length() {
+        let c = client();
+        let info = passport();
+        let dir = tempfile::tempdir().unwrap();
+        for len in edge_sizes() {
+            let one = content(len);
+            let other = content(len + 1);
+            let body = c.submit_body(body_files(&dir, &[&one]), Some(std::slice::from_ref(&info)));
+            let announced = body.len();
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(announced));
+            assert_eq!(
+                collect(body).await.unwrap().len() as u64,
+                announced,
+                "{len}"
+            );
+            let infos = [info.clone(), info.clone()];
+            let body = c.submit_body(body_files(&dir, &[&one, &other]), Some(&infos));
+            let announced = body.len();
+            let streamed = collect(body).await.unwrap();
+            assert_eq!(streamed.len() as u64, announced, "{len} and {}", len + 1);
+            let v: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
+            let images: Vec<Vec<u8>> = v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(i.as_str().unwrap())
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(images, [one, other]);
+            assert_eq!(v["process_info"].as_array().unwrap().len(), 2);
+        }
+    }
+
+    /// A file that grows or shrinks after it was measured breaks the body off with an error:
+    /// never a body cut short or run long (which would be invalid JSON, or another file).
+    #[tokio::test]
+    async fn a_file_that_changes_size_while_sent_fails_the_body() {
+        use std::io::Write;
+        let c = client();
+        let dir = tempfile::tempdir().unwrap();
+        let len = 2 * CHUNK_BYTES + 5;
+        let file = content(len);
+        let mut files = body_files(&dir, &[&file]);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("f0"))
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        files[0].size = len as u64;
+        let grown = collect(c.submit_body(files, None)).await;
+        assert!(grown.is_err(), "a grown file was sent as measured");
+        let files = body_files(&dir, &[&file]);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("f0"))
+            .unwrap()
+            .set_len(CHUNK_BYTES as u64)
+            .unwrap();
+        let shrunk = collect(c.submit_body(files, None)).await;
+        assert!(shrunk.is_err(), "a shrunk file was sent");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::Access;
 
-use crate::api::{ApiClient, ApiFailure};
+use crate::api::{ApiClient, ApiFailure, SubmitBody};
 use crate::config::{Config, ConfigError, TOKEN_ENV, Token, TokenSource};
 
 /// The service user of the shipped unit, used in fix hints when no unit says otherwise.
@@ -848,20 +848,22 @@ async fn online_finding(config: &Config) -> Finding {
         Err(e) => return finding(Severity::Error, format!("{e:#}")),
     };
     let empty_request = |token: &str, machine_uid: &str| {
-        serde_json::to_vec(&serde_json::json!({
-            "project_id": config.api.project_id,
-            "token": token,
-            "machine_uid": machine_uid,
-            "images": [],
-        }))
-        .expect("a JSON object serializes")
+        SubmitBody::from_json(
+            serde_json::to_vec(&serde_json::json!({
+                "project_id": config.api.project_id,
+                "token": token,
+                "machine_uid": machine_uid,
+                "images": [],
+            }))
+            .expect("a JSON object serializes"),
+        )
     };
     let Some(token) = &config.api.token else {
         return finding(Severity::Error, "no API token to check".to_string());
     };
     let body = empty_request(token.secret.expose(), &config.api.machine_uid);
     let url = &config.api.base_url;
-    let answer = client.submit(body, 0).await;
+    let answer = client.submit(body).await;
     if let Err(ApiFailure::Rejected { status: 400, .. }) = answer {
         // Within the account's request pace (no document is created, so the submit pace
         // does not apply), then the same request without credentials.
@@ -870,7 +872,7 @@ async fn online_finding(config: &Config) -> Finding {
             documents_per_minute: config.api.documents_per_minute,
         };
         tokio::time::sleep(limits.request_period()).await;
-        match client.submit(empty_request("", ""), 0).await {
+        match client.submit(empty_request("", "")).await {
             Err(ApiFailure::Account { status: 401, .. }) => {}
             Err(ApiFailure::Rejected { status: 400, .. }) => {
                 return finding(

@@ -21,9 +21,9 @@ use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
 use crate::pipeline::{Context, Inbox, Job};
 use crate::store::journal::{Journal, Stage};
 
-/// How many files may be claimed and read into memory ahead of their submit turn. One is
-/// being uploaded, one waits with its body ready, one is being read: the upload link never
-/// idles, and memory holds at most this many file bodies.
+/// How many files may be claimed and opened ahead of their submit turn. One is being
+/// uploaded, one waits with its body ready, one is being hashed: the upload link never idles.
+/// (Bodies are streamed from the open files, so this bounds open files, not memory.)
 const PREPARED_SUBMITS: usize = 3;
 
 /// How often finished files older than `keep_history` are pruned from the journal.

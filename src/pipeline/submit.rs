@@ -1,7 +1,8 @@
 //! Sending a claimed file to the API and getting its `document_id`.
 //!
-//! The body is prepared (file read, hashed, base64-encoded) *before* asking the scheduler for
-//! a turn, so the request leaves the moment the turn is granted. The journal says
+//! The file is opened, measured and hashed *before* asking the scheduler for a turn, so the
+//! request leaves the moment the turn is granted; its body is streamed from the open file
+//! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
 //! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
 //! returns. Server and network errors are retried with exponential backoff and jitter, a
 //! bounded number of times; account refusals (401/402) pause the account and retry without
@@ -15,16 +16,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::api::{ApiFailure, ProcessInfo, ProcessOptions};
+use crate::api::{ApiFailure, BodyFile, ProcessInfo, ProcessOptions, SubmitBody};
 use crate::config::InboxConfig;
 use crate::pipeline::Context;
 use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{SameContent, until_stored};
 
-/// A body ready to send, and the open file it was read from.
+/// A body ready to send (nothing of the file in it yet), and the open file it reads from.
 struct Prepared {
-    body: Vec<u8>,
+    body: SubmitBody,
     sha256: String,
     /// Kept open until the answer is in: its `fstat` after the send tells whether the file
     /// changed while it was read or sent.
@@ -135,8 +136,8 @@ impl Drop for Holding<'_> {
 }
 
 /// Submits `job` until it has a `document_id` or a final outcome. `permit` (one of the few
-/// "prepared submit" slots) bounds how many file bodies sit in memory at once; it is given
-/// back during waits and backoffs.
+/// "prepared submit" slots) bounds how many files are open and ready to send at once; it is
+/// given back during waits and backoffs.
 pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphorePermit>) -> Step {
     let inbox = job.inbox.clone();
     let info = process_info(&inbox);
@@ -260,7 +261,7 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             // Only a hard stop abandons a request in flight; the journal then says
             // "submitting" and the next start treats the outcome as unknown.
             _ = p.abort.cancelled() => None,
-            reply = p.api.submit(prepared.body, job.size) => Some(reply),
+            reply = p.api.submit(prepared.body) => Some(reply),
         };
         sending.fetch_sub(1, Ordering::Relaxed);
         let Some(reply) = reply else {
@@ -271,8 +272,9 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             Err(failure) => failure.http_status(),
         };
         p.metrics.api_request("submit", status);
-        // Verify after the send: the open file's size, mtime and ctime as when it was read.
-        // A file written to meanwhile is not finished with an answer about other bytes.
+        // Verify after the send: the open file's size, mtime and ctime as when it was hashed.
+        // A file written to meanwhile is not finished with an answer about other bytes (one
+        // whose size changed while it was streamed has already broken the request off).
         let unchanged = prepared
             .file
             .metadata()
@@ -507,21 +509,26 @@ async fn hash_work_file(job: &Job) -> std::io::Result<String> {
         .map_err(std::io::Error::other)?
 }
 
-/// Reads, hashes and encodes the file in the blocking pool, checking with `fstat` of the open
-/// file before and after that it did not change while it was read.
+/// Opens and hashes the file in the blocking pool, checking with `fstat` of the open file
+/// before and after that it did not change while it was read, and makes its submit body (which
+/// reads the same open file again, in chunks, as it is sent).
 async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = std::fs::File::open(&path)?;
+        use sha2::Digest;
+        let file = std::fs::File::open(&path)?;
         let before = Stamp::of(&file.metadata()?);
-        let mut bytes = Vec::with_capacity(before.size as usize);
-        file.read_to_end(&mut bytes)?;
-        if Stamp::of(&file.metadata()?) != before || bytes.len() as u64 != before.size {
+        let mut hasher = sha2::Sha256::new();
+        let read = std::io::copy(&mut &file, &mut hasher)?;
+        if Stamp::of(&file.metadata()?) != before || read != before.size {
             return Ok(Read::Changed);
         }
-        let sha256 = crate::store::fsutil::sha256_hex(&bytes);
-        let body = api.submit_body(&bytes, Some(&info));
+        let sha256 = format!("{:x}", hasher.finalize());
+        let files = vec![BodyFile {
+            file: file.try_clone()?,
+            size: before.size,
+        }];
+        let body = api.submit_body(files, Some(std::slice::from_ref(&info)));
         Ok(Read::Ready(Prepared {
             body,
             sha256,

@@ -17,6 +17,7 @@ mod metrics;
 mod preflight;
 mod resilience;
 mod service;
+mod streaming;
 mod stuck;
 mod systemd;
 
