@@ -12,7 +12,7 @@ use base64::Engine;
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
-use crate::config::{ApiConfig, Secret};
+use crate::config::{ApiConfig, ProjectField, Secret};
 
 /// Lowest upload speed a submit's deadline allows for, on top of `request_timeout`
 /// (about 1 Mbit/s): a 5 MB scan gets 50 s more.
@@ -36,6 +36,18 @@ pub struct ProcessInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessOptions {
     pub stages: Vec<String>,
+}
+
+/// What one submit asks for, apart from its images: which project, under which field name,
+/// and the `process_info` entries (one per image, in the images' order).
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The inbox's project (`U_RATE_2`).
+    pub project_id: String,
+    /// `project_id`, or `campaign_id` as the OTPR page spells the same field.
+    pub project_field: ProjectField,
+    /// `None` for the "Passport Auto" tariff: the request carries no `process_info` at all.
+    pub process_info: Option<Vec<ProcessInfo>>,
 }
 
 /// Why a request did not give what was asked for, sorted by what the caller does next.
@@ -107,7 +119,6 @@ pub struct ApiClient {
     base_url: String,
     /// `base_url` parsed once, here, so no request can meet an unparseable URL.
     base: Url,
-    project_id: String,
     machine_uid: String,
     token: Secret,
     request_timeout: Duration,
@@ -139,30 +150,40 @@ impl ApiClient {
             http,
             base,
             base_url: config.base_url.clone(),
-            project_id: config.project_id.clone(),
             machine_uid: config.machine_uid.clone(),
             token,
             request_timeout: config.request_timeout,
         })
     }
 
+    /// Everything of a submit's JSON before the first image's opening quote:
+    /// `{"<project field>":..,"token":..,"machine_uid":..[,"process_info":[..]],"images":[`.
+    /// The images and the closing `]}` follow.
+    pub fn submit_prefix(&self, asked: &Asked) -> Vec<u8> {
+        let mut head = Vec::with_capacity(512);
+        head.push(b'{');
+        push_json(&mut head, asked.project_field.as_str());
+        head.push(b':');
+        push_json(&mut head, &asked.project_id);
+        head.extend_from_slice(b",\"token\":");
+        push_json(&mut head, self.token.expose());
+        head.extend_from_slice(b",\"machine_uid\":");
+        push_json(&mut head, &self.machine_uid);
+        if let Some(info) = &asked.process_info {
+            head.extend_from_slice(b",\"process_info\":");
+            push_json(&mut head, info);
+        }
+        head.extend_from_slice(b",\"images\":[");
+        head
+    }
+
     /// The JSON body of a submit, written straight into one buffer: the file is base64-encoded
     /// in place rather than built as a string and copied again by a serializer.
-    pub fn submit_body(&self, file: &[u8], info: Option<&ProcessInfo>) -> Vec<u8> {
+    pub fn submit_body(&self, file: &[u8], asked: &Asked) -> Vec<u8> {
         let encoded_len = file.len().div_ceil(3) * 4;
-        let mut body = Vec::with_capacity(encoded_len + 512);
-        body.extend_from_slice(b"{\"project_id\":");
-        push_json(&mut body, &self.project_id);
-        body.extend_from_slice(b",\"token\":");
-        push_json(&mut body, self.token.expose());
-        body.extend_from_slice(b",\"machine_uid\":");
-        push_json(&mut body, &self.machine_uid);
-        if let Some(info) = info {
-            body.extend_from_slice(b",\"process_info\":[");
-            push_json(&mut body, info);
-            body.push(b']');
-        }
-        body.extend_from_slice(b",\"images\":[\"");
+        let mut body = self.submit_prefix(asked);
+        body.reserve(encoded_len + 3);
+        body.push(b'"');
         let start = body.len();
         body.resize(start + encoded_len, 0);
         let written = base64::engine::general_purpose::STANDARD
@@ -392,9 +413,14 @@ mod tests {
                 stages: vec!["verification".into()],
             }),
         };
+        let asked = Asked {
+            project_id: "U_RATE_2".into(),
+            project_field: ProjectField::ProjectId,
+            process_info: Some(vec![info]),
+        };
         for len in 0..5 {
             let file: Vec<u8> = (0..len as u8).collect();
-            let body = c.submit_body(&file, Some(&info));
+            let body = c.submit_body(&file, &asked);
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let b64 = v["images"][0].as_str().unwrap();
             let decoded = base64::engine::general_purpose::STANDARD
@@ -404,7 +430,27 @@ mod tests {
             assert_eq!(v["token"], "tok\"en");
             assert_eq!(v["process_info"][0]["type"], "PASSPORT");
             assert_eq!(v["process_info"][0]["options"]["stages"][0], "verification");
+            assert_eq!(v["project_id"], "U_RATE_2");
         }
+    }
+
+    /// What the body says about the project and the tariff: the project under the field
+    /// the inbox names, and no `process_info` key at all for "Passport Auto".
+    #[test]
+    fn submit_body_names_the_project_field_and_omits_process_info_for_passport_auto() {
+        let c = client();
+        let asked = Asked {
+            project_id: "U_RATE_3".into(),
+            project_field: ProjectField::CampaignId,
+            process_info: None,
+        };
+        let body = c.submit_body(b"scan", &asked);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let object = v.as_object().unwrap();
+        assert_eq!(v["campaign_id"], "U_RATE_3");
+        assert!(!object.contains_key("project_id"), "{v}");
+        assert!(!object.contains_key("process_info"), "{v}");
+        assert_eq!(v["images"].as_array().unwrap().len(), 1);
     }
 
     #[test]
