@@ -12,7 +12,7 @@ use base64::Engine;
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
-use crate::config::{ApiConfig, Secret};
+use crate::config::{ApiConfig, ProjectField, Secret};
 
 /// Lowest upload speed a submit's deadline allows for, on top of `request_timeout`
 /// (about 1 Mbit/s): a 5 MB scan gets 50 s more.
@@ -36,6 +36,18 @@ pub struct ProcessInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessOptions {
     pub stages: Vec<String>,
+}
+
+/// What one submit asks for, apart from its images: which project, under which field name,
+/// and the `process_info` entries (one per image, in the images' order).
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The inbox's project (`U_RATE_2`).
+    pub project_id: String,
+    /// `project_id`, or `campaign_id` as the OTPR page spells the same field.
+    pub project_field: ProjectField,
+    /// `None` for the "Passport Auto" tariff: the request carries no `process_info` at all.
+    pub process_info: Option<Vec<ProcessInfo>>,
 }
 
 /// Why a request did not give what was asked for, sorted by what the caller does next.
@@ -107,7 +119,6 @@ pub struct ApiClient {
     base_url: String,
     /// `base_url` parsed once, here, so no request can meet an unparseable URL.
     base: Url,
-    project_id: String,
     machine_uid: String,
     token: Secret,
     request_timeout: Duration,
@@ -139,35 +150,40 @@ impl ApiClient {
             http,
             base,
             base_url: config.base_url.clone(),
-            project_id: config.project_id.clone(),
             machine_uid: config.machine_uid.clone(),
             token,
             request_timeout: config.request_timeout,
         })
     }
 
-    /// The body of a submit, streamed: `files` (opened and measured by the caller) are read
-    /// from disk and base64-encoded chunk by chunk while the request is sent, so no file's
-    /// bytes or base64 are ever whole in memory. `process_info`, when given, has one entry per
-    /// file, in the same order. Each call reads the files anew (a retry builds a new body).
-    pub fn submit_body(
-        &self,
-        files: Vec<BodyFile>,
-        process_info: Option<&[ProcessInfo]>,
-    ) -> SubmitBody {
+    /// Everything of a submit's JSON before the first image's opening quote:
+    /// `{"<project field>":..,"token":..,"machine_uid":..[,"process_info":[..]],"images":[`.
+    /// The images and the closing `]}` follow.
+    pub fn submit_prefix(&self, asked: &Asked) -> Vec<u8> {
         let mut head = Vec::with_capacity(512);
-        head.extend_from_slice(b"{\"project_id\":");
-        push_json(&mut head, &self.project_id);
+        head.push(b'{');
+        push_json(&mut head, asked.project_field.as_str());
+        head.push(b':');
+        push_json(&mut head, &asked.project_id);
         head.extend_from_slice(b",\"token\":");
         push_json(&mut head, self.token.expose());
         head.extend_from_slice(b",\"machine_uid\":");
         push_json(&mut head, &self.machine_uid);
-        if let Some(info) = process_info {
+        if let Some(info) = &asked.process_info {
             head.extend_from_slice(b",\"process_info\":");
             push_json(&mut head, info);
         }
         head.extend_from_slice(b",\"images\":[");
-        SubmitBody::new(head, files, b"]}")
+        head
+    }
+
+    /// The body of a submit, streamed: `files` (opened and measured by the caller) are read
+    /// from disk and base64-encoded chunk by chunk while the request is sent, so no file's
+    /// bytes or base64 are ever whole in memory. `asked.process_info`, when given, has one
+    /// entry per file, in the same order. Each call reads the files anew (a retry builds a
+    /// new body).
+    pub fn submit_body(&self, files: Vec<BodyFile>, asked: &Asked) -> SubmitBody {
+        SubmitBody::new(self.submit_prefix(asked), files, b"]}")
     }
 
     /// Sends a submit body (its files are read as it goes out). The deadline grows with the
@@ -602,13 +618,22 @@ mod tests {
         }
     }
 
+    /// What a universal-tariff inbox of project `U_RATE_2` asks (`None`: no process_info).
+    fn asked(process_info: Option<Vec<ProcessInfo>>) -> Asked {
+        Asked {
+            project_id: "U_RATE_2".into(),
+            project_field: ProjectField::ProjectId,
+            process_info,
+        }
+    }
+
     /// The body as built before it was streamed (one buffer, the file base64-encoded in place):
     /// the reference the streamed body must equal byte for byte.
     fn old_submit_body(c: &ApiClient, file: &[u8], info: Option<&ProcessInfo>) -> Vec<u8> {
         let encoded_len = file.len().div_ceil(3) * 4;
         let mut body = Vec::with_capacity(encoded_len + 512);
         body.extend_from_slice(b"{\"project_id\":");
-        push_json(&mut body, &c.project_id);
+        push_json(&mut body, "U_RATE_2");
         body.extend_from_slice(b",\"token\":");
         push_json(&mut body, c.token.expose());
         body.extend_from_slice(b",\"machine_uid\":");
@@ -681,10 +706,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for len in edge_sizes() {
             let file = content(len);
-            let body = c.submit_body(
-                body_files(&dir, &[&file]),
-                Some(std::slice::from_ref(&info)),
-            );
+            let body = c.submit_body(body_files(&dir, &[&file]), &asked(Some(vec![info.clone()])));
             let streamed = collect(body).await.unwrap();
             assert_eq!(
                 streamed,
@@ -702,11 +724,33 @@ mod tests {
             assert_eq!(v["process_info"][0]["options"]["stages"][0], "verification");
         }
         // No process_info: the key is left out, as before.
-        let body = c.submit_body(body_files(&dir, &[b"abcd"]), None);
+        let body = c.submit_body(body_files(&dir, &[b"abcd"]), &asked(None));
         assert_eq!(
             collect(body).await.unwrap(),
             old_submit_body(&c, b"abcd", None)
         );
+    }
+
+    /// What the body says about the project and the tariff: the project under the field
+    /// the inbox names, and no `process_info` key at all for "Passport Auto".
+    #[tokio::test]
+    async fn submit_body_names_the_project_field_and_omits_process_info_for_passport_auto() {
+        let c = client();
+        let dir = tempfile::tempdir().unwrap();
+        let asked = Asked {
+            project_id: "U_RATE_3".into(),
+            project_field: ProjectField::CampaignId,
+            process_info: None,
+        };
+        let body = collect(c.submit_body(body_files(&dir, &[b"scan"]), &asked))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let object = v.as_object().unwrap();
+        assert_eq!(v["campaign_id"], "U_RATE_3");
+        assert!(!object.contains_key("project_id"), "{v}");
+        assert!(!object.contains_key("process_info"), "{v}");
+        assert_eq!(v["images"].as_array().unwrap().len(), 1);
     }
 
     /// The length announced before the first byte (Content-Length) is exactly what is sent,
@@ -719,7 +763,7 @@ mod tests {
         for len in edge_sizes() {
             let one = content(len);
             let other = content(len + 1);
-            let body = c.submit_body(body_files(&dir, &[&one]), Some(std::slice::from_ref(&info)));
+            let body = c.submit_body(body_files(&dir, &[&one]), &asked(Some(vec![info.clone()])));
             let announced = body.len();
             assert_eq!(http_body::Body::size_hint(&body).exact(), Some(announced));
             assert_eq!(
@@ -727,8 +771,8 @@ mod tests {
                 announced,
                 "{len}"
             );
-            let infos = [info.clone(), info.clone()];
-            let body = c.submit_body(body_files(&dir, &[&one, &other]), Some(&infos));
+            let infos = asked(Some(vec![info.clone(), info.clone()]));
+            let body = c.submit_body(body_files(&dir, &[&one, &other]), &infos);
             let announced = body.len();
             let streamed = collect(body).await.unwrap();
             assert_eq!(streamed.len() as u64, announced, "{len} and {}", len + 1);
@@ -765,7 +809,7 @@ mod tests {
             .write_all(b"more")
             .unwrap();
         files[0].size = len as u64;
-        let grown = collect(c.submit_body(files, None)).await;
+        let grown = collect(c.submit_body(files, &asked(None))).await;
         assert!(grown.is_err(), "a grown file was sent as measured");
         let files = body_files(&dir, &[&file]);
         std::fs::OpenOptions::new()
@@ -774,7 +818,7 @@ mod tests {
             .unwrap()
             .set_len(CHUNK_BYTES as u64)
             .unwrap();
-        let shrunk = collect(c.submit_body(files, None)).await;
+        let shrunk = collect(c.submit_body(files, &asked(None))).await;
         assert!(shrunk.is_err(), "a shrunk file was sent");
     }
 

@@ -161,6 +161,52 @@ pub enum Policy {
     Off,
 }
 
+/// The name the project travels under in a submit, from the config key
+/// `project_field = "project_id" | "campaign_id"`: the vendor's pages call the same field
+/// `project_id` (passport pages) and `campaign_id` (the OTPR page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectField {
+    #[default]
+    ProjectId,
+    CampaignId,
+}
+
+impl ProjectField {
+    /// The JSON field name, as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectField::ProjectId => "project_id",
+            ProjectField::CampaignId => "campaign_id",
+        }
+    }
+}
+
+/// The account's tariff an inbox's files are sent under, from the config key
+/// `tariff = "universal" | "passport_auto"`.
+///
+/// - `universal` (default): each image goes with its `process_info`; the result lists
+///   `documents`;
+/// - `passport_auto`: no `process_info` at all (passport pages 2-3 only); the result is one
+///   flat document (`data`, `metadata`, `verifications` at the top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tariff {
+    #[default]
+    Universal,
+    PassportAuto,
+}
+
+impl Tariff {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tariff::Universal => "universal",
+            Tariff::PassportAuto => "passport_auto",
+        }
+    }
+}
+
 /// One watched folder and what to do with its files.
 #[derive(Debug, Clone)]
 pub struct InboxConfig {
@@ -194,6 +240,12 @@ pub struct InboxConfig {
     pub ignore: Vec<String>,
     /// What preflight does with a file the service would refuse.
     pub preflight: Policy,
+    /// This inbox's project: its own `project_id`, else `[defaults]`, else `[api].project_id`.
+    pub project_id: String,
+    /// The name `project_id` travels under in a submit.
+    pub project_field: ProjectField,
+    /// Whether `process_info` is sent, and which result shape comes back.
+    pub tariff: Tariff,
 }
 
 /// How an inbox notices new files.
@@ -318,6 +370,9 @@ struct RawInboxSettings {
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
     preflight: Option<Policy>,
+    project_id: Option<String>,
+    project_field: Option<ProjectField>,
+    tariff: Option<Tariff>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,6 +401,9 @@ struct RawInbox {
     recursive: Option<bool>,
     ignore: Option<Vec<String>>,
     preflight: Option<Policy>,
+    project_id: Option<String>,
+    project_field: Option<ProjectField>,
+    tariff: Option<Tariff>,
 }
 
 impl RawInbox {
@@ -367,6 +425,12 @@ impl RawInbox {
                 (a, b) => Some(a.iter().chain(b.iter()).flatten().cloned().collect()),
             },
             preflight: self.preflight.or(defaults.preflight),
+            project_id: self
+                .project_id
+                .clone()
+                .or_else(|| defaults.project_id.clone()),
+            project_field: self.project_field.or(defaults.project_field),
+            tariff: self.tariff.or(defaults.tariff),
         }
     }
 }
@@ -470,7 +534,7 @@ impl Config {
             .inbox
             .into_iter()
             .enumerate()
-            .map(|(i, inbox)| resolve_inbox(i, inbox, &raw.defaults))
+            .map(|(i, inbox)| resolve_inbox(i, inbox, &raw.defaults, &api.project_id))
             .collect::<Result<Vec<_>, _>>()?;
         if inboxes.is_empty() {
             return Err(key_error(
@@ -880,6 +944,7 @@ fn resolve_inbox(
     index: usize,
     raw: RawInbox,
     defaults: &RawInboxSettings,
+    api_project_id: &str,
 ) -> Result<InboxConfig, ConfigError> {
     let key = |name: &str| format!("inbox[{index}].{name}");
     let s = raw.settings_over(defaults);
@@ -935,6 +1000,18 @@ fn resolve_inbox(
             "must not be shorter than first_poll",
         ));
     }
+    let tariff = s.tariff.unwrap_or_default();
+    check_tariff(tariff, &s, &key("tariff"))?;
+    let project_id = match s.project_id.as_deref().map(str::trim) {
+        None => api_project_id.to_string(),
+        Some("") => {
+            return Err(key_error(
+                key("project_id"),
+                "is empty; give this inbox's project from the Beorg account page (e.g. \"U_RATE_3\"), or leave the key out to use api.project_id",
+            ));
+        }
+        Some(project) => project.to_string(),
+    };
     let stages = s.stages.unwrap_or_default();
     let poll_interval = s.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
     check_range(poll_interval, &key("poll_interval"), (MS_10, DAY), "5s")?;
@@ -963,7 +1040,32 @@ fn resolve_inbox(
         recursive: s.recursive.unwrap_or(false),
         ignore,
         preflight: s.preflight.unwrap_or_default(),
+        project_id,
+        project_field: s.project_field.unwrap_or_default(),
+        tariff,
     })
+}
+
+/// Refuses settings the inbox's tariff cannot send: "Passport Auto" sends no `process_info`,
+/// so nothing that would go into it may be configured (an inbox's own value or one from
+/// `[defaults]`). `key` names the tariff key in the error.
+fn check_tariff(tariff: Tariff, s: &RawInboxSettings, key: &str) -> Result<(), ConfigError> {
+    if tariff != Tariff::PassportAuto {
+        return Ok(());
+    }
+    // Document sets (`sets`, `[[inbox.documents]]`) join this list when they exist: they
+    // too are sent as process_info.
+    let stages = s.stages.as_ref().is_some_and(|stages| !stages.is_empty());
+    let refused = [("key", s.key.is_some()), ("stages", stages)];
+    match refused.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(key_error(
+            key,
+            format!(
+                "\"passport_auto\" sends no process_info, so `{name}` (set on this inbox or in [defaults]) cannot be sent; remove `{name}`, or use tariff = \"universal\""
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Makes a path absolute (relative to the working directory) and removes `.` and `..`
@@ -1157,6 +1259,76 @@ first_poll = "1s"
         let text = GOOD.replace("first_poll = \"1s\"", "watch = \"sometimes\"");
         let e = err_text(&text);
         assert!(e.contains("watch") && e.contains("poll"), "{e}");
+    }
+
+    /// Issue 10: a project per inbox (own, else `[defaults]`, else `[api]`), the name it
+    /// travels under, and the tariff.
+    #[test]
+    fn issue_10_project_field_and_tariff_per_inbox_and_in_defaults() {
+        let d = parse(GOOD).unwrap();
+        let i = &d.inboxes[0];
+        assert_eq!(i.project_id, "U_RATE_2", "[api].project_id by default");
+        assert_eq!(i.project_field, ProjectField::ProjectId);
+        assert_eq!(i.tariff, Tariff::Universal);
+        let text = GOOD
+            .replace(
+                "[defaults]\n",
+                "[defaults]\nproject_id = \"U_RATE_9\"\nproject_field = \"campaign_id\"\ntariff = \"passport_auto\"\n",
+            )
+            .replace(
+                "first_poll = \"1s\"",
+                "first_poll = \"1s\"\n\n[[inbox]]\npath = \"/srv/in/otpr\"\ntype = \"OTPR\"\ndone = \"/srv/done/otpr\"\nfailed = \"/srv/failed/otpr\"\nproject_id = \"U_RATE_3\"\nproject_field = \"project_id\"\ntariff = \"universal\"",
+            );
+        let c = parse(&text).unwrap();
+        let (a, b) = (&c.inboxes[0], &c.inboxes[1]);
+        assert_eq!(
+            (a.project_id.as_str(), a.project_field, a.tariff),
+            ("U_RATE_9", ProjectField::CampaignId, Tariff::PassportAuto)
+        );
+        assert_eq!(
+            (b.project_id.as_str(), b.project_field, b.tariff),
+            ("U_RATE_3", ProjectField::ProjectId, Tariff::Universal)
+        );
+    }
+
+    /// Issue 10: "Passport Auto" sends no process_info, so `key` and `stages` (the inbox's
+    /// or `[defaults]`') are refused with it, and bad values are refused naming the key and
+    /// the allowed values.
+    #[test]
+    fn issue_10_refusals_name_the_key() {
+        let inbox = |extra: &str| GOOD.replace("first_poll = \"1s\"", extra);
+        for extra in [
+            "tariff = \"passport_auto\"\nkey = \"PASSPORT1\"",
+            "tariff = \"passport_auto\"\nstages = [\"verification\"]",
+        ] {
+            let e = err_text(&inbox(extra));
+            assert!(e.contains("inbox[0].tariff"), "{e}");
+            assert!(e.contains("process_info"), "{e}");
+            let named = if extra.contains("key =") {
+                "`key`"
+            } else {
+                "`stages`"
+            };
+            assert!(e.contains(named), "{e}");
+        }
+        let from_defaults = GOOD
+            .replace("[defaults]\n", "[defaults]\nstages = [\"verification\"]\n")
+            .replace("first_poll = \"1s\"", "tariff = \"passport_auto\"");
+        assert!(err_text(&from_defaults).contains("`stages`"));
+        // An empty list asks for nothing: no conflict.
+        parse(&inbox("tariff = \"passport_auto\"\nstages = []")).unwrap();
+        let e = err_text(&inbox("tariff = \"auto\""));
+        assert!(
+            e.contains("tariff") && e.contains("universal") && e.contains("passport_auto"),
+            "{e}"
+        );
+        let e = err_text(&inbox("project_field = \"project\""));
+        assert!(
+            e.contains("project_field") && e.contains("campaign_id") && e.contains("project_id"),
+            "{e}"
+        );
+        let e = err_text(&inbox("project_id = \" \""));
+        assert!(e.contains("inbox[0].project_id"), "{e}");
     }
 
     #[test]
@@ -1412,7 +1584,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 33] = [
+    const ALL_KEYS: [&str; 35] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1446,6 +1618,8 @@ first_poll = "1s"
         "file_mode",
         "listen",
         "hold_limit",
+        "project_field",
+        "tariff",
     ];
 
     #[test]
@@ -1459,6 +1633,11 @@ first_poll = "1s"
                 "config.example.toml does not document `{key}`"
             );
         }
+        // `project_id` is also an inbox key (shown commented: it has no default of its own).
+        assert!(
+            text.contains("\n# project_id = "),
+            "config.example.toml does not document the inbox's `project_id`"
+        );
         // The values written in the example are the built-in defaults.
         let minimal = "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\n\n[[inbox]]\npath = \"/srv/scans/in/passport\"\ntype = \"PASSPORT\"\ndone = \"/srv/scans/done/passport\"\nfailed = \"/srv/scans/failed/passport\"\n";
         let defaults = Config::from_toml(minimal, origin, Some("t".into())).unwrap();
@@ -1487,6 +1666,8 @@ first_poll = "1s"
         assert_eq!(x.poll_interval, y.poll_interval);
         assert_eq!(x.recursive, y.recursive);
         assert_eq!(x.preflight, y.preflight);
+        assert_eq!(x.project_field, y.project_field);
+        assert_eq!(x.tariff, y.tariff);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }

@@ -137,15 +137,16 @@ fn grow(interval: Duration, max: Duration) -> Duration {
     interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
 }
 
-/// Done, unless a document in the result is marked broken.
+/// Done, unless a document in the result is marked broken. A "Universal" result lists its
+/// documents under `documents`; a "Passport Auto" result is itself the one document (`data`,
+/// `metadata`, `verifications`, and `broken` when set, at the top).
 pub fn judge(result: Value) -> Outcome {
-    let documents = result
-        .get("documents")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let documents: Vec<&Value> = match result.get("documents") {
+        Some(Value::Array(documents)) => documents.iter().collect(),
+        _ => vec![&result],
+    };
     let broken: Vec<&Value> = documents
-        .iter()
+        .into_iter()
         .filter(|d| is_true(d.get("broken")))
         .collect();
     if broken.is_empty() {
@@ -266,6 +267,19 @@ mod tests {
             judge(json!({"documents": [{"broken": "true"}]})).status,
             Status::Failed
         );
+    }
+
+    /// A "Passport Auto" result is flat: the document is the result itself.
+    #[test]
+    fn a_flat_passport_auto_result_is_judged_as_its_one_document() {
+        let ok = json!({"document_id": "1", "data": {"Series": "4510"}, "metadata": {}, "verifications": {"status": 0}});
+        assert_eq!(judge(ok).status, Status::Done);
+        let broken = json!({"document_id": "1", "data": {}, "broken": true, "broken_reasons": ["blurred"], "broken_reasons_ru": ["размыто"]});
+        let o = judge(broken);
+        assert_eq!(o.status, Status::Failed);
+        let e = o.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::Broken);
+        assert!(e.message.contains("размыто; blurred"), "{}", e.message);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::api::{ApiFailure, BodyFile, ProcessInfo, ProcessOptions, SubmitBody};
-use crate::config::InboxConfig;
+use crate::api::{ApiFailure, Asked, BodyFile, ProcessInfo, ProcessOptions, SubmitBody};
+use crate::config::{InboxConfig, ProjectField, Tariff};
 use crate::pipeline::Context;
 use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
@@ -140,8 +140,8 @@ impl Drop for Holding<'_> {
 /// given back during waits and backoffs.
 pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphorePermit>) -> Step {
     let inbox = job.inbox.clone();
-    let info = process_info(&inbox);
-    let request = request_key(&p.config.api.project_id, &inbox);
+    let info = asked(&inbox);
+    let request = request_key(&inbox);
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
     loop {
@@ -478,27 +478,44 @@ fn unreadable(e: &std::io::Error) -> Outcome {
     )
 }
 
-/// `process_info[0]` for an inbox: its type, key and stages.
-fn process_info(inbox: &InboxConfig) -> ProcessInfo {
-    ProcessInfo {
+/// What a submit from this inbox asks for: its project under its field name, and
+/// `process_info` (its type, key and stages) unless the tariff is "Passport Auto".
+fn asked(inbox: &InboxConfig) -> Asked {
+    let info = ProcessInfo {
         doc_type: inbox.doc_type.clone(),
         key: inbox.key.clone(),
         options: (!inbox.stages.is_empty()).then(|| ProcessOptions {
             stages: inbox.stages.clone(),
         }),
+    };
+    Asked {
+        project_id: inbox.project_id.clone(),
+        project_field: inbox.project_field,
+        process_info: match inbox.tariff {
+            Tariff::Universal => Some(vec![info]),
+            Tariff::PassportAuto => None,
+        },
     }
 }
 
-/// What a file's request asks, as canonical JSON: project, type, key and stages. Two
-/// files are "the same request" when their content and this are equal.
-pub fn request_key(project_id: &str, inbox: &InboxConfig) -> String {
-    serde_json::json!({
-        "project": project_id,
+/// What a file's request asks, as canonical JSON: project, type, key and stages, plus the
+/// project field and the tariff when they are not the defaults (so the rows of older
+/// daemons, which never sent anything else, keep matching). Two files are "the same
+/// request" when their content and this are equal.
+pub fn request_key(inbox: &InboxConfig) -> String {
+    let mut key = serde_json::json!({
+        "project": inbox.project_id,
         "type": inbox.doc_type,
         "key": inbox.key,
         "stages": inbox.stages,
-    })
-    .to_string()
+    });
+    if inbox.project_field != ProjectField::default() {
+        key["project_field"] = inbox.project_field.as_str().into();
+    }
+    if inbox.tariff != Tariff::default() {
+        key["tariff"] = inbox.tariff.as_str().into();
+    }
+    key.to_string()
 }
 
 /// Hashes the work file in the blocking pool.
@@ -512,7 +529,7 @@ async fn hash_work_file(job: &Job) -> std::io::Result<String> {
 /// Opens and hashes the file in the blocking pool, checking with `fstat` of the open file
 /// before and after that it did not change while it was read, and makes its submit body (which
 /// reads the same open file again, in chunks, as it is sent).
-async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<Read> {
+async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
         use sha2::Digest;
@@ -528,7 +545,7 @@ async fn prepare(p: &Context, job: &Job, info: &ProcessInfo) -> std::io::Result<
             file: file.try_clone()?,
             size: before.size,
         }];
-        let body = api.submit_body(files, Some(std::slice::from_ref(&info)));
+        let body = api.submit_body(files, &info);
         Ok(Read::Ready(Prepared {
             body,
             sha256,
@@ -606,6 +623,57 @@ mod tests {
         assert!(wait.due(start + LONG_WAIT, LONG_WAIT));
         assert!(!wait.due(start + LONG_WAIT * 2, LONG_WAIT));
         assert!(!wait.due(start + LONG_WAIT * 100, LONG_WAIT));
+    }
+
+    fn inbox(extra: &str) -> InboxConfig {
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{extra}\n"
+        );
+        let config =
+            crate::config::Config::from_toml(&text, std::path::Path::new("/c.toml"), None).unwrap();
+        config.inboxes[0].clone()
+    }
+
+    /// Issue 10: the project, its field name and the tariff are part of "the same request";
+    /// an inbox that sets none of them asks exactly as older daemons recorded it, so their
+    /// journal rows keep answering re-scans.
+    #[test]
+    fn issue_10_the_request_includes_project_field_and_tariff() {
+        assert_eq!(
+            request_key(&inbox("")),
+            r#"{"project":"U_RATE_2","type":"PASSPORT","key":null,"stages":[]}"#
+        );
+        assert_eq!(
+            request_key(&inbox(
+                "project_id = \"U_RATE_2\"\nproject_field = \"project_id\"\ntariff = \"universal\""
+            )),
+            request_key(&inbox(""))
+        );
+        let keys: Vec<String> = [
+            "",
+            "project_id = \"U_RATE_3\"",
+            "project_field = \"campaign_id\"",
+            "tariff = \"passport_auto\"",
+        ]
+        .iter()
+        .map(|extra| request_key(&inbox(extra)))
+        .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(
+            asked(&inbox("tariff = \"passport_auto\""))
+                .process_info
+                .is_none()
+        );
+        let asked = asked(&inbox(
+            "project_id = \"U_RATE_3\"\nproject_field = \"campaign_id\"",
+        ));
+        assert_eq!(asked.project_id, "U_RATE_3");
+        assert_eq!(asked.project_field, ProjectField::CampaignId);
+        assert_eq!(asked.process_info.unwrap().len(), 1);
     }
 
     /// Finding 1: one request on its way holds only files with the same content and request.

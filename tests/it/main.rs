@@ -15,6 +15,7 @@ mod intake;
 mod journal;
 mod metrics;
 mod preflight;
+mod projects;
 mod resilience;
 mod service;
 mod streaming;

@@ -14,8 +14,13 @@
 //! `BEORG-EMU:broken`, `BEORG-EMU:invalid-json`, `BEORG-EMU:lost` or `BEORG-EMU:never` gets a
 //! broken document, an unparsable body, a 404 or an endless 425.
 //!
+//! A submit names its project as `project_id` or, like the OTPR seed, `campaign_id`; a
+//! document belongs to its project (the same picture sent to another project is not a
+//! duplicate). Without `process_info` ("Passport Auto") the result is the flat shape.
+//!
 //! The token never reaches a log line or the request log ([`RequestRecord`] has no place for
-//! it, and query strings are not recorded).
+//! it, and query strings are not recorded; it does keep the project field and value, and
+//! whether `process_info` came).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
@@ -130,6 +135,11 @@ pub struct RequestRecord {
     pub image_sha256: Vec<String>,
     /// The `process_info` types sent (submit only).
     pub types: Vec<String>,
+    /// Whether the submit carried a `process_info` array (absent for "Passport Auto").
+    pub process_info: bool,
+    /// The field the project arrived under (`project_id` or `campaign_id`) and its value
+    /// (submit only, when it was a string).
+    pub project: Option<(String, String)>,
 }
 
 /// A handle on a running emulator; clones share the same server.
@@ -329,9 +339,9 @@ struct ServerState {
     delays: [VecDeque<(Duration, usize)>; 2],
     /// Accepted document sets by id.
     documents: HashMap<String, DocumentSet>,
-    /// Accepted image contents (sha256) with what was asked for each (type, key, stages),
-    /// and the document that first carried them. The same picture asked for as another
-    /// document type is a new request, not a duplicate.
+    /// Accepted image contents (sha256) with what was asked for each (project, type, key,
+    /// stages), and the document that first carried them. The same picture asked for as
+    /// another document type, or sent to another project, is a new request, not a duplicate.
     seen: HashMap<([u8; 32], String), String>,
     /// The request log.
     records: Vec<RequestRecord>,
@@ -716,6 +726,8 @@ fn submit_record(
         document_id,
         image_sha256: described.image_sha256,
         types: described.types,
+        process_info: described.process_info,
+        project: described.project,
     }
 }
 
@@ -724,6 +736,8 @@ fn submit_record(
 struct Described {
     image_sha256: Vec<String>,
     types: Vec<String>,
+    process_info: bool,
+    project: Option<(String, String)>,
 }
 
 /// Best effort: the hashes of the images that decode and the types sent, for any body.
@@ -751,11 +765,27 @@ fn describe(body: &[u8]) -> Described {
     Described {
         image_sha256,
         types,
+        process_info: matches!(object.get("process_info"), Some(Value::Array(_))),
+        project: project_of(&object),
     }
+}
+
+/// The project a submit names, and the field it came under: `project_id`, or `campaign_id`
+/// as the OTPR seed calls it (`project_id` wins when both are there).
+fn project_of(object: &Map<String, Value>) -> Option<(String, String)> {
+    ["project_id", "campaign_id"].iter().find_map(|field| {
+        object
+            .get(*field)
+            .and_then(Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(|value| ((*field).to_owned(), value.to_owned()))
+    })
 }
 
 /// A submit that passed every check that needs no server state.
 struct Submission {
+    /// The field the project came under, and its value: a document belongs to its project.
+    project: (String, String),
     images: Vec<ImageInfo>,
     /// `None` for the "Passport Auto" tariff (no `process_info` sent).
     process_info: Option<Vec<ProcessEntry>>,
@@ -833,11 +863,12 @@ fn parse_submission(body: &[u8], config: &EmulatorConfig) -> Result<Submission, 
         Err(_) => return Err(bad_request("request body is not valid JSON")),
     };
     check_credentials(&object, config)?;
-    check_project(&object)?;
+    let project = check_project(&object)?;
     let images = decode_images(&object)?;
     let process_info = parse_process_info(&object, images.len())?;
     check_total_size(&images, config)?;
     Ok(Submission {
+        project,
         images,
         process_info,
     })
@@ -859,18 +890,8 @@ fn check_credentials(object: &Map<String, Value>, config: &EmulatorConfig) -> Re
 }
 
 /// Step 4: a non-empty `project_id`, or `campaign_id` as the OTPR seed calls it.
-fn check_project(object: &Map<String, Value>) -> Result<(), Reply> {
-    let named = |field: &str| {
-        object
-            .get(field)
-            .and_then(Value::as_str)
-            .is_some_and(|value| !value.is_empty())
-    };
-    if named("project_id") || named("campaign_id") {
-        Ok(())
-    } else {
-        Err(bad_request("project_id (or campaign_id) is missing"))
-    }
+fn check_project(object: &Map<String, Value>) -> Result<(String, String), Reply> {
+    project_of(object).ok_or_else(|| bad_request("project_id (or campaign_id) is missing"))
 }
 
 /// Step 5: 1 to 10 base64 strings, each decoded, hashed and scanned for markers.
@@ -995,6 +1016,8 @@ fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, Reques
             .flatten()
             .map(|entry| entry.doc_type.clone())
             .collect(),
+        process_info: submission.process_info.is_some(),
+        project: Some(submission.project.clone()),
     };
     let mut state = shared.state();
     if state.no_money {
@@ -1010,9 +1033,12 @@ fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, Reques
         .enumerate()
         .map(|(i, image)| {
             let entry = submission.process_info.as_ref().and_then(|p| p.get(i));
+            // The project is part of what is asked: the same picture sent to another
+            // project is a document of that project, not a duplicate.
             let asked = entry.map_or(String::new(), |e| {
                 format!("{}|{:?}|{:?}", e.doc_type, e.key, e.stages)
             });
+            let asked = format!("{}|{asked}", submission.project.1);
             (image.sha256, asked)
         })
         .collect();
@@ -1162,6 +1188,8 @@ async fn result_handler(
         document_id,
         image_sha256: Vec::new(),
         types: Vec::new(),
+        process_info: false,
+        project: None,
     });
     plan.sleep().await;
     reply.into_response()

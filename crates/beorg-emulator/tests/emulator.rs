@@ -743,3 +743,65 @@ async fn shutdown_refuses_new_and_pooled_connections() {
     assert!(pooled.is_err());
     api.emulator.shutdown();
 }
+
+/// Issue 10: the request log says which project field arrived with which value, and whether
+/// `process_info` was there at all (absent for "Passport Auto").
+#[tokio::test]
+async fn issue_10_the_request_log_names_the_project_field_and_whether_process_info_came() {
+    let api = start(config()).await;
+    let (universal, auto) = (file("project universal"), file("project auto"));
+    api.accepted(&body(&[&universal], Some(info(&[("OTPR", None)]))))
+        .await;
+    let mut campaign = body(&[&auto], None);
+    let object = campaign.as_object_mut().expect("object");
+    object.remove("project_id");
+    object.insert("campaign_id".into(), json!("U_RATE_3"));
+    api.accepted(&campaign).await;
+    // A refused body is described too.
+    let (status, _) = api
+        .submit(&body(
+            &[&universal],
+            Some(info(&[("OTPR", None), ("OTPR", None)])),
+        ))
+        .await;
+    assert_eq!(status, 400, "process_info and images differ in length");
+
+    let records = api.emulator.requests();
+    let seen: Vec<(Option<(String, String)>, bool)> = records
+        .iter()
+        .map(|r| (r.project.clone(), r.process_info))
+        .collect();
+    let project = |field: &str, value: &str| Some((field.to_owned(), value.to_owned()));
+    assert_eq!(
+        seen,
+        vec![
+            (project("project_id", "U_RATE_2"), true),
+            (project("campaign_id", "U_RATE_3"), false),
+            (project("project_id", "U_RATE_2"), true),
+        ]
+    );
+    assert!(!format!("{records:?}").contains(TOKEN));
+}
+
+/// Issue 10: a document belongs to its project: the same picture sent to another project is
+/// a new document there; sent to the same project again (under either field name), a 409.
+#[tokio::test]
+async fn issue_10_the_same_content_in_another_project_is_a_new_document() {
+    let api = start(config()).await;
+    let scan = file("two projects");
+    let in_project = |project: &str, field: &str| {
+        let mut request = body(&[&scan], Some(info(&[("PASSPORT", None)])));
+        let object = request.as_object_mut().expect("object");
+        object.remove("project_id");
+        object.insert(field.into(), json!(project));
+        request
+    };
+    let first = api.accepted(&in_project("U_RATE_2", "project_id")).await;
+    let second = api.accepted(&in_project("U_RATE_3", "project_id")).await;
+    assert_ne!(first, second);
+    let (status, _) = api.submit(&in_project("U_RATE_3", "campaign_id")).await;
+    assert_eq!(
+        status, 409,
+        "the same project under its other name: a duplicate"
+    );
+}
