@@ -9,12 +9,13 @@
 //! The daemon is the release binary (a child process, so its VmHWM is its own), the API the
 //! built-in emulator on loopback in this process; folders are on /dev/shm when it exists.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
+use beorg_emulator::Endpoint;
+
+mod common;
+use common::{emulator, peak_memory_mb, scratch, spawn, stop};
 
 const MB: usize = 1024 * 1024;
 
@@ -32,58 +33,11 @@ fn main() {
     });
 }
 
-fn scratch() -> tempfile::TempDir {
-    match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").unwrap(),
-        false => tempfile::tempdir().unwrap(),
-    }
-}
-
-async fn emulator() -> Emulator {
-    let config = EmulatorConfig {
-        token: "bench".into(),
-        time_scale: 0.001,
-        ..EmulatorConfig::default()
-    };
-    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
-}
-
 fn config_text(base: &Path, url: &str) -> String {
     format!(
         "[api]\nbase_url = \"{url}\"\nproject_id = \"U_RATE_2\"\nmachine_uid = \"emulator-machine\"\ntoken = \"bench\"\nrequests_per_second = 50.0\ndocuments_per_minute = 3000\nrequest_timeout = \"60s\"\n\n[daemon]\nstate_dir = \"{0}/state\"\n\n[defaults]\npreflight = \"off\"\nsettle = \"500ms\"\nfirst_poll = \"50ms\"\n\n[[inbox]]\npath = \"{0}/in\"\ntype = \"PASSPORT\"\ndone = \"{0}/done\"\nfailed = \"{0}/failed\"\n",
         base.display()
     )
-}
-
-fn spawn(base: &Path, text: &str) -> Child {
-    let config = base.join("config.toml");
-    std::fs::write(&config, text).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// The child's peak resident memory (VmHWM), in MB.
-fn peak_memory_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
 }
 
 /// Distinct content per file (the duplicate rule would answer equal files from one request).
@@ -108,7 +62,7 @@ async fn run(what: &str, sizes: &[usize], limit: Duration) {
     }
     let emulator = emulator().await;
     let started = Instant::now();
-    let child = spawn(base, &config_text(base, &emulator.base_url()));
+    let child = spawn(base, &config_text(base, &emulator.base_url()), None);
     let sidecars = || {
         std::fs::read_dir(base.join("done"))
             .map(|d| {

@@ -8,16 +8,17 @@
 //! The daemon is the release binary, the API the built-in emulator on loopback; folders are
 //! on /dev/shm when it exists, so the figures measure the daemon rather than the disk.
 
-use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use beorg_emulator::{Emulator, EmulatorConfig, Endpoint};
+use beorg_emulator::Endpoint;
 use beorg_hotfolder::config::Config;
 use beorg_hotfolder::store::fsutil::sha256_hex;
+
+mod common;
+use common::{emulator, peak_memory_mb, scratch, spawn, stop};
 
 const BACKLOG: usize = 100_000;
 const INBOXES: usize = 200;
@@ -30,24 +31,6 @@ fn main() {
         many_inboxes().await;
     });
     poll_pass();
-}
-
-fn scratch() -> tempfile::TempDir {
-    match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").unwrap(),
-        false => tempfile::tempdir().unwrap(),
-    }
-}
-
-async fn emulator() -> Emulator {
-    let config = EmulatorConfig {
-        token: "bench".into(),
-        time_scale: 0.001,
-        ..EmulatorConfig::default()
-    };
-    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
 }
 
 fn config_text(base: &Path, url: &str, inboxes: usize) -> String {
@@ -65,36 +48,6 @@ fn config_text(base: &Path, url: &str, inboxes: usize) -> String {
         }
     }
     text
-}
-
-fn spawn(base: &Path, text: &str, notify: Option<&Path>) -> Child {
-    let config = base.join("config.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(socket) = notify {
-        cmd.env("NOTIFY_SOCKET", socket);
-    }
-    cmd.spawn().unwrap()
-}
-
-fn peak_memory_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
 }
 
 async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {

@@ -1,0 +1,62 @@
+//! What the benchmarks share: scratch folders on tmpfs, an emulator on loopback, the release
+//! daemon as a child process, and its peak memory read from `/proc`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use beorg_emulator::{Emulator, EmulatorConfig};
+
+/// A temp folder on /dev/shm where there is one (the disk is not what is measured).
+pub fn scratch() -> tempfile::TempDir {
+    match Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The emulator, near-instant (processing times at 1/1000), accepting the token `bench`.
+pub async fn emulator() -> Emulator {
+    let config = EmulatorConfig {
+        token: "bench".into(),
+        time_scale: 0.001,
+        ..EmulatorConfig::default()
+    };
+    Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+/// Writes `text` as `base/config.toml` and starts the daemon binary on it (with systemd's
+/// `NOTIFY_SOCKET` when `notify` is given).
+pub fn spawn(base: &Path, text: &str, notify: Option<&Path>) -> Child {
+    let config = base.join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(socket) = notify {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The child's peak resident memory (VmHWM), in MB.
+pub fn peak_memory_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// SIGTERM, then waits for the child to exit.
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
