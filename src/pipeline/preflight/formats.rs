@@ -885,6 +885,32 @@ fn avif_layout(file: &mut File) -> Result<Layout, Fail> {
 /// any real file, but a bound on a chain crafted to be endless.
 const MAX_TIFF_IFDS: u32 = 1000;
 
+/// A TIFF's byte order (`II` little-endian, `MM` big-endian), for reading its numbers.
+#[derive(Clone, Copy)]
+struct ByteOrder {
+    little: bool,
+}
+
+impl ByteOrder {
+    fn u16(self, b: &[u8]) -> u16 {
+        let bytes = [b[0], b[1]];
+        if self.little {
+            u16::from_le_bytes(bytes)
+        } else {
+            u16::from_be_bytes(bytes)
+        }
+    }
+
+    fn u32(self, b: &[u8]) -> u32 {
+        let bytes = [b[0], b[1], b[2], b[3]];
+        if self.little {
+            u32::from_le_bytes(bytes)
+        } else {
+            u32::from_be_bytes(bytes)
+        }
+    }
+}
+
 /// TIFF: follows the IFD chain from the header. Every IFD that is not a reduced-resolution
 /// copy (a thumbnail, NewSubfileType bit 0 or OldSubfileType 2) is a page; each page must give
 /// ImageWidth (256) and ImageLength (257). An offset outside the file, an IFD that does not
@@ -894,21 +920,11 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
     let mut head = [0u8; 8];
     r.seek(SeekFrom::Start(0))?;
     r.read_exact(&mut head)?;
-    let little = &head[0..2] == b"II";
-    let u16_at = |b: &[u8]| {
-        if little {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        }
+    let order = ByteOrder {
+        little: &head[0..2] == b"II",
     };
-    let u32_at = |b: &[u8]| {
-        if little {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        } else {
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-        }
-    };
+    let u16_at = |b: &[u8]| order.u16(b);
+    let u32_at = |b: &[u8]| order.u32(b);
     let mut offset = u32_at(&head[4..8]);
     if offset == 0 {
         return bad("the TIFF has no image directory");
@@ -956,7 +972,7 @@ fn tiff_layout<R: Read + Seek>(r: &mut R, size: u64) -> Result<Layout, Fail> {
         for e in entries[..len - 4].chunks_exact(12) {
             let tag = u16_at(&e[0..2]);
             if matches!(tag, 273 | 279 | 324 | 325) {
-                let values = tiff_array(r, e, little, size)?;
+                let values = tiff_array(r, e, order, size)?;
                 if matches!(tag, 273 | 324) {
                     offsets = Some(values);
                 } else {
@@ -1031,23 +1047,11 @@ const MAX_TIFF_STRIPS: u32 = 1_000_000;
 fn tiff_array<R: Read + Seek>(
     r: &mut R,
     entry: &[u8],
-    little: bool,
+    order: ByteOrder,
     size: u64,
 ) -> Result<Vec<u32>, Fail> {
-    let u16_of = |b: &[u8]| {
-        if little {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        }
-    };
-    let u32_of = |b: &[u8]| {
-        if little {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        } else {
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-        }
-    };
+    let u16_of = |b: &[u8]| order.u16(b);
+    let u32_of = |b: &[u8]| order.u32(b);
     let width = match u16_of(&entry[2..4]) {
         3 => 2usize,
         4 => 4,
