@@ -504,6 +504,23 @@ fn check_ending(format: Format, header: &[u8], file: &mut File, size: u64) -> Re
     }
 }
 
+/// SOF0..SOF15, the frame headers that give the image's size (not DHT, JPG or DAC, which
+/// share the range).
+fn is_jpeg_frame_header(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+/// The length of the JPEG segment whose marker was just read (it counts its own two bytes).
+fn jpeg_segment_len<R: Read>(r: &mut R) -> Result<u16, Fail> {
+    let mut len = [0u8; 2];
+    r.read_exact(&mut len)?;
+    let len = u16::from_be_bytes(len);
+    if len < 2 {
+        return bad(format!("a JPEG segment of length {len}"));
+    }
+    Ok(len)
+}
+
 /// JPEG: from the start of image to the end-of-image marker (`FF D9`). Segments are skipped by
 /// their length; after each start of scan the entropy-coded data is passed over up to the next
 /// marker (`FF 00` is a data byte, `FF D0`..`FF D7` restart markers). What follows the EOI
@@ -536,15 +553,8 @@ fn jpeg_ending<R: BufRead + Seek>(r: &mut R, size: u64) -> Result<(), Fail> {
             0x00 => return bad("an invalid JPEG marker"),
             _ => {}
         }
-        let mut len = [0u8; 2];
-        r.read_exact(&mut len)?;
-        let len = u16::from_be_bytes(len);
-        if len < 2 {
-            return bad(format!("a JPEG segment of length {len}"));
-        }
-        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            frame_seen = true;
-        }
+        let len = jpeg_segment_len(r)?;
+        frame_seen |= is_jpeg_frame_header(marker);
         r.seek_relative(i64::from(len) - 2)?;
         if marker == 0xDA {
             if !frame_seen {
@@ -840,14 +850,8 @@ fn jpeg_layout<R: Read + Seek>(r: &mut R) -> Result<Layout, Fail> {
             0x00 => return bad("an invalid JPEG marker"),
             _ => {}
         }
-        let mut len = [0u8; 2];
-        r.read_exact(&mut len)?;
-        let len = u16::from_be_bytes(len);
-        if len < 2 {
-            return bad(format!("a JPEG segment of length {len}"));
-        }
-        let sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if sof {
+        let len = jpeg_segment_len(r)?;
+        if is_jpeg_frame_header(marker) {
             let mut frame = [0u8; 5];
             r.read_exact(&mut frame)?;
             let height = u16::from_be_bytes([frame[1], frame[2]]);
