@@ -113,20 +113,29 @@ pub async fn hash(cx: &Context, job: &mut Job) -> Step {
     if job.sha256.is_some() {
         return Step::Next;
     }
+    match hash_and_record(cx, job).await {
+        Ok(None) => Step::Stopped,
+        Ok(Some(_)) | Err(_) => Step::Next,
+    }
+}
+
+/// Hashes the work file (in the blocking pool) and stores the hash in the journal and the
+/// job, and returns it. `Ok(None)`: the daemon stopped before the journal took it; `Err`: the
+/// file could not be read (gone, or no permission).
+pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
     let path = job.work_path.clone();
-    let Ok(Ok(sha)) = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path)).await
-    else {
-        return Step::Next;
-    };
+    let sha = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path))
+        .await
+        .map_err(std::io::Error::other)??;
     let stored = until_stored(&cx.stop, "content hash", || {
         cx.journal.set_sha256(job.id, sha.clone())
     })
     .await;
     if stored.is_none() {
-        return Step::Stopped;
+        return Ok(None);
     }
-    job.sha256 = Some(sha);
-    Step::Next
+    job.sha256 = Some(sha.clone());
+    Ok(Some(sha))
 }
 
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name

@@ -149,21 +149,10 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
         // changed since) is hashed here, once.
         let sha256 = match job.sha256.clone() {
             Some(sha256) => sha256,
-            None => match hash_work_file(job).await {
-                Ok(sha256) => {
-                    let stored = store(p, "content hash", || {
-                        p.journal.set_sha256(job.id, sha256.clone())
-                    })
-                    .await;
-                    if stored.is_none() {
-                        return Step::Stopped;
-                    }
-                    job.sha256 = Some(sha256.clone());
-                    sha256
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Step::Vanished;
-                }
+            None => match crate::pipeline::claim::hash_and_record(p, job).await {
+                Ok(Some(sha256)) => sha256,
+                Ok(None) => return Step::Stopped,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Step::Vanished,
                 Err(e) => return Step::Finish(unreadable(&e)),
             },
         };
@@ -516,14 +505,6 @@ pub fn request_key(inbox: &InboxConfig) -> String {
         key["tariff"] = inbox.tariff.as_str().into();
     }
     key.to_string()
-}
-
-/// Hashes the work file in the blocking pool.
-async fn hash_work_file(job: &Job) -> std::io::Result<String> {
-    let path = job.work_path.clone();
-    tokio::task::spawn_blocking(move || crate::store::fsutil::sha256_hex_of_file(&path))
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 /// Opens and hashes the file in the blocking pool, checking with `fstat` of the open file
