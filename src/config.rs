@@ -1559,6 +1559,8 @@ first_poll = "1s"
                 "daemon.rescan_interval",
             ),
             (daemon("keep_history = \"500000y\""), "daemon.keep_history"),
+            (daemon("hold_limit = \"0s\""), "daemon.hold_limit"),
+            (daemon("hold_limit = \"500000y\""), "daemon.hold_limit"),
             (inbox("settle = \"500000y\""), "inbox[0].settle"),
             (inbox("first_poll = \"500000y\""), "inbox[0].first_poll"),
             (
