@@ -231,6 +231,18 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Creates the tables and adds [`ADDED_COLUMNS`] in one write transaction, taken before the
+/// layout is read: two processes opening one journal at once (the daemon and `status`, or a
+/// test's reader) take turns, so the second sees the first's columns instead of adding them
+/// again ("duplicate column name").
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    add_missing_columns(&tx)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
 /// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -254,7 +266,7 @@ impl Journal {
             );
         }
         let path = crate::store::layout::journal_path(state_dir);
-        let conn = Connection::open(&path)
+        let mut conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -266,9 +278,7 @@ impl Journal {
                 path.display()
             );
         }
-        conn.execute_batch(SCHEMA)?;
-        add_missing_columns(&conn)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        migrate(&mut conn)?;
         restrict_journal_files(state_dir);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
@@ -624,6 +634,33 @@ mod tests {
             size: 10,
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn two_processes_migrating_one_journal_take_turns() {
+        // An older journal (no added columns) opened by several openers at once: each must
+        // succeed (before: "duplicate column name" for all but the first to ALTER).
+        for _ in 0..8 {
+            let dir = tempfile::tempdir().unwrap();
+            // SCHEMA is the first layout: ADDED_COLUMNS are not in it.
+            Connection::open(crate::store::layout::journal_path(dir.path()))
+                .unwrap()
+                .execute_batch(SCHEMA)
+                .unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Journal::open(&dir).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
         }
     }
 
