@@ -47,6 +47,8 @@ pub struct InboxReport {
     pub polling: u64,
     pub done_today: u64,
     pub failed_today: u64,
+    /// Finished today into the review folder (a person must check them).
+    pub review_today: u64,
     pub lost: u64,
 }
 
@@ -83,6 +85,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
                 polling: s.map_or(0, |s| s.polling),
                 done_today: s.map_or(0, |s| s.done_today),
                 failed_today: s.map_or(0, |s| s.failed_today),
+                review_today: s.map_or(0, |s| s.review_today),
                 lost: s.map_or(0, |s| s.lost),
             }
         })
@@ -164,6 +167,9 @@ pub fn render(report: &Report) -> String {
             "  waiting {}{oldest}, submitting {}, polling {}, done today {}, failed today {}",
             i.waiting, i.submitting, i.polling, i.done_today, i.failed_today
         ));
+        if i.review_today > 0 {
+            out.push_str(&format!(", to review today {}", i.review_today));
+        }
         if i.lost > 0 {
             out.push_str(&format!(", lost {}", i.lost));
         }

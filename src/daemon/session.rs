@@ -55,7 +55,8 @@ impl Session {
         shared.mounts.remember(
             all.inboxes
                 .iter()
-                .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
+                .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()])
+                .chain(all.inboxes.iter().filter_map(|i| i.review.as_deref())),
         );
         remove_stale_temp_files(config);
         let p = Arc::new(Context {
@@ -271,6 +272,7 @@ fn remove_stale_temp_files(config: &Config) {
         .inboxes
         .iter()
         .flat_map(|i| [i.done.clone(), i.failed.clone(), i.work_dir()])
+        .chain(config.inboxes.iter().filter_map(|i| i.review.clone()))
         .chain([config.daemon.state_dir.clone()]);
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -291,11 +293,15 @@ fn remove_stale_temp_files(config: &Config) {
     }
 }
 
-/// done/ and failed/ are never created by the daemon (on an unmounted share that would put
-/// passports on the root filesystem); say at start which ones are missing.
+/// done/, failed/ and review folders are never created by the daemon (on an unmounted share
+/// that would put passports on the root filesystem); say at start which ones are missing.
 fn report_missing_outputs(config: &Config) {
     for (i, inbox) in config.inboxes.iter().enumerate() {
-        for (key, dir) in [("done", &inbox.done), ("failed", &inbox.failed)] {
+        let review = inbox.review.iter().map(|r| ("review", r));
+        for (key, dir) in [("done", &inbox.done), ("failed", &inbox.failed)]
+            .into_iter()
+            .chain(review)
+        {
             if !dir.is_dir() {
                 tracing::warn!(
                     "inbox[{i}].{key} folder {} does not exist; files wait in the work folder until it is created",

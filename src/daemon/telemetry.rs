@@ -71,6 +71,9 @@ pub struct InboxSnapshot {
     pub polling: u64,
     pub done_today: u64,
     pub failed_today: u64,
+    /// Finished today into the review folder (absent in snapshots of older daemons).
+    #[serde(default)]
+    pub review_today: u64,
     /// Claimed files that disappeared from the work folder, still in the journal's history.
     pub lost: u64,
     /// Detection time of the oldest claimed, unsent file (unix seconds).
@@ -139,6 +142,7 @@ async fn snapshot(
                 polling: c.polling,
                 done_today: c.done_today,
                 failed_today: c.failed_today,
+                review_today: c.review_today,
                 lost: c.lost,
                 oldest_claimed_unix: c.oldest_claimed.map(unix_secs),
             }
@@ -183,6 +187,10 @@ fn status_line(s: &Snapshot) -> String {
         sum(|i| i.done_today),
         sum(|i| i.failed_today)
     );
+    let review = sum(|i| i.review_today);
+    if review > 0 {
+        line.push_str(&format!(", {review} to review"));
+    }
     if s.account.paused {
         line.push_str(&format!(
             "; ACCOUNT PAUSED (HTTP {})",
