@@ -29,6 +29,9 @@ const PREPARED_SUBMITS: usize = 3;
 /// How often finished files older than `keep_history` are pruned from the journal.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often outcomes older than their inbox's `retention` are looked for (and at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// One run of the pipeline with one config: from resume to stop.
 pub(super) struct Session {
     p: Arc<Context>,
@@ -87,6 +90,7 @@ impl Session {
             queue.clone(),
         ));
         tasks.spawn(prune_history(p.clone()));
+        tasks.spawn(apply_retention(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
         let (intake_queue, rescan, hold_limit, intake_liveness) = (
@@ -175,6 +179,28 @@ async fn prune_history(p: Arc<Context>) {
         tokio::select! {
             _ = p.stop.cancelled() => return,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// Deletes outcomes older than their inbox's `retention`, at start and then hourly.
+async fn apply_retention(p: Arc<Context>) {
+    if p.config.inboxes.iter().all(|i| i.retention.is_none()) {
+        return;
+    }
+    loop {
+        let inboxes = p.config.inboxes.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::store::retention::sweep_all(&inboxes, std::time::SystemTime::now())
+        })
+        .await;
+        for (inbox, deleted) in swept.unwrap_or_default() {
+            p.metrics
+                .retention_deleted(&inbox.to_string_lossy(), deleted);
+        }
+        tokio::select! {
+            _ = p.stop.cancelled() => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
         }
     }
 }
