@@ -197,6 +197,35 @@ mod tests {
         waiting_in(&EntryRules::new(&inbox), &inbox.path)
     }
 
+    /// Issue 11: results sent to review today are shown beside done and failed.
+    #[test]
+    fn the_review_count_is_shown_when_there_is_one() {
+        let inbox = |review_today| InboxReport {
+            path: PathBuf::from("/srv/in/passport"),
+            doc_type: "PASSPORT".into(),
+            waiting: 0,
+            oldest_waiting_seconds: None,
+            submitting: 0,
+            polling: 0,
+            done_today: 5,
+            failed_today: 1,
+            review_today,
+            lost: 0,
+        };
+        let report = |review_today| Report {
+            running: true,
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at: "t".into(),
+            last_seen: "t".into(),
+            account: Account::default(),
+            last_error: None,
+            inboxes: vec![inbox(review_today)],
+        };
+        assert!(render(&report(2)).contains("done today 5, failed today 1, to review today 2\n"));
+        assert!(!render(&report(0)).contains("review"));
+    }
+
     #[test]
     fn waiting_files_are_counted_in_subfolders_only_for_recursive_inboxes() {
         let dir = tempfile::tempdir().unwrap();
