@@ -224,3 +224,41 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(review_today: u64) -> Snapshot {
+        Snapshot {
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at: "t".into(),
+            written_at: "t".into(),
+            written_at_unix: 0,
+            stopped: false,
+            account: Account::default(),
+            last_error: None,
+            ready_queue: 0,
+            inboxes: vec![InboxSnapshot {
+                path: PathBuf::from("/srv/in/passport"),
+                doc_type: "PASSPORT".into(),
+                claimed: 0,
+                submitting: 0,
+                polling: 0,
+                done_today: 3,
+                failed_today: 1,
+                review_today,
+                lost: 0,
+                oldest_claimed_unix: None,
+            }],
+        }
+    }
+
+    /// Issue 11: `systemctl status` shows today's results sent to review, when there are any.
+    #[test]
+    fn the_status_line_counts_results_to_review() {
+        assert!(status_line(&snapshot(2)).ends_with("today 3 done, 1 failed, 2 to review"));
+        assert!(status_line(&snapshot(0)).ends_with("today 3 done, 1 failed"));
+    }
+}
