@@ -246,6 +246,13 @@ pub struct InboxConfig {
     pub project_field: ProjectField,
     /// Whether `process_info` is sent, and which result shape comes back.
     pub tariff: Tariff,
+    /// Where results a person must check go (with `status: "review"`); without it they go to
+    /// done/ with the reasons listed.
+    pub review: Option<PathBuf>,
+    /// A field read with a lower confidence than this sends the result to review.
+    pub min_confidence: Option<f64>,
+    /// Outcomes in done/, review/ and failed/ whose sidecar is older than this are deleted.
+    pub retention: Option<Duration>,
 }
 
 /// How an inbox notices new files.
@@ -373,6 +380,10 @@ struct RawInboxSettings {
     project_id: Option<String>,
     project_field: Option<ProjectField>,
     tariff: Option<Tariff>,
+    review: Option<PathBuf>,
+    min_confidence: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +415,10 @@ struct RawInbox {
     project_id: Option<String>,
     project_field: Option<ProjectField>,
     tariff: Option<Tariff>,
+    review: Option<PathBuf>,
+    min_confidence: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    retention: Option<Duration>,
 }
 
 impl RawInbox {
@@ -431,6 +446,9 @@ impl RawInbox {
                 .or_else(|| defaults.project_id.clone()),
             project_field: self.project_field.or(defaults.project_field),
             tariff: self.tariff.or(defaults.tariff),
+            review: self.review.clone().or_else(|| defaults.review.clone()),
+            min_confidence: self.min_confidence.or(defaults.min_confidence),
+            retention: self.retention.or(defaults.retention),
         }
     }
 }
@@ -1024,6 +1042,14 @@ fn resolve_inbox(
             )
         })?;
     }
+    let review = s.review.as_deref().map(|review| {
+        check_absolute_or_relative(review, &key("review")).map(|()| normalize(review))
+    });
+    let review = review.transpose()?;
+    check_min_confidence(s.min_confidence, &key("min_confidence"))?;
+    if let Some(retention) = s.retention {
+        check_range(retention, &key("retention"), (HOUR, 100 * 365 * DAY), "off")?;
+    }
     Ok(InboxConfig {
         path: normalize(&path),
         doc_type,
@@ -1043,7 +1069,23 @@ fn resolve_inbox(
         project_id,
         project_field: s.project_field.unwrap_or_default(),
         tariff,
+        review,
+        min_confidence: s.min_confidence,
+        retention: s.retention,
     })
+}
+
+/// `min_confidence` compares with the API's confidences, which run from 0 to 1.
+fn check_min_confidence(value: Option<f64>, key: &str) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if !(v.is_finite() && (0.0..=1.0).contains(&v)) => Err(key_error(
+            key,
+            format!(
+                "{v} is out of range: allowed 0 to 1 (the API's confidences run from 0 to 0.9999; e.g. 0.9), or leave it out"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses settings the inbox's tariff cannot send: "Passport Auto" sends no `process_info`,
@@ -1099,9 +1141,18 @@ fn check_folders(inboxes: &[InboxConfig], state_dir: &Path) -> Result<(), Config
         folders.push((format!("inbox[{i}].path"), &inbox.path));
         folders.push((format!("inbox[{i}].done"), &inbox.done));
         folders.push((format!("inbox[{i}].failed"), &inbox.failed));
+        if let Some(review) = &inbox.review {
+            folders.push((format!("inbox[{i}].review"), review));
+        }
     }
+    // Several inboxes may share one review folder (`review` in [defaults]: one pile for a
+    // person to check); every other pair must stay apart.
+    let both_review = |a: &str, b: &str| a.ends_with(".review") && b.ends_with(".review");
     for (a, (key_a, path_a)) in folders.iter().enumerate() {
         for (key_b, path_b) in folders.iter().skip(a + 1) {
+            if path_a == path_b && both_review(key_a, key_b) {
+                continue;
+            }
             if path_a == path_b {
                 return Err(key_error(
                     key_b.clone(),
@@ -1586,7 +1637,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 35] = [
+    const ALL_KEYS: [&str; 38] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1622,6 +1673,9 @@ first_poll = "1s"
         "hold_limit",
         "project_field",
         "tariff",
+        "review",
+        "min_confidence",
+        "retention",
     ];
 
     #[test]
@@ -1670,8 +1724,58 @@ first_poll = "1s"
         assert_eq!(x.preflight, y.preflight);
         assert_eq!(x.project_field, y.project_field);
         assert_eq!(x.tariff, y.tariff);
+        assert_eq!((x.review.as_ref(), x.min_confidence), (None, None));
+        assert_eq!(x.retention, y.retention);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
+    }
+
+    /// Issue 11: `review`, `min_confidence` and `retention` per inbox or in [defaults]; a bad
+    /// value is refused naming the key; a review folder is apart from every other folder,
+    /// though inboxes may share one.
+    #[test]
+    fn issue_11_review_min_confidence_and_retention() {
+        let c = parse(GOOD).unwrap();
+        let i = &c.inboxes[0];
+        assert_eq!(
+            (&i.review, i.min_confidence, i.retention),
+            (&None, None, None)
+        );
+        let text = GOOD.replace(
+            "[defaults]\n",
+            "[defaults]\nreview = \"/srv/review\"\nmin_confidence = 0.9\nretention = \"90d\"\n",
+        );
+        let text = format!(
+            "{text}\n[[inbox]]\npath = \"/srv/in/snils\"\ntype = \"SNILS\"\ndone = \"/srv/done/snils\"\nfailed = \"/srv/failed/snils\"\nmin_confidence = 0.5\nretention = \"2h\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let (a, b) = (&c.inboxes[0], &c.inboxes[1]);
+        assert_eq!(a.review.as_deref(), Some(Path::new("/srv/review")));
+        assert_eq!(b.review, a.review, "a shared review folder is allowed");
+        assert_eq!((a.min_confidence, b.min_confidence), (Some(0.9), Some(0.5)));
+        assert_eq!(a.retention, Some(Duration::from_secs(90 * 24 * 3600)));
+        assert_eq!(b.retention, Some(Duration::from_secs(2 * 3600)));
+        let inbox = |line: &str| GOOD.replace("first_poll = \"1s\"", line);
+        for (line, key, words) in [
+            ("min_confidence = 1.5", "inbox[0].min_confidence", "0 to 1"),
+            ("min_confidence = -0.1", "inbox[0].min_confidence", "0 to 1"),
+            ("retention = \"5m\"", "inbox[0].retention", "allowed"),
+            ("retention = \"soon\"", "retention", ""),
+            ("review = \"\"", "inbox[0].review", "empty"),
+            (
+                "review = \"/srv/done/passport\"",
+                "inbox[0].review",
+                "same folder",
+            ),
+            (
+                "review = \"/srv/in/passport/review\"",
+                "inbox[0].review",
+                "inside",
+            ),
+        ] {
+            let e = err_text(&inbox(line));
+            assert!(e.contains(key) && e.contains(words), "{line}: {e}");
+        }
     }
 
     #[test]

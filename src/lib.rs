@@ -14,8 +14,8 @@
 //!    single owner of the request budget) grants a turn, and stores the `document_id` at once.
 //! 5. [`pipeline::poll`] asks for the result with growing intervals until it is ready or
 //!    times out.
-//! 6. [`pipeline::finish`] moves the original to done/ or failed/ and writes the [`sidecar`]
-//!    beside it.
+//! 6. [`pipeline::finish`] moves the original to done/, review/ or failed/ and writes the
+//!    [`sidecar`] beside it, with the normalised view and the review reasons of [`results`].
 //!
 //! Every stage answers with a [`pipeline::Step`]; the order is written once, in the
 //! [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod results;
 pub mod retry;
 pub mod scheduler;
 pub mod sidecar;

@@ -106,6 +106,8 @@ pub struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     /// 1 while submits are held after a 401/402: the one alert that needs a human.
     account_paused: Gauge,
+    /// Outcomes deleted by `retention`, per inbox: personal data removed on schedule.
+    retention_deleted: Family<InboxLabels, Counter>,
 }
 
 impl Metrics {
@@ -124,6 +126,7 @@ impl Metrics {
         }
         let queue = Family::<QueueLabels, Gauge>::default();
         let account_paused = Gauge::default();
+        let retention_deleted = Family::<InboxLabels, Counter>::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -133,7 +136,7 @@ impl Metrics {
         );
         registry.register(
             "beorg_files",
-            "Files finished, by inbox and outcome (done or a failure kind)",
+            "Files finished, by inbox and outcome (done, review or a failure kind)",
             files.clone(),
         );
         registry.register_with_unit(
@@ -163,6 +166,11 @@ impl Metrics {
             "1 while submits are paused after a 401 or 402 from the API",
             account_paused.clone(),
         );
+        registry.register(
+            "beorg_retention_deleted",
+            "Outcomes (original and sidecar) deleted under retention, by inbox",
+            retention_deleted.clone(),
+        );
 
         Metrics {
             registry,
@@ -172,10 +180,20 @@ impl Metrics {
             rate_limit_wait,
             queue,
             account_paused,
+            retention_deleted,
         }
     }
 
-    /// A file finished with `outcome` ("done" or a failure kind such as "broken",
+    /// `count` outcomes of `inbox` deleted under its `retention`.
+    pub fn retention_deleted(&self, inbox: &str, count: u64) {
+        self.retention_deleted
+            .get_or_create(&InboxLabels {
+                inbox: inbox.to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    /// A file finished with `outcome` ("done", "review", or a failure kind such as "broken",
     /// "timeout"), `latency` after it was detected in `inbox`.
     pub fn file_finished(&self, inbox: &str, outcome: &str, latency: Duration) {
         self.files

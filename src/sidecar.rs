@@ -9,13 +9,16 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the sidecar layout; bumped only on incompatible changes.
-pub const SIDECAR_VERSION: u32 = 1;
+/// Version of the sidecar layout. 2 added `documents` and `review` (and the status
+/// `review`); every key of version 1 is unchanged.
+pub const SIDECAR_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Done,
+    /// Recognised, and a person must check it (`review` says why); in the review folder.
+    Review,
     Failed,
 }
 
@@ -116,6 +119,12 @@ pub struct Sidecar {
     /// The result as text, when it arrived but was not valid JSON.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result_raw: Option<String>,
+    /// The result normalised: one entry per document (empty when there is no result).
+    #[serde(default)]
+    pub documents: Vec<crate::results::Document>,
+    /// Why a person must check this result, in plain words; empty when nothing needs it.
+    #[serde(default)]
+    pub review: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<ErrorInfo>,
     pub timestamps: Timestamps,
@@ -130,6 +139,8 @@ pub struct Outcome {
     pub result: Option<serde_json::Value>,
     pub result_raw: Option<String>,
     pub error: Option<ErrorInfo>,
+    /// Why a person must check the result (see [`crate::results::review_reasons`]).
+    pub review: Vec<String>,
 }
 
 impl Outcome {
@@ -139,6 +150,7 @@ impl Outcome {
             result: Some(result),
             result_raw: None,
             error: None,
+            review: Vec::new(),
         }
     }
 
@@ -156,6 +168,7 @@ impl Outcome {
                 http_status,
                 message: message.into(),
             }),
+            review: Vec::new(),
         }
     }
 
@@ -213,6 +226,8 @@ mod tests {
             },
             result: Some(serde_json::json!({"document_id": "s-10001", "documents": []})),
             result_raw: None,
+            documents: Vec::new(),
+            review: Vec::new(),
             error: Some(ErrorInfo {
                 kind: ErrorKind::Broken,
                 http_status: None,
@@ -228,7 +243,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 1,
+  "sidecar_version": 2,
   "status": "failed",
   "type": "PASSPORT",
   "document_id": "s-10001",
@@ -243,6 +258,8 @@ mod tests {
     "document_id": "s-10001",
     "documents": []
   },
+  "documents": [],
+  "review": [],
   "error": {
     "kind": "broken",
     "http_status": null,
@@ -260,6 +277,113 @@ mod tests {
         assert_eq!(sidecar.to_json(), expected);
         let back: Sidecar = serde_json::from_str(expected).unwrap();
         assert_eq!(back, sidecar);
+    }
+
+    /// Snapshot of a version 2 sidecar sent to review: the normalised `documents` beside the
+    /// raw `result`, and the reasons.
+    #[test]
+    fn review_sidecar_snapshot() {
+        let result = serde_json::json!({"document_id": "12345", "data": {"Series": "4510"},
+            "verifications": {"status": 7, "status_text": "паспорт просрочен", "bad_fields": []}});
+        let naming = crate::results::Naming {
+            files: &[],
+            file: "scan.jpg",
+            doc_type: "PASSPORT",
+        };
+        let documents = crate::results::documents(&result, &naming);
+        let sidecar = Sidecar {
+            sidecar_version: SIDECAR_VERSION,
+            status: Status::Review,
+            doc_type: "PASSPORT".into(),
+            document_id: Some("12345".into()),
+            duplicate_of: None,
+            file: "scan.jpg".into(),
+            source: Source {
+                name: "scan.jpg".into(),
+                inbox: "/srv/scans/in/passport".into(),
+                sha256: None,
+                size: 1,
+            },
+            review: crate::results::review_reasons(&documents, None),
+            documents,
+            result: Some(result),
+            result_raw: None,
+            error: None,
+            timestamps: Timestamps {
+                detected: rfc3339(at(1_800_000_000)),
+                claimed: rfc3339(at(1_800_000_002)),
+                submitted: None,
+                finished: rfc3339(at(1_800_000_010)),
+            },
+            written_by: "beorg-hotfolder 0.1.0".into(),
+        };
+        let expected = r#"{
+  "sidecar_version": 2,
+  "status": "review",
+  "type": "PASSPORT",
+  "document_id": "12345",
+  "file": "scan.jpg",
+  "source": {
+    "name": "scan.jpg",
+    "inbox": "/srv/scans/in/passport",
+    "sha256": null,
+    "size": 1
+  },
+  "result": {
+    "document_id": "12345",
+    "data": {
+      "Series": "4510"
+    },
+    "verifications": {
+      "status": 7,
+      "status_text": "паспорт просрочен",
+      "bad_fields": []
+    }
+  },
+  "documents": [
+    {
+      "key": null,
+      "type": "PASSPORT",
+      "file": "scan.jpg",
+      "fields": {
+        "Series": "4510"
+      },
+      "verification": {
+        "status": 7,
+        "text": "паспорт просрочен",
+        "bad_fields": []
+      },
+      "broken": false,
+      "broken_reasons": []
+    }
+  ],
+  "review": [
+    "The passport has expired (verification status 7)."
+  ],
+  "timestamps": {
+    "detected": "2027-01-15T08:00:00Z",
+    "claimed": "2027-01-15T08:00:02Z",
+    "submitted": null,
+    "finished": "2027-01-15T08:00:10Z"
+  },
+  "written_by": "beorg-hotfolder 0.1.0"
+}
+"#;
+        assert_eq!(sidecar.to_json(), expected);
+        let back: Sidecar = serde_json::from_str(expected).unwrap();
+        assert_eq!(back, sidecar);
+    }
+
+    /// A version 1 sidecar (no `documents`, no `review`) still reads: version 2 only adds.
+    #[test]
+    fn a_version_1_sidecar_still_reads() {
+        let v1 = r#"{"sidecar_version": 1, "status": "done", "type": "SNILS", "document_id": "s-1",
+            "file": "a.png", "source": {"name": "a.png", "inbox": "/in", "sha256": null, "size": 3},
+            "result": null, "timestamps": {"detected": "x", "claimed": "x", "submitted": null, "finished": "x"},
+            "written_by": "beorg-hotfolder 0.1.0"}"#;
+        let sidecar: Sidecar = serde_json::from_str(v1).unwrap();
+        assert_eq!(sidecar.status, Status::Done);
+        assert!(sidecar.documents.is_empty() && sidecar.review.is_empty());
     }
 
     #[test]

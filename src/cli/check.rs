@@ -307,7 +307,8 @@ fn folder_findings(config: &Config, user: &str, sandbox: Option<&Sandbox>) -> Ve
             ("done", &inbox.done, Role::Output),
             ("failed", &inbox.failed, Role::Output),
         ];
-        for (name, dir, role) in folders {
+        let review = inbox.review.iter().map(|r| ("review", r, Role::Output));
+        for (name, dir, role) in folders.into_iter().chain(review) {
             let key = format!("inbox[{i}].{name}");
             out.push(folder_finding(&key, dir, role, user, sandbox));
             if role == Role::Inbox

@@ -1,9 +1,10 @@
 //! `beorg-hotfolder demo [DIR]`: the emulator and the daemon in one process, so a newcomer
 //! sees scans become sidecars without an account.
 //!
-//! It lays out DIR (an inbox, done and failed folder per sample document type), writes the
-//! config it uses to `DIR/config.toml`, drops a few generated scans in (one of them unreadable
-//! on purpose, plus a text file preflight refuses), prints where each result lands, and keeps
+//! It lays out DIR (an inbox, done, review and failed folder per sample document type), writes
+//! the config it uses to `DIR/config.toml`, drops a few generated scans in (one of them
+//! unreadable on purpose, an expired passport a person must check, plus a text file preflight
+//! refuses), prints where each result lands (and why a person must check it), and keeps
 //! watching until Ctrl-C so the user can drop in files of their own.
 
 use std::collections::HashSet;
@@ -17,6 +18,9 @@ use beorg_emulator::{Emulator, EmulatorConfig};
 
 /// Document types the demo sets up an inbox for.
 const DEMO_TYPES: [&str; 5] = ["PASSPORT", "SNILS", "VNG", "FPRN", "OTPR"];
+
+/// The folders per document type: the inbox, then where results land.
+const ROLES: [&str; 4] = ["in", "done", "review", "failed"];
 
 /// The emulator's processing times are the vendor's, times this (a passport: 1-3 s).
 const DEMO_TIME_SCALE: f64 = 0.3;
@@ -61,11 +65,11 @@ fn lay_out(dir: &Path, emulator: &Emulator, e: &EmulatorConfig) -> anyhow::Resul
     let mut inboxes = String::new();
     for doc_type in DEMO_TYPES {
         let sub = doc_type.to_lowercase();
-        for role in ["in", "done", "failed"] {
+        for role in ROLES {
             std::fs::create_dir_all(dir.join(role).join(&sub))?;
         }
         inboxes.push_str(&format!(
-            "\n[[inbox]]\npath = \"in/{sub}\"\ntype = \"{doc_type}\"\ndone = \"done/{sub}\"\nfailed = \"failed/{sub}\"\n"
+            "\n[[inbox]]\npath = \"in/{sub}\"\ntype = \"{doc_type}\"\ndone = \"done/{sub}\"\nfailed = \"failed/{sub}\"\nreview = \"review/{sub}\"\n"
         ));
     }
     let text = format!(
@@ -116,6 +120,8 @@ fn write_samples(dir: &Path) -> anyhow::Result<()> {
     }
     let blurred = beorg_emulator::samples::page_png(seed + 100, Some("BEORG-EMU:broken"));
     std::fs::write(dir.join("in/passport/blurred-photo.png"), blurred)?;
+    let expired = beorg_emulator::samples::page_png(seed + 101, Some("BEORG-EMU:verification=7"));
+    std::fs::write(dir.join("in/passport/expired-passport.png"), expired)?;
     std::fs::write(dir.join("in/snils/notes.txt"), "not a scan\n")?;
     Ok(())
 }
@@ -126,15 +132,14 @@ fn print_banner(dir: &Path, config: &Path, emulator: &Emulator) {
     println!("  config:                    {}", config.display());
     println!("  inboxes:                   {}/in/<type>/", dir.display());
     println!(
-        "  results:                   {}/done/<type>/ and {}/failed/<type>/",
-        dir.display(),
+        "  results:                   {0}/done/<type>/, {0}/review/<type>/ and {0}/failed/<type>/",
         dir.display()
     );
     println!("Sample scans are on their way. Drop your own JPEG/PNG/PDF files into an inbox;");
     println!("press Ctrl-C to stop.\n");
 }
 
-/// Prints one line per new sidecar in done/ and failed/.
+/// Prints one line per new sidecar in done/, review/ and failed/.
 async fn report_results(dir: PathBuf) {
     let mut seen: HashSet<PathBuf> = HashSet::new();
     loop {
@@ -151,7 +156,7 @@ async fn report_results(dir: PathBuf) {
 
 fn sidecars(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for role in ["done", "failed"] {
+    for role in &ROLES[1..] {
         let Ok(types) = std::fs::read_dir(dir.join(role)) else {
             continue;
         };
@@ -185,6 +190,11 @@ fn describe(dir: &Path, sidecar_path: &Path) -> Option<String> {
             "  done    {:<28} → {shown} (+ .json), document {}",
             sidecar.source.name,
             sidecar.document_id.as_deref().unwrap_or("-")
+        ),
+        Status::Review => format!(
+            "  review  {:<28} → {shown} (+ .json): {}",
+            sidecar.source.name,
+            sidecar.review.join(" ")
         ),
         Status::Failed => format!(
             "  failed  {:<28} → {shown} (+ .json): {}",

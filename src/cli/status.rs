@@ -47,6 +47,8 @@ pub struct InboxReport {
     pub polling: u64,
     pub done_today: u64,
     pub failed_today: u64,
+    /// Finished today into the review folder (a person must check them).
+    pub review_today: u64,
     pub lost: u64,
 }
 
@@ -83,6 +85,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
                 polling: s.map_or(0, |s| s.polling),
                 done_today: s.map_or(0, |s| s.done_today),
                 failed_today: s.map_or(0, |s| s.failed_today),
+                review_today: s.map_or(0, |s| s.review_today),
                 lost: s.map_or(0, |s| s.lost),
             }
         })
@@ -164,6 +167,9 @@ pub fn render(report: &Report) -> String {
             "  waiting {}{oldest}, submitting {}, polling {}, done today {}, failed today {}",
             i.waiting, i.submitting, i.polling, i.done_today, i.failed_today
         ));
+        if i.review_today > 0 {
+            out.push_str(&format!(", to review today {}", i.review_today));
+        }
         if i.lost > 0 {
             out.push_str(&format!(", lost {}", i.lost));
         }
@@ -189,6 +195,35 @@ mod tests {
     fn waiting(dir: &Path, extra: &str) -> (u64, Option<u64>) {
         let inbox = inbox(dir, extra);
         waiting_in(&EntryRules::new(&inbox), &inbox.path)
+    }
+
+    /// Issue 11: results sent to review today are shown beside done and failed.
+    #[test]
+    fn the_review_count_is_shown_when_there_is_one() {
+        let inbox = |review_today| InboxReport {
+            path: PathBuf::from("/srv/in/passport"),
+            doc_type: "PASSPORT".into(),
+            waiting: 0,
+            oldest_waiting_seconds: None,
+            submitting: 0,
+            polling: 0,
+            done_today: 5,
+            failed_today: 1,
+            review_today,
+            lost: 0,
+        };
+        let report = |review_today| Report {
+            running: true,
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at: "t".into(),
+            last_seen: "t".into(),
+            account: Account::default(),
+            last_error: None,
+            inboxes: vec![inbox(review_today)],
+        };
+        assert!(render(&report(2)).contains("done today 5, failed today 1, to review today 2\n"));
+        assert!(!render(&report(0)).contains("review"));
     }
 
     #[test]

@@ -29,6 +29,9 @@ const PREPARED_SUBMITS: usize = 3;
 /// How often finished files older than `keep_history` are pruned from the journal.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often outcomes older than their inbox's `retention` are looked for (and at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// One run of the pipeline with one config: from resume to stop.
 pub(super) struct Session {
     p: Arc<Context>,
@@ -55,7 +58,8 @@ impl Session {
         shared.mounts.remember(
             all.inboxes
                 .iter()
-                .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()]),
+                .flat_map(|i| [i.path.as_path(), i.done.as_path(), i.failed.as_path()])
+                .chain(all.inboxes.iter().filter_map(|i| i.review.as_deref())),
         );
         remove_stale_temp_files(config);
         let p = Arc::new(Context {
@@ -86,6 +90,7 @@ impl Session {
             queue.clone(),
         ));
         tasks.spawn(prune_history(p.clone()));
+        tasks.spawn(apply_retention(p.clone()));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
         let (intake_queue, rescan, hold_limit, intake_liveness) = (
@@ -174,6 +179,28 @@ async fn prune_history(p: Arc<Context>) {
         tokio::select! {
             _ = p.stop.cancelled() => return,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// Deletes outcomes older than their inbox's `retention`, at start and then hourly.
+async fn apply_retention(p: Arc<Context>) {
+    if p.config.inboxes.iter().all(|i| i.retention.is_none()) {
+        return;
+    }
+    loop {
+        let inboxes = p.config.inboxes.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::store::retention::sweep_all(&inboxes, std::time::SystemTime::now())
+        })
+        .await;
+        for (inbox, deleted) in swept.unwrap_or_default() {
+            p.metrics
+                .retention_deleted(&inbox.to_string_lossy(), deleted);
+        }
+        tokio::select! {
+            _ = p.stop.cancelled() => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
         }
     }
 }
@@ -271,6 +298,7 @@ fn remove_stale_temp_files(config: &Config) {
         .inboxes
         .iter()
         .flat_map(|i| [i.done.clone(), i.failed.clone(), i.work_dir()])
+        .chain(config.inboxes.iter().filter_map(|i| i.review.clone()))
         .chain([config.daemon.state_dir.clone()]);
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -291,11 +319,15 @@ fn remove_stale_temp_files(config: &Config) {
     }
 }
 
-/// done/ and failed/ are never created by the daemon (on an unmounted share that would put
-/// passports on the root filesystem); say at start which ones are missing.
+/// done/, failed/ and review folders are never created by the daemon (on an unmounted share
+/// that would put passports on the root filesystem); say at start which ones are missing.
 fn report_missing_outputs(config: &Config) {
     for (i, inbox) in config.inboxes.iter().enumerate() {
-        for (key, dir) in [("done", &inbox.done), ("failed", &inbox.failed)] {
+        let review = inbox.review.iter().map(|r| ("review", r));
+        for (key, dir) in [("done", &inbox.done), ("failed", &inbox.failed)]
+            .into_iter()
+            .chain(review)
+        {
             if !dir.is_dir() {
                 tracing::warn!(
                     "inbox[{i}].{key} folder {} does not exist; files wait in the work folder until it is created",

@@ -71,6 +71,9 @@ pub struct InboxSnapshot {
     pub polling: u64,
     pub done_today: u64,
     pub failed_today: u64,
+    /// Finished today into the review folder (absent in snapshots of older daemons).
+    #[serde(default)]
+    pub review_today: u64,
     /// Claimed files that disappeared from the work folder, still in the journal's history.
     pub lost: u64,
     /// Detection time of the oldest claimed, unsent file (unix seconds).
@@ -139,6 +142,7 @@ async fn snapshot(
                 polling: c.polling,
                 done_today: c.done_today,
                 failed_today: c.failed_today,
+                review_today: c.review_today,
                 lost: c.lost,
                 oldest_claimed_unix: c.oldest_claimed.map(unix_secs),
             }
@@ -183,6 +187,10 @@ fn status_line(s: &Snapshot) -> String {
         sum(|i| i.done_today),
         sum(|i| i.failed_today)
     );
+    let review = sum(|i| i.review_today);
+    if review > 0 {
+        line.push_str(&format!(", {review} to review"));
+    }
     if s.account.paused {
         line.push_str(&format!(
             "; ACCOUNT PAUSED (HTTP {})",
@@ -215,4 +223,42 @@ pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(review_today: u64) -> Snapshot {
+        Snapshot {
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at: "t".into(),
+            written_at: "t".into(),
+            written_at_unix: 0,
+            stopped: false,
+            account: Account::default(),
+            last_error: None,
+            ready_queue: 0,
+            inboxes: vec![InboxSnapshot {
+                path: PathBuf::from("/srv/in/passport"),
+                doc_type: "PASSPORT".into(),
+                claimed: 0,
+                submitting: 0,
+                polling: 0,
+                done_today: 3,
+                failed_today: 1,
+                review_today,
+                lost: 0,
+                oldest_claimed_unix: None,
+            }],
+        }
+    }
+
+    /// Issue 11: `systemctl status` shows today's results sent to review, when there are any.
+    #[test]
+    fn the_status_line_counts_results_to_review() {
+        assert!(status_line(&snapshot(2)).ends_with("today 3 done, 1 failed, 2 to review"));
+        assert!(status_line(&snapshot(0)).ends_with("today 3 done, 1 failed"));
+    }
 }

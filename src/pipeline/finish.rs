@@ -1,4 +1,6 @@
-//! Putting a finished file in its place: the original into done/ or failed/, then its sidecar.
+//! Putting a finished file in its place: the original into done/, review/ or failed/, then its
+//! sidecar. A recognised result goes to the inbox's review folder instead of done/ when a
+//! person must check it ([`crate::results::review_reasons`]) and the inbox has one.
 //!
 //! Order matters, and each step is recorded first: the journal gets the outcome and the chosen
 //! name (`finishing`), the original is moved without overwriting anything, the sidecar is
@@ -18,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::InboxConfig;
 use crate::pipeline::Context;
 use crate::pipeline::Job;
+use crate::results;
 use crate::sidecar::{Outcome, SIDECAR_VERSION, Sidecar, Source, Status, Timestamps, rfc3339};
 use crate::store::fsutil;
 use crate::store::journal::{Record, Stage, until_stored};
@@ -41,9 +44,11 @@ enum Placed {
 /// next start.
 pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
     let inbox = &job.inbox;
-    let dest_dir = match outcome.status {
-        Status::Done => inbox.done.clone(),
-        Status::Failed => inbox.failed.clone(),
+    let outcome = reviewed(job, outcome);
+    let dest_dir = match (outcome.status, &inbox.review) {
+        (Status::Review, Some(review)) => review.clone(),
+        (Status::Done | Status::Review, _) => inbox.done.clone(),
+        (Status::Failed, _) => inbox.failed.clone(),
     };
     let mut retry = crate::retry::Retry::new(&p.stop, FINISH_BACKOFF);
     // Kept across tries: once the original has moved, a retry must finish at the same name.
@@ -52,7 +57,11 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
         match place(p, job, &outcome, &dest_dir, &mut chosen).await {
             Ok(Placed::At(final_path)) => {
                 log_finished(inbox.path.as_path(), job, &outcome, &final_path);
-                let label = outcome.error.as_ref().map_or("done", |e| e.kind.as_str());
+                let label = match (&outcome.error, outcome.status) {
+                    (Some(e), _) => e.kind.as_str(),
+                    (None, Status::Review) => "review",
+                    (None, _) => "done",
+                };
                 let latency = job.detected_at.elapsed().unwrap_or_default();
                 p.metrics
                     .file_finished(&inbox.path.to_string_lossy(), label, latency);
@@ -123,6 +132,7 @@ async fn place(
     blocking(move || move_and_write(&from, &to, &sidecar, mode)).await?;
     let stage = match outcome.status {
         Status::Done => Stage::Done,
+        Status::Review => Stage::Review,
         Status::Failed => Stage::Failed,
     };
     until_stored(&p.stop, "finished", || {
@@ -179,8 +189,11 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
         lost(p, job).await;
         return;
     }
+    let in_review = |review: &PathBuf| final_path.starts_with(review);
     let stage = if final_path.starts_with(&job.inbox.done) {
         Stage::Done
+    } else if job.inbox.review.as_ref().is_some_and(in_review) {
+        Stage::Review
     } else {
         Stage::Failed
     };
@@ -231,7 +244,14 @@ pub async fn lost(p: &Context, job: &Job) {
 fn log_finished(inbox: &Path, job: &Job, outcome: &Outcome, final_path: &Path) {
     let to = final_path.display();
     let document_id = job.document_id.as_deref().unwrap_or("-");
+    let review = outcome.review.join(" ");
     match &outcome.error {
+        None if outcome.status == Status::Review => {
+            tracing::info!(inbox = %inbox.display(), file = %job.name, document_id, to = %to, "to review: {review}")
+        }
+        None if !review.is_empty() => {
+            tracing::info!(inbox = %inbox.display(), file = %job.name, document_id, to = %to, "done; a person should check it (no review folder set): {review}")
+        }
         None => {
             tracing::info!(inbox = %inbox.display(), file = %job.name, document_id, to = %to, "done")
         }
@@ -260,6 +280,12 @@ fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> 
         },
         result: outcome.result.clone(),
         result_raw: outcome.result_raw.clone(),
+        documents: outcome
+            .result
+            .as_ref()
+            .map(|result| results::documents(result, &naming(inbox, file)))
+            .unwrap_or_default(),
+        review: outcome.review.clone(),
         error: outcome.error.clone(),
         timestamps: Timestamps {
             detected: rfc3339(job.detected_at),
@@ -268,6 +294,34 @@ fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> 
             finished: rfc3339(SystemTime::now()),
         },
         written_by: concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION")).to_string(),
+    }
+}
+
+/// A recognised result with reasons for a person to check it: status `review` when the
+/// inbox has a review folder (else it stays `done`), the reasons kept for the sidecar.
+fn reviewed(job: &Job, mut outcome: Outcome) -> Outcome {
+    let Some(result) = outcome
+        .result
+        .as_ref()
+        .filter(|_| outcome.status == Status::Done)
+    else {
+        return outcome;
+    };
+    let base_name = job.name.rsplit('/').next().unwrap_or(&job.name);
+    let documents = results::documents(result, &naming(&job.inbox, base_name));
+    outcome.review = results::review_reasons(&documents, job.inbox.min_confidence);
+    if !outcome.review.is_empty() && job.inbox.review.is_some() {
+        outcome.status = Status::Review;
+    }
+    outcome
+}
+
+/// Which file each document of the result belongs to: a single file's own name.
+fn naming<'a>(inbox: &'a InboxConfig, file: &'a str) -> results::Naming<'a> {
+    results::Naming {
+        files: &[],
+        file,
+        doc_type: &inbox.doc_type,
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Stage {
     Finishing,
     /// In done/ with its sidecar.
     Done,
+    /// In the review folder with its sidecar: recognised, a person must check it.
+    Review,
     /// In failed/ with its sidecar.
     Failed,
     /// Its file disappeared from the work folder (deleted by hand); nothing left to move.
@@ -41,6 +43,7 @@ impl Stage {
             Stage::Submitted => "submitted",
             Stage::Finishing => "finishing",
             Stage::Done => "done",
+            Stage::Review => "review",
             Stage::Failed => "failed",
             Stage::Lost => "lost",
         }
@@ -55,6 +58,7 @@ impl Stage {
             "submitted" => Stage::Submitted,
             "finishing" => Stage::Finishing,
             "done" => Stage::Done,
+            "review" => Stage::Review,
             "failed" => Stage::Failed,
             "lost" => Stage::Lost,
             _ => return None,
@@ -137,6 +141,7 @@ pub struct InboxCounts {
     pub failed_today: u64,
     pub lost: u64,
     pub oldest_claimed: Option<SystemTime>,
+    pub review_today: u64,
 }
 
 /// Retries a journal write until it is stored or the daemon stops. A full or read-only
@@ -406,7 +411,7 @@ impl Journal {
     pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'failed', 'lost') ORDER BY id"
+                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'review', 'failed', 'lost') ORDER BY id"
             ))?;
             let rows = stmt.query_map([], read_record)?;
             rows.collect()
@@ -505,7 +510,7 @@ impl Journal {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
         self.with(move |conn| {
             conn.execute(
-                "DELETE FROM files WHERE stage IN ('done', 'failed', 'lost') AND finished_at < ?1",
+                "DELETE FROM files WHERE stage IN ('done', 'review', 'failed', 'lost') AND finished_at < ?1",
                 [cutoff],
             )
         })
@@ -524,7 +529,8 @@ impl Journal {
                     SUM(stage = 'done' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
                     SUM(stage = 'failed' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
                     SUM(stage = 'lost'),
-                    MIN(CASE WHEN stage IN ('claimed', 'submitting') THEN detected_at END)
+                    MIN(CASE WHEN stage IN ('claimed', 'submitting') THEN detected_at END),
+                    SUM(stage = 'review' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime'))
                  FROM files GROUP BY inbox",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -537,6 +543,7 @@ impl Journal {
                     failed_today: r.get::<_, i64>(5)? as u64,
                     lost: r.get::<_, i64>(6)? as u64,
                     oldest_claimed: r.get::<_, Option<i64>>(7)?.map(from_ms),
+                    review_today: r.get::<_, i64>(8)? as u64,
                 })
             })?;
             rows.collect()

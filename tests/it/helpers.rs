@@ -719,3 +719,66 @@ pub fn run_bin(args: &[&str], config: &Path, envs: &[(&str, &str)]) -> (Option<i
 
 /// The daemon's on-disk names (work folder, sidecars, journal...), as the daemon spells them.
 pub use beorg_hotfolder::store::layout;
+
+/// Waits for `<name>.json` in `dir` (e.g. an inbox's review folder) and parses it.
+pub async fn sidecar_in(dir: &Path, name: &str) -> Sidecar {
+    let path = layout::sidecar_path(&dir.join(name));
+    wait_until(&format!("sidecar {}", path.display()), || path.exists()).await;
+    read_sidecar(&path)
+}
+
+impl TestEnv {
+    /// Adds an inbox of `doc_type` under the folder name `sub` (for a second inbox of a type),
+    /// with its folders created and `extra` TOML lines; returns its index.
+    pub fn add_inbox(&mut self, doc_type: &str, sub: &str, extra: &str) -> usize {
+        let d = self.dir.path();
+        let inbox = Inbox {
+            doc_type: doc_type.to_string(),
+            path: d.join("in").join(sub),
+            done: d.join("done").join(sub),
+            failed: d.join("failed").join(sub),
+            extra: extra.to_string(),
+        };
+        for dir in [&inbox.path, &inbox.done, &inbox.failed] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        self.inboxes.push(inbox);
+        self.inboxes.len() - 1
+    }
+
+    /// A review folder for inbox `i` (`DIR/review/<n>`), created unless `create` is false,
+    /// set as the inbox's `review`; returns it.
+    pub fn review_folder(&mut self, i: usize, create: bool) -> PathBuf {
+        let dir = self.dir.path().join("review").join(i.to_string());
+        if create {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        self.inboxes[i]
+            .extra
+            .push_str(&format!("\nreview = \"{}\"\n", dir.display()));
+        dir
+    }
+}
+
+/// A free loopback port (for `[metrics] listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Scrapes `/metrics` on `port`.
+pub async fn scrape_metrics(port: u16) -> Vec<Sample> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_metrics(&text)
+}

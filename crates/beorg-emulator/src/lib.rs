@@ -12,7 +12,12 @@
 //! Tests steer it from outside ([`Emulator::set_no_money`], [`Emulator::fail_next`],
 //! [`Emulator::delay_next`]) and from inside the files: a decoded image containing
 //! `BEORG-EMU:broken`, `BEORG-EMU:invalid-json`, `BEORG-EMU:lost` or `BEORG-EMU:never` gets a
-//! broken document, an unparsable body, a 404 or an endless 425.
+//! broken document, an unparsable body, a 404 or an endless 425. Results a person must check
+//! are asked for the same way: `BEORG-EMU:verification=N` (passport verification status N, 0
+//! to 7, with the seed's text), `BEORG-EMU:not-live` (the liveness check ran and failed),
+//! `BEORG-EMU:other-face` (the face match ran and failed, on every document of the set that
+//! has a match) and `BEORG-EMU:low-confidence` (the `LastName` confidence, or the first one,
+//! is 0.42). Several markers may share an image.
 //!
 //! A submit names its project as `project_id` or, like the OTPR seed, `campaign_id`; a
 //! document belongs to its project (the same picture sent to another project is not a
@@ -815,6 +820,14 @@ struct Markers {
     invalid_json: bool,
     lost: bool,
     never: bool,
+    /// `verification=N`: the passport verification status to answer with.
+    verification: Option<u8>,
+    /// `not-live`: the liveness check runs and says "not live".
+    not_live: bool,
+    /// `other-face`: the face match runs and says "another person".
+    other_face: bool,
+    /// `low-confidence`: one field is read with confidence 0.42.
+    low_confidence: bool,
 }
 
 impl Markers {
@@ -828,6 +841,15 @@ impl Markers {
             markers.invalid_json |= rest.starts_with(b"invalid-json");
             markers.lost |= rest.starts_with(b"lost");
             markers.never |= rest.starts_with(b"never");
+            markers.not_live |= rest.starts_with(b"not-live");
+            markers.other_face |= rest.starts_with(b"other-face");
+            markers.low_confidence |= rest.starts_with(b"low-confidence");
+            if let Some(code) = rest.strip_prefix(b"verification=".as_slice()) {
+                markers.verification = code
+                    .first()
+                    .filter(|c| c.is_ascii_digit())
+                    .map(|c| c - b'0');
+            }
         }
         markers
     }
@@ -839,6 +861,10 @@ impl Markers {
             invalid_json: self.invalid_json || other.invalid_json,
             lost: self.lost || other.lost,
             never: self.never || other.never,
+            verification: self.verification.or(other.verification),
+            not_live: self.not_live || other.not_live,
+            other_face: self.other_face || other.other_face,
+            low_confidence: self.low_confidence || other.low_confidence,
         }
     }
 }
@@ -1256,11 +1282,15 @@ fn auto_body(document_id: &str, set: &DocumentSet) -> Value {
     let mut body = Map::new();
     body.insert("document_id".into(), Value::from(document_id));
     body.insert("data".into(), Value::Object(document.data));
+    let mut confidences = document.confidences;
+    if set.markers.low_confidence {
+        lower_one_confidence(&mut confidences);
+    }
+    body.insert("metadata".into(), json!({ "confidences": confidences }));
     body.insert(
-        "metadata".into(),
-        json!({ "confidences": document.confidences }),
+        "verifications".into(),
+        verifications(set.markers.broken, set.markers.verification),
     );
-    body.insert("verifications".into(), verifications(set.markers.broken));
     if set.markers.broken {
         blank_data(&mut body);
         insert_broken(
@@ -1286,13 +1316,14 @@ fn universal_body(document_id: &str, set: &DocumentSet) -> Value {
         .entries
         .iter()
         .enumerate()
-        .map(|(index, entry)| render_document(entry, index, &keys))
+        .map(|(index, entry)| render_document(entry, index, &keys, set.markers))
         .collect();
     json!({ "document_id": document_id, "documents": documents })
 }
 
-/// One entry of `documents`, in the seed's field order.
-fn render_document(entry: &EntryPlan, index: usize, keys: &[&str]) -> Value {
+/// One entry of `documents`, in the seed's field order. `set_markers` are those of every image
+/// of the set: a face match compares two images, so `other-face` on either fails it.
+fn render_document(entry: &EntryPlan, index: usize, keys: &[&str], set_markers: Markers) -> Value {
     let mut rng = rng_for(&entry.sha256, index as u64);
     let info = &entry.info;
     let (key, doc_type) = reported_key_and_type(info);
@@ -1301,13 +1332,24 @@ fn render_document(entry: &EntryPlan, index: usize, keys: &[&str]) -> Value {
     let mut document = Map::new();
     document.insert("key".into(), Value::from(key));
     document.insert("type".into(), Value::from(doc_type));
-    let content = fake::content_for(&info.doc_type, &mut rng);
+    let mut content = fake::content_for(&info.doc_type, &mut rng);
+    if entry.markers.low_confidence
+        && let Some(confidences) = content.metadata.get_mut("confidences")
+    {
+        lower_one_confidence(confidences);
+    }
     document.insert("data".into(), content.data);
     document.insert("metadata".into(), content.metadata);
     if content.verified {
-        document.insert("verifications".into(), verifications(broken));
+        let verification = verifications(broken, entry.markers.verification);
+        document.insert("verifications".into(), verification);
     }
-    if let Some(biometrics) = biometrics(info, &mut rng, match_failed) {
+    let outcome = BiometricsOutcome {
+        unpaired: match_failed,
+        not_live: entry.markers.not_live,
+        other_face: set_markers.other_face,
+    };
+    if let Some(biometrics) = biometrics(info, &mut rng, outcome) {
         document.insert("biometrics".into(), biometrics);
     }
     if broken {
@@ -1363,8 +1405,23 @@ fn has_stage(info: &ProcessEntry, stage: &str) -> bool {
     info.stages.iter().any(|s| s == stage)
 }
 
+/// How the biometric checks of one document come out.
+#[derive(Clone, Copy)]
+struct BiometricsOutcome {
+    /// The match has nothing to compare against (the set is broken).
+    unpaired: bool,
+    /// The liveness check runs and fails.
+    not_live: bool,
+    /// The face match runs and fails.
+    other_face: bool,
+}
+
 /// The biometrics block: both checks for a selfie, the requested ones for a document.
-fn biometrics(info: &ProcessEntry, rng: &mut fastrand::Rng, match_failed: bool) -> Option<Value> {
+fn biometrics(
+    info: &ProcessEntry,
+    rng: &mut fastrand::Rng,
+    outcome: BiometricsOutcome,
+) -> Option<Value> {
     let selfie = info.doc_type == "SELFIE";
     let liveness = selfie || has_stage(info, "biometry_liveness");
     let matching = selfie || info.match_with.is_some() || has_stage(info, "biometry_match");
@@ -1373,24 +1430,76 @@ fn biometrics(info: &ProcessEntry, rng: &mut fastrand::Rng, match_failed: bool) 
     }
     let mut block = Map::new();
     if liveness {
-        block.insert("liveness".into(), fake::liveness(rng));
+        block.insert("liveness".into(), fake::liveness(rng, outcome.not_live));
     }
     if matching {
-        block.insert("match_faces".into(), fake::match_faces(rng, match_failed));
+        let faces = fake::match_faces(rng, outcome.unpaired, outcome.other_face);
+        block.insert("match_faces".into(), faces);
     }
     Some(Value::Object(block))
 }
 
-/// The passport verification block.
-fn verifications(broken: bool) -> Value {
+/// The passport verification block: status 1 for a broken document, else the status a
+/// `verification=N` marker asks for, else 0.
+fn verifications(broken: bool, asked: Option<u8>) -> Value {
     if broken {
-        json!({
+        return json!({
             "status": 1,
-            "status_text": "одно или несколько обязательных полей отсутствует или имеет неверный формат",
+            "status_text": VERIFICATION_TEXTS[1],
             "bad_fields": ["Series", "Number", "LastName", "FirstName", "BirthDate"],
-        })
-    } else {
-        json!({ "status": 0, "status_text": STATUS_TEXT_OK, "bad_fields": [] })
+        });
+    }
+    match asked.filter(|code| (1..=7).contains(code)) {
+        None => json!({ "status": 0, "status_text": STATUS_TEXT_OK, "bad_fields": [] }),
+        Some(code) => json!({
+            "status": code,
+            "status_text": VERIFICATION_TEXTS[usize::from(code)],
+            "bad_fields": verification_bad_fields(code),
+        }),
+    }
+}
+
+/// The seed's text for each passport verification status, by code.
+const VERIFICATION_TEXTS: [&str; 8] = [
+    STATUS_TEXT_OK,
+    "одно или несколько обязательных полей отсутствует или имеет неверный формат",
+    "МЧЗ не согласуется со значением полей",
+    "серия паспорта не согласуется с кодом подразделения",
+    "место выдачи не согласуется с кодом подразделения",
+    "паспорт выдан до 14-ти лет",
+    "паспорт выдан до 1 октября 1997 года",
+    "паспорт просрочен",
+];
+
+/// The fields a verification status (1 to 7) points at.
+fn verification_bad_fields(code: u8) -> Vec<&'static str> {
+    match code {
+        1 => vec!["Series", "Number"],
+        2 => vec!["MRZ1", "MRZ2"],
+        3 => vec!["Series", "IssueId"],
+        4 => vec!["IssuedBy", "IssueId"],
+        5 | 7 => vec!["IssueDate", "BirthDate"],
+        _ => vec!["IssueDate"],
+    }
+}
+
+/// Sets the `LastName` confidence (any casing), or the first one, to 0.42, keeping whether it
+/// was a string or a number.
+fn lower_one_confidence(confidences: &mut Value) {
+    let Value::Object(map) = confidences else {
+        return;
+    };
+    let name = map
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("LastName"))
+        .or_else(|| map.keys().next())
+        .cloned();
+    if let Some(value) = name.and_then(|name| map.get_mut(&name)) {
+        *value = if value.is_string() {
+            Value::from("0.4200")
+        } else {
+            Value::from(0.42)
+        };
     }
 }
 
@@ -1953,8 +2062,17 @@ mod fake {
         }
     }
 
-    /// A liveness check that ran ("Success" says it ran, not that it passed).
-    pub(super) fn liveness(rng: &mut fastrand::Rng) -> Value {
+    /// A liveness check that ran ("Success" says it ran, not that it passed); `not_live`: it
+    /// found no live person.
+    pub(super) fn liveness(rng: &mut fastrand::Rng, not_live: bool) -> Value {
+        if not_live {
+            return json!({
+                "liveness": 0,
+                "probability": 0.05 + rng.f64() * 0.2,
+                "error_code": 0,
+                "comment": "Success",
+            });
+        }
         json!({
             "liveness": 1,
             "probability": 0.9 + rng.f64() * 0.0999,
@@ -1963,14 +2081,23 @@ mod fake {
         })
     }
 
-    /// A face match that ran, or one that had nothing to compare.
-    pub(super) fn match_faces(rng: &mut fastrand::Rng, unpaired: bool) -> Value {
+    /// A face match that ran, or one that had nothing to compare; `other_face`: it ran and
+    /// found another person.
+    pub(super) fn match_faces(rng: &mut fastrand::Rng, unpaired: bool, other_face: bool) -> Value {
         if unpaired {
             return json!({
                 "match_faces": 0,
                 "similarity": 0,
                 "error_code": 1,
                 "comment": "Only one image",
+            });
+        }
+        if other_face {
+            return json!({
+                "match_faces": 0,
+                "similarity": 0.1 + rng.f64() * 0.3,
+                "error_code": 0,
+                "comment": "Success",
             });
         }
         json!({

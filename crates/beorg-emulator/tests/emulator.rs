@@ -805,3 +805,128 @@ async fn issue_10_the_same_content_in_another_project_is_a_new_document() {
         "the same project under its other name: a duplicate"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: results a person must check
+
+/// A passport + selfie request as the KYC seed sends it: the passport's face matched against
+/// the selfie, the selfie checked for liveness.
+fn kyc_info() -> Value {
+    json!([
+        { "key": "PASSPORT1", "type": "PASSPORT",
+          "options": { "stages": ["biometry_match"], "relation": { "biometry_match": "SELFIE1" } } },
+        { "key": "SELFIE1", "type": "SELFIE", "options": { "stages": ["biometry_liveness"] } },
+    ])
+}
+
+#[tokio::test]
+async fn issue_11_verification_marker_answers_each_status_with_the_seeds_text() {
+    let api = start(config()).await;
+    let expected = [
+        (1, "одно или несколько обязательных полей"),
+        (2, "МЧЗ не согласуется"),
+        (3, "серия паспорта не согласуется"),
+        (4, "место выдачи не согласуется"),
+        (5, "выдан до 14-ти лет"),
+        (6, "до 1 октября 1997 года"),
+        (7, "паспорт просрочен"),
+    ];
+    for (code, text) in expected {
+        let scan = file(&format!("passport BEORG-EMU:verification={code}"));
+        let id = api
+            .accepted(&body(&[&scan], Some(info(&[("PASSPORT", None)]))))
+            .await;
+        let result = api.ready(&id).await;
+        let document = &result["documents"][0];
+        let verification = &document["verifications"];
+        assert_eq!(verification["status"], code, "{verification}");
+        assert!(
+            verification["status_text"].as_str().unwrap().contains(text),
+            "{verification}"
+        );
+        assert!(!verification["bad_fields"].as_array().unwrap().is_empty());
+        assert_eq!(
+            document["broken"], false,
+            "a status is not a broken document"
+        );
+    }
+    // The flat "Passport Auto" body carries it too.
+    let auto = file("auto passport BEORG-EMU:verification=7");
+    let id = api.accepted(&body(&[&auto], None)).await;
+    assert_eq!(api.ready(&id).await["verifications"]["status"], 7);
+}
+
+#[tokio::test]
+async fn issue_11_not_live_and_other_face_markers_fail_checks_that_ran() {
+    let api = start(config()).await;
+    let (passport, selfie) = (file("kyc passport"), file("kyc selfie BEORG-EMU:not-live"));
+    let id = api
+        .accepted(&body(&[&passport, &selfie], Some(kyc_info())))
+        .await;
+    let result = api.ready(&id).await;
+    let selfie_bio = &result["documents"][1]["biometrics"];
+    assert_eq!(selfie_bio["liveness"]["liveness"], 0, "{selfie_bio}");
+    assert_eq!(
+        selfie_bio["liveness"]["comment"], "Success",
+        "the check ran"
+    );
+    assert!(selfie_bio["liveness"]["probability"].as_f64().unwrap() < 0.5);
+    assert_eq!(
+        result["documents"][0]["biometrics"]["match_faces"]["match_faces"],
+        1
+    );
+    assert_eq!(result["documents"][1]["broken"], false);
+
+    let (passport, selfie) = (
+        file("kyc passport 2 BEORG-EMU:other-face"),
+        file("kyc selfie 2"),
+    );
+    let id = api
+        .accepted(&body(&[&passport, &selfie], Some(kyc_info())))
+        .await;
+    let result = api.ready(&id).await;
+    for document in result["documents"].as_array().unwrap() {
+        let faces = &document["biometrics"]["match_faces"];
+        assert_eq!(faces["match_faces"], 0, "{document}");
+        assert_eq!(faces["error_code"], 0, "the check ran");
+        assert_eq!(faces["comment"], "Success");
+        assert!(faces["similarity"].as_f64().unwrap() < 0.5);
+        assert_eq!(document["broken"], false);
+    }
+    assert_eq!(
+        result["documents"][1]["biometrics"]["liveness"]["liveness"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn issue_11_low_confidence_marker_lowers_one_confidence_keeping_its_form() {
+    let api = start(config()).await;
+    let passport = file("passport BEORG-EMU:low-confidence");
+    let snils = file("snils BEORG-EMU:low-confidence");
+    let id = api
+        .accepted(&body(
+            &[&passport, &snils],
+            Some(info(&[("PASSPORT", None), ("SNILS", None)])),
+        ))
+        .await;
+    let result = api.ready(&id).await;
+    let passport = &result["documents"][0]["metadata"]["confidences"];
+    assert_eq!(
+        passport["LastName"], "0.4200",
+        "strings stay strings: {passport}"
+    );
+    let snils = &result["documents"][1]["metadata"]["confidences"];
+    assert_eq!(
+        snils["Lastname"], 0.42,
+        "the SNILS casing, a number: {snils}"
+    );
+    let low = |c: &Value| {
+        c.as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()) < Some(0.5))
+            .count()
+    };
+    assert_eq!((low(passport), low(snils)), (1, 1));
+}
