@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod sets;
+pub use sets::DocumentRule;
+
 /// Environment variable that overrides `api.token` and `api.token_file`.
 pub const TOKEN_ENV: &str = "BEORG_TOKEN";
 
@@ -30,7 +33,7 @@ pub enum ConfigError {
     Key { key: String, message: String },
 }
 
-fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Key {
         key: key.into(),
         message: message.into(),
@@ -246,6 +249,12 @@ pub struct InboxConfig {
     pub project_field: ProjectField,
     /// Whether `process_info` is sent, and which result shape comes back.
     pub tariff: Tariff,
+    /// Every direct subfolder of the inbox is one document set, sent as one request.
+    pub sets: bool,
+    /// In a `sets` inbox: a set is taken only once a file of this name is in it.
+    pub ready_file: Option<String>,
+    /// In a `sets` inbox: `process_info` for the files of a set, first match wins.
+    pub documents: Vec<DocumentRule>,
 }
 
 /// How an inbox notices new files.
@@ -404,9 +413,43 @@ struct RawInbox {
     project_id: Option<String>,
     project_field: Option<ProjectField>,
     tariff: Option<Tariff>,
+    // Document sets: per inbox only.
+    sets: Option<bool>,
+    ready_file: Option<String>,
+    #[serde(default)]
+    documents: Vec<RawDocumentRule>,
+}
+
+/// `[[inbox.documents]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocumentRule {
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    #[serde(rename = "type")]
+    doc_type: Option<String>,
+    key: Option<String>,
+    #[serde(default)]
+    stages: Vec<String>,
+    #[serde(default)]
+    relation: std::collections::BTreeMap<String, String>,
 }
 
 impl RawInbox {
+    /// The `[[inbox.documents]]` rules as plain values, for [`crate::config_sets`].
+    fn documents_as_rules(&self) -> Vec<sets::RuleText> {
+        self.documents
+            .iter()
+            .map(|d| sets::RuleText {
+                pattern: d.pattern.clone(),
+                doc_type: d.doc_type.clone(),
+                key: d.key.clone(),
+                stages: d.stages.clone(),
+                relation: d.relation.clone(),
+            })
+            .collect()
+    }
+
     /// This inbox's own values, each falling back to `[defaults]`.
     fn settings_over(&self, defaults: &RawInboxSettings) -> RawInboxSettings {
         RawInboxSettings {
@@ -948,6 +991,7 @@ fn resolve_inbox(
 ) -> Result<InboxConfig, ConfigError> {
     let key = |name: &str| format!("inbox[{index}].{name}");
     let s = raw.settings_over(defaults);
+    let rules = raw.documents_as_rules();
     let path = raw.path.ok_or_else(|| {
         key_error(
             key("path"),
@@ -1001,7 +1045,15 @@ fn resolve_inbox(
         ));
     }
     let tariff = s.tariff.unwrap_or_default();
-    check_tariff(tariff, &s, &key("tariff"))?;
+    let sets_asked = (raw.sets == Some(true), !rules.is_empty());
+    check_tariff(tariff, &s, sets_asked, &key("tariff"))?;
+    let set_settings = sets::resolve(
+        index,
+        raw.sets,
+        raw.ready_file,
+        &rules,
+        s.recursive.unwrap_or(false),
+    )?;
     let project_id = match s.project_id.as_deref().map(str::trim) {
         None => api_project_id.to_string(),
         Some("") => {
@@ -1043,20 +1095,32 @@ fn resolve_inbox(
         project_id,
         project_field: s.project_field.unwrap_or_default(),
         tariff,
+        sets: set_settings.sets,
+        ready_file: set_settings.ready_file,
+        documents: set_settings.documents,
     })
 }
 
 /// Refuses settings the inbox's tariff cannot send: "Passport Auto" sends no `process_info`,
 /// so nothing that would go into it may be configured (an inbox's own value or one from
 /// `[defaults]`). `key` names the tariff key in the error.
-fn check_tariff(tariff: Tariff, s: &RawInboxSettings, key: &str) -> Result<(), ConfigError> {
+fn check_tariff(
+    tariff: Tariff,
+    s: &RawInboxSettings,
+    (sets, documents): (bool, bool),
+    key: &str,
+) -> Result<(), ConfigError> {
     if tariff != Tariff::PassportAuto {
         return Ok(());
     }
-    // Document sets (`sets`, `[[inbox.documents]]`) join this list when they exist: they
-    // too are sent as process_info.
+    // Document sets too are sent as process_info.
     let stages = s.stages.as_ref().is_some_and(|stages| !stages.is_empty());
-    let refused = [("key", s.key.is_some()), ("stages", stages)];
+    let refused = [
+        ("key", s.key.is_some()),
+        ("stages", stages),
+        ("sets", sets),
+        ("[[inbox.documents]]", documents),
+    ];
     match refused.iter().find(|(_, set)| *set) {
         Some((name, _)) => Err(key_error(
             key,

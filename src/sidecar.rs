@@ -83,6 +83,20 @@ pub struct Source {
     /// Hex SHA-256 of the content (null if the file could not be read).
     pub sha256: Option<String>,
     pub size: u64,
+    /// A document set's files in the order sent (absent for a single file).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub files: Option<Vec<SourceFile>>,
+}
+
+/// One file of a document set, as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub key: String,
 }
 
 /// When each step happened (RFC 3339, UTC).
@@ -210,6 +224,7 @@ mod tests {
                 inbox: "/srv/scans/in/passport".into(),
                 sha256: Some("ab".repeat(32)),
                 size: 123456,
+                files: None,
             },
             result: Some(serde_json::json!({"document_id": "s-10001", "documents": []})),
             result_raw: None,

@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime};
 use crate::config::InboxConfig;
 use crate::pipeline::Context;
 use crate::pipeline::Job;
-use crate::sidecar::{Outcome, SIDECAR_VERSION, Sidecar, Source, Status, Timestamps, rfc3339};
+use crate::sidecar::{
+    Outcome, SIDECAR_VERSION, Sidecar, Source, SourceFile, Status, Timestamps, rfc3339,
+};
 use crate::store::fsutil;
 use crate::store::journal::{Record, Stage, until_stored};
 
@@ -139,13 +141,20 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
         return !fsutil::exists(&crate::store::layout::sidecar_path(chosen));
     }
     // Unsure (unreadable): keep the name; the move then reports what is wrong and retries.
+    if work.is_dir() {
+        return crate::store::tree::same_tree(work, chosen).unwrap_or(true);
+    }
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
 }
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
 /// existing sidecar is not rewritten.
 fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
-    if from.exists() {
+    let is_set = from.is_dir() || to.is_dir();
+    if from.is_dir() {
+        crate::store::tree::move_dir_noclobber(from, to)
+            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
+    } else if from.exists() {
         fsutil::move_file_noclobber(from, to)
             .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
     } else if !to.exists() {
@@ -156,8 +165,12 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
     }
     // The scanner's mode is often world-readable; a passport must not be. (Repeated on a
     // retry: a failure here must not leave the file as it was.)
-    fsutil::ensure_mode(to, mode)
-        .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
+    let made_private = if is_set {
+        crate::store::tree::ensure_tree_mode(to, mode)
+    } else {
+        fsutil::ensure_mode(to, mode)
+    };
+    made_private.map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
     let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
@@ -257,6 +270,7 @@ fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> 
             inbox: inbox.path.display().to_string(),
             sha256: job.sha256.clone(),
             size: job.size,
+            files: job.is_set.then(|| source_files(job)),
         },
         result: outcome.result.clone(),
         result_raw: outcome.result_raw.clone(),
@@ -269,6 +283,20 @@ fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> 
         },
         written_by: concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION")).to_string(),
     }
+}
+
+/// A set's files for its sidecar, in the order sent.
+fn source_files(job: &Job) -> Vec<SourceFile> {
+    job.members
+        .iter()
+        .map(|m| SourceFile {
+            name: m.name.clone(),
+            sha256: m.sha256.clone(),
+            size: m.size,
+            doc_type: m.doc_type.clone(),
+            key: m.key.clone(),
+        })
+        .collect()
 }
 
 fn file_name_of(path: &Path) -> String {

@@ -79,7 +79,14 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             Ok(ResultReply::Ready(result)) => {
                 p.scheduler.account_ok(false);
                 tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
-                return Step::Finish(judge(result));
+                let outcome = judge(result);
+                if job.is_set {
+                    return Step::Finish(crate::pipeline::set::name_broken_files(
+                        outcome,
+                        &job.members,
+                    ));
+                }
+                return Step::Finish(outcome);
             }
             Ok(ResultReply::Pending) => {
                 p.scheduler.account_ok(false);
@@ -164,6 +171,11 @@ pub fn judge(result: Value) -> Outcome {
     Outcome::failed(ErrorKind::Broken, Some(200), message).with_result(result)
 }
 
+/// Whether one document of a result is marked broken.
+pub fn is_broken(document: &Value) -> bool {
+    is_true(document.get("broken"))
+}
+
 /// `broken` arrives as `true`, `false`, `null`, or sometimes a string.
 fn is_true(v: Option<&Value>) -> bool {
     match v {
@@ -175,7 +187,7 @@ fn is_true(v: Option<&Value>) -> bool {
 }
 
 /// Russian reasons first (the office reads Russian), then English, without repeats.
-fn broken_reasons(broken: &[&Value]) -> Vec<String> {
+pub fn broken_reasons(broken: &[&Value]) -> Vec<String> {
     let mut reasons: Vec<String> = Vec::new();
     for key in ["broken_reasons_ru", "broken_reasons"] {
         for doc in broken {

@@ -2,10 +2,12 @@
 //! it creates), the [`journal`] (every claimed file's row), the one-daemon-per-state-folder
 //! lock ([`instance`]), the mount check that keeps an unmounted share from being filled
 //! ([`mounts`]), and the careful file operations ([`fsutil`]: no-clobber moves, atomic
-//! writes, private modes, content hashes).
+//! writes, private modes, content hashes) and their folder-sized twins for document sets
+//! ([`tree`]).
 
 pub mod fsutil;
 pub mod instance;
 pub mod journal;
 pub mod layout;
 pub mod mounts;
+pub mod tree;

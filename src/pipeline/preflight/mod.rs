@@ -17,6 +17,9 @@ use crate::sidecar::{ErrorKind, Outcome};
 /// The stage: [`Step::Next`] to send the file, [`Step::Finish`] with the refusal, or
 /// [`Step::Vanished`] if its work copy is gone.
 pub async fn preflight(job: &Job) -> Step {
+    if job.is_set {
+        return crate::pipeline::set::preflight(job).await;
+    }
     match tokio::fs::metadata(&job.work_path).await {
         Ok(meta) => {
             if let Some(refusal) = over_request_limit(meta.len()) {
