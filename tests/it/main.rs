@@ -18,6 +18,7 @@ mod preflight;
 mod projects;
 mod resilience;
 mod service;
+mod sets;
 mod streaming;
 mod stuck;
 mod systemd;
