@@ -1650,7 +1650,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 35] = [
+    const ALL_KEYS: [&str; 39] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1686,6 +1686,10 @@ first_poll = "1s"
         "hold_limit",
         "project_field",
         "tariff",
+        "sets",
+        "ready_file",
+        "match",
+        "relation",
     ];
 
     #[test]
@@ -1734,6 +1738,7 @@ first_poll = "1s"
         assert_eq!(x.preflight, y.preflight);
         assert_eq!(x.project_field, y.project_field);
         assert_eq!(x.tariff, y.tariff);
+        assert_eq!(x.sets, y.sets);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }

@@ -159,3 +159,110 @@ fn check_relations(index: usize, rules: &[DocumentRule]) -> Result<(), ConfigErr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// A config with one inbox carrying `inbox` lines (and `[defaults]` lines `defaults`).
+    fn parse(defaults: &str, inbox: &str) -> Result<Config, String> {
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[defaults]\n{defaults}\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{inbox}\n"
+        );
+        Config::from_toml(&text, Path::new("/c.toml"), None).map_err(|e| e.to_string())
+    }
+
+    const SELFIE_RULE: &str =
+        "[[inbox.documents]]\nmatch = \"*selfie*\"\ntype = \"SELFIE\"\nkey = \"SELFIE1\"\n";
+    const MATCH_RULE: &str = "[[inbox.documents]]\nmatch = \"*\"\ntype = \"PASSPORT\"\nrelation = { biometry_match = \"SELFIE1\" }\n";
+
+    #[test]
+    fn the_issues_kyc_inbox_is_accepted() {
+        let config = parse(
+            "",
+            &format!("sets = true\nready_file = \"READY\"\n{SELFIE_RULE}{MATCH_RULE}"),
+        )
+        .unwrap();
+        let inbox = &config.inboxes[0];
+        assert!(inbox.sets);
+        assert_eq!(inbox.ready_file.as_deref(), Some("READY"));
+        assert_eq!(inbox.documents.len(), 2);
+        assert!(inbox.documents[0].matcher.is_match("My-SELFIE.JPG"));
+        let plain = parse("", "").unwrap();
+        assert!(!plain.inboxes[0].sets && plain.inboxes[0].documents.is_empty());
+    }
+
+    /// Each refusal names the key and says what to do.
+    #[test]
+    fn refusals_name_the_key_and_the_fix() {
+        let cases = [
+            (
+                "",
+                "sets = true\nrecursive = true",
+                "inbox[0].sets",
+                "recursive",
+            ),
+            (
+                "recursive = true",
+                "sets = true",
+                "inbox[0].sets",
+                "recursive",
+            ),
+            (
+                "",
+                "tariff = \"passport_auto\"\nsets = true",
+                "inbox[0].tariff",
+                "`sets`",
+            ),
+            (
+                "tariff = \"passport_auto\"",
+                SELFIE_RULE,
+                "inbox[0].tariff",
+                "[[inbox.documents]]",
+            ),
+            (
+                "",
+                &format!("sets = true\n{MATCH_RULE}"),
+                "inbox[0].documents[0].relation",
+                "biometry_match = \"SELFIE1\" names a key no [[inbox.documents]] rule gives",
+            ),
+            (
+                "",
+                SELFIE_RULE,
+                "inbox[0].documents",
+                "has no `sets = true`; add it",
+            ),
+            (
+                "",
+                "ready_file = \"READY\"",
+                "inbox[0].ready_file",
+                "sets = true",
+            ),
+            (
+                "",
+                "sets = true\nready_file = \"a/READY\"",
+                "inbox[0].ready_file",
+                "plain file name",
+            ),
+            (
+                "",
+                "sets = true\n[[inbox.documents]]\nmatch = \"[selfie\"\ntype = \"SELFIE\"",
+                "inbox[0].documents[0].match",
+                "not a valid glob",
+            ),
+            (
+                "",
+                "sets = true\n[[inbox.documents]]\nmatch = \"*\"",
+                "inbox[0].documents[0].type",
+                "is missing",
+            ),
+        ];
+        for (defaults, inbox, key, says) in cases {
+            let e = parse(defaults, inbox).expect_err(inbox);
+            assert!(e.contains(&format!("`{key}`")), "{inbox}: {e}");
+            assert!(e.contains(says), "{inbox}: {e}");
+        }
+    }
+}

@@ -524,3 +524,39 @@ async fn issue_10_sigkill_at_random_moments_while_sets_flow() {
         }
     }
 }
+
+/// `check` refuses what the daemon refuses at start, naming the key and the fix.
+#[tokio::test]
+async fn issue_10_check_refuses_bad_set_configs_naming_the_key() {
+    let cases = [
+        (
+            "sets = true\nrecursive = true",
+            "inbox[0].sets",
+            "recursive",
+        ),
+        (
+            "sets = true\ntariff = \"passport_auto\"",
+            "inbox[0].tariff",
+            "`sets`",
+        ),
+        (
+            "sets = true\n[[inbox.documents]]\nmatch = \"*\"\ntype = \"PASSPORT\"\nrelation = { biometry_match = \"SELFIE1\" }",
+            "inbox[0].documents[0].relation",
+            "add a rule with key = \"SELFIE1\"",
+        ),
+        (
+            "[[inbox.documents]]\nmatch = \"*selfie*\"\ntype = \"SELFIE\"",
+            "inbox[0].documents",
+            "no `sets = true`",
+        ),
+    ];
+    for (extra, key, says) in cases {
+        let env = env_with(extra).await;
+        let config = env.write_config();
+        let (code, text) = run_bin(&["check"], &config, &[]);
+        assert_ne!(code, Some(0), "{extra}: {text}");
+        assert!(text.contains(key), "{extra}: {text}");
+        assert!(text.contains(says), "{extra}: {text}");
+        assert!(!text.contains(TOKEN), "{text}");
+    }
+}
