@@ -142,6 +142,29 @@ pub fn list(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Listing> {
     Ok(listing)
 }
 
+/// The sets waiting in a sets inbox (each subfolder counts as one, as intake takes them),
+/// and the oldest one's newest file's mtime (unix seconds), for `status`.
+pub fn waiting(inbox: &InboxConfig) -> (u64, Option<u64>) {
+    let Ok(entries) = std::fs::read_dir(&inbox.path) else {
+        return (0, None);
+    };
+    let mut count = 0;
+    let mut oldest: Option<u64> = None;
+    for entry in entries.flatten() {
+        let hidden = is_ignored_name(&entry.file_name().to_string_lossy());
+        if hidden || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        count += 1;
+        let newest = list(inbox, &entry.path()).ok().map(|l| l.newest());
+        let secs = newest
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        oldest = [oldest, secs].into_iter().flatten().min();
+    }
+    (count, oldest)
+}
+
 /// Natural order: runs of digits compare as numbers (`page2` < `page10`), the rest
 /// character by character; names equal that way fall back to plain byte order.
 pub fn natural_cmp(a: &str, b: &str) -> Ordering {

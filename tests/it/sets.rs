@@ -560,3 +560,101 @@ async fn issue_10_check_refuses_bad_set_configs_naming_the_key() {
         assert!(!text.contains(TOKEN), "{text}");
     }
 }
+
+/// `status` counts a set as one, waiting in the inbox or claimed, and done today.
+#[tokio::test]
+async fn issue_10_status_counts_a_set_as_one() {
+    let env = env_with(&format!("ready_file = \"READY\"\n{KYC}")).await;
+    let daemon = env.start();
+    for set in ["kyc-a", "kyc-b"] {
+        put_set(
+            &env,
+            0,
+            set,
+            &[
+                ("passport.png", page_png(10_800 + set.len() as u64, None)),
+                (
+                    "selfie.png",
+                    page_png(10_900 + set.as_bytes()[4] as u64, None),
+                ),
+            ],
+        );
+    }
+    let snapshot = layout::status_path(&env.state_dir);
+    wait_until("the daemon's first snapshot", || snapshot.exists()).await;
+    wait_until("status sees two sets waiting", || {
+        env.status()["inboxes"][0]["waiting"] == 2
+    })
+    .await;
+    std::fs::write(env.inboxes[0].path.join("kyc-a").join("READY"), b"").unwrap();
+    set_sidecar(&env, 0, "kyc-a").await;
+    wait_until("status: one done, one waiting", || {
+        let status = env.status();
+        status["inboxes"][0]["done_today"] == 1 && status["inboxes"][0]["waiting"] == 1
+    })
+    .await;
+    daemon.stop().await;
+}
+
+/// 402 pauses a set (it waits, claimed, never fails); server errors are retried; the set is
+/// accepted once, whole.
+#[tokio::test]
+async fn issue_10_a_set_waits_out_402_and_retries_server_errors() {
+    let env = env_with(KYC).await;
+    env.emulator.set_no_money(true);
+    let daemon = env.start();
+    put_set(
+        &env,
+        0,
+        "kyc-6",
+        &[
+            ("passport.png", page_png(11_001, None)),
+            ("selfie.png", page_png(11_002, None)),
+        ],
+    );
+    wait_until("a 402 for the set", || {
+        env.submits().iter().any(|r| r.status == 402)
+    })
+    .await;
+    let failed_dir = env.inboxes[0].failed.clone();
+    holds_for(
+        "the set waits, never fails",
+        Duration::from_millis(800),
+        || !layout::sidecar_path(&failed_dir.join("kyc-6")).exists(),
+    )
+    .await;
+    env.emulator.fail_next(Endpoint::Submit, 503, 2);
+    env.emulator.set_no_money(false);
+    let (sidecar, _) = set_sidecar(&env, 0, "kyc-6").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    let statuses: Vec<u16> = env.submits().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&503), "{statuses:?}");
+    daemon.stop().await;
+}
+
+/// The duplicate rule on the set as a whole: the same files under the same names, asked the
+/// same way, are answered from the first set's document; nothing is paid twice.
+#[tokio::test]
+async fn issue_10_the_same_set_again_is_answered_from_its_document() {
+    let env = env_with(KYC).await;
+    let daemon = env.start();
+    let files = [
+        ("passport.png", page_png(11_101, None)),
+        ("selfie.png", page_png(11_102, None)),
+    ];
+    put_set(&env, 0, "first", &files);
+    let (first, _) = set_sidecar(&env, 0, "first").await;
+    assert_eq!(first.status, Status::Done, "{:?}", first.error);
+    put_set(&env, 0, "again", &files);
+    let (again, _) = set_sidecar(&env, 0, "again").await;
+    assert_eq!(again.status, Status::Done, "{:?}", again.error);
+    assert_eq!(again.duplicate_of, first.document_id);
+    assert_eq!(again.source.sha256, first.source.sha256);
+    assert_eq!(env.submits().len(), 1, "paid once");
+    daemon.stop().await;
+}
