@@ -658,3 +658,23 @@ async fn issue_10_the_same_set_again_is_answered_from_its_document() {
     assert_eq!(env.submits().len(), 1, "paid once");
     daemon.stop().await;
 }
+
+/// Killed between the claim's rename and its journal row: the set's folder waits in the work
+/// folder without a row; the next start adopts it as a set and finishes it.
+#[tokio::test]
+async fn issue_10_a_set_folder_left_in_the_work_folder_is_adopted() {
+    let env = env_with(KYC).await;
+    let work = layout::work_dir(&env.inboxes[0].path);
+    let orphan = work.join("1700000000000-0_kyc-7");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("passport.png"), page_png(11_201, None)).unwrap();
+    std::fs::write(orphan.join("selfie.png"), page_png(11_202, None)).unwrap();
+    let daemon = env.start();
+    let (sidecar, folder) = set_sidecar(&env, 0, "kyc-7").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    assert_eq!(names_in(&folder), ["passport.png", "selfie.png"]);
+    assert_eq!(sidecar.source.files.unwrap().len(), 2);
+    assert_eq!(env.submits()[0].image_sha256.len(), 2, "sent as one set");
+    assert!(names_in(&work).is_empty());
+    daemon.stop().await;
+}
