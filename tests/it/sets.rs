@@ -220,8 +220,9 @@ async fn issue_10_images_go_in_natural_name_order_with_unique_keys() {
     daemon.stop().await;
 }
 
-/// A set copied file by file over several seconds (each gap shorter than `settle`, one file
-/// written in two halves while open) is sent once, complete.
+/// A set copied file by file over several seconds (each gap shorter than `settle`, the last
+/// file written in two halves with a pause longer than `settle` while open) is sent once,
+/// complete.
 #[tokio::test]
 async fn issue_10_a_set_written_file_by_file_is_sent_once_complete() {
     let env = env_with("sets = true\nsettle = \"1s\"").await;
@@ -238,7 +239,8 @@ async fn issue_10_a_set_written_file_by_file_is_sent_once_complete() {
         let half = pages[3].len() / 2;
         file.write_all(&pages[3][..half]).unwrap();
         file.sync_all().unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Longer than `settle`: the open writer and the cut-off file hold the set.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(env.submits().is_empty(), "nothing sent while the set grows");
         file.write_all(&pages[3][half..]).unwrap();
     }
