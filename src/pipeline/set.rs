@@ -13,11 +13,12 @@
 //! hash wherever the folder is.
 //!
 //! This module owns the listing, the plan, the hash, and the set's own checks before anything
-//! is paid ([`refusal`]); the stages call into it for a [`Job`] that is a set.
+//! is paid ([`refusal`]); the stages call into it for a [`Job`] that is a set (preflight's
+//! `sets` module runs the checks, poll names a broken set's files).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
 use crate::pipeline::intake::{EntryRules, Verdict, is_ignored_name};
-use crate::pipeline::preflight::{MAX_REQUEST_BYTES, Policy, Refusal};
-use crate::pipeline::{Context, Job, Step};
-use crate::sidecar::{ErrorKind, Outcome};
+use crate::pipeline::preflight::MAX_REQUEST_BYTES;
+use crate::pipeline::{Context, Job};
+use crate::sidecar::ErrorKind;
 use crate::store::fsutil;
 
 /// Most files in one request (the vendor's basic scenario: 1 to 10 documents).
@@ -380,78 +381,6 @@ fn missing_relation(inbox: &InboxConfig, members: &[Member]) -> Option<String> {
     None
 }
 
-/// The set stage of preflight: the set's own rules, then each member's format rules under the
-/// inbox's `preflight` policy. No request is made for a set refused here.
-pub async fn preflight(job: &Job) -> Step {
-    let (inbox, folder, name) = (job.inbox.clone(), job.work_path.clone(), job.name.clone());
-    let members = job.members.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        let listing = match list(&inbox, &folder) {
-            Ok(listing) => listing,
-            Err(e) => return Err(e),
-        };
-        if let Some(refused) = refusal(&inbox, &name, &listing, &members) {
-            return Ok(Some(refused));
-        }
-        if inbox.preflight == Policy::Off {
-            return Ok(None);
-        }
-        Ok(first_refused_member(
-            &folder,
-            &members,
-            inbox.preflight,
-            &name,
-        ))
-    })
-    .await;
-    match checked {
-        Ok(Ok(None)) => Step::Next,
-        Ok(Ok(Some((kind, message)))) => {
-            tracing::info!(file = %job.name, "set refused before sending: {message}");
-            Step::Finish(Outcome::failed(kind, None, message))
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Step::Vanished,
-        Ok(Err(e)) => Step::Finish(Outcome::failed(
-            ErrorKind::Unreadable,
-            None,
-            format!(
-                "The set could not be read ({e}). Check the folder's permissions and put it in again."
-            ),
-        )),
-        Err(e) => {
-            tracing::error!(file = %job.name, "set preflight crashed: {e}");
-            Step::Next
-        }
-    }
-}
-
-/// The first member the format rules refuse (strict), naming the file; under `warn` each
-/// refusal is logged and the set goes anyway.
-fn first_refused_member(
-    folder: &Path,
-    members: &[Member],
-    policy: Policy,
-    set: &str,
-) -> Option<(ErrorKind, String)> {
-    for member in members {
-        let path: PathBuf = folder.join(&member.name);
-        let refusal = match crate::logging::contained(|| crate::pipeline::preflight::check(&path)) {
-            Ok(Ok(_)) => continue,
-            Ok(Err(Refusal(message))) => message,
-            Err(e) => format!("It could not be read ({e})."),
-        };
-        if policy == Policy::Warn {
-            tracing::warn!(file = %set, member = %member.name, "sending the set although the service will probably refuse this file (preflight = \"warn\"): {refusal}");
-            continue;
-        }
-        return Some((
-            ErrorKind::InvalidFile,
-            format!("{} in the set {set}: {refusal}", member.name),
-        ));
-    }
-    None
-}
-
 /// Hashes the claimed set's members, plans them and stores both with the set's hash in the
 /// journal. `Ok(None)`: stopped before the journal took it.
 pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
@@ -472,54 +401,6 @@ pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Opt
     job.members = members;
     job.sha256 = Some(sha.clone());
     Ok(Some(sha))
-}
-
-/// Names the files (and keys) of the broken documents in a broken set's message.
-pub fn name_broken_files(outcome: Outcome, members: &[Member]) -> Outcome {
-    let (Some(error), Some(result)) = (&outcome.error, &outcome.result) else {
-        return outcome;
-    };
-    if error.kind != ErrorKind::Broken {
-        return outcome;
-    }
-    let documents = result
-        .get("documents")
-        .and_then(serde_json::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut parts = Vec::new();
-    for (i, document) in documents.iter().enumerate() {
-        if !crate::pipeline::poll::is_broken(document) {
-            continue;
-        }
-        let key = document.get("key").and_then(serde_json::Value::as_str);
-        // By key; a document without one is taken to be the image at its place.
-        let member = key
-            .and_then(|k| members.iter().find(|m| m.key == k))
-            .or_else(|| members.get(i));
-        let reasons = crate::pipeline::poll::broken_reasons(&[document]);
-        let reasons = if reasons.is_empty() {
-            "not readable".to_string()
-        } else {
-            reasons.join("; ")
-        };
-        match member {
-            Some(m) => parts.push(format!("{} ({}): {reasons}", m.name, m.key)),
-            None => parts.push(format!("{}: {reasons}", key.unwrap_or("a document"))),
-        }
-    }
-    if parts.is_empty() {
-        return outcome;
-    }
-    let message = format!(
-        "The service marked documents of this set broken: {}. Scan those again (the whole page, sharp, without glare) and put the set in again.",
-        parts.join(" | ")
-    );
-    let mut outcome = outcome;
-    if let Some(error) = outcome.error.as_mut() {
-        error.message = message;
-    }
-    outcome
 }
 
 #[cfg(test)]

@@ -219,8 +219,17 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("set_files", "TEXT"),
 ];
 
-/// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
+/// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks, in one write transaction:
+/// two processes opening an older journal at once (the daemon, and `status` or a test) must
+/// not both add a column (the second would fail with "duplicate column name").
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = add_missing_columns_now(conn);
+    conn.execute_batch(if added.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    added
+}
+
+fn add_missing_columns_now(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {
         let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('files')")?;
@@ -764,6 +773,25 @@ mod tests {
             SameContent::Document { .. }
         ));
         assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
+    }
+
+    /// Two processes opening a new journal at once (the daemon starting, and `status` or a
+    /// test) both find columns to add: only one adds them, neither fails.
+    #[test]
+    fn two_opens_at_once_add_the_columns_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let opens: Vec<_> = (0..3)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Journal::open(&path).map(|_| ()))
+                })
+                .collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        }
     }
 
     /// A journal written before the `request` column existed gains it at open.

@@ -7,6 +7,7 @@
 //! sent anyway: the service has the last word), `off` (not checked).
 
 pub mod formats;
+mod sets;
 
 pub use crate::config::Policy;
 pub use formats::*;
@@ -18,7 +19,7 @@ use crate::sidecar::{ErrorKind, Outcome};
 /// [`Step::Vanished`] if its work copy is gone.
 pub async fn preflight(job: &Job) -> Step {
     if job.is_set {
-        return crate::pipeline::set::preflight(job).await;
+        return sets::preflight(job).await;
     }
     match tokio::fs::metadata(&job.work_path).await {
         Ok(meta) => {
