@@ -775,13 +775,18 @@ mod tests {
         assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
     }
 
-    /// Two processes opening a new journal at once (the daemon starting, and `status` or a
-    /// test) both find columns to add: only one adds them, neither fails.
+    /// Two processes opening an older journal at once (the daemon starting, and `status` or
+    /// a test) both find columns to add: only one adds them, neither fails.
     #[test]
     fn two_opens_at_once_add_the_columns_once() {
         for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().to_path_buf();
+            {
+                let conn = Connection::open(crate::store::layout::journal_path(&path)).unwrap();
+                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+                conn.execute_batch(SCHEMA).unwrap();
+            }
             let opens: Vec<_> = (0..3)
                 .map(|_| {
                     let path = path.clone();
