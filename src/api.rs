@@ -36,6 +36,9 @@ pub struct ProcessInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessOptions {
     pub stages: Vec<String>,
+    /// `{"biometry_match": "<key of the selfie>"}` for a document of a set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// What one submit asks for, apart from its images: which project, under which field name,
@@ -614,6 +617,7 @@ mod tests {
             key: Some("P1".into()),
             options: Some(ProcessOptions {
                 stages: vec!["verification".into()],
+                relation: None,
             }),
         }
     }

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod sets;
+pub use sets::DocumentRule;
+
 /// Environment variable that overrides `api.token` and `api.token_file`.
 pub const TOKEN_ENV: &str = "BEORG_TOKEN";
 
@@ -30,7 +33,7 @@ pub enum ConfigError {
     Key { key: String, message: String },
 }
 
-fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Key {
         key: key.into(),
         message: message.into(),
@@ -253,6 +256,12 @@ pub struct InboxConfig {
     pub min_confidence: Option<f64>,
     /// Outcomes in done/, review/ and failed/ whose sidecar is older than this are deleted.
     pub retention: Option<Duration>,
+    /// Every direct subfolder of the inbox is one document set, sent as one request.
+    pub sets: bool,
+    /// In a `sets` inbox: a set is taken only once a file of this name is in it.
+    pub ready_file: Option<String>,
+    /// In a `sets` inbox: `process_info` for the files of a set, first match wins.
+    pub documents: Vec<DocumentRule>,
 }
 
 /// How an inbox notices new files.
@@ -419,9 +428,43 @@ struct RawInbox {
     min_confidence: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     retention: Option<Duration>,
+    // Document sets: per inbox only.
+    sets: Option<bool>,
+    ready_file: Option<String>,
+    #[serde(default)]
+    documents: Vec<RawDocumentRule>,
+}
+
+/// `[[inbox.documents]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocumentRule {
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    #[serde(rename = "type")]
+    doc_type: Option<String>,
+    key: Option<String>,
+    #[serde(default)]
+    stages: Vec<String>,
+    #[serde(default)]
+    relation: std::collections::BTreeMap<String, String>,
 }
 
 impl RawInbox {
+    /// The `[[inbox.documents]]` rules as plain values, for [`crate::config_sets`].
+    fn documents_as_rules(&self) -> Vec<sets::RuleText> {
+        self.documents
+            .iter()
+            .map(|d| sets::RuleText {
+                pattern: d.pattern.clone(),
+                doc_type: d.doc_type.clone(),
+                key: d.key.clone(),
+                stages: d.stages.clone(),
+                relation: d.relation.clone(),
+            })
+            .collect()
+    }
+
     /// This inbox's own values, each falling back to `[defaults]`.
     fn settings_over(&self, defaults: &RawInboxSettings) -> RawInboxSettings {
         RawInboxSettings {
@@ -966,6 +1009,7 @@ fn resolve_inbox(
 ) -> Result<InboxConfig, ConfigError> {
     let key = |name: &str| format!("inbox[{index}].{name}");
     let s = raw.settings_over(defaults);
+    let rules = raw.documents_as_rules();
     let path = raw.path.ok_or_else(|| {
         key_error(
             key("path"),
@@ -1019,7 +1063,15 @@ fn resolve_inbox(
         ));
     }
     let tariff = s.tariff.unwrap_or_default();
-    check_tariff(tariff, &s, &key("tariff"))?;
+    let sets_asked = (raw.sets == Some(true), !rules.is_empty());
+    check_tariff(tariff, &s, sets_asked, &key("tariff"))?;
+    let set_settings = sets::resolve(
+        index,
+        raw.sets,
+        raw.ready_file,
+        &rules,
+        s.recursive.unwrap_or(false),
+    )?;
     let project_id = match s.project_id.as_deref().map(str::trim) {
         None => api_project_id.to_string(),
         Some("") => {
@@ -1072,6 +1124,9 @@ fn resolve_inbox(
         review,
         min_confidence: s.min_confidence,
         retention: s.retention,
+        sets: set_settings.sets,
+        ready_file: set_settings.ready_file,
+        documents: set_settings.documents,
     })
 }
 
@@ -1091,14 +1146,23 @@ fn check_min_confidence(value: Option<f64>, key: &str) -> Result<(), ConfigError
 /// Refuses settings the inbox's tariff cannot send: "Passport Auto" sends no `process_info`,
 /// so nothing that would go into it may be configured (an inbox's own value or one from
 /// `[defaults]`). `key` names the tariff key in the error.
-fn check_tariff(tariff: Tariff, s: &RawInboxSettings, key: &str) -> Result<(), ConfigError> {
+fn check_tariff(
+    tariff: Tariff,
+    s: &RawInboxSettings,
+    (sets, documents): (bool, bool),
+    key: &str,
+) -> Result<(), ConfigError> {
     if tariff != Tariff::PassportAuto {
         return Ok(());
     }
-    // Document sets (`sets`, `[[inbox.documents]]`) join this list when they exist: they
-    // too are sent as process_info.
+    // Document sets too are sent as process_info.
     let stages = s.stages.as_ref().is_some_and(|stages| !stages.is_empty());
-    let refused = [("key", s.key.is_some()), ("stages", stages)];
+    let refused = [
+        ("key", s.key.is_some()),
+        ("stages", stages),
+        ("sets", sets),
+        ("[[inbox.documents]]", documents),
+    ];
     match refused.iter().find(|(_, set)| *set) {
         Some((name, _)) => Err(key_error(
             key,
@@ -1637,7 +1701,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 38] = [
+    const ALL_KEYS: [&str; 42] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1676,6 +1740,10 @@ first_poll = "1s"
         "review",
         "min_confidence",
         "retention",
+        "sets",
+        "ready_file",
+        "match",
+        "relation",
     ];
 
     #[test]
@@ -1726,6 +1794,7 @@ first_poll = "1s"
         assert_eq!(x.tariff, y.tariff);
         assert_eq!((x.review.as_ref(), x.min_confidence), (None, None));
         assert_eq!(x.retention, y.retention);
+        assert_eq!(x.sets, y.sets);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }

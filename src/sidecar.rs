@@ -86,6 +86,20 @@ pub struct Source {
     /// Hex SHA-256 of the content (null if the file could not be read).
     pub sha256: Option<String>,
     pub size: u64,
+    /// A document set's files in the order sent (absent for a single file).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub files: Option<Vec<SourceFile>>,
+}
+
+/// One file of a document set, as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub key: String,
 }
 
 /// When each step happened (RFC 3339, UTC).
@@ -223,6 +237,7 @@ mod tests {
                 inbox: "/srv/scans/in/passport".into(),
                 sha256: Some("ab".repeat(32)),
                 size: 123456,
+                files: None,
             },
             result: Some(serde_json::json!({"document_id": "s-10001", "documents": []})),
             result_raw: None,
@@ -303,6 +318,7 @@ mod tests {
                 inbox: "/srv/scans/in/passport".into(),
                 sha256: None,
                 size: 1,
+                files: None,
             },
             review: crate::results::review_reasons(&documents, None),
             documents,
@@ -384,6 +400,100 @@ mod tests {
         let sidecar: Sidecar = serde_json::from_str(v1).unwrap();
         assert_eq!(sidecar.status, Status::Done);
         assert!(sidecar.documents.is_empty() && sidecar.review.is_empty());
+    }
+
+    /// Issue 10: a document set's sidecar is the same format plus `source.files`, in the
+    /// order sent.
+    #[test]
+    fn sidecar_format_snapshot_of_a_set() {
+        let sidecar = Sidecar {
+            sidecar_version: SIDECAR_VERSION,
+            status: Status::Done,
+            doc_type: "PASSPORT".into(),
+            document_id: Some("s-10002".into()),
+            duplicate_of: None,
+            file: "kyc-1".into(),
+            source: Source {
+                name: "kyc-1".into(),
+                inbox: "/srv/scans/in/kyc".into(),
+                sha256: Some("cd".repeat(32)),
+                size: 300,
+                files: Some(vec![
+                    SourceFile {
+                        name: "passport.jpg".into(),
+                        sha256: "01".repeat(32),
+                        size: 200,
+                        doc_type: "PASSPORT".into(),
+                        key: "PASSPORT1".into(),
+                    },
+                    SourceFile {
+                        name: "selfie.jpg".into(),
+                        sha256: "02".repeat(32),
+                        size: 100,
+                        doc_type: "SELFIE".into(),
+                        key: "SELFIE1".into(),
+                    },
+                ]),
+            },
+            result: Some(serde_json::json!({"document_id": "s-10002", "documents": []})),
+            documents: Vec::new(),
+            review: Vec::new(),
+            result_raw: None,
+            error: None,
+            timestamps: Timestamps {
+                detected: rfc3339(at(1_800_000_000)),
+                claimed: rfc3339(at(1_800_000_002)),
+                submitted: Some(rfc3339(at(1_800_000_003))),
+                finished: rfc3339(at(1_800_000_010)),
+            },
+            written_by: "beorg-hotfolder 0.1.0".into(),
+        };
+        let expected = r#"{
+  "sidecar_version": 2,
+  "status": "done",
+  "type": "PASSPORT",
+  "document_id": "s-10002",
+  "file": "kyc-1",
+  "source": {
+    "name": "kyc-1",
+    "inbox": "/srv/scans/in/kyc",
+    "sha256": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+    "size": 300,
+    "files": [
+      {
+        "name": "passport.jpg",
+        "sha256": "0101010101010101010101010101010101010101010101010101010101010101",
+        "size": 200,
+        "type": "PASSPORT",
+        "key": "PASSPORT1"
+      },
+      {
+        "name": "selfie.jpg",
+        "sha256": "0202020202020202020202020202020202020202020202020202020202020202",
+        "size": 100,
+        "type": "SELFIE",
+        "key": "SELFIE1"
+      }
+    ]
+  },
+  "result": {
+    "document_id": "s-10002",
+    "documents": []
+  },
+  "documents": [],
+  "review": [],
+  "timestamps": {
+    "detected": "2027-01-15T08:00:00Z",
+    "claimed": "2027-01-15T08:00:02Z",
+    "submitted": "2027-01-15T08:00:03Z",
+    "finished": "2027-01-15T08:00:10Z"
+  },
+  "written_by": "beorg-hotfolder 0.1.0"
+}
+"#;
+        assert_eq!(sidecar.to_json(), expected);
+        let back: Sidecar = serde_json::from_str(expected).unwrap();
+        assert_eq!(back, sidecar);
     }
 
     #[test]

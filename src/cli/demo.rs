@@ -5,7 +5,9 @@
 //! the config it uses to `DIR/config.toml`, drops a few generated scans in (one of them
 //! unreadable on purpose, an expired passport a person must check, plus a text file preflight
 //! refuses), prints where each result lands (and why a person must check it), and keeps
-//! watching until Ctrl-C so the user can drop in files of their own.
+//! watching until Ctrl-C so the user can drop in files of their own. A `kyc` inbox takes
+//! document sets (a passport spread and a selfie in one folder); its result lines show the
+//! face match and liveness figures, and one sample set whose faces do not match goes to review.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -21,6 +23,30 @@ const DEMO_TYPES: [&str; 5] = ["PASSPORT", "SNILS", "VNG", "FPRN", "OTPR"];
 
 /// The folders per document type: the inbox, then where results land.
 const ROLES: [&str; 4] = ["in", "done", "review", "failed"];
+
+/// The document-set inbox: every subfolder of `in/kyc/` is one set (issue 10's rules).
+const KYC_INBOX: &str = r#"
+[[inbox]]
+path = "in/kyc"
+type = "PASSPORT"
+done = "done/kyc"
+failed = "failed/kyc"
+review = "review/kyc"
+sets = true
+
+[[inbox.documents]]
+match = "*selfie*"
+type = "SELFIE"
+key = "SELFIE1"
+stages = ["biometry_liveness"]
+
+[[inbox.documents]]
+match = "*"
+type = "PASSPORT"
+key = "PASSPORT1"
+stages = ["biometry_match"]
+relation = { biometry_match = "SELFIE1" }
+"#;
 
 /// The emulator's processing times are the vendor's, times this (a passport: 1-3 s).
 const DEMO_TIME_SCALE: f64 = 0.3;
@@ -72,6 +98,10 @@ fn lay_out(dir: &Path, emulator: &Emulator, e: &EmulatorConfig) -> anyhow::Resul
             "\n[[inbox]]\npath = \"in/{sub}\"\ntype = \"{doc_type}\"\ndone = \"done/{sub}\"\nfailed = \"failed/{sub}\"\nreview = \"review/{sub}\"\n"
         ));
     }
+    for role in ROLES {
+        std::fs::create_dir_all(dir.join(role).join("kyc"))?;
+    }
+    inboxes.push_str(KYC_INBOX);
     let text = format!(
         r#"# Written by `beorg-hotfolder demo`: the daemon's config, pointed at the built-in emulator.
 # Relative paths are relative to the folder the demo was started from.
@@ -123,6 +153,31 @@ fn write_samples(dir: &Path) -> anyhow::Result<()> {
     let expired = beorg_emulator::samples::page_png(seed + 101, Some("BEORG-EMU:verification=7"));
     std::fs::write(dir.join("in/passport/expired-passport.png"), expired)?;
     std::fs::write(dir.join("in/snils/notes.txt"), "not a scan\n")?;
+    // Two sets: one whose faces match, one whose passport photo is someone else's (it goes
+    // to review, with the reason printed).
+    write_set(dir, "sample-kyc", seed + 200, None)?;
+    write_set(
+        dir,
+        "sample-kyc-other-face",
+        seed + 300,
+        Some("BEORG-EMU:other-face"),
+    )?;
+    Ok(())
+}
+
+/// A set is built aside (a hidden name) and moved in whole, as a desk's script would.
+fn write_set(
+    dir: &Path,
+    name: &str,
+    seed: u64,
+    passport_marker: Option<&str>,
+) -> anyhow::Result<()> {
+    let building = dir.join("in/kyc").join(format!(".{name}"));
+    std::fs::create_dir_all(&building)?;
+    for (file, bytes) in beorg_emulator::samples::kyc_set(seed, passport_marker) {
+        std::fs::write(building.join(file), bytes)?;
+    }
+    std::fs::rename(&building, dir.join("in/kyc").join(name))?;
     Ok(())
 }
 
@@ -185,9 +240,15 @@ fn describe(dir: &Path, sidecar_path: &Path) -> Option<String> {
         .unwrap_or(&original)
         .display()
         .to_string();
+    let biometrics = sidecar
+        .result
+        .as_ref()
+        .and_then(biometrics_summary)
+        .map(|b| format!("; {b}"))
+        .unwrap_or_default();
     Some(match sidecar.status {
         Status::Done => format!(
-            "  done    {:<28} → {shown} (+ .json), document {}",
+            "  done    {:<28} → {shown} (+ .json), document {}{biometrics}",
             sidecar.source.name,
             sidecar.document_id.as_deref().unwrap_or("-")
         ),
@@ -202,4 +263,73 @@ fn describe(dir: &Path, sidecar_path: &Path) -> Option<String> {
             sidecar.error.map(|e| e.message).unwrap_or_default()
         ),
     })
+}
+
+/// The face match and liveness figures of a set's result, per document, e.g. `PASSPORT1:
+/// face match 1 (similarity 0.93); SELFIE1: liveness 1 (probability 0.97)`; `None` when the
+/// result has neither.
+fn biometrics_summary(result: &serde_json::Value) -> Option<String> {
+    let documents = result.get("documents")?.as_array()?;
+    let figure = |v: &serde_json::Value| match v.as_f64() {
+        Some(x) => format!("{x:.2}"),
+        None => v.to_string(),
+    };
+    let mut parts = Vec::new();
+    for document in documents {
+        let Some(biometrics) = document.get("biometrics") else {
+            continue;
+        };
+        let mut checks = Vec::new();
+        if let Some(m) = biometrics.get("match_faces") {
+            checks.push(format!(
+                "face match {} (similarity {})",
+                m["match_faces"],
+                figure(&m["similarity"])
+            ));
+        }
+        if let Some(l) = biometrics.get("liveness") {
+            checks.push(format!(
+                "liveness {} (probability {})",
+                l["liveness"],
+                figure(&l["probability"])
+            ));
+        }
+        let key = document.get("key").and_then(|k| k.as_str()).unwrap_or("?");
+        parts.push(format!("{key}: {}", checks.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_10_the_kyc_line_shows_match_and_liveness() {
+        let result = serde_json::json!({"documents": [
+            {"key": "PASSPORT1", "biometrics": {"match_faces": {"match_faces": 1, "similarity": 0.93, "comment": "Success"}}},
+            {"key": "SELFIE1", "biometrics": {"liveness": {"liveness": 1, "probability": 0.97}}}
+        ]});
+        assert_eq!(
+            biometrics_summary(&result).as_deref(),
+            Some(
+                "PASSPORT1: face match 1 (similarity 0.93); SELFIE1: liveness 1 (probability 0.97)"
+            )
+        );
+        assert_eq!(
+            biometrics_summary(&serde_json::json!({"documents": [{}]})),
+            None
+        );
+    }
+
+    /// The demo's kyc inbox is a valid sets inbox with the issue's rules.
+    #[test]
+    fn issue_10_the_demo_kyc_inbox_is_valid() {
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n{KYC_INBOX}"
+        );
+        let config = Config::from_toml(&text, Path::new("/demo/config.toml"), None).unwrap();
+        assert!(config.inboxes[0].sets);
+        assert_eq!(config.inboxes[0].documents.len(), 2);
+    }
 }

@@ -71,7 +71,11 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         .iter()
         .map(|inbox| {
             let s = snapshot.inboxes.iter().find(|s| s.path == inbox.path);
-            let (in_folder, oldest_in_folder) = waiting_in(&EntryRules::new(inbox), &inbox.path);
+            let (in_folder, oldest_in_folder) = if inbox.sets {
+                crate::pipeline::set::waiting(inbox)
+            } else {
+                waiting_in(&EntryRules::new(inbox), &inbox.path)
+            };
             let oldest = [oldest_in_folder, s.and_then(|s| s.oldest_claimed_unix)]
                 .into_iter()
                 .flatten()

@@ -306,7 +306,12 @@ fn remove_stale_temp_files(config: &Config) {
         };
         for entry in entries.flatten() {
             if crate::store::layout::is_temp_file(&entry.file_name().to_string_lossy()) {
-                match std::fs::remove_file(entry.path()) {
+                // A folder: a set's copy to another filesystem, cut off by a kill.
+                let removed = match entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    true => std::fs::remove_dir_all(entry.path()),
+                    false => std::fs::remove_file(entry.path()),
+                };
+                match removed {
                     Ok(()) => {
                         tracing::info!(file = %entry.path().display(), "removed a temp file left by an interrupted write")
                     }

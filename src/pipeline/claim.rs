@@ -48,9 +48,16 @@ pub async fn claim(
     let work_path = work_dir.join(work_name(base_name, fsutil::name_max(&inbox.path)));
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
-    tokio::task::spawn_blocking(move || move_into_work(&from, &to, &work_dir, size, mtime))
-        .await
-        .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
+    let settings = inbox.settings.clone();
+    let is_set = inbox.sets;
+    tokio::task::spawn_blocking(move || {
+        if is_set {
+            set_unchanged(&settings, &from, size, mtime)?;
+        }
+        move_into_work(&from, &to, &work_dir, size, mtime, is_set)
+    })
+    .await
+    .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
     let claimed_at = SystemTime::now();
     let record = NewClaim {
         inbox: inbox.path.clone(),
@@ -60,10 +67,37 @@ pub async fn claim(
         detected_at: file.detected_at,
         claimed_at,
     };
-    let id = until_stored(stop, "claim", || journal.insert_claimed(record.clone()))
+    let id = until_stored(stop, "claim", || insert(journal, record.clone(), is_set))
         .await
         .ok_or(ClaimError::Stopped)?;
-    Ok(Job::claimed(id, inbox.clone(), record))
+    let mut job = Job::claimed(id, inbox.clone(), record);
+    job.is_set = is_set;
+    Ok(job)
+}
+
+/// The journal row of a claimed file or set.
+async fn insert(journal: &Journal, record: NewClaim, is_set: bool) -> anyhow::Result<i64> {
+    if is_set {
+        journal.insert_claimed_set(record).await
+    } else {
+        journal.insert_claimed(record).await
+    }
+}
+
+/// A set queued as ready still lists as it did (total size, newest mtime): none of its files
+/// changed, came or went while it waited in the queue.
+fn set_unchanged(
+    inbox: &crate::config::InboxConfig,
+    folder: &Path,
+    size: u64,
+    mtime: SystemTime,
+) -> Result<(), ClaimError> {
+    match crate::pipeline::set::list(inbox, folder) {
+        Ok(listing) if listing.size() == size && listing.newest() == mtime => Ok(()),
+        Ok(_) => Err(ClaimError::Changed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ClaimError::Vanished),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn move_into_work(
@@ -72,6 +106,7 @@ fn move_into_work(
     work_dir: &Path,
     size: u64,
     mtime: SystemTime,
+    is_set: bool,
 ) -> Result<(), ClaimError> {
     let meta = match std::fs::symlink_metadata(from) {
         Ok(m) => m,
@@ -79,11 +114,16 @@ fn move_into_work(
         Err(e) => return Err(e.into()),
     };
     // Settled when queued, but the queue may have been long: look once more (and never take
-    // a link: intake refuses them, and one may have been swapped in since).
-    let unchanged = meta.file_type().is_file()
-        && meta.nlink() == 1
-        && meta.len() == size
-        && meta.modified().ok() == Some(mtime);
+    // a link: intake refuses them, and one may have been swapped in since). A set's files
+    // were looked at by `set_unchanged`.
+    let unchanged = if is_set {
+        meta.file_type().is_dir()
+    } else {
+        meta.file_type().is_file()
+            && meta.nlink() == 1
+            && meta.len() == size
+            && meta.modified().ok() == Some(mtime)
+    };
     if !unchanged {
         return Err(ClaimError::Changed);
     }
@@ -115,6 +155,7 @@ pub async fn hash(cx: &Context, job: &mut Job) -> Step {
     }
     match hash_and_record(cx, job).await {
         Ok(None) => Step::Stopped,
+        Err(e) if job.is_set && e.kind() == std::io::ErrorKind::NotFound => Step::Vanished,
         Ok(Some(_)) | Err(_) => Step::Next,
     }
 }
@@ -123,6 +164,9 @@ pub async fn hash(cx: &Context, job: &mut Job) -> Step {
 /// job, and returns it. `Ok(None)`: the daemon stopped before the journal took it; `Err`: the
 /// file could not be read (gone, or no permission).
 pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
+    if job.is_set {
+        return crate::pipeline::set::hash_and_record(cx, job).await;
+    }
     let path = job.work_path.clone();
     let sha = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path))
         .await
@@ -181,8 +225,13 @@ pub async fn adopt_orphans(
         for entry in entries.flatten() {
             let path = entry.path();
             let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            // A folder in the work folder is a set whose claim was interrupted.
+            let is_set = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            if !is_file || file_name.starts_with('.') || known.iter().any(|r| r.work_path == path) {
+            if !(is_file || is_set)
+                || file_name.starts_with('.')
+                || known.iter().any(|r| r.work_path == path)
+            {
                 continue;
             }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -196,13 +245,15 @@ pub async fn adopt_orphans(
                 detected_at: now,
                 claimed_at: now,
             };
-            let id = journal.insert_claimed(record.clone()).await?;
+            let id = insert(journal, record.clone(), is_set).await?;
             tracing::warn!(
                 inbox = %inbox.path.display(),
                 file = %name,
                 "found in the work folder without a journal record (interrupted claim); processing it"
             );
-            adopted.push(Job::claimed(id, inbox.clone(), record));
+            let mut job = Job::claimed(id, inbox.clone(), record);
+            job.is_set = is_set;
+            adopted.push(job);
         }
     }
     Ok(adopted)

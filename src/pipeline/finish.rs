@@ -21,7 +21,9 @@ use crate::config::InboxConfig;
 use crate::pipeline::Context;
 use crate::pipeline::Job;
 use crate::results;
-use crate::sidecar::{Outcome, SIDECAR_VERSION, Sidecar, Source, Status, Timestamps, rfc3339};
+use crate::sidecar::{
+    Outcome, SIDECAR_VERSION, Sidecar, Source, SourceFile, Status, Timestamps, rfc3339,
+};
 use crate::store::fsutil;
 use crate::store::journal::{Record, Stage, until_stored};
 
@@ -149,13 +151,20 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
         return !fsutil::exists(&crate::store::layout::sidecar_path(chosen));
     }
     // Unsure (unreadable): keep the name; the move then reports what is wrong and retries.
+    if work.is_dir() {
+        return crate::store::tree::same_tree(work, chosen).unwrap_or(true);
+    }
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
 }
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
 /// existing sidecar is not rewritten.
 fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
-    if from.exists() {
+    let is_set = from.is_dir() || to.is_dir();
+    if from.is_dir() {
+        crate::store::tree::move_dir_noclobber(from, to)
+            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
+    } else if from.exists() {
         fsutil::move_file_noclobber(from, to)
             .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
     } else if !to.exists() {
@@ -166,8 +175,12 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
     }
     // The scanner's mode is often world-readable; a passport must not be. (Repeated on a
     // retry: a failure here must not leave the file as it was.)
-    fsutil::ensure_mode(to, mode)
-        .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
+    let made_private = if is_set {
+        crate::store::tree::ensure_tree_mode(to, mode)
+    } else {
+        fsutil::ensure_mode(to, mode)
+    };
+    made_private.map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
     let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
@@ -277,13 +290,14 @@ fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> 
             inbox: inbox.path.display().to_string(),
             sha256: job.sha256.clone(),
             size: job.size,
+            files: job.is_set.then(|| source_files(job)),
         },
         result: outcome.result.clone(),
         result_raw: outcome.result_raw.clone(),
         documents: outcome
             .result
             .as_ref()
-            .map(|result| results::documents(result, &naming(inbox, file)))
+            .map(|result| documents_of(job, result, file))
             .unwrap_or_default(),
         review: outcome.review.clone(),
         error: outcome.error.clone(),
@@ -308,7 +322,7 @@ fn reviewed(job: &Job, mut outcome: Outcome) -> Outcome {
         return outcome;
     };
     let base_name = job.name.rsplit('/').next().unwrap_or(&job.name);
-    let documents = results::documents(result, &naming(&job.inbox, base_name));
+    let documents = documents_of(job, result, base_name);
     outcome.review = results::review_reasons(&documents, job.inbox.min_confidence);
     if !outcome.review.is_empty() && job.inbox.review.is_some() {
         outcome.status = Status::Review;
@@ -316,13 +330,34 @@ fn reviewed(job: &Job, mut outcome: Outcome) -> Outcome {
     outcome
 }
 
-/// Which file each document of the result belongs to: a single file's own name.
-fn naming<'a>(inbox: &'a InboxConfig, file: &'a str) -> results::Naming<'a> {
-    results::Naming {
-        files: &[],
+/// The normalised documents of `result`, each named by the file it belongs to: the set
+/// member sent under its key, else `file` (a single file's own name).
+fn documents_of(job: &Job, result: &serde_json::Value, file: &str) -> Vec<results::Document> {
+    let members: Vec<(String, String)> = job
+        .members
+        .iter()
+        .map(|m| (m.key.clone(), m.name.clone()))
+        .collect();
+    let naming = results::Naming {
+        files: &members,
         file,
-        doc_type: &inbox.doc_type,
-    }
+        doc_type: &job.inbox.doc_type,
+    };
+    results::documents(result, &naming)
+}
+
+/// A set's files for its sidecar, in the order sent.
+fn source_files(job: &Job) -> Vec<SourceFile> {
+    job.members
+        .iter()
+        .map(|m| SourceFile {
+            name: m.name.clone(),
+            sha256: m.sha256.clone(),
+            size: m.size,
+            doc_type: m.doc_type.clone(),
+            key: m.key.clone(),
+        })
+        .collect()
 }
 
 fn file_name_of(path: &Path) -> String {

@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{InboxConfig, WatchMode};
 use crate::pipeline::preflight;
 
+mod sets;
+
 /// Names intake never takes: hidden files (and our own work folder and temp files), Office
 /// lock files, and the partial-download suffixes of browsers, FTP clients and editors.
 pub fn is_ignored_name(name: &str) -> bool {
@@ -76,9 +78,14 @@ pub struct EntryRules {
 
 impl EntryRules {
     pub fn new(inbox: &InboxConfig) -> EntryRules {
+        EntryRules::within(inbox, &inbox.path)
+    }
+
+    /// The inbox's rules for the entries of `root` (a set's folder, in the inbox or claimed).
+    pub fn within(inbox: &InboxConfig, root: &Path) -> EntryRules {
         let (ignore_names, ignore_paths) = ignore_sets(&inbox.ignore);
         EntryRules {
-            root: inbox.path.clone(),
+            root: root.to_path_buf(),
             recursive: inbox.recursive,
             ignore_names,
             ignore_paths,
@@ -428,6 +435,8 @@ struct Intake {
     watcher: Option<notify::RecommendedWatcher>,
     watched: Vec<Watched>,
     candidates: HashMap<PathBuf, Candidate>,
+    /// Subfolders of sets inboxes not offered yet (see [`sets`]).
+    set_candidates: HashMap<PathBuf, sets::SetCandidate>,
     /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
     warned: HashSet<PathBuf>,
     /// How long a settled file that looks unfinished is held without a change (`[daemon]
@@ -463,6 +472,7 @@ impl Intake {
             watcher,
             watched,
             candidates: HashMap::new(),
+            set_candidates: HashMap::new(),
             warned: HashSet::new(),
             hold_limit,
         }
@@ -531,7 +541,8 @@ impl Intake {
         let (polled, why) = self.choose_mode(index);
         let mut polled = polled;
         if !polled {
-            let mode = if inbox.recursive {
+            // A sets inbox hears its sets' files: the folder below it, too.
+            let mode = if inbox.recursive || inbox.sets {
                 RecursiveMode::Recursive
             } else {
                 RecursiveMode::NonRecursive
@@ -627,6 +638,10 @@ impl Intake {
                 continue;
             }
             if let Some(index) = self.inbox_of(path) {
+                if self.inboxes[index].sets {
+                    self.look_at_in_sets_inbox(index, path, Some((closed, written)));
+                    continue;
+                }
                 self.look_at(index, path);
                 if let Some(c) = self.candidates.get_mut(path) {
                     if closed {
@@ -649,6 +664,10 @@ impl Intake {
             };
             let parts: Vec<Component<'_>> = rel.components().collect();
             match parts.split_last() {
+                Some((Component::Normal(_), dirs)) if inbox.sets => {
+                    dirs.len() <= 1
+                        && dirs.iter().all(|d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')))
+                }
                 Some((Component::Normal(_), dirs)) if inbox.recursive => dirs.iter().all(
                     |d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
                 ),
@@ -682,8 +701,13 @@ impl Intake {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
+        let sets = self.inboxes[index].sets;
         for entry in entries.flatten() {
-            self.look_at(index, &entry.path());
+            if sets {
+                self.look_at_in_sets_inbox(index, &entry.path(), None);
+            } else {
+                self.look_at(index, &entry.path());
+            }
         }
     }
 
@@ -761,6 +785,7 @@ impl Intake {
         for (_, path) in settled {
             self.offer(&path, now);
         }
+        self.check_set_candidates();
     }
 
     /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it

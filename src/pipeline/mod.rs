@@ -10,6 +10,7 @@ pub mod finish;
 pub mod intake;
 pub mod poll;
 pub mod preflight;
+pub mod set;
 pub mod submit;
 
 use std::ops::Deref;
@@ -87,6 +88,10 @@ pub struct Job {
     /// The daemon died while this file's submit was on its way: if the API now says 409,
     /// that earlier request reached it.
     pub in_doubt: bool,
+    /// A document set: `work_path` is its folder, `sha256` the set's hash.
+    pub is_set: bool,
+    /// A set's files once hashed (with `sha256`), in the order they are sent.
+    pub members: Vec<set::Member>,
 }
 
 impl Job {
@@ -105,6 +110,8 @@ impl Job {
             submitted_at: None,
             duplicate_of: None,
             in_doubt: false,
+            is_set: false,
+            members: Vec::new(),
         }
     }
 
@@ -123,6 +130,12 @@ impl Job {
             submitted_at: record.submitted_at,
             duplicate_of: record.duplicate_of.clone(),
             in_doubt: record.stage == Stage::Submitting,
+            is_set: record.is_set,
+            members: record
+                .set_files
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
         }
     }
 }

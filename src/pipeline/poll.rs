@@ -79,7 +79,11 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             Ok(ResultReply::Ready(result)) => {
                 p.scheduler.account_ok(false);
                 tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
-                return Step::Finish(judge(result));
+                let outcome = judge(result);
+                if job.is_set {
+                    return Step::Finish(name_broken_files(outcome, &job.members));
+                }
+                return Step::Finish(outcome);
             }
             Ok(ResultReply::Pending) => {
                 p.scheduler.account_ok(false);
@@ -164,6 +168,59 @@ pub fn judge(result: Value) -> Outcome {
     Outcome::failed(ErrorKind::Broken, Some(200), message).with_result(result)
 }
 
+/// Names the files (and keys) of the broken documents in a broken set's message.
+pub fn name_broken_files(outcome: Outcome, members: &[crate::pipeline::set::Member]) -> Outcome {
+    let (Some(error), Some(result)) = (&outcome.error, &outcome.result) else {
+        return outcome;
+    };
+    if error.kind != ErrorKind::Broken {
+        return outcome;
+    }
+    let documents = result
+        .get("documents")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut parts = Vec::new();
+    for (i, document) in documents.iter().enumerate() {
+        if !is_broken(document) {
+            continue;
+        }
+        let key = document.get("key").and_then(serde_json::Value::as_str);
+        // By key; a document without one is taken to be the image at its place.
+        let member = key
+            .and_then(|k| members.iter().find(|m| m.key == k))
+            .or_else(|| members.get(i));
+        let reasons = broken_reasons(&[document]);
+        let reasons = if reasons.is_empty() {
+            "not readable".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        match member {
+            Some(m) => parts.push(format!("{} ({}): {reasons}", m.name, m.key)),
+            None => parts.push(format!("{}: {reasons}", key.unwrap_or("a document"))),
+        }
+    }
+    if parts.is_empty() {
+        return outcome;
+    }
+    let message = format!(
+        "The service marked documents of this set broken: {}. Scan those again (the whole page, sharp, without glare) and put the set in again.",
+        parts.join(" | ")
+    );
+    let mut outcome = outcome;
+    if let Some(error) = outcome.error.as_mut() {
+        error.message = message;
+    }
+    outcome
+}
+
+/// Whether one document of a result is marked broken.
+pub fn is_broken(document: &Value) -> bool {
+    is_true(document.get("broken"))
+}
+
 /// `broken` arrives as `true`, `false`, `null`, or sometimes a string.
 fn is_true(v: Option<&Value>) -> bool {
     match v {
@@ -175,7 +232,7 @@ fn is_true(v: Option<&Value>) -> bool {
 }
 
 /// Russian reasons first (the office reads Russian), then English, without repeats.
-fn broken_reasons(broken: &[&Value]) -> Vec<String> {
+pub fn broken_reasons(broken: &[&Value]) -> Vec<String> {
     let mut reasons: Vec<String> = Vec::new();
     for key in ["broken_reasons_ru", "broken_reasons"] {
         for doc in broken {

@@ -27,10 +27,16 @@ use crate::store::journal::{SameContent, until_stored};
 struct Prepared {
     body: SubmitBody,
     sha256: String,
-    /// Kept open until the answer is in: its `fstat` after the send tells whether the file
-    /// changed while it was read or sent.
-    file: std::fs::File,
-    read_as: Stamp,
+    /// Kept open until the answer is in (each file of a set): its `fstat` after the send
+    /// tells whether the file changed while it was read or sent.
+    files: Vec<(std::fs::File, Stamp)>,
+}
+
+/// Whether every open file is still as it was read.
+fn all_unchanged(files: &[(std::fs::File, Stamp)]) -> bool {
+    files
+        .iter()
+        .all(|(file, read_as)| file.metadata().is_ok_and(|m| Stamp::of(&m) == *read_as))
 }
 
 /// What `fstat` of the open file says about its content: equal stamps, unchanged file.
@@ -140,8 +146,6 @@ impl Drop for Holding<'_> {
 /// given back during waits and backoffs.
 pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphorePermit>) -> Step {
     let inbox = job.inbox.clone();
-    let info = asked(&inbox);
-    let request = request_key(&inbox);
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
     loop {
@@ -156,6 +160,8 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
                 Err(e) => return Step::Finish(unreadable(&e)),
             },
         };
+        // A set's request depends on its files (known once hashed).
+        let (info, request) = what_is_asked(job);
         // The same request on its way from another file: wait for its answer (woken when
         // its hold ends), never paying twice. Nothing is read while waiting.
         let released = p.same_request.released.notified();
@@ -209,6 +215,12 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Step::Vanished,
             Err(e) => return Step::Finish(unreadable(&e)),
         };
+        if prepared.sha256 != sha256 && job.is_set {
+            // A file of the set changed since it was hashed: hash and plan it again.
+            job.sha256 = None;
+            permit = Some(_permit);
+            continue;
+        }
         if prepared.sha256 != sha256 {
             // Changed since it was claimed (and settled again since): the rule is checked
             // again for the content actually read.
@@ -264,10 +276,7 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
         // Verify after the send: the open file's size, mtime and ctime as when it was hashed.
         // A file written to meanwhile is not finished with an answer about other bytes (one
         // whose size changed while it was streamed has already broken the request off).
-        let unchanged = prepared
-            .file
-            .metadata()
-            .is_ok_and(|meta| Stamp::of(&meta) == prepared.read_as);
+        let unchanged = all_unchanged(&prepared.files);
         if !unchanged && !matches!(reply, Err(ApiFailure::Account { .. })) {
             let document = match &reply {
                 Ok(document_id) => format!("document {document_id} (its answer) describes"),
@@ -355,7 +364,7 @@ async fn asked_the_same(p: &Context, document_id: &str, request: &str) -> bool {
 /// (metadata only: nothing is read). False if the daemon stops meanwhile.
 async fn wait_until_unchanged(p: &Context, job: &Job) -> bool {
     let settle = job.inbox.settle.max(Duration::from_millis(100));
-    let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
+    let stamp = |path: &std::path::Path| stamps(path);
     let mut wait = LongWait::new();
     let mut last = stamp(&job.work_path);
     loop {
@@ -376,6 +385,27 @@ async fn wait_until_unchanged(p: &Context, job: &Job) -> bool {
             );
         }
     }
+}
+
+/// Size, mtime and ctime of a file, or of every entry of a set's folder (by name).
+fn stamps(path: &std::path::Path) -> Option<Vec<(String, Stamp)>> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(vec![(String::new(), Stamp::of(&meta))]);
+    }
+    let mut all: Vec<(String, Stamp)> = std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                Stamp::of(&meta),
+            ))
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(all)
 }
 
 /// What the journal knows about this content and request.
@@ -467,6 +497,29 @@ fn unreadable(e: &std::io::Error) -> Outcome {
     )
 }
 
+/// What `job`'s submit asks for, and its request key for the duplicate rule: the inbox's
+/// for a file, the set's planned `process_info` for a set.
+fn what_is_asked(job: &Job) -> (Asked, String) {
+    if !job.is_set {
+        return (asked(&job.inbox), request_key(&job.inbox));
+    }
+    let inbox = &job.inbox;
+    let info: Vec<ProcessInfo> = job.members.iter().map(|m| m.process_info()).collect();
+    let mut key = serde_json::json!({
+        "project": inbox.project_id,
+        "set": info,
+    });
+    if inbox.project_field != ProjectField::default() {
+        key["project_field"] = inbox.project_field.as_str().into();
+    }
+    let asked = Asked {
+        project_id: inbox.project_id.clone(),
+        project_field: inbox.project_field,
+        process_info: Some(info),
+    };
+    (asked, key.to_string())
+}
+
 /// What a submit from this inbox asks for: its project under its field name, and
 /// `process_info` (its type, key and stages) unless the tariff is "Passport Auto".
 fn asked(inbox: &InboxConfig) -> Asked {
@@ -475,6 +528,7 @@ fn asked(inbox: &InboxConfig) -> Asked {
         key: inbox.key.clone(),
         options: (!inbox.stages.is_empty()).then(|| ProcessOptions {
             stages: inbox.stages.clone(),
+            relation: None,
         }),
     };
     Asked {
@@ -511,6 +565,9 @@ pub fn request_key(inbox: &InboxConfig) -> String {
 /// before and after that it did not change while it was read, and makes its submit body (which
 /// reads the same open file again, in chunks, as it is sent).
 async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
+    if job.is_set {
+        return prepare_set(p, job, info).await;
+    }
     let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
     tokio::task::spawn_blocking(move || {
         use sha2::Digest;
@@ -530,8 +587,47 @@ async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> 
         Ok(Read::Ready(Prepared {
             body,
             sha256,
-            file,
-            read_as: before,
+            files: vec![(file, before)],
+        }))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// [`prepare`] for a set: each file opened, checked unchanged while hashed, and the set's
+/// hash of what was read; the body streams the files in the members' order.
+async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
+    let (api, folder, info) = (p.api.clone(), job.work_path.clone(), info.clone());
+    let mut members = job.members.clone();
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        let mut files = Vec::with_capacity(members.len());
+        for member in &mut members {
+            let file = std::fs::File::open(folder.join(&member.name))?;
+            let before = Stamp::of(&file.metadata()?);
+            let mut hasher = sha2::Sha256::new();
+            let read = std::io::copy(&mut &file, &mut hasher)?;
+            if Stamp::of(&file.metadata()?) != before || read != before.size {
+                return Ok(Read::Changed);
+            }
+            member.sha256 = format!("{:x}", hasher.finalize());
+            member.size = before.size;
+            files.push((file, before));
+        }
+        let body_files = files
+            .iter()
+            .map(|(file, stamp)| {
+                Ok(BodyFile {
+                    file: file.try_clone()?,
+                    size: stamp.size,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let body = api.submit_body(body_files, &info);
+        Ok(Read::Ready(Prepared {
+            body,
+            sha256: crate::pipeline::set::set_sha256(&members),
+            files,
         }))
     })
     .await

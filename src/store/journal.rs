@@ -104,6 +104,10 @@ pub struct Record {
     pub sidecar: Option<String>,
     /// When this file's content was answered from an earlier document: that document's id.
     pub duplicate_of: Option<String>,
+    /// A document set (a folder), not a file.
+    pub is_set: bool,
+    /// A set's files once hashed, as JSON (`pipeline::set::Member`s in the order sent).
+    pub set_files: Option<String>,
 }
 
 /// What the claim stage knows when it records a file.
@@ -214,9 +218,14 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     // What was asked for this content (canonical `process_info` and project, see
     // `submit::request_key`): the duplicate rule matches content *and* request.
     ("request", "TEXT"),
+    // "set" for a document set (a folder sent as one request); NULL for a file.
+    ("kind", "TEXT"),
+    // A set's files once hashed: JSON [{name, sha256, size, type, key, stages, relation}].
+    ("set_files", "TEXT"),
 ];
 
-/// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
+/// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks (inside [`migrate`]'s write
+/// transaction).
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     let mut have = Vec::new();
     {
@@ -318,10 +327,19 @@ impl Journal {
 
     /// Records a file just claimed into a work folder.
     pub async fn insert_claimed(&self, c: NewClaim) -> anyhow::Result<FileId> {
+        self.insert(c, None).await
+    }
+
+    /// Records a document set (a folder) just claimed into a work folder.
+    pub async fn insert_claimed_set(&self, c: NewClaim) -> anyhow::Result<FileId> {
+        self.insert(c, Some("set")).await
+    }
+
+    async fn insert(&self, c: NewClaim, kind: Option<&'static str>) -> anyhow::Result<FileId> {
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7)",
+                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
+                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
                 params![
                     path_text(&c.inbox),
                     c.name,
@@ -330,6 +348,7 @@ impl Journal {
                     ms(c.detected_at),
                     ms(c.claimed_at),
                     ms(SystemTime::now()),
+                    kind,
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -340,6 +359,23 @@ impl Journal {
     /// Stores the content hash once the file has been read.
     pub async fn set_sha256(&self, id: FileId, sha256: String) -> anyhow::Result<()> {
         self.set(id, "sha256 = ?2", sha256).await
+    }
+
+    /// A set's files once hashed (JSON) and the set's hash, in one transaction.
+    pub async fn set_set_files(
+        &self,
+        id: FileId,
+        sha256: String,
+        files: String,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET sha256 = ?2, set_files = ?3, size = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, sha256, files, set_size(&files), ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// A submit asking `request` is about to leave: from here until
@@ -566,7 +602,16 @@ impl Journal {
 }
 
 const COLUMNS: &str = "id, inbox, name, work_path, size, sha256, stage, document_id, detected_at,
-    claimed_at, submitted_at, submit_attempts, final_path, sidecar, duplicate_of";
+    claimed_at, submitted_at, submit_attempts, final_path, sidecar, duplicate_of, kind, set_files";
+
+/// The total size of a set's files from their JSON (the row's `size`).
+fn set_size(files: &str) -> i64 {
+    serde_json::from_str::<Vec<serde_json::Value>>(files)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.get("size").and_then(serde_json::Value::as_i64))
+        .sum()
+}
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let stage_text: String = row.get(6)?;
@@ -599,6 +644,8 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         final_path: row.get::<_, Option<String>>(12)?.map(PathBuf::from),
         sidecar: row.get(13)?,
         duplicate_of: row.get(14)?,
+        is_set: row.get::<_, Option<String>>(15)?.as_deref() == Some("set"),
+        set_files: row.get(16)?,
     })
 }
 
@@ -762,6 +809,30 @@ mod tests {
             SameContent::Document { .. }
         ));
         assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
+    }
+
+    /// Two processes opening an older journal at once (the daemon starting, and `status` or
+    /// a test) both find columns to add: only one adds them, neither fails.
+    #[test]
+    fn two_opens_at_once_add_the_columns_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            {
+                let conn = Connection::open(crate::store::layout::journal_path(&path)).unwrap();
+                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+                conn.execute_batch(SCHEMA).unwrap();
+            }
+            let opens: Vec<_> = (0..3)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Journal::open(&path).map(|_| ()))
+                })
+                .collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        }
     }
 
     /// A journal written before the `request` column existed gains it at open.

@@ -2,8 +2,8 @@
 //! it creates), the [`journal`] (every claimed file's row), the one-daemon-per-state-folder
 //! lock ([`instance`]), the mount check that keeps an unmounted share from being filled
 //! ([`mounts`]), and the careful file operations ([`fsutil`]: no-clobber moves, atomic
-//! writes, private modes, content hashes), and [`retention`] (deleting outcomes older than an
-//! inbox's `retention`).
+//! writes, private modes, content hashes) and their folder-sized twins for document sets
+//! ([`tree`]), and [`retention`] (deleting outcomes older than an inbox's `retention`).
 
 pub mod fsutil;
 pub mod instance;
@@ -11,3 +11,4 @@ pub mod journal;
 pub mod layout;
 pub mod mounts;
 pub mod retention;
+pub mod tree;

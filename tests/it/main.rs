@@ -21,6 +21,7 @@ mod results;
 mod retention;
 mod review;
 mod service;
+mod sets;
 mod streaming;
 mod stuck;
 mod systemd;

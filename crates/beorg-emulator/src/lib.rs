@@ -145,6 +145,8 @@ pub struct RequestRecord {
     /// The field the project arrived under (`project_id` or `campaign_id`) and its value
     /// (submit only, when it was a string).
     pub project: Option<(String, String)>,
+    /// The `process_info` array exactly as sent (submit only; keys, stages and relations).
+    pub process_info_sent: Option<Value>,
 }
 
 /// A handle on a running emulator; clones share the same server.
@@ -733,6 +735,7 @@ fn submit_record(
         types: described.types,
         process_info: described.process_info,
         project: described.project,
+        process_info_sent: described.process_info_sent,
     }
 }
 
@@ -743,6 +746,7 @@ struct Described {
     types: Vec<String>,
     process_info: bool,
     project: Option<(String, String)>,
+    process_info_sent: Option<Value>,
 }
 
 /// Best effort: the hashes of the images that decode and the types sent, for any body.
@@ -772,6 +776,7 @@ fn describe(body: &[u8]) -> Described {
         types,
         process_info: matches!(object.get("process_info"), Some(Value::Array(_))),
         project: project_of(&object),
+        process_info_sent: object.get("process_info").cloned(),
     }
 }
 
@@ -794,6 +799,8 @@ struct Submission {
     images: Vec<ImageInfo>,
     /// `None` for the "Passport Auto" tariff (no `process_info` sent).
     process_info: Option<Vec<ProcessEntry>>,
+    /// `process_info` as sent, for the request log.
+    process_info_sent: Option<Value>,
 }
 
 /// What is kept of one decoded image.
@@ -897,6 +904,7 @@ fn parse_submission(body: &[u8], config: &EmulatorConfig) -> Result<Submission, 
         project,
         images,
         process_info,
+        process_info_sent: object.get("process_info").cloned(),
     })
 }
 
@@ -1044,6 +1052,7 @@ fn admit(shared: &Shared, submission: Submission, at: Instant) -> (Reply, Reques
             .collect(),
         process_info: submission.process_info.is_some(),
         project: Some(submission.project.clone()),
+        process_info_sent: submission.process_info_sent.clone(),
     };
     let mut state = shared.state();
     if state.no_money {
@@ -1216,6 +1225,7 @@ async fn result_handler(
         types: Vec::new(),
         process_info: false,
         project: None,
+        process_info_sent: None,
     });
     plan.sleep().await;
     reply.into_response()

@@ -13,6 +13,18 @@ pub fn page_png(seed: u64, marker: Option<&str>) -> Vec<u8> {
     sized_png(PAGE_WIDTH, PAGE_HEIGHT, seed, marker)
 }
 
+/// A KYC document set as a bank's desk sends it: a passport spread and a selfie, named so
+/// that the issue's `[[inbox.documents]]` rules (`*selfie*`, then `*`) tell them apart.
+pub fn kyc_set(seed: u64, passport_marker: Option<&str>) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("passport-spread.png", page_png(seed, passport_marker)),
+        (
+            "selfie.png",
+            sized_png(1080, 1440, seed.wrapping_add(1), None),
+        ),
+    ]
+}
+
 /// A page-like grayscale PNG of any size.
 pub fn sized_png(width: u32, height: u32, seed: u64, marker: Option<&str>) -> Vec<u8> {
     let pixels = page_pixels(width, height, seed);

@@ -930,3 +930,47 @@ async fn issue_11_low_confidence_marker_lowers_one_confidence_keeping_its_form()
     };
     assert_eq!((low(passport), low(snils)), (1, 1));
 }
+
+/// Issue 10: a passport matched against its selfie by `relation`: the passport gets
+/// `match_faces` (similarity, "Success"), the selfie `liveness`, neither is broken; the
+/// request log keeps `process_info` exactly as sent.
+#[tokio::test]
+async fn issue_10_a_passport_and_selfie_set_gets_match_and_liveness() {
+    let api = start(config()).await;
+    let (passport, selfie) = (file("kyc passport"), file("kyc selfie"));
+    let process_info = json!([
+        {"type": "PASSPORT", "key": "PASSPORT1", "options": {"stages": ["biometry_match"], "relation": {"biometry_match": "SELFIE1"}}},
+        {"type": "SELFIE", "key": "SELFIE1", "options": {"stages": ["biometry_liveness"]}}
+    ]);
+    let id = api
+        .accepted(&body(&[&passport, &selfie], Some(process_info.clone())))
+        .await;
+    let result = api.ready(&id).await;
+    let documents = result["documents"].as_array().expect("documents");
+    assert_eq!(documents.len(), 2);
+    let matched = &documents[0]["biometrics"]["match_faces"];
+    assert_eq!(matched["match_faces"], 1, "{result}");
+    assert!(matched["similarity"].is_number(), "{result}");
+    assert_eq!(matched["comment"], "Success", "{result}");
+    assert!(documents[1]["biometrics"]["liveness"]["probability"].is_number());
+    assert_eq!(documents[0]["broken"], false, "{result}");
+    assert_eq!(documents[1]["broken"], false, "{result}");
+    let logged = api.emulator.requests();
+    assert_eq!(logged[0].process_info_sent.as_ref(), Some(&process_info));
+}
+
+/// Issue 10: a relation naming a key no image of the set has is a match without its selfie:
+/// that document is broken.
+#[tokio::test]
+async fn issue_10_a_relation_to_a_missing_key_is_broken() {
+    let api = start(config()).await;
+    let (a, b) = (file("passport one"), file("passport two"));
+    let process_info = json!([
+        {"type": "PASSPORT", "key": "PASSPORT1", "options": {"stages": ["biometry_match"], "relation": {"biometry_match": "SELFIE1"}}},
+        {"type": "PASSPORT", "key": "PASSPORT2"}
+    ]);
+    let id = api.accepted(&body(&[&a, &b], Some(process_info))).await;
+    let result = api.ready(&id).await;
+    assert_eq!(result["documents"][0]["broken"], true, "{result}");
+    assert_eq!(result["documents"][1]["broken"], false, "{result}");
+}

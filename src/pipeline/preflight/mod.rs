@@ -7,6 +7,7 @@
 //! sent anyway: the service has the last word), `off` (not checked).
 
 pub mod formats;
+mod sets;
 
 pub use crate::config::Policy;
 pub use formats::*;
@@ -17,6 +18,9 @@ use crate::sidecar::{ErrorKind, Outcome};
 /// The stage: [`Step::Next`] to send the file, [`Step::Finish`] with the refusal, or
 /// [`Step::Vanished`] if its work copy is gone.
 pub async fn preflight(job: &Job) -> Step {
+    if job.is_set {
+        return sets::preflight(job).await;
+    }
     match tokio::fs::metadata(&job.work_path).await {
         Ok(meta) => {
             if let Some(refusal) = over_request_limit(meta.len()) {

@@ -1,0 +1,605 @@
+//! What a document set is: the files of one subfolder of a `sets` inbox, sent as one request.
+//!
+//! Its **members** are the regular files directly in the folder that intake would take
+//! anyway (not hidden, not temporary, not matched by the inbox's `ignore`), minus the
+//! `ready_file`, in **natural name order** (`page2` before `page10`). Each member gets its
+//! `process_info` from the first `[[inbox.documents]]` rule whose `match` fits its name, else
+//! from the inbox's `type`, `key` and `stages`. A rule's `key` goes to the files it matches
+//! (two files with one key are refused by [`refusal`]); a file without a key gets
+//! `<TYPE>1`, `<TYPE>2`, ... in name order, skipping keys already given.
+//!
+//! The set's SHA-256 is the SHA-256 of its members' lines `<file sha256>  <file name>\n`,
+//! sorted (byte order) and concatenated: the same files under the same names give the same
+//! hash wherever the folder is.
+//!
+//! This module owns the listing, the plan, the hash, and the set's own checks before anything
+//! is paid ([`refusal`]); the stages call into it for a [`Job`] that is a set (preflight's
+//! `sets` module runs the checks, poll names a broken set's files).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ProcessInfo, ProcessOptions};
+use crate::config::InboxConfig;
+use crate::pipeline::intake::{EntryRules, Verdict, is_ignored_name};
+use crate::pipeline::preflight::MAX_REQUEST_BYTES;
+use crate::pipeline::{Context, Job};
+use crate::sidecar::ErrorKind;
+use crate::store::fsutil;
+
+/// Most files in one request (the vendor's basic scenario: 1 to 10 documents).
+pub const MAX_MEMBERS: usize = 10;
+
+/// One file of a set as recorded in the journal once hashed: what was read and what is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    pub key: String,
+    #[serde(default)]
+    pub stages: Vec<String>,
+    #[serde(default)]
+    pub relation: BTreeMap<String, String>,
+}
+
+impl Member {
+    /// Its `process_info` entry.
+    pub fn process_info(&self) -> ProcessInfo {
+        ProcessInfo {
+            doc_type: self.doc_type.clone(),
+            key: Some(self.key.clone()),
+            options: (!self.stages.is_empty() || !self.relation.is_empty()).then(|| {
+                ProcessOptions {
+                    stages: self.stages.clone(),
+                    relation: (!self.relation.is_empty()).then(|| self.relation.clone()),
+                }
+            }),
+        }
+    }
+}
+
+/// A file of a set folder as listed (not read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+/// What a set folder holds, as far as the set is concerned.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Its members, in natural name order.
+    pub files: Vec<Entry>,
+    /// Whether the `ready_file` is there.
+    pub ready: bool,
+    /// Folders inside the set (not sent; the set is refused while they are there).
+    pub folders: Vec<String>,
+    /// Entries that can never be sent (links, odd files), and why.
+    pub refused: Vec<(String, &'static str)>,
+}
+
+impl Listing {
+    /// Total size of the members.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The newest member's modification time.
+    pub fn newest(&self) -> SystemTime {
+        self.files
+            .iter()
+            .map(|f| f.mtime)
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Lists the set folder `folder` of `inbox` (in the inbox, or claimed in the work folder).
+pub fn list(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Listing> {
+    let rules = EntryRules::within(inbox, folder);
+    let mut listing = Listing::default();
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            let shown = entry.file_name().to_string_lossy().into_owned();
+            listing
+                .refused
+                .push((shown, "has a name that is not UTF-8"));
+            continue;
+        };
+        if is_ignored_name(&name) {
+            continue;
+        }
+        if inbox.ready_file.as_deref() == Some(name.as_str()) {
+            listing.ready = true;
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            listing.folders.push(name);
+            continue;
+        }
+        match rules.judge(&path) {
+            Verdict::Take { meta, .. } => listing.files.push(Entry {
+                name,
+                size: meta.len(),
+                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            }),
+            Verdict::Refuse(why) => listing.refused.push((name, why)),
+            Verdict::Skip | Verdict::Gone | Verdict::Descend => {}
+        }
+    }
+    listing.files.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    listing.folders.sort();
+    Ok(listing)
+}
+
+/// The sets waiting in a sets inbox (each subfolder counts as one, as intake takes them),
+/// and the oldest one's newest file's mtime (unix seconds), for `status`.
+pub fn waiting(inbox: &InboxConfig) -> (u64, Option<u64>) {
+    let Ok(entries) = std::fs::read_dir(&inbox.path) else {
+        return (0, None);
+    };
+    let mut count = 0;
+    let mut oldest: Option<u64> = None;
+    for entry in entries.flatten() {
+        let hidden = is_ignored_name(&entry.file_name().to_string_lossy());
+        if hidden || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        count += 1;
+        let newest = list(inbox, &entry.path()).ok().map(|l| l.newest());
+        let secs = newest
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        oldest = [oldest, secs].into_iter().flatten().min();
+    }
+    (count, oldest)
+}
+
+/// Natural order: runs of digits compare as numbers (`page2` < `page10`), the rest
+/// character by character; names equal that way fall back to plain byte order.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a, b);
+    loop {
+        match (x.chars().next(), y.chars().next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (m, rest_x) = split_digits(x);
+                let (n, rest_y) = split_digits(y);
+                let order = compare_numbers(m, n);
+                if order != Ordering::Equal {
+                    return order;
+                }
+                (x, y) = (rest_x, rest_y);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(&d);
+                }
+                (x, y) = (&x[c.len_utf8()..], &y[d.len_utf8()..]);
+            }
+        }
+    }
+}
+
+fn split_digits(s: &str) -> (&str, &str) {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s.split_at(end)
+}
+
+/// Two runs of ASCII digits by value, of any length.
+fn compare_numbers(m: &str, n: &str) -> Ordering {
+    let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
+    m.len().cmp(&n.len()).then_with(|| m.cmp(n))
+}
+
+/// What is asked for one file: from the first rule that matches its name, else the inbox's.
+struct Asked {
+    doc_type: String,
+    key: Option<String>,
+    stages: Vec<String>,
+    relation: BTreeMap<String, String>,
+}
+
+fn asked_for(inbox: &InboxConfig, name: &str) -> Asked {
+    match inbox.documents.iter().find(|r| r.matcher.is_match(name)) {
+        Some(rule) => Asked {
+            doc_type: rule.doc_type.clone(),
+            key: rule.key.clone(),
+            stages: rule.stages.clone(),
+            relation: rule.relation.clone(),
+        },
+        None => Asked {
+            doc_type: inbox.doc_type.clone(),
+            key: inbox.key.clone(),
+            stages: inbox.stages.clone(),
+            relation: BTreeMap::new(),
+        },
+    }
+}
+
+/// The members with their `process_info`, from `(name, sha256, size)` in natural order.
+pub fn plan(inbox: &InboxConfig, files: Vec<(String, String, u64)>) -> Vec<Member> {
+    let asked: Vec<Asked> = files.iter().map(|f| asked_for(inbox, &f.0)).collect();
+    let mut used: Vec<String> = asked.iter().filter_map(|a| a.key.clone()).collect();
+    files
+        .into_iter()
+        .zip(asked)
+        .map(|((name, sha256, size), asked)| {
+            let key = asked.key.unwrap_or_else(|| {
+                let made = (1..)
+                    .map(|n| format!("{}{n}", asked.doc_type))
+                    .find(|k| !used.contains(k))
+                    .expect("an unused number exists");
+                used.push(made.clone());
+                made
+            });
+            Member {
+                name,
+                sha256,
+                size,
+                doc_type: asked.doc_type,
+                key,
+                stages: asked.stages,
+                relation: asked.relation,
+            }
+        })
+        .collect()
+}
+
+/// The set's hash: SHA-256 of the sorted lines `<file sha256>  <file name>\n`.
+pub fn set_sha256(members: &[Member]) -> String {
+    let mut lines: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}  {}\n", m.sha256, m.name))
+        .collect();
+    lines.sort();
+    fsutil::sha256_hex(lines.concat().as_bytes())
+}
+
+/// Lists and hashes the claimed set at `folder` and plans its `process_info` (blocking).
+pub fn read_members(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Vec<Member>> {
+    let listing = list(inbox, folder)?;
+    let mut files = Vec::with_capacity(listing.files.len());
+    for entry in listing.files {
+        let path = folder.join(&entry.name);
+        let sha = fsutil::sha256_hex_of_file(&path)?;
+        let size = std::fs::metadata(&path)?.len();
+        files.push((entry.name, sha, size));
+    }
+    Ok(plan(inbox, files))
+}
+
+/// The set's own rules, checked before anything is paid: why it cannot be sent, if it
+/// cannot (`listing` is the claimed folder as it is now).
+pub fn refusal(
+    inbox: &InboxConfig,
+    set: &str,
+    listing: &Listing,
+    members: &[Member],
+) -> Option<(ErrorKind, String)> {
+    let invalid = |message: String| Some((ErrorKind::InvalidFile, message));
+    if let Some(folder) = listing.folders.first() {
+        return invalid(format!(
+            "The set {set} has a folder inside it ({folder}); a set is the files directly in its folder. Move the files of {folder} up (or the folder out) and put the set in again."
+        ));
+    }
+    if let Some((name, why)) = listing.refused.first() {
+        return invalid(format!(
+            "{name} in the set {set} {why}: it cannot be sent. Replace it with the file itself and put the set in again."
+        ));
+    }
+    if members.is_empty() {
+        return invalid(format!(
+            "The set {set} has no files to send. Put its scans in the folder and put the set in again."
+        ));
+    }
+    if members.len() > MAX_MEMBERS {
+        return invalid(format!(
+            "The set {set} has {} files; the service takes 1 to {MAX_MEMBERS} documents in one request. Split it into sets of at most {MAX_MEMBERS} files.",
+            members.len()
+        ));
+    }
+    if let Some(message) = key_clash(inbox, members) {
+        return invalid(message);
+    }
+    if let Some(message) = missing_relation(inbox, members) {
+        return invalid(message);
+    }
+    let total: u64 = members.iter().map(|m| m.size).sum();
+    if total > MAX_REQUEST_BYTES {
+        return Some((
+            ErrorKind::TooLarge,
+            format!(
+                "The set {set} is {} MB in all; the service takes at most {} MB in one request. Scan with a lower resolution or split the set.",
+                total / crate::pipeline::preflight::MB,
+                MAX_REQUEST_BYTES / crate::pipeline::preflight::MB
+            ),
+        ));
+    }
+    None
+}
+
+/// Two files that claim one key.
+fn key_clash(inbox: &InboxConfig, members: &[Member]) -> Option<String> {
+    for (i, a) in members.iter().enumerate() {
+        if let Some(b) = members[i + 1..].iter().find(|b| b.key == a.key) {
+            let why = match inbox.documents.iter().find(|r| r.matcher.is_match(&a.name)) {
+                Some(rule) => format!(
+                    "the rule match = \"{}\" gives key {} to one file only",
+                    rule.pattern, a.key
+                ),
+                None => format!("the inbox's key {} goes to one file only", a.key),
+            };
+            return Some(format!(
+                "{} and {} both claim the key {} ({why}). Keep one of them in the set, or rename the other so another rule matches it.",
+                a.name, b.name, a.key
+            ));
+        }
+    }
+    None
+}
+
+/// A `relation` pointing at a key no member has: "this set needs a selfie for the face match;
+/// none of its files matches *selfie*".
+fn missing_relation(inbox: &InboxConfig, members: &[Member]) -> Option<String> {
+    for member in members {
+        for (stage, target) in &member.relation {
+            if members.iter().any(|m| &m.key == target) {
+                continue;
+            }
+            let giver = inbox
+                .documents
+                .iter()
+                .find(|r| r.key.as_deref() == Some(target));
+            let (what, pattern) = match giver {
+                Some(rule) => (rule.doc_type.to_lowercase(), rule.pattern.clone()),
+                None => (target.to_lowercase(), target.clone()),
+            };
+            let check = match stage.as_str() {
+                "biometry_match" => "the face match".to_string(),
+                other => other.to_string(),
+            };
+            return Some(format!(
+                "This set needs a {what} for {check} of {} ({}); none of its files matches {pattern}. Add the {what} to the set and put it in again.",
+                member.name, member.key
+            ));
+        }
+    }
+    None
+}
+
+/// Hashes the claimed set's members, plans them and stores both with the set's hash in the
+/// journal. `Ok(None)`: stopped before the journal took it.
+pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
+    let (inbox, folder) = (job.inbox.clone(), job.work_path.clone());
+    let members = tokio::task::spawn_blocking(move || read_members(&inbox, &folder))
+        .await
+        .map_err(std::io::Error::other)??;
+    let sha = set_sha256(&members);
+    let text = serde_json::to_string(&members).map_err(std::io::Error::other)?;
+    let stored = crate::store::journal::until_stored(&cx.stop, "set content", || {
+        cx.journal.set_set_files(job.id, sha.clone(), text.clone())
+    })
+    .await;
+    if stored.is_none() {
+        return Ok(None);
+    }
+    job.size = members.iter().map(|m| m.size).sum();
+    job.members = members;
+    job.sha256 = Some(sha.clone());
+    Ok(Some(sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox(extra: &str) -> InboxConfig {
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\nsets = true\n{extra}\n"
+        );
+        crate::config::Config::from_toml(&text, Path::new("/c.toml"), None)
+            .unwrap()
+            .inboxes[0]
+            .clone()
+    }
+
+    const KYC: &str = "[[inbox.documents]]\nmatch = \"*selfie*\"\ntype = \"SELFIE\"\nkey = \"SELFIE1\"\nstages = [\"biometry_liveness\"]\n[[inbox.documents]]\nmatch = \"*\"\ntype = \"PASSPORT\"\nkey = \"PASSPORT1\"\nstages = [\"biometry_match\"]\nrelation = { biometry_match = \"SELFIE1\" }\n";
+
+    fn files(names: &[&str]) -> Vec<(String, String, u64)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), "00".repeat(32), 20_000))
+            .collect()
+    }
+
+    #[test]
+    fn natural_order_compares_numbers_as_numbers() {
+        let mut names = vec![
+            "page10.jpg",
+            "page2.jpg",
+            "page1.jpg",
+            "Page3.jpg",
+            "page02.jpg",
+            "a",
+            "page",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            [
+                "Page3.jpg",
+                "a",
+                "page",
+                "page1.jpg",
+                "page02.jpg",
+                "page2.jpg",
+                "page10.jpg"
+            ]
+        );
+        assert_eq!(
+            natural_cmp("x99999999999999999999999", "x100000000000000000000000"),
+            Ordering::Less
+        );
+        assert_eq!(natural_cmp("скан 2", "скан 10"), Ordering::Less);
+    }
+
+    #[test]
+    fn the_first_matching_rule_gives_type_key_stages_and_relation() {
+        let members = plan(&inbox(KYC), files(&["passport.jpg", "My SELFIE.jpg"]));
+        assert_eq!(members[0].doc_type, "PASSPORT");
+        assert_eq!(members[0].key, "PASSPORT1");
+        assert_eq!(members[0].stages, ["biometry_match"]);
+        assert_eq!(members[0].relation["biometry_match"], "SELFIE1");
+        assert_eq!(members[1].doc_type, "SELFIE", "case-insensitive glob");
+        assert_eq!(members[1].key, "SELFIE1");
+        let info = serde_json::to_value(members[0].process_info()).unwrap();
+        assert_eq!(
+            info,
+            serde_json::json!({"type": "PASSPORT", "key": "PASSPORT1", "options": {"stages": ["biometry_match"], "relation": {"biometry_match": "SELFIE1"}}})
+        );
+    }
+
+    #[test]
+    fn files_without_a_key_get_unique_keys_in_name_order() {
+        let rules = "[[inbox.documents]]\nmatch = \"*reg*\"\ntype = \"PASSPORT_REG\"\n[[inbox.documents]]\nmatch = \"p1*\"\ntype = \"PASSPORT\"\nkey = \"PASSPORT1\"\n";
+        let members = plan(
+            &inbox(rules),
+            files(&["p1.jpg", "p2.jpg", "p3.jpg", "reg1.jpg", "reg2.jpg"]),
+        );
+        let keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "PASSPORT1",
+                "PASSPORT2",
+                "PASSPORT3",
+                "PASSPORT_REG1",
+                "PASSPORT_REG2"
+            ]
+        );
+    }
+
+    #[test]
+    fn two_files_for_one_key_are_refused_naming_both() {
+        let inbox = inbox(KYC);
+        let members = plan(&inbox, files(&["a.jpg", "b.jpg", "selfie.jpg"]));
+        let listing = Listing::default();
+        let (kind, message) = refusal(&inbox, "kyc-1", &listing, &members).unwrap();
+        assert_eq!(kind, ErrorKind::InvalidFile);
+        assert!(
+            message.contains("a.jpg and b.jpg both claim the key PASSPORT1"),
+            "{message}"
+        );
+        assert!(message.contains("match = \"*\""), "{message}");
+    }
+
+    #[test]
+    fn a_missing_selfie_is_refused_with_the_fix() {
+        let inbox = inbox(KYC);
+        let members = plan(&inbox, files(&["passport.jpg"]));
+        let (_, message) = refusal(&inbox, "kyc-1", &Listing::default(), &members).unwrap();
+        assert!(
+            message.contains("This set needs a selfie for the face match"),
+            "{message}"
+        );
+        assert!(
+            message.contains("none of its files matches *selfie*"),
+            "{message}"
+        );
+        let complete = plan(&inbox, files(&["passport.jpg", "selfie.jpg"]));
+        assert_eq!(
+            refusal(&inbox, "kyc-1", &Listing::default(), &complete),
+            None
+        );
+    }
+
+    #[test]
+    fn one_to_ten_files_folders_inside_and_the_request_limit() {
+        let inbox = inbox("");
+        let none = refusal(&inbox, "s", &Listing::default(), &[]).unwrap();
+        assert!(none.1.contains("no files"), "{}", none.1);
+        let names: Vec<String> = (1..=11).map(|n| format!("p{n}.jpg")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let eleven = plan(&inbox, files(&names));
+        let (_, message) = refusal(&inbox, "s", &Listing::default(), &eleven).unwrap();
+        assert!(message.contains("11 files"), "{message}");
+        assert_eq!(
+            refusal(&inbox, "s", &Listing::default(), &eleven[..10]),
+            None
+        );
+        let nested = Listing {
+            folders: vec!["more".into()],
+            ..Listing::default()
+        };
+        let (_, message) = refusal(&inbox, "s", &nested, &eleven[..2]).unwrap();
+        assert!(message.contains("(more)"), "{message}");
+        let mut big = plan(&inbox, files(&["a.tif", "b.tif"]));
+        big[0].size = MAX_REQUEST_BYTES;
+        big[1].size = 1;
+        let (kind, _) = refusal(&inbox, "s", &Listing::default(), &big).unwrap();
+        assert_eq!(kind, ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn the_set_hash_is_over_sorted_lines_of_hash_and_name() {
+        let inbox = inbox("");
+        let members = plan(
+            &inbox,
+            vec![
+                ("b.jpg".into(), "11".repeat(32), 1),
+                ("a.jpg".into(), "22".repeat(32), 2),
+            ],
+        );
+        let expected = fsutil::sha256_hex(
+            format!("{}  b.jpg\n{}  a.jpg\n", "11".repeat(32), "22".repeat(32)).as_bytes(),
+        );
+        assert_eq!(set_sha256(&members), expected);
+        let mut reversed = members.clone();
+        reversed.reverse();
+        assert_eq!(set_sha256(&reversed), expected, "order does not matter");
+        let mut renamed = members.clone();
+        renamed[0].name = "c.jpg".into();
+        assert_ne!(set_sha256(&renamed), expected, "names count");
+    }
+
+    #[test]
+    fn members_are_the_files_intake_would_take_without_the_ready_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = dir.path().join("kyc-1");
+        std::fs::create_dir(&set).unwrap();
+        for name in [
+            "page10.jpg",
+            "page2.jpg",
+            ".hidden",
+            "x.tmp",
+            "READY",
+            "skip.bak",
+        ] {
+            std::fs::write(set.join(name), name).unwrap();
+        }
+        std::fs::create_dir(set.join("inner")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", set.join("link.jpg")).unwrap();
+        let inbox = inbox("ready_file = \"READY\"\nignore = [\"*.bak\"]");
+        let listing = list(&inbox, &set).unwrap();
+        let names: Vec<&str> = listing.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["page2.jpg", "page10.jpg"]);
+        assert!(listing.ready);
+        assert_eq!(listing.folders, ["inner"]);
+        assert_eq!(listing.refused.len(), 1);
+        assert_eq!(listing.refused[0].0, "link.jpg");
+    }
+}
