@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod delivery;
+pub use delivery::{
+    DEFAULT_DELIVERY_RETRY, DEFAULT_EXEC_TIMEOUT, DeliveryConfig, SigningKey, Webhook,
+};
+
 /// Environment variable that overrides `api.token` and `api.token_file`.
 pub const TOKEN_ENV: &str = "BEORG_TOKEN";
 
@@ -246,6 +251,8 @@ pub struct InboxConfig {
     pub project_field: ProjectField,
     /// Whether `process_info` is sent, and which result shape comes back.
     pub tariff: Tariff,
+    /// Where each outcome is delivered (webhook, command, ledger), and the retry schedule.
+    pub delivery: DeliveryConfig,
 }
 
 /// How an inbox notices new files.
@@ -373,6 +380,14 @@ struct RawInboxSettings {
     project_id: Option<String>,
     project_field: Option<ProjectField>,
     tariff: Option<Tariff>,
+    // Delivery of outcomes (see `delivery`).
+    webhook: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    exec_timeout: Option<Duration>,
+    ledger: Option<PathBuf>,
+    delivery_retry: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +419,14 @@ struct RawInbox {
     project_id: Option<String>,
     project_field: Option<ProjectField>,
     tariff: Option<Tariff>,
+    // Delivery of outcomes (see `delivery`).
+    webhook: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    exec_timeout: Option<Duration>,
+    ledger: Option<PathBuf>,
+    delivery_retry: Option<Vec<String>>,
 }
 
 impl RawInbox {
@@ -431,6 +454,14 @@ impl RawInbox {
                 .or_else(|| defaults.project_id.clone()),
             project_field: self.project_field.or(defaults.project_field),
             tariff: self.tariff.or(defaults.tariff),
+            webhook: self.webhook.clone().or_else(|| defaults.webhook.clone()),
+            webhook_secret_file: (self.webhook_secret_file.clone())
+                .or_else(|| defaults.webhook_secret_file.clone()),
+            exec: self.exec.clone().or_else(|| defaults.exec.clone()),
+            exec_timeout: self.exec_timeout.or(defaults.exec_timeout),
+            ledger: self.ledger.clone().or_else(|| defaults.ledger.clone()),
+            delivery_retry: (self.delivery_retry.clone())
+                .or_else(|| defaults.delivery_retry.clone()),
         }
     }
 }
@@ -530,7 +561,7 @@ impl Config {
         let api = resolve_api(raw.api, origin, env_token, rule)?;
         let daemon = resolve_daemon(raw.daemon)?;
         let metrics = resolve_metrics(raw.metrics)?;
-        let inboxes = raw
+        let mut inboxes = raw
             .inbox
             .into_iter()
             .enumerate()
@@ -543,6 +574,7 @@ impl Config {
             ));
         }
         check_folders(&inboxes, &daemon.state_dir)?;
+        delivery::complete(&mut inboxes, origin, rule)?;
         Ok(Config {
             api,
             daemon,
@@ -1002,6 +1034,7 @@ fn resolve_inbox(
     }
     let tariff = s.tariff.unwrap_or_default();
     check_tariff(tariff, &s, &key("tariff"))?;
+    let delivery = delivery::resolve(&s, &key)?;
     let project_id = match s.project_id.as_deref().map(str::trim) {
         None => api_project_id.to_string(),
         Some("") => {
@@ -1043,6 +1076,7 @@ fn resolve_inbox(
         project_id,
         project_field: s.project_field.unwrap_or_default(),
         tariff,
+        delivery,
     })
 }
 
@@ -1586,7 +1620,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 35] = [
+    const ALL_KEYS: [&str; 41] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1622,6 +1656,12 @@ first_poll = "1s"
         "hold_limit",
         "project_field",
         "tariff",
+        "webhook",
+        "webhook_secret_file",
+        "exec",
+        "exec_timeout",
+        "ledger",
+        "delivery_retry",
     ];
 
     #[test]
@@ -1670,6 +1710,8 @@ first_poll = "1s"
         assert_eq!(x.preflight, y.preflight);
         assert_eq!(x.project_field, y.project_field);
         assert_eq!(x.tariff, y.tariff);
+        assert_eq!(x.delivery.exec_timeout, y.delivery.exec_timeout);
+        assert_eq!(x.delivery.retry, y.delivery.retry);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }

@@ -75,6 +75,13 @@ struct QueueLabels {
     state: String,
 }
 
+/// Labels of `beorg_deliveries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    kind: String,
+    result: String,
+}
+
 /// A histogram family needs a constructor to give each new inbox its buckets.
 type LatencyFamily = Family<InboxLabels, Histogram, fn() -> Histogram>;
 
@@ -106,6 +113,8 @@ pub struct Metrics {
     queue: Family<QueueLabels, Gauge>,
     /// 1 while submits are held after a 401/402: the one alert that needs a human.
     account_paused: Gauge,
+    /// Delivery tries by kind and result, and deliveries given up: a receiver that is down.
+    deliveries: Family<DeliveryLabels, Counter>,
 }
 
 impl Metrics {
@@ -124,6 +133,7 @@ impl Metrics {
         }
         let queue = Family::<QueueLabels, Gauge>::default();
         let account_paused = Gauge::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -163,6 +173,11 @@ impl Metrics {
             "1 while submits are paused after a 401 or 402 from the API",
             account_paused.clone(),
         );
+        registry.register(
+            "beorg_deliveries",
+            "Delivery tries by kind (webhook, exec, ledger) and result (delivered, failed, gone, dropped), and deliveries given_up",
+            deliveries.clone(),
+        );
 
         Metrics {
             registry,
@@ -172,7 +187,19 @@ impl Metrics {
             rate_limit_wait,
             queue,
             account_paused,
+            deliveries,
         }
+    }
+
+    /// One delivery try of `kind` ended with `result`, or (`result` "given_up") a delivery
+    /// was given up after its last try.
+    pub fn delivery(&self, kind: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                kind: kind.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// A file finished with `outcome` ("done" or a failure kind such as "broken",

@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod deliveries;
+pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
+
 /// Row id of a file in the journal.
 pub type FileId = i64;
 
@@ -172,6 +175,8 @@ const JOURNAL_BACKOFF: crate::retry::Backoff =
 #[derive(Clone)]
 pub struct Journal {
     conn: Arc<Mutex<Connection>>,
+    /// Rung when a finish records deliveries, so the delivering task need not poll.
+    deliveries_added: Arc<tokio::sync::Notify>,
 }
 
 const SCHEMA: &str = "
@@ -268,10 +273,12 @@ impl Journal {
         }
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
+        deliveries::create_table(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         restrict_journal_files(state_dir);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
+            deliveries_added: Arc::default(),
         })
     }
 
