@@ -275,3 +275,123 @@ fn read_secret(file: &Path, key: &str) -> Result<SigningKey, ConfigError> {
     }
     Ok(SigningKey(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    /// A config with `defaults` in `[defaults]` and `inbox` in the one inbox.
+    fn config(
+        defaults: &str,
+        inbox: &str,
+        origin: &Path,
+        rule: TokenRule,
+    ) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[defaults]\n{defaults}\n[[inbox]]\npath = \"/srv/in/a\"\ntype = \"PASSPORT\"\ndone = \"/srv/done/a\"\nfailed = \"/srv/failed/a\"\n{inbox}\n"
+        );
+        Config::parse(&text, origin, None, rule)
+    }
+
+    fn parse(defaults: &str, inbox: &str) -> Result<DeliveryConfig, ConfigError> {
+        config(
+            defaults,
+            inbox,
+            Path::new("/etc/b/config.toml"),
+            TokenRule::Required,
+        )
+        .map(|c| c.inboxes[0].delivery.clone())
+    }
+
+    fn refusal(defaults: &str, inbox: &str) -> String {
+        parse(defaults, inbox).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn delivery_keys_apply_per_inbox_over_defaults_with_their_defaults() {
+        let d = parse("", "").unwrap();
+        assert!(d.webhook.is_none() && d.exec.is_none() && d.ledger.is_none());
+        assert_eq!(d.exec_timeout, Duration::from_secs(60));
+        assert_eq!(d.retry, DEFAULT_DELIVERY_RETRY);
+        let d = parse(
+            "webhook = \"https://crm.example/hooks/beorg\"\nexec = [\"/bin/a\"]\nexec_timeout = \"5s\"\ndelivery_retry = [\"0s\", \"1m\"]",
+            "exec = [\"/bin/b\", \"{sidecar}\"]\nledger = \"/srv/ledger/a.jsonl\"",
+        )
+        .unwrap();
+        assert_eq!(
+            d.webhook.unwrap().url.expose(),
+            "https://crm.example/hooks/beorg"
+        );
+        assert_eq!(d.exec.unwrap(), ["/bin/b", "{sidecar}"]);
+        assert_eq!(d.exec_timeout, Duration::from_secs(5));
+        assert_eq!(d.ledger.unwrap(), Path::new("/srv/ledger/a.jsonl"));
+        assert_eq!(d.retry, [Duration::ZERO, Duration::from_secs(60)]);
+    }
+
+    #[test]
+    fn bad_delivery_values_are_refused_naming_the_key_and_never_quoting_the_url() {
+        let text = refusal("", "webhook = \"ftp://user:pa55@crm.example/hook\"");
+        assert!(
+            text.contains("inbox[0].webhook") && text.contains("http(s)"),
+            "{text}"
+        );
+        assert!(!text.contains("pa55"), "{text}");
+        let text = refusal("", "webhook = \"https://user:pa55@/hook\"");
+        assert!(
+            text.contains("inbox[0].webhook") && !text.contains("pa55"),
+            "{text}"
+        );
+        let text = refusal("webhook_secret_file = \"/etc/b/secret\"", "");
+        assert!(text.contains("inbox[0].webhook_secret_file"), "{text}");
+        assert!(refusal("", "exec = []").contains("inbox[0].exec"));
+        assert!(refusal("", "exec = [\" \"]").contains("inbox[0].exec"));
+        assert!(refusal("", "exec_timeout = \"0s\"").contains("inbox[0].exec_timeout"));
+        assert!(refusal("", "delivery_retry = []").contains("inbox[0].delivery_retry"));
+        let text = refusal("", "delivery_retry = [\"0s\", \"soon\"]");
+        assert!(
+            text.contains("inbox[0].delivery_retry") && text.contains("soon"),
+            "{text}"
+        );
+        assert!(refusal("", "delivery_retry = [\"8d\"]").contains("7 days"));
+        let text = refusal("", "ledger = \"/srv/in/a/ledger.jsonl\"");
+        assert!(
+            text.contains("inbox[0].ledger") && text.contains("inbox[0].path"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_webhook_secret_is_read_from_the_config_folder_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = dir.path().join("config.toml");
+        let hook = "webhook = \"https://crm.example/hook\"\nwebhook_secret_file = \"secret\"";
+        let read = |rule| config("", hook, &origin, rule);
+        let text = read(TokenRule::Required).unwrap_err().to_string();
+        assert!(
+            text.contains("inbox[0].webhook_secret_file") && text.contains("cannot read"),
+            "{text}"
+        );
+        // `status` never delivers: it does not need (or read) the secret.
+        assert!(read(TokenRule::Optional).is_ok());
+        for bad in ["c2VjcmV0", "whsec_!!!", "whsec_"] {
+            std::fs::write(dir.path().join("secret"), bad).unwrap();
+            let text = read(TokenRule::Required).unwrap_err().to_string();
+            assert!(
+                text.contains("inbox[0].webhook_secret_file") && text.contains("whsec_"),
+                "{text}"
+            );
+            assert!(!text.contains("c2VjcmV0"), "{text}");
+        }
+        std::fs::write(dir.path().join("secret"), "whsec_c2VjcmV0\n").unwrap();
+        let config = read(TokenRule::Required).unwrap();
+        let webhook = config.inboxes[0].delivery.webhook.clone().unwrap();
+        assert_eq!(webhook.key.unwrap().expose(), b"secret");
+        assert_eq!(webhook.secret_file.unwrap(), dir.path().join("secret"));
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("crm.example") && !debug.contains("c2VjcmV0"),
+            "{debug}"
+        );
+    }
+}
