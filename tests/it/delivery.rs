@@ -608,3 +608,34 @@ async fn issue11_a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() 
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn issue11_check_names_a_missing_ledger_folder_and_an_exec_program_that_cannot_run() {
+    let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
+    let missing = env.dir.path().join("no-such-folder");
+    env.inboxes[0].extra = format!(
+        "ledger = \"{}/kyc.jsonl\"\nexec = [\"{}/import-to-1c\", \"{{sidecar}}\"]\n",
+        missing.display(),
+        missing.display()
+    );
+    let ledger_dir = env.dir.path().join("ledger");
+    std::fs::create_dir(&ledger_dir).unwrap();
+    env.inboxes[1].extra = format!(
+        "ledger = \"{}/snils.jsonl\"\nexec = [\"/bin/sh\", \"-c\", \"true\"]\n",
+        ledger_dir.display()
+    );
+    let (code, text) = run_bin(&["check"], &env.write_config(), &[]);
+    assert_eq!(code, Some(1), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no line for {key}:\n{text}"))
+            .to_string()
+    };
+    assert!(line("inbox[0].ledger").contains("does not exist"), "{text}");
+    assert!(line("inbox[0].exec").contains("cannot be run"), "{text}");
+    assert!(
+        !text.contains("inbox[1].ledger") && !text.contains("inbox[1].exec"),
+        "{text}"
+    );
+}
