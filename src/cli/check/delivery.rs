@@ -71,7 +71,7 @@ fn program_finding(key: &str, program: &str) -> Option<Finding> {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
-        .any(|dir| rustix::fs::access(&dir.join(program), Access::EXEC_OK).is_ok());
+        .any(|dir| rustix::fs::access(dir.join(program), Access::EXEC_OK).is_ok());
     (!found).then(|| {
         Finding::new(
             Severity::Warning,
