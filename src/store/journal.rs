@@ -259,7 +259,7 @@ impl Journal {
             );
         }
         let path = crate::store::layout::journal_path(state_dir);
-        let conn = Connection::open(&path)
+        let mut conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -271,10 +271,14 @@ impl Journal {
                 path.display()
             );
         }
-        conn.execute_batch(SCHEMA)?;
-        add_missing_columns(&conn)?;
-        deliveries::create_table(&conn)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        // One writer at a time: two processes opening a journal at once (the daemon and a
+        // tool) would otherwise both see a column missing and both add it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        add_missing_columns(&tx)?;
+        deliveries::create_table(&tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
         restrict_journal_files(state_dir);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
@@ -802,6 +806,33 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    /// Seen as a flaky test: a tool opening the journal while the daemon opened it failed
+    /// with "duplicate column name" (both added the same missing column).
+    #[test]
+    fn journals_opened_at_the_same_moment_add_missing_columns_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            // A journal from before the added columns.
+            Connection::open(crate::store::layout::journal_path(dir.path()))
+                .unwrap()
+                .execute_batch(SCHEMA)
+                .unwrap();
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (dir, start) = (dir.path().to_path_buf(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Journal::open(&dir).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[tokio::test]
