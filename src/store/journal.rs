@@ -814,11 +814,11 @@ mod tests {
     fn journals_opened_at_the_same_moment_add_missing_columns_once() {
         for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
-            // A journal from before the added columns.
-            Connection::open(crate::store::layout::journal_path(dir.path()))
-                .unwrap()
-                .execute_batch(SCHEMA)
-                .unwrap();
+            // A journal from before the added columns (written by a daemon: WAL mode).
+            let old = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(SCHEMA).unwrap();
+            drop(old);
             let start = Arc::new(std::sync::Barrier::new(4));
             let openers: Vec<_> = (0..4)
                 .map(|_| {
