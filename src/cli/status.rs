@@ -202,6 +202,27 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_waiting_and_given_up_are_shown_when_there_are_any() {
+        let mut report = Report {
+            running: true,
+            pid: 1,
+            version: "0".into(),
+            started_at: "t".into(),
+            last_seen: "t".into(),
+            account: Account::default(),
+            last_error: None,
+            inboxes: Vec::new(),
+            deliveries: Deliveries::default(),
+        };
+        assert!(!render(&report).contains("deliveries"));
+        report.deliveries = Deliveries {
+            waiting: 3,
+            given_up: 1,
+        };
+        assert!(render(&report).contains("\ndeliveries: 3 waiting, 1 given up\n"));
+    }
+
+    #[test]
     fn waiting_files_are_counted_in_subfolders_only_for_recursive_inboxes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
