@@ -438,9 +438,21 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
         names.push(name);
     }
     let mut logs = String::new();
-    for _ in 0..LEDGER_KILLS {
+    for kill in 0..LEDGER_KILLS {
         let mut daemon = env.spawn_binary(&[]);
-        tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
+        if kill % 2 == 0 {
+            tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
+        } else {
+            // Right after a line is appended, before the daemon may have recorded it: the
+            // moment a repeat can come from.
+            let before = std::fs::metadata(&ledger).map_or(0, |m| m.len());
+            let start = std::time::Instant::now();
+            while std::fs::metadata(&ledger).map_or(0, |m| m.len()) == before
+                && start.elapsed() < Duration::from_secs(2)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         daemon.signal(Signal::KILL);
         daemon.wait(Duration::from_secs(5)).await;
         logs.push_str(&daemon.stderr());
