@@ -15,6 +15,10 @@ use serde::Deserialize;
 
 pub mod sets;
 pub use sets::DocumentRule;
+mod delivery;
+pub use delivery::{
+    DEFAULT_DELIVERY_RETRY, DEFAULT_EXEC_TIMEOUT, DeliveryConfig, SigningKey, Webhook,
+};
 
 /// Environment variable that overrides `api.token` and `api.token_file`.
 pub const TOKEN_ENV: &str = "BEORG_TOKEN";
@@ -262,6 +266,8 @@ pub struct InboxConfig {
     pub ready_file: Option<String>,
     /// In a `sets` inbox: `process_info` for the files of a set, first match wins.
     pub documents: Vec<DocumentRule>,
+    /// Where each outcome is delivered (webhook, command, ledger), and the retry schedule.
+    pub delivery: DeliveryConfig,
 }
 
 /// How an inbox notices new files.
@@ -393,6 +399,14 @@ struct RawInboxSettings {
     min_confidence: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     retention: Option<Duration>,
+    // Delivery of outcomes (see `delivery`).
+    webhook: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    exec_timeout: Option<Duration>,
+    ledger: Option<PathBuf>,
+    delivery_retry: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,6 +442,14 @@ struct RawInbox {
     min_confidence: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     retention: Option<Duration>,
+    // Delivery of outcomes (see `delivery`).
+    webhook: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
+    exec: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    exec_timeout: Option<Duration>,
+    ledger: Option<PathBuf>,
+    delivery_retry: Option<Vec<String>>,
     // Document sets: per inbox only.
     sets: Option<bool>,
     ready_file: Option<String>,
@@ -492,6 +514,14 @@ impl RawInbox {
             review: self.review.clone().or_else(|| defaults.review.clone()),
             min_confidence: self.min_confidence.or(defaults.min_confidence),
             retention: self.retention.or(defaults.retention),
+            webhook: self.webhook.clone().or_else(|| defaults.webhook.clone()),
+            webhook_secret_file: (self.webhook_secret_file.clone())
+                .or_else(|| defaults.webhook_secret_file.clone()),
+            exec: self.exec.clone().or_else(|| defaults.exec.clone()),
+            exec_timeout: self.exec_timeout.or(defaults.exec_timeout),
+            ledger: self.ledger.clone().or_else(|| defaults.ledger.clone()),
+            delivery_retry: (self.delivery_retry.clone())
+                .or_else(|| defaults.delivery_retry.clone()),
         }
     }
 }
@@ -591,7 +621,7 @@ impl Config {
         let api = resolve_api(raw.api, origin, env_token, rule)?;
         let daemon = resolve_daemon(raw.daemon)?;
         let metrics = resolve_metrics(raw.metrics)?;
-        let inboxes = raw
+        let mut inboxes = raw
             .inbox
             .into_iter()
             .enumerate()
@@ -604,6 +634,7 @@ impl Config {
             ));
         }
         check_folders(&inboxes, &daemon.state_dir)?;
+        delivery::complete(&mut inboxes, origin, rule)?;
         Ok(Config {
             api,
             daemon,
@@ -1065,6 +1096,7 @@ fn resolve_inbox(
     let tariff = s.tariff.unwrap_or_default();
     let sets_asked = (raw.sets == Some(true), !rules.is_empty());
     check_tariff(tariff, &s, sets_asked, &key("tariff"))?;
+    let delivery = delivery::resolve(&s, &key)?;
     let set_settings = sets::resolve(
         index,
         raw.sets,
@@ -1127,6 +1159,7 @@ fn resolve_inbox(
         sets: set_settings.sets,
         ready_file: set_settings.ready_file,
         documents: set_settings.documents,
+        delivery,
     })
 }
 
@@ -1701,7 +1734,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 42] = [
+    const ALL_KEYS: [&str; 48] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1744,6 +1777,12 @@ first_poll = "1s"
         "ready_file",
         "match",
         "relation",
+        "webhook",
+        "webhook_secret_file",
+        "exec",
+        "exec_timeout",
+        "ledger",
+        "delivery_retry",
     ];
 
     #[test]
@@ -1795,6 +1834,8 @@ first_poll = "1s"
         assert_eq!((x.review.as_ref(), x.min_confidence), (None, None));
         assert_eq!(x.retention, y.retention);
         assert_eq!(x.sets, y.sets);
+        assert_eq!(x.delivery.exec_timeout, y.delivery.exec_timeout);
+        assert_eq!(x.delivery.retry, y.delivery.retry);
         assert_eq!(example.daemon.file_mode, defaults.daemon.file_mode);
         assert_eq!(example.metrics.listen, defaults.metrics.listen);
     }

@@ -14,8 +14,11 @@
 //!    single owner of the request budget) grants a turn, and stores the `document_id` at once.
 //! 5. [`pipeline::poll`] asks for the result with growing intervals until it is ready or
 //!    times out.
-//! 6. [`pipeline::finish`] moves the original to done/, review/ or failed/ and writes the
-//!    [`sidecar`] beside it, with the normalised view and the review reasons of [`results`].
+//! 6. [`pipeline::finish`] moves the original to done/, review/ or failed/, writes the
+//!    [`sidecar`] beside it (with the normalised view and the review reasons of [`results`]),
+//!    and records the outcome's deliveries with the finish.
+//! 7. [`deliver`] (the stage after finish) delivers each outcome by webhook, command or
+//!    ledger line, retried on a schedule until it is delivered or given up.
 //!
 //! Every stage answers with a [`pipeline::Step`]; the order is written once, in the
 //! [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
@@ -33,6 +36,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

@@ -75,6 +75,13 @@ struct QueueLabels {
     state: String,
 }
 
+/// Labels of `beorg_deliveries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    kind: String,
+    result: String,
+}
+
 /// A histogram family needs a constructor to give each new inbox its buckets.
 type LatencyFamily = Family<InboxLabels, Histogram, fn() -> Histogram>;
 
@@ -108,6 +115,8 @@ pub struct Metrics {
     account_paused: Gauge,
     /// Outcomes deleted by `retention`, per inbox: personal data removed on schedule.
     retention_deleted: Family<InboxLabels, Counter>,
+    /// Delivery tries by kind and result, and deliveries given up: a receiver that is down.
+    deliveries: Family<DeliveryLabels, Counter>,
 }
 
 impl Metrics {
@@ -127,6 +136,7 @@ impl Metrics {
         let queue = Family::<QueueLabels, Gauge>::default();
         let account_paused = Gauge::default();
         let retention_deleted = Family::<InboxLabels, Counter>::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -171,6 +181,11 @@ impl Metrics {
             "Outcomes (original and sidecar) deleted under retention, by inbox",
             retention_deleted.clone(),
         );
+        registry.register(
+            "beorg_deliveries",
+            "Delivery tries by kind (webhook, exec, ledger) and result (delivered, failed, gone, dropped), and deliveries given_up",
+            deliveries.clone(),
+        );
 
         Metrics {
             registry,
@@ -181,7 +196,19 @@ impl Metrics {
             queue,
             account_paused,
             retention_deleted,
+            deliveries,
         }
+    }
+
+    /// One delivery try of `kind` ended with `result`, or (`result` "given_up") a delivery
+    /// was given up after its last try.
+    pub fn delivery(&self, kind: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                kind: kind.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// `count` outcomes of `inbox` deleted under its `retention`.

@@ -9,9 +9,11 @@
 //! | error | an inbox, done or failed folder that is missing, not a folder, not writable (permissions or a read-only filesystem), or an inbox that cannot be listed: files would pile up unprocessed |
 //! | error | a state folder that can be neither used nor created; a journal the user cannot open |
 //! | error | a folder the service's systemd sandbox hides or keeps read-only (`ProtectSystem=strict` without `ReadWritePaths=`, `PrivateTmp=`, `ProtectHome=`), when the unit runs this config |
+//! | error | a `ledger` whose folder is missing or not writable, an `exec` program (named by its path) that cannot be run: every delivery would fail |
 //! | error | `--online`: token or machine_uid rejected (401), API unreachable (connection error, 5xx), any other unexpected answer |
 //! | warning | (tolerated by `run`) the state folder is missing and only systemd's `StateDirectory=` can create it; a token readable by every user; an inbox with the sticky bit set that this user does not own (other users' files cannot be moved out); `--online`: the account has no money (402, submits pause until it is topped up) |
-//! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN` |
+//! | warning | an `exec` program named without a path that is not in `PATH` |
+//! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN`, a webhook without a signing secret |
 //!
 //! Permissions are asked with `access(2)`, which answers for the real user running `check`:
 //! run it as the service user (`sudo -u beorg-hotfolder ...`) to see what the service sees.
@@ -19,6 +21,8 @@
 //! (prefix `.beorg-tmp-check-`; intake ignores dot-names and the daemon removes leftovers of
 //! its temp prefix at start), which catches read-only mounts and full inode tables that mode
 //! bits do not show.
+
+mod delivery;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -317,6 +321,7 @@ fn folder_findings(config: &Config, user: &str, sandbox: Option<&Sandbox>) -> Ve
                 out.push(warning);
             }
         }
+        out.extend(delivery::findings(i, inbox, user));
         let work = inbox.work_dir();
         if work.is_dir()
             && let Err(problem) = writable(&work)

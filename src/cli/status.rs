@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::daemon::telemetry::{
-    Account, LastError, SNAPSHOT_EVERY, STATUS_FILE, Snapshot, unix_secs,
+    Account, Deliveries, LastError, SNAPSHOT_EVERY, STATUS_FILE, Snapshot, unix_secs,
 };
 use crate::pipeline::intake::{EntryRules, Verdict};
 
@@ -32,6 +32,8 @@ pub struct Report {
     pub account: Account,
     pub last_error: Option<LastError>,
     pub inboxes: Vec<InboxReport>,
+    /// Deliveries (webhook, exec, ledger) waiting and given up, as the daemon last saw them.
+    pub deliveries: Deliveries,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +105,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         account: snapshot.account,
         last_error: snapshot.last_error,
         inboxes,
+        deliveries: snapshot.deliveries,
     })
 }
 
@@ -155,6 +158,13 @@ pub fn render(report: &Report) -> String {
     match &report.last_error {
         Some(e) => out.push_str(&format!("last error: {} {}\n", e.at, e.message)),
         None => out.push_str("last error: none\n"),
+    }
+    let d = report.deliveries;
+    if d.waiting + d.given_up > 0 {
+        out.push_str(&format!(
+            "deliveries: {} waiting, {} given up\n",
+            d.waiting, d.given_up
+        ));
     }
     for i in &report.inboxes {
         out.push_str(&format!("\n{} ({})\n", i.path.display(), i.doc_type));
@@ -224,10 +234,32 @@ mod tests {
             last_seen: "t".into(),
             account: Account::default(),
             last_error: None,
+            deliveries: Deliveries::default(),
             inboxes: vec![inbox(review_today)],
         };
         assert!(render(&report(2)).contains("done today 5, failed today 1, to review today 2\n"));
         assert!(!render(&report(0)).contains("review"));
+    }
+
+    #[test]
+    fn deliveries_waiting_and_given_up_are_shown_when_there_are_any() {
+        let mut report = Report {
+            running: true,
+            pid: 1,
+            version: "0".into(),
+            started_at: "t".into(),
+            last_seen: "t".into(),
+            account: Account::default(),
+            last_error: None,
+            inboxes: Vec::new(),
+            deliveries: Deliveries::default(),
+        };
+        assert!(!render(&report).contains("deliveries"));
+        report.deliveries = Deliveries {
+            waiting: 3,
+            given_up: 1,
+        };
+        assert!(render(&report).contains("\ndeliveries: 3 waiting, 1 given up\n"));
     }
 
     #[test]

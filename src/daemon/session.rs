@@ -91,6 +91,13 @@ impl Session {
         ));
         tasks.spawn(prune_history(p.clone()));
         tasks.spawn(apply_retention(p.clone()));
+        tasks.spawn(crate::deliver::run(crate::deliver::Deliverer {
+            config: p.config.clone(),
+            journal: p.journal.clone(),
+            metrics: p.metrics.clone(),
+            stop: p.stop.clone(),
+            abort: p.abort.clone(),
+        }));
         let liveness = shared.liveness.clone();
         let watched = Arc::new(config.inboxes.clone());
         let (intake_queue, rescan, hold_limit, intake_liveness) = (

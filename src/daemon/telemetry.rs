@@ -37,6 +37,18 @@ pub struct Snapshot {
     /// Settled files waiting for a submit slot, all inboxes together.
     pub ready_queue: usize,
     pub inboxes: Vec<InboxSnapshot>,
+    /// Deliveries of outcomes still to be made, and given up (absent in older snapshots).
+    #[serde(default)]
+    pub deliveries: Deliveries,
+}
+
+/// Deliveries (webhook, exec, ledger), all inboxes together.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Recorded and not delivered yet (due now, or waiting for their next try).
+    pub waiting: u64,
+    /// Every try failed; still in the journal (`keep_history`).
+    pub given_up: u64,
 }
 
 /// The account's standing with the API.
@@ -119,6 +131,7 @@ async fn snapshot(
     stopped: bool,
 ) -> anyhow::Result<Snapshot> {
     let counts = p.journal.inbox_counts().await?;
+    let deliveries = p.journal.delivery_counts().await?;
     let now = SystemTime::now();
     let inboxes = p
         .config
@@ -162,6 +175,10 @@ async fn snapshot(
         }),
         ready_queue: queue.len(),
         inboxes,
+        deliveries: Deliveries {
+            waiting: deliveries.waiting,
+            given_up: deliveries.given_up,
+        },
     })
 }
 
@@ -190,6 +207,12 @@ fn status_line(s: &Snapshot) -> String {
     let review = sum(|i| i.review_today);
     if review > 0 {
         line.push_str(&format!(", {review} to review"));
+    }
+    if s.deliveries.waiting + s.deliveries.given_up > 0 {
+        line.push_str(&format!(
+            "; deliveries {} waiting, {} given up",
+            s.deliveries.waiting, s.deliveries.given_up
+        ));
     }
     if s.account.paused {
         line.push_str(&format!(
@@ -240,6 +263,7 @@ mod tests {
             account: Account::default(),
             last_error: None,
             ready_queue: 0,
+            deliveries: Deliveries::default(),
             inboxes: vec![InboxSnapshot {
                 path: PathBuf::from("/srv/in/passport"),
                 doc_type: "PASSPORT".into(),

@@ -126,6 +126,12 @@ async fn place(
     *chosen = Some(final_path.clone());
     let file_name = file_name_of(&final_path);
     let sidecar = sidecar_of(job, inbox, outcome, &file_name).to_json();
+    let delivery = crate::deliver::message::outcome(
+        inbox,
+        &sidecar,
+        &final_path,
+        &crate::store::layout::sidecar_path(&final_path),
+    );
     p.journal
         .mark_finishing(job.id, final_path.clone(), sidecar.clone())
         .await?;
@@ -138,7 +144,8 @@ async fn place(
         Status::Failed => Stage::Failed,
     };
     until_stored(&p.stop, "finished", || {
-        p.journal.mark_finished(job.id, stage)
+        p.journal
+            .mark_finished_delivering(job.id, stage, delivery.clone())
     })
     .await;
     Ok(Placed::At(final_path))
@@ -210,6 +217,12 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
     } else {
         Stage::Failed
     };
+    let delivery = crate::deliver::message::outcome(
+        &job.inbox,
+        &sidecar,
+        &final_path,
+        &crate::store::layout::sidecar_path(&final_path),
+    );
     let mut retry =
         crate::retry::Retry::new(&p.stop, crate::retry::Backoff::every(MAX_FINISH_BACKOFF));
     loop {
@@ -223,7 +236,8 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
         match attempt {
             Ok(()) => {
                 until_stored(&p.stop, "finished", || {
-                    p.journal.mark_finished(job.id, stage)
+                    p.journal
+                        .mark_finished_delivering(job.id, stage, delivery.clone())
                 })
                 .await;
                 tracing::info!(file = %job.name, to = %final_path.display(), "finished after restart");

@@ -7,6 +7,7 @@ mod architecture;
 mod chaos;
 mod check;
 mod cli;
+mod delivery;
 mod finishing;
 mod hardening;
 mod helpers;

@@ -1,0 +1,167 @@
+//! Delivering a message by running a command: no shell, `{sidecar}` `{file}` `{status}`
+//! `{inbox}` replaced in each argument, the same values in `BEORG_SIDECAR`, `BEORG_FILE`,
+//! `BEORG_STATUS`, `BEORG_INBOX` (and the message's `webhook-id` in `BEORG_MESSAGE_ID`).
+//! Exit 0 is delivered; another exit, a failure to start, or a run past the timeout (the
+//! command's whole process group is killed) is tried again. Its output is logged, cut.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::Tried;
+use crate::store::journal::Delivery;
+
+/// How much of the command's stdout and of its stderr is kept for the log.
+const OUTPUT_KEPT: usize = 300;
+
+/// After the command ended, how long its output may take to close (a child it left running
+/// may hold it open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// One run of `argv` for delivery `d`, killed after `timeout`.
+pub async fn run(argv: &[String], timeout: Duration, d: &Delivery) -> Tried {
+    let values = placeholders(d);
+    let args: Vec<String> = argv.iter().map(|a| replace_all(a, &values)).collect();
+    let Some((program, rest)) = args.split_first() else {
+        return Tried::Failed("exec is empty".into());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .env("BEORG_MESSAGE_ID", &d.message_id);
+    for (name, value) in ENV_NAMES.iter().zip(values.iter().map(|(_, v)| v)) {
+        command.env(name, value);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return Tried::Failed(format!("cannot start {program}: {e}")),
+    };
+    let stdout = tokio::spawn(kept_output(child.stdout.take()));
+    let stderr = tokio::spawn(kept_output(child.stderr.take()));
+    let exit = tokio::time::timeout(timeout, child.wait()).await;
+    if exit.is_err() {
+        kill_group(&child);
+        let _ = child.wait().await;
+    }
+    let output = collect(stdout, stderr).await;
+    match exit {
+        Ok(Ok(status)) if status.success() => Tried::Delivered(with_output("exit 0", &output)),
+        Ok(Ok(status)) => Tried::Failed(with_output(
+            &format!("{program} ended with {status}"),
+            &output,
+        )),
+        Ok(Err(e)) => Tried::Failed(format!("cannot wait for {program}: {e}")),
+        Err(_) => Tried::Failed(with_output(
+            &format!(
+                "{program} was killed after {}",
+                humantime::format_duration(timeout)
+            ),
+            &output,
+        )),
+    }
+}
+
+/// The environment variable of each placeholder, in [`placeholders`] order.
+const ENV_NAMES: [&str; 4] = ["BEORG_SIDECAR", "BEORG_FILE", "BEORG_STATUS", "BEORG_INBOX"];
+
+fn placeholders(d: &Delivery) -> [(&'static str, String); 4] {
+    [
+        ("{sidecar}", d.sidecar.to_string_lossy().into_owned()),
+        ("{file}", d.original.to_string_lossy().into_owned()),
+        ("{status}", d.status.clone()),
+        ("{inbox}", d.inbox.to_string_lossy().into_owned()),
+    ]
+}
+
+fn replace_all(arg: &str, values: &[(&str, String)]) -> String {
+    values
+        .iter()
+        .fold(arg.to_string(), |text, (placeholder, value)| {
+            text.replace(placeholder, value)
+        })
+}
+
+/// SIGKILL to the command's process group (it leads its own group): a script's children
+/// go with it.
+fn kill_group(child: &tokio::process::Child) {
+    let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
+/// Reads a pipe to its end, keeping the first [`OUTPUT_KEPT`] bytes (the rest is drained, so
+/// the command never blocks on a full pipe).
+async fn kept_output(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = OUTPUT_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+/// Stdout and stderr as one short text (each cut to [`OUTPUT_KEPT`] bytes).
+async fn collect(
+    stdout: tokio::task::JoinHandle<Vec<u8>>,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+) -> String {
+    let mut parts = Vec::new();
+    for (name, handle) in [("stdout", stdout), ("stderr", stderr)] {
+        let abort = handle.abort_handle();
+        let bytes = match tokio::time::timeout(OUTPUT_GRACE, handle).await {
+            Ok(Ok(bytes)) => bytes,
+            _ => {
+                abort.abort();
+                Vec::new()
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        if !text.is_empty() {
+            parts.push(format!("{name}: {text}"));
+        }
+    }
+    parts.join("; ")
+}
+
+fn with_output(what: &str, output: &str) -> String {
+    if output.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what} ({output})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_replaced_anywhere_in_an_argument() {
+        let values = [
+            ("{sidecar}", "/d/a.jpg.json".to_string()),
+            ("{status}", "done".to_string()),
+        ];
+        assert_eq!(
+            replace_all("--in={sidecar}:{status}:{other}", &values),
+            "--in=/d/a.jpg.json:done:{other}"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! The journal's `deliveries` table: one row per outcome and way of delivering it (webhook,
+//! command, ledger). The rows are inserted in the same transaction that marks the file
+//! finished (so after its sidecar exists), and each try's result is written back: a crash, a
+//! restart or a receiver that is down loses none. `sqlite3 journal.sqlite 'select * from
+//! deliveries'` shows them.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+
+use super::{FileId, Journal, Stage, from_ms, ms, path_text};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY,
+    file_id     INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    inbox       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    original    TEXT NOT NULL,
+    sidecar     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     INTEGER NOT NULL,
+    last_error  TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
+";
+
+/// Creates the table in a journal that lacks it (a new one, or one from an older daemon).
+pub(super) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+/// A way of delivering an outcome. Stored as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryKind {
+    Webhook,
+    Exec,
+    Ledger,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Webhook => "webhook",
+            DeliveryKind::Exec => "exec",
+            DeliveryKind::Ledger => "ledger",
+        }
+    }
+
+    fn parse(text: &str) -> Option<DeliveryKind> {
+        Some(match text {
+            "webhook" => DeliveryKind::Webhook,
+            "exec" => DeliveryKind::Exec,
+            "ledger" => DeliveryKind::Ledger,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a delivery stands. Only `waiting` rows are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Due at `next_at`.
+    Waiting,
+    Delivered,
+    /// Every try of the schedule failed.
+    GivenUp,
+    /// The webhook receiver answered 410 Gone: never tried again.
+    Gone,
+    /// Its inbox no longer configures this way of delivering.
+    Dropped,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Waiting => "waiting",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::GivenUp => "given_up",
+            DeliveryState::Gone => "gone",
+            DeliveryState::Dropped => "dropped",
+        }
+    }
+}
+
+/// One outcome to deliver, in the ways `kinds`: what the finish transaction records.
+#[derive(Debug, Clone)]
+pub struct NewOutcome {
+    /// The `webhook-id`: the same for every kind and every try of this outcome.
+    pub message_id: String,
+    pub inbox: PathBuf,
+    /// The sidecar's status (`done`, `failed`, ...).
+    pub status: String,
+    /// The original in done/failed.
+    pub original: PathBuf,
+    pub sidecar: PathBuf,
+    /// The message (the webhook body, the ledger line without its `id`).
+    pub body: String,
+    pub kinds: Vec<DeliveryKind>,
+    /// The wait before the first try.
+    pub first_wait: Duration,
+}
+
+/// A delivery row, as the delivering task needs it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub file_id: FileId,
+    pub kind: DeliveryKind,
+    pub message_id: String,
+    pub inbox: PathBuf,
+    pub status: String,
+    pub original: PathBuf,
+    pub sidecar: PathBuf,
+    pub body: String,
+    /// Tries made so far.
+    pub attempts: u32,
+    pub next_at: SystemTime,
+}
+
+/// Deliveries still to be made, and given up, for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub waiting: u64,
+    pub given_up: u64,
+}
+
+impl Journal {
+    /// Like [`Journal::mark_finished`], and in the same transaction records `outcome`'s
+    /// deliveries, unless the file was already finished (a repeated call records none).
+    pub async fn mark_finished_delivering(
+        &self,
+        id: FileId,
+        stage: Stage,
+        outcome: Option<NewOutcome>,
+    ) -> anyhow::Result<()> {
+        let recorded = self
+            .with(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                let was: Option<String> = tx
+                    .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
+                    .ok();
+                let now = ms(SystemTime::now());
+                tx.execute(
+                    "UPDATE files SET stage = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+                    params![id, stage.as_str(), now],
+                )?;
+                let mut recorded = false;
+                if let Some(outcome) = outcome.filter(|_| was.as_deref() == Some("finishing")) {
+                    insert_outcome(&tx, id, &outcome)?;
+                    recorded = !outcome.kinds.is_empty();
+                }
+                tx.commit()?;
+                Ok(recorded)
+            })
+            .await?;
+        if recorded {
+            self.deliveries_added.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wakes when [`Journal::mark_finished_delivering`] recorded deliveries (a wake-up
+    /// given while nobody waits is kept for the next wait).
+    pub async fn deliveries_added(&self) {
+        self.deliveries_added.notified().await
+    }
+
+    /// Up to `limit` waiting deliveries, the earliest due first.
+    pub async fn waiting_deliveries(&self, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, file_id, kind, message_id, inbox, status, original, sidecar, body,
+                        attempts, next_at
+                 FROM deliveries WHERE state = 'waiting' ORDER BY next_at, id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], read_delivery)?;
+            let rows = rows.collect::<rusqlite::Result<Vec<Option<Delivery>>>>()?;
+            Ok(rows.into_iter().flatten().collect())
+        })
+        .await
+    }
+
+    /// A try failed and another is due at `next_at`.
+    pub async fn delivery_retry_at(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: SystemTime,
+        error: String,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET attempts = ?2, next_at = ?3, last_error = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, attempts, ms(next_at), error, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The delivery is over (`state` is not waiting): delivered, given up, gone or dropped.
+    pub async fn delivery_closed(
+        &self,
+        id: i64,
+        attempts: u32,
+        state: DeliveryState,
+        error: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET state = ?2, attempts = ?3, last_error = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, state.as_str(), attempts, error, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many deliveries wait, and how many were given up (still in the journal).
+    pub async fn delivery_counts(&self) -> anyhow::Result<DeliveryCounts> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(state = 'waiting'), 0), COALESCE(SUM(state = 'given_up'), 0)
+                 FROM deliveries",
+                [],
+                |r| {
+                    Ok(DeliveryCounts {
+                        waiting: r.get::<_, i64>(0)? as u64,
+                        given_up: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Forgets deliveries that are over and older than `keep`; waiting ones are kept.
+    pub async fn prune_deliveries(&self, keep: Duration) -> anyhow::Result<usize> {
+        let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM deliveries WHERE state != 'waiting' AND updated_at < ?1",
+                [cutoff],
+            )
+        })
+        .await
+    }
+}
+
+fn insert_outcome(
+    tx: &rusqlite::Transaction<'_>,
+    file_id: FileId,
+    o: &NewOutcome,
+) -> rusqlite::Result<()> {
+    let now = SystemTime::now();
+    let next_at = ms(now + o.first_wait);
+    for kind in &o.kinds {
+        tx.execute(
+            "INSERT INTO deliveries (file_id, kind, message_id, inbox, status, original, sidecar,
+                 body, state, attempts, next_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'waiting', 0, ?9, ?10, ?10)",
+            params![
+                file_id,
+                kind.as_str(),
+                o.message_id,
+                path_text(&o.inbox),
+                o.status,
+                path_text(&o.original),
+                path_text(&o.sidecar),
+                o.body,
+                next_at,
+                ms(now),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A row; `None` for a kind this daemon does not know (left alone, never guessed).
+fn read_delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Delivery>> {
+    let Some(kind) = DeliveryKind::parse(&row.get::<_, String>(2)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Delivery {
+        id: row.get(0)?,
+        file_id: row.get(1)?,
+        kind,
+        message_id: row.get(3)?,
+        inbox: PathBuf::from(row.get::<_, String>(4)?),
+        status: row.get(5)?,
+        original: PathBuf::from(row.get::<_, String>(6)?),
+        sidecar: PathBuf::from(row.get::<_, String>(7)?),
+        body: row.get(8)?,
+        attempts: row.get::<_, i64>(9)?.max(0) as u32,
+        next_at: from_ms(row.get(10)?),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::NewClaim;
+
+    fn outcome() -> NewOutcome {
+        NewOutcome {
+            message_id: "msg_1".into(),
+            inbox: "/in".into(),
+            status: "done".into(),
+            original: "/done/a.jpg".into(),
+            sidecar: "/done/a.jpg.json".into(),
+            body: "{}".into(),
+            kinds: vec![DeliveryKind::Webhook, DeliveryKind::Ledger],
+            first_wait: Duration::ZERO,
+        }
+    }
+
+    async fn finishing(j: &Journal) -> FileId {
+        let id = j
+            .insert_claimed(NewClaim {
+                inbox: "/in".into(),
+                name: "a.jpg".into(),
+                work_path: "/in/.beorg-work/1_a.jpg".into(),
+                size: 1,
+                detected_at: SystemTime::now(),
+                claimed_at: SystemTime::now(),
+            })
+            .await
+            .unwrap();
+        j.mark_finishing(id, "/done/a.jpg".into(), "{}".into())
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_recorded_once_with_the_finish_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let id = finishing(&j).await;
+        j.mark_finished_delivering(id, Stage::Done, Some(outcome()))
+            .await
+            .unwrap();
+        // A repeated finish (a retry after an unclear commit) records nothing more.
+        j.mark_finished_delivering(id, Stage::Done, Some(outcome()))
+            .await
+            .unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        let rows = j.waiting_deliveries(10).await.unwrap();
+        let kinds: Vec<_> = rows.iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [DeliveryKind::Webhook, DeliveryKind::Ledger]);
+        assert!(
+            rows.iter()
+                .all(|d| d.message_id == "msg_1" && d.file_id == id)
+        );
+        let counts = j.delivery_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            DeliveryCounts {
+                waiting: 2,
+                given_up: 0
+            }
+        );
+        j.delivery_closed(
+            rows[0].id,
+            8,
+            DeliveryState::GivenUp,
+            Some("HTTP 500".into()),
+        )
+        .await
+        .unwrap();
+        j.delivery_retry_at(rows[1].id, 1, SystemTime::now(), "x".into())
+            .await
+            .unwrap();
+        let counts = j.delivery_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            DeliveryCounts {
+                waiting: 1,
+                given_up: 1
+            }
+        );
+        assert_eq!(j.waiting_deliveries(10).await.unwrap()[0].attempts, 1);
+    }
+}
