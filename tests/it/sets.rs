@@ -725,3 +725,44 @@ async fn a_set_whose_faces_do_not_match_goes_to_review_naming_its_files() {
         sidecar.review
     );
 }
+
+/// A set whose name is taken in done/ lands beside it as `<name> (2)`, with its own sidecar;
+/// the first set and its sidecar are untouched.
+#[tokio::test]
+async fn a_set_whose_name_is_taken_in_done_gets_a_numbered_name() {
+    let env = env_with(KYC).await;
+    let _daemon = env.start();
+    put_set(
+        &env,
+        0,
+        "kyc-2",
+        &[
+            ("passport.png", page_png(10_201, None)),
+            ("selfie.png", page_png(10_202, None)),
+        ],
+    );
+    let (first, _) = set_sidecar(&env, 0, "kyc-2").await;
+    put_set(
+        &env,
+        0,
+        "kyc-2",
+        &[
+            ("passport.png", page_png(10_203, None)),
+            ("selfie.png", page_png(10_204, None)),
+        ],
+    );
+    let done = env.inboxes[0].done.clone();
+    let second = sidecar_in(&done, "kyc-2 (2)").await;
+    assert_eq!(second.status, Status::Done, "{:?}", second.error);
+    assert_eq!(second.file, "kyc-2 (2)");
+    assert_eq!(second.source.name, "kyc-2");
+    assert_ne!(second.source.sha256, first.source.sha256);
+    assert_eq!(
+        names_in(&done.join("kyc-2 (2)")),
+        ["passport.png", "selfie.png"]
+    );
+    assert_eq!(
+        read_sidecar(&layout::sidecar_path(&done.join("kyc-2"))),
+        first
+    );
+}
