@@ -698,33 +698,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn two_processes_migrating_one_journal_take_turns() {
-        // An older journal (no added columns) opened by several openers at once: each must
-        // succeed (before: "duplicate column name" for all but the first to ALTER).
-        for _ in 0..8 {
-            let dir = tempfile::tempdir().unwrap();
-            // SCHEMA is the first layout: ADDED_COLUMNS are not in it.
-            Connection::open(crate::store::layout::journal_path(dir.path()))
-                .unwrap()
-                .execute_batch(SCHEMA)
-                .unwrap();
-            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
-            let openers: Vec<_> = (0..6)
-                .map(|_| {
-                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        Journal::open(&dir).map(|_| ()).map_err(|e| e.to_string())
-                    })
-                })
-                .collect();
-            for opener in openers {
-                opener.join().unwrap().unwrap();
-            }
-        }
-    }
-
     #[tokio::test]
     async fn stages_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -820,28 +793,6 @@ mod tests {
 
     /// Two processes opening an older journal at once (the daemon starting, and `status` or
     /// a test) both find columns to add: only one adds them, neither fails.
-    #[test]
-    fn two_opens_at_once_add_the_columns_once() {
-        for _ in 0..20 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().to_path_buf();
-            {
-                let conn = Connection::open(crate::store::layout::journal_path(&path)).unwrap();
-                conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-                conn.execute_batch(SCHEMA).unwrap();
-            }
-            let opens: Vec<_> = (0..3)
-                .map(|_| {
-                    let path = path.clone();
-                    std::thread::spawn(move || Journal::open(&path).map(|_| ()))
-                })
-                .collect();
-            for open in opens {
-                open.join().unwrap().unwrap();
-            }
-        }
-    }
-
     /// A journal written before the `request` column existed gains it at open.
     #[tokio::test]
     async fn an_older_journal_gains_the_request_column() {

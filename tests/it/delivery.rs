@@ -473,8 +473,15 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
 
     let text = std::fs::read_to_string(&ledger).unwrap();
     let mut ids_by_name: HashMap<String, Vec<String>> = HashMap::new();
-    for line in text.lines() {
-        let v = json(line);
+    let lines: Vec<&str> = text.lines().collect();
+    for (n, line) in lines.iter().enumerate() {
+        // A SIGKILL in the middle of a long line's write leaves it cut (the kernel may stop
+        // a write of several pages between two of them); the delivery was not recorded, so
+        // the whole line follows later. Readers skip a line that is not JSON (README).
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            assert!(n + 1 < lines.len(), "the last line is cut: {line}");
+            continue;
+        };
         let name = v["data"]["source"]["name"].as_str().unwrap().to_string();
         // done, or failed as a duplicate after a kill in a submit's in-doubt window.
         let status = v["data"]["status"].as_str().unwrap();
