@@ -214,6 +214,11 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     // What was asked for this content (canonical `process_info` and project, see
     // `submit::request_key`): the duplicate rule matches content *and* request.
     ("request", "TEXT"),
+    // When the result was found ready, in ms after the submit (the first 200), and the last
+    // ask before it that was still pending (425), if any: the service's time lies between.
+    // The poll stage learns from them when to ask (see `pipeline::ready_times`).
+    ("ready_ms", "INTEGER"),
+    ("pending_ms", "INTEGER"),
 ];
 
 /// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks.
@@ -436,6 +441,46 @@ impl Journal {
     pub async fn set_poll_asked(&self, id: FileId, asked: Duration) -> anyhow::Result<()> {
         let asked_ms = i64::try_from(asked.as_millis()).unwrap_or(i64::MAX);
         self.set(id, "poll_asked_ms = ?2", asked_ms).await
+    }
+
+    /// Records when this file's result was found ready and when it was last still pending
+    /// (both counted from its submit).
+    pub async fn set_ready_times(
+        &self,
+        id: FileId,
+        pending: Option<Duration>,
+        ready: Duration,
+    ) -> anyhow::Result<()> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (pending, ready) = (pending.map(ms), ms(ready));
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET pending_ms = ?2, ready_ms = ?3 WHERE id = ?1",
+                params![id, pending, ready],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The ready times (pending, ready) of the last `limit` files sent as `request`, newest
+    /// first: what the poll stage learns from.
+    pub async fn ready_times(
+        &self,
+        request: String,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(Option<Duration>, Duration)>> {
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT pending_ms, ready_ms FROM files WHERE request = ?1 AND ready_ms IS NOT NULL ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![request, limit as i64], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?.map(ms), ms(r.get(1)?)))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// This file's content, asked for as `request`, was answered from an earlier document,
