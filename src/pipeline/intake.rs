@@ -139,6 +139,10 @@ const EMPTY_FILE_SETTLE: Duration = Duration::from_secs(30);
 /// `settle`, if shorter).
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
+/// How long after its first sight an older file that is still settling holds back younger
+/// settled ones (a first listing of a large backlog takes a while).
+const SETTLING_ORDER_WAIT: Duration = Duration::from_secs(5);
+
 /// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
 const TAIL_LEN: u64 = 512;
 
@@ -156,7 +160,7 @@ pub struct ReadyFile {
     pub detected_at: SystemTime,
 }
 
-/// Settled files, oldest mtime first. Shared by intake (producer) and the claim loop.
+/// Settled files, oldest mtime first (then by name). Shared by intake (producer) and the claim loop.
 #[derive(Default)]
 pub struct ReadyQueue {
     inner: Mutex<QueueInner>,
@@ -165,8 +169,8 @@ pub struct ReadyQueue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// Ordered by (mtime, arrival number): oldest first, ties in arrival order.
-    order: BTreeMap<(SystemTime, u64), ReadyFile>,
+    /// Ordered by (mtime, name, arrival number): oldest first, then by name.
+    order: BTreeMap<(SystemTime, String, u64), ReadyFile>,
     /// Paths queued or being claimed: intake must not offer them again.
     taken: HashSet<PathBuf>,
     next_seq: u64,
@@ -181,7 +185,7 @@ impl ReadyQueue {
         }
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.order.insert((file.mtime, seq), file);
+        q.order.insert((file.mtime, file.name.clone(), seq), file);
         drop(q);
         self.added.notify_one();
         true
@@ -737,10 +741,14 @@ impl Intake {
         }
     }
 
-    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first.
+    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first
+    /// (mtime, then name, across all inboxes). A settled file waits while an older one seen
+    /// just now is still settling (the files of a first listing settle in listing order,
+    /// not by age), so the oldest file is always queued first.
     fn check_candidates(&mut self) {
         let now = Instant::now();
-        let mut settled: Vec<(SystemTime, PathBuf)> = Vec::new();
+        let mut settled: Vec<(SystemTime, String, PathBuf)> = Vec::new();
+        let mut oldest_settling: Option<(SystemTime, String)> = None;
         self.candidates.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (renamed away, deleted)
@@ -752,13 +760,25 @@ impl Intake {
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            if c.is_settled(self.inboxes[c.inbox].settle, now) {
-                settled.push((c.mtime, path.clone()));
+            let settle = self.inboxes[c.inbox].settle;
+            if c.is_settled(settle, now) {
+                settled.push((c.mtime, c.name.clone(), path.clone()));
+            } else if c.settles_soon(settle) {
+                let key = (c.mtime, c.name.clone());
+                if oldest_settling.as_ref().is_none_or(|o| key < *o) {
+                    oldest_settling = Some(key);
+                }
             }
             true
         });
         settled.sort();
-        for (_, path) in settled {
+        for (mtime, name, path) in settled {
+            if oldest_settling
+                .as_ref()
+                .is_some_and(|(m, n)| (*m, n.as_str()) < (mtime, name.as_str()))
+            {
+                break;
+            }
             self.offer(&path, now);
         }
     }
@@ -832,6 +852,19 @@ impl Candidate {
         };
         self.judged = stamp.zip(hold);
         hold
+    }
+
+    /// Not settled yet, but seen only just now and not changing: a file of a first listing
+    /// (or a copy with its old mtime kept) that settles within `settle`. Files being written
+    /// have a fresh mtime, held and empty files may wait long: those never hold back others.
+    fn settles_soon(&self, settle: Duration) -> bool {
+        let seen_for = SystemTime::now()
+            .duration_since(self.detected_at)
+            .unwrap_or_default();
+        self.size > 0
+            && !self.open_for_write
+            && self.incomplete_since.is_none()
+            && seen_for <= settle + SETTLING_ORDER_WAIT
     }
 
     /// Unchanged for `settle`, or closed by a local writer and unchanged since.

@@ -167,11 +167,6 @@ impl AskingClock {
     }
 }
 
-/// Half as long again, up to the ceiling.
-pub(crate) fn grow(interval: Duration, max: Duration) -> Duration {
-    interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
-}
-
 /// Done, unless a document in the result is marked broken. A "Universal" result lists its
 /// documents under `documents`; a "Passport Auto" result is itself the one document (`data`,
 /// `metadata`, `verifications`, and `broken` when set, at the top).
@@ -317,13 +312,4 @@ mod tests {
         assert!(e.message.contains("размыто; blurred"), "{}", e.message);
     }
 
-    #[test]
-    fn intervals_grow_to_the_ceiling() {
-        let max = Duration::from_secs(30);
-        let mut i = Duration::from_secs(3);
-        for _ in 0..20 {
-            i = grow(i, max);
-        }
-        assert_eq!(i, max);
-    }
 }

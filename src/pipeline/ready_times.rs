@@ -191,11 +191,16 @@ impl Schedule {
         if self.next_at < self.sure_at {
             self.next_at = (self.next_at + self.step).min(self.sure_at);
         } else {
-            self.step = super::poll::grow(self.step, self.max_interval);
+            self.step = grow(self.step, self.max_interval);
             self.next_at += self.step;
         }
         self
     }
+}
+
+/// Half as long again, up to the ceiling.
+fn grow(interval: Duration, max: Duration) -> Duration {
+    interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
 }
 
 #[cfg(test)]
@@ -204,6 +209,16 @@ mod tests {
 
     fn s(ms: u64) -> Duration {
         Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn intervals_grow_to_the_ceiling() {
+        let max = Duration::from_secs(30);
+        let mut i = Duration::from_secs(3);
+        for _ in 0..20 {
+            i = grow(i, max);
+        }
+        assert_eq!(i, max);
     }
 
     #[test]
