@@ -337,7 +337,12 @@ enum Decision {
 }
 
 impl Dispatcher {
-    fn new(limits: Limits, incoming: mpsc::UnboundedReceiver<Message>, account: Arc<Mutex<AccountState>>, account_changed: Arc<Notify>) -> Dispatcher {
+    fn new(
+        limits: Limits,
+        incoming: mpsc::UnboundedReceiver<Message>,
+        account: Arc<Mutex<AccountState>>,
+        account_changed: Arc<Notify>,
+    ) -> Dispatcher {
         let now = Instant::now();
         Dispatcher {
             requests: limiter(limits.request_period()),
@@ -391,7 +396,11 @@ impl Dispatcher {
     /// slot (when documents are the scarce budget) or a submit is due now (when requests are:
     /// then they alternate). Spare polls go only when no submit waits or is being prepared.
     fn decide(&self, now: Instant) -> Decision {
-        let account = self.account.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let account = self
+            .account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let poll_ok = !self.poll_queue.is_empty() && !account.blocks(Kind::Poll, now);
         let submits_pending = !self.submit_queue.is_empty() || !self.expected.is_empty();
         let spare_ok =
@@ -409,7 +418,8 @@ impl Dispatcher {
             return Decision::Grant(Kind::Submit);
         }
         if (poll_ok || spare_ok) && slot_at <= now {
-            let delays_a_submit = submit_at.is_some_and(|at| now + self.limits.request_period() > at);
+            let delays_a_submit =
+                submit_at.is_some_and(|at| now + self.limits.request_period() > at);
             if !(delays_a_submit && !requests_scarce) {
                 return Decision::Grant(if poll_ok { Kind::Poll } else { Kind::SparePoll });
             }
@@ -591,12 +601,20 @@ mod tests {
         (d.next_request_at, d.next_submit_at) = (past, past);
         for &priority in submits {
             let (grant, _) = oneshot::channel();
-            d.enqueue(Waiter { kind: Kind::Submit, priority, grant });
+            d.enqueue(Waiter {
+                kind: Kind::Submit,
+                priority,
+                grant,
+            });
         }
         for (kind, n) in [(Kind::Poll, polls), (Kind::SparePoll, spare)] {
             for _ in 0..n {
                 let (grant, _) = oneshot::channel();
-                d.enqueue(Waiter { kind, priority: 0, grant });
+                d.enqueue(Waiter {
+                    kind,
+                    priority: 0,
+                    grant,
+                });
             }
         }
         d

@@ -301,6 +301,7 @@ pub fn run(
     })
     .ok();
     let mut intake = Intake::new(inboxes, queue, watcher, hold_limit);
+    intake.identity_every = rescan_interval;
     let tick = intake.tick();
     // Attach and list every inbox that exists now, then say so.
     intake.maintain_inboxes(Instant::now());
@@ -310,7 +311,16 @@ pub fn run(
     let mut next_rescan = Instant::now() + rescan_interval;
     while !cancel.is_cancelled() {
         liveness.turned();
-        match events.recv_timeout(tick) {
+        // With files settling, every tick; idle, only when something is due (a polled or
+        // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
+        let now = Instant::now();
+        let wait = if intake.candidates.is_empty() {
+            let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
+            due.saturating_duration_since(now).max(tick)
+        } else {
+            tick
+        };
+        match events.recv_timeout(wait) {
             Ok(event) => {
                 intake.on_event(event);
                 // Take what else is queued, in bounded batches, so timers still run.
@@ -319,7 +329,7 @@ pub fn run(
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
         let now = Instant::now();
         intake.maintain_inboxes(now);
@@ -334,6 +344,11 @@ pub fn run(
         }
     }
 }
+
+/// The intake loop's slowest turn when idle: often enough for the liveness checks (`/healthz`
+/// wants a turn within 5 s, the systemd watchdog within half `WatchdogSec`), rare enough to
+/// cost nothing.
+const IDLE_TURN: Duration = Duration::from_secs(1);
 
 /// Lists and settle-checks every inbox `passes` times, as the loop does each
 /// `poll_interval`, without a watcher; returns the files seen. For the scale benchmark
@@ -437,6 +452,9 @@ struct Intake {
     /// How long a settled file that looks unfinished is held without a change (`[daemon]
     /// hold_limit`).
     hold_limit: Duration,
+    /// How often an inbox watched by events is checked for having been replaced or remounted
+    /// (`rescan_interval`; its deletion arrives as an event at once).
+    identity_every: Duration,
 }
 
 impl Intake {
@@ -469,6 +487,7 @@ impl Intake {
             candidates: HashMap::new(),
             warned: HashSet::new(),
             hold_limit,
+            identity_every: Duration::from_secs(60),
         }
     }
 
@@ -490,9 +509,26 @@ impl Intake {
             if now < self.watched[index].next_poll {
                 continue;
             }
-            self.watched[index].next_poll = now + self.inboxes[index].poll_interval;
             self.maintain(index);
+            let w = &self.watched[index];
+            // Events serve an attached inbox: no timer of its own, only the identity check.
+            let every = if w.attached && !w.polled {
+                self.identity_every.max(self.inboxes[index].poll_interval)
+            } else {
+                self.inboxes[index].poll_interval
+            };
+            self.watched[index].next_poll = now + every;
         }
+    }
+
+    /// The earliest moment an inbox needs a look of its own.
+    fn next_due(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.watched
+            .iter()
+            .map(|w| w.next_poll)
+            .min()
+            .unwrap_or(far)
     }
 
     fn maintain(&mut self, index: usize) {

@@ -40,7 +40,9 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
     let learning = asked_before.is_zero() && job.duplicate_of.is_none();
     let mut schedule = if learning {
         let (first, max) = (inbox.first_poll, inbox.max_poll_interval);
-        p.ready_times.schedule(&p.journal, &request, first, max).await
+        p.ready_times
+            .schedule(&p.journal, &request, first, max)
+            .await
     } else {
         // After a restart, the asking time carried over counts towards the first wait (a
         // long-submitted file is asked for at once).
@@ -311,5 +313,4 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Broken);
         assert!(e.message.contains("размыто; blurred"), "{}", e.message);
     }
-
 }

@@ -97,7 +97,10 @@ impl ReadyTimes {
             window.push_front(sample);
             window.truncate(WINDOW);
         }
-        if let Err(e) = journal.set_ready_times(id, sample.pending, sample.ready).await {
+        if let Err(e) = journal
+            .set_ready_times(id, sample.pending, sample.ready)
+            .await
+        {
             tracing::debug!("cannot store the ready time: {e:#}");
         }
     }
@@ -160,7 +163,11 @@ impl Schedule {
 
     /// The first ask of a document whose result has already been asked for `asked_before`
     /// (a restart): the rest of the configured first wait, then as configured.
-    pub fn resumed(first_poll: Duration, max_interval: Duration, asked_before: Duration) -> Schedule {
+    pub fn resumed(
+        first_poll: Duration,
+        max_interval: Duration,
+        asked_before: Duration,
+    ) -> Schedule {
         let mut schedule = Schedule::configured(first_poll, max_interval);
         schedule.next_at = first_poll.saturating_sub(asked_before);
         schedule.sure_at = schedule.next_at;
@@ -259,7 +266,11 @@ mod tests {
             .collect();
         let mut schedule = Schedule::learned(slow.iter(), s(3000), s(30_000)).unwrap();
         let first = schedule.next();
-        assert_eq!(first.at, s(33_000), "no later than first_poll + max_poll_interval");
+        assert_eq!(
+            first.at,
+            s(33_000),
+            "no later than first_poll + max_poll_interval"
+        );
         let quick: Vec<Sample> = (0..10)
             .map(|_| Sample {
                 pending: None,
@@ -267,7 +278,14 @@ mod tests {
             })
             .collect();
         let mut schedule = Schedule::learned(quick.iter(), s(3000), s(30_000)).unwrap();
-        assert_eq!(schedule.next(), Ask { at: s(3000), spare: false }, "never before first_poll");
+        assert_eq!(
+            schedule.next(),
+            Ask {
+                at: s(3000),
+                spare: false
+            },
+            "never before first_poll"
+        );
         let few = &quick[..MIN_SAMPLES - 1];
         assert!(Schedule::learned(few.iter(), s(3000), s(30_000)).is_none());
     }

@@ -177,6 +177,8 @@ const JOURNAL_BACKOFF: crate::retry::Backoff =
 #[derive(Clone)]
 pub struct Journal {
     conn: Arc<Mutex<Connection>>,
+    /// Pinged after every call that changed a row (see [`Journal::changed`]).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 const SCHEMA: &str = "
@@ -292,6 +294,7 @@ impl Journal {
         restrict_journal_files(state_dir);
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
+            changed: Default::default(),
         })
     }
 
@@ -301,10 +304,15 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let (conn, changed) = (self.conn.clone(), self.changed.clone());
         let out = tokio::task::spawn_blocking(move || {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
+            let before = guard.total_changes();
+            let out = f(&guard);
+            if guard.total_changes() != before {
+                changed.notify_one();
+            }
+            out
         })
         .await?;
         out.map_err(|e| match e {
@@ -319,6 +327,13 @@ impl Journal {
             }
             e => e.into(),
         })
+    }
+
+    /// Resolves after a row was written (inserted, updated or deleted) through this journal,
+    /// at once if one was since the last call: the status snapshot is rewritten only then.
+    /// Meant for one listener.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Records a file just claimed into a work folder.

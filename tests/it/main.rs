@@ -14,6 +14,7 @@ mod holds;
 mod intake;
 mod journal;
 mod metrics;
+mod pacing;
 mod preflight;
 mod projects;
 mod resilience;
