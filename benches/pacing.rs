@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use beorg_emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
 
+#[allow(dead_code)] // each benchmark uses part of it
 mod common;
 use common::{emulator_with, peak_memory_mb, scratch, spawn, stop};
 

@@ -169,23 +169,56 @@ pub struct ReadyQueue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// Ordered by (mtime, name, arrival number): oldest first, then by name.
-    order: BTreeMap<(SystemTime, String, u64), ReadyFile>,
+    /// Oldest first: (mtime, name, inbox, arrival number) → the rest. Compact, since a
+    /// backlog of 100,000 files waits here: the path is the inbox folder plus the name.
+    order: BTreeMap<(SystemTime, Box<str>, usize, u64), Queued>,
+    /// Each inbox's folder, as the paths pushed show it.
+    roots: HashMap<usize, Arc<Path>>,
     /// Paths queued or being claimed: intake must not offer them again.
     taken: HashSet<PathBuf>,
     next_seq: u64,
+}
+
+/// What the queue keeps of a ready file besides its key.
+struct Queued {
+    size: u64,
+    detected_at: SystemTime,
 }
 
 impl ReadyQueue {
     /// Adds a file unless its path is already queued or being claimed.
     pub fn push(&self, file: ReadyFile) -> bool {
         let mut q = self.lock();
+        let root = file
+            .path
+            .to_str()
+            .and_then(|p| p.strip_suffix(file.name.as_str()))
+            .map(|root| match root.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => trimmed.to_string(),
+            });
+        // Always a path below its inbox (intake makes it so); anything else is refused
+        // rather than queued under a wrong path.
+        let Some(root) = root else {
+            return false;
+        };
         if !q.taken.insert(file.path.clone()) {
             return false;
         }
+        if q.roots
+            .get(&file.inbox)
+            .is_none_or(|r| r.as_os_str() != root.as_str())
+        {
+            q.roots.insert(file.inbox, Arc::from(Path::new(&root)));
+        }
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.order.insert((file.mtime, file.name.clone(), seq), file);
+        let key = (file.mtime, file.name.into_boxed_str(), file.inbox, seq);
+        let queued = Queued {
+            size: file.size,
+            detected_at: file.detected_at,
+        };
+        q.order.insert(key, queued);
         drop(q);
         self.added.notify_one();
         true
@@ -196,11 +229,26 @@ impl ReadyQueue {
     pub async fn pop(&self) -> ReadyFile {
         loop {
             let notified = self.added.notified();
-            if let Some((_, file)) = self.lock().order.pop_first() {
+            if let Some(file) = self.pop_now() {
                 return file;
             }
             notified.await;
         }
+    }
+
+    /// The oldest ready file, if any.
+    fn pop_now(&self) -> Option<ReadyFile> {
+        let mut q = self.lock();
+        let ((mtime, name, inbox, _), queued) = q.order.pop_first()?;
+        let root = q.roots.get(&inbox).cloned().expect("known from its push");
+        Some(ReadyFile {
+            inbox,
+            path: root.join(&*name),
+            name: name.into_string(),
+            size: queued.size,
+            mtime,
+            detected_at: queued.detected_at,
+        })
     }
 
     /// The claim is over (the file moved out, or stayed and may be offered again).
@@ -382,7 +430,6 @@ struct Watched {
 /// A file seen in an inbox and not yet ready.
 struct Candidate {
     inbox: usize,
-    name: String,
     size: u64,
     mtime: SystemTime,
     /// Last time size or mtime changed (or first sight).
@@ -398,7 +445,7 @@ struct Candidate {
     /// Size, mtime and ctime when its content was last judged unfinished: the file is read
     /// again only once one of them changed (ctime moves on every write, even when a writer
     /// sets the mtime back).
-    judged: Option<(Stamp, Hold)>,
+    judged: Option<Box<(Stamp, Hold)>>,
 }
 
 /// Size, mtime, ctime (seconds, nanoseconds) of a file.
@@ -756,7 +803,6 @@ impl Intake {
                     path.to_path_buf(),
                     Candidate {
                         inbox: index,
-                        name: rel,
                         size,
                         mtime,
                         stable_since: Instant::now(),
@@ -783,8 +829,15 @@ impl Intake {
     /// not by age), so the oldest file is always queued first.
     fn check_candidates(&mut self) {
         let now = Instant::now();
-        let mut settled: Vec<(SystemTime, String, PathBuf)> = Vec::new();
-        let mut oldest_settling: Option<(SystemTime, String)> = None;
+        let mut settled: Vec<(SystemTime, usize, PathBuf)> = Vec::new();
+        let mut oldest_settling: Option<(SystemTime, usize, PathBuf)> = None;
+        let inboxes = self.inboxes.clone();
+        let name = |inbox: usize, path: &Path| -> String {
+            rel_name(&inboxes[inbox].path, path).to_string()
+        };
+        let older = |a: &(SystemTime, usize, PathBuf), b: &(SystemTime, usize, PathBuf)| {
+            (a.0, rel_name(&inboxes[a.1].path, &a.2)) < (b.0, rel_name(&inboxes[b.1].path, &b.2))
+        };
         self.candidates.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (renamed away, deleted)
@@ -796,26 +849,27 @@ impl Intake {
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            let settle = self.inboxes[c.inbox].settle;
+            let settle = inboxes[c.inbox].settle;
             if c.is_settled(settle, now) {
-                settled.push((c.mtime, c.name.clone(), path.clone()));
+                settled.push((c.mtime, c.inbox, path.clone()));
             } else if c.settles_soon(settle) {
-                let key = (c.mtime, c.name.clone());
-                if oldest_settling.as_ref().is_none_or(|o| key < *o) {
-                    oldest_settling = Some(key);
+                let this = (c.mtime, c.inbox, path.clone());
+                if oldest_settling.as_ref().is_none_or(|o| older(&this, o)) {
+                    oldest_settling = Some(this);
                 }
             }
             true
         });
-        settled.sort();
-        for (mtime, name, path) in settled {
-            if oldest_settling
-                .as_ref()
-                .is_some_and(|(m, n)| (*m, n.as_str()) < (mtime, name.as_str()))
-            {
+        settled.sort_by(|a, b| (a.0, name(a.1, &a.2)).cmp(&(b.0, name(b.1, &b.2))));
+        for file in settled {
+            if oldest_settling.as_ref().is_some_and(|o| older(o, &file)) {
                 break;
             }
-            self.offer(&path, now);
+            self.offer(&file.2, now);
+        }
+        // A first listing of a large backlog leaves a large table behind: give it back.
+        if self.candidates.capacity() > 4 * self.candidates.len() + 1024 {
+            self.candidates.shrink_to_fit();
         }
     }
 
@@ -825,18 +879,19 @@ impl Intake {
         let Some(c) = self.candidates.get_mut(path) else {
             return;
         };
+        let name = rel_name(&self.inboxes[c.inbox].path, path).to_string();
         if let Some(hold) = c.hold(path) {
             let since = *c.incomplete_since.get_or_insert(now);
             if now.duration_since(since) < self.hold_limit {
                 if since == now {
-                    tracing::info!(file = %c.name, "{}", hold.waiting());
+                    tracing::info!(file = %name, "{}", hold.waiting());
                 }
                 c.stable_since = now;
                 c.closed_at = None;
                 return;
             }
             tracing::warn!(
-                file = %c.name,
+                file = %name,
                 "held for {} without a change: {}",
                 humantime::format_duration(self.hold_limit),
                 hold.giving_up()
@@ -846,7 +901,7 @@ impl Intake {
         self.queue.push(ReadyFile {
             inbox: c.inbox,
             path: path.to_path_buf(),
-            name: c.name,
+            name,
             size: c.size,
             mtime: c.mtime,
             detected_at: c.detected_at,
@@ -874,10 +929,10 @@ impl Candidate {
         let stamp = std::fs::symlink_metadata(path)
             .ok()
             .map(|m| (m.len(), self.mtime, m.ctime(), m.ctime_nsec()));
-        if let (Some(stamp), Some((judged, hold))) = (stamp, self.judged)
-            && stamp == judged
+        if let (Some(stamp), Some(judged)) = (stamp, self.judged.as_deref())
+            && stamp == judged.0
         {
-            return Some(hold);
+            return Some(judged.1);
         }
         let hold = if tail_is_zeros(path, self.size) {
             Some(Hold::Zeros)
@@ -886,7 +941,7 @@ impl Candidate {
         } else {
             None
         };
-        self.judged = stamp.zip(hold);
+        self.judged = stamp.zip(hold).map(Box::new);
         hold
     }
 
@@ -917,6 +972,16 @@ impl Candidate {
             });
         quiet >= needed || closed_and_quiet
     }
+}
+
+/// A candidate's path below its inbox (`scan.jpg`, or `2026/11/scan.jpg`): its name in the
+/// queue, the journal and the outcome folders. Candidates are always UTF-8 below their inbox
+/// (intake refuses other names).
+fn rel_name<'a>(root: &Path, path: &'a Path) -> &'a str {
+    path.strip_prefix(root)
+        .ok()
+        .and_then(Path::to_str)
+        .unwrap_or_default()
 }
 
 /// statfs' `f_type`, whose integer type differs between architectures.
@@ -1026,6 +1091,43 @@ mod tests {
         assert!(q.push(ready("old", 10)));
         assert_eq!(q.pop().await.name, "old");
         assert_eq!(q.pop().await.name, "new");
+    }
+
+    /// Issue 12: the files of a first listing settle in listing order; a settled file waits
+    /// while an older one, seen just now, is still settling, so the oldest is queued first.
+    #[tokio::test]
+    async fn issue_12_a_settled_file_waits_for_an_older_one_still_settling() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("in");
+        std::fs::create_dir(&inbox).unwrap();
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"{0}/in\"\ntype = \"PASSPORT\"\ndone = \"{0}/done\"\nfailed = \"{0}/failed\"\nsettle = \"1s\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::Config::from_toml(&text, Path::new("/c.toml"), None).unwrap();
+        let queue = Arc::new(ReadyQueue::default());
+        let hold_limit = Duration::from_secs(300);
+        let mut intake = Intake::new(Arc::new(config.inboxes), queue.clone(), None, hold_limit);
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let (young, old) = (inbox.join("young.bin"), inbox.join("old.bin"));
+        for (path, mtime) in [
+            (&young, long_ago + Duration::from_secs(60)),
+            (&old, long_ago),
+        ] {
+            std::fs::write(path, b"a scan, not a known format").unwrap();
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(mtime).unwrap();
+            intake.look_at(0, path);
+        }
+        // The younger one was listed first and has settled; the older one was seen just now.
+        let settled = Instant::now() - Duration::from_secs(2);
+        intake.candidates.get_mut(&young).unwrap().stable_since = settled;
+        intake.check_candidates();
+        assert!(queue.is_empty(), "the younger file waits for the older one");
+        intake.candidates.get_mut(&old).unwrap().stable_since = settled;
+        intake.check_candidates();
+        assert_eq!(queue.pop().await.path, old);
+        assert_eq!(queue.pop().await.path, young);
     }
 
     #[test]
