@@ -174,9 +174,19 @@ struct QueueInner {
     order: BTreeMap<(SystemTime, Box<str>, usize, u64), Queued>,
     /// Each inbox's folder, as the paths pushed show it.
     roots: HashMap<usize, Arc<Path>>,
-    /// Paths queued or being claimed: intake must not offer them again.
-    taken: HashSet<PathBuf>,
+    /// Paths queued or being claimed, as hashes (a backlog's paths are not kept twice):
+    /// intake does not offer them again. (Two paths with one 64-bit hash would only make
+    /// one wait for the other's claim, or for the next rescan: never lost.)
+    taken: HashSet<u64>,
+    hasher: std::hash::RandomState,
     next_seq: u64,
+}
+
+impl QueueInner {
+    fn taken_key(&self, path: &Path) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(path)
+    }
 }
 
 /// What the queue keeps of a ready file besides its key.
@@ -202,7 +212,8 @@ impl ReadyQueue {
         let Some(root) = root else {
             return false;
         };
-        if !q.taken.insert(file.path.clone()) {
+        let key = q.taken_key(&file.path);
+        if !q.taken.insert(key) {
             return false;
         }
         if q.roots
@@ -253,12 +264,15 @@ impl ReadyQueue {
 
     /// The claim is over (the file moved out, or stayed and may be offered again).
     pub fn release(&self, path: &Path) {
-        self.lock().taken.remove(path);
+        let mut q = self.lock();
+        let key = q.taken_key(path);
+        q.taken.remove(&key);
     }
 
     /// Whether intake should leave this path alone for now.
     pub fn is_taken(&self, path: &Path) -> bool {
-        self.lock().taken.contains(path)
+        let q = self.lock();
+        q.taken.contains(&q.taken_key(path))
     }
 
     /// Files waiting to be claimed.
@@ -829,15 +843,17 @@ impl Intake {
     /// not by age), so the oldest file is always queued first.
     fn check_candidates(&mut self) {
         let now = Instant::now();
-        let mut settled: Vec<(SystemTime, usize, PathBuf)> = Vec::new();
-        let mut oldest_settling: Option<(SystemTime, usize, PathBuf)> = None;
+        let mut any_settled = false;
+        // The oldest file still settling, as (mtime, name): younger ones wait for it.
+        let mut oldest_settling: Option<(SystemTime, String)> = None;
         let inboxes = self.inboxes.clone();
-        let name = |inbox: usize, path: &Path| -> String {
-            rel_name(&inboxes[inbox].path, path).to_string()
-        };
-        let older = |a: &(SystemTime, usize, PathBuf), b: &(SystemTime, usize, PathBuf)| {
-            (a.0, rel_name(&inboxes[a.1].path, &a.2)) < (b.0, rel_name(&inboxes[b.1].path, &b.2))
-        };
+        fn age<'a>(
+            inboxes: &[InboxConfig],
+            c: &Candidate,
+            path: &'a Path,
+        ) -> (SystemTime, &'a str) {
+            (c.mtime, rel_name(&inboxes[c.inbox].path, path))
+        }
         self.candidates.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (renamed away, deleted)
@@ -851,36 +867,50 @@ impl Intake {
             );
             let settle = inboxes[c.inbox].settle;
             if c.is_settled(settle, now) {
-                settled.push((c.mtime, c.inbox, path.clone()));
+                any_settled = true;
             } else if c.settles_soon(settle) {
-                let this = (c.mtime, c.inbox, path.clone());
-                if oldest_settling.as_ref().is_none_or(|o| older(&this, o)) {
-                    oldest_settling = Some(this);
+                let this = age(&inboxes, c, path);
+                if oldest_settling
+                    .as_ref()
+                    .is_none_or(|(m, n)| this < (*m, n.as_str()))
+                {
+                    oldest_settling = Some((this.0, this.1.to_string()));
                 }
             }
             true
         });
-        settled.sort_by(|a, b| (a.0, name(a.1, &a.2)).cmp(&(b.0, name(b.1, &b.2))));
-        for file in settled {
-            if oldest_settling.as_ref().is_some_and(|o| older(o, &file)) {
-                break;
-            }
-            self.offer(&file.2, now);
+        if !any_settled {
+            return;
         }
-        // A first listing of a large backlog leaves a large table behind: give it back.
-        if self.candidates.capacity() > 4 * self.candidates.len() + 1024 {
+        // Moved out of the table (not copied: a first listing of a large backlog settles all
+        // at once), oldest first: the queue sorts too, but the feeder may take one meanwhile.
+        let mut settled: Vec<(PathBuf, Candidate)> = self
+            .candidates
+            .extract_if(|path, c| {
+                c.is_settled(inboxes[c.inbox].settle, now)
+                    && oldest_settling
+                        .as_ref()
+                        .is_none_or(|(m, n)| age(&inboxes, c, path) < (*m, n.as_str()))
+            })
+            .collect();
+        self.shrink_candidates();
+        settled.sort_by(|(a, ca), (b, cb)| age(&inboxes, ca, a).cmp(&age(&inboxes, cb, b)));
+        for (path, c) in settled {
+            self.offer(path, c, now);
+        }
+    }
+
+    fn shrink_candidates(&mut self) {
+        if self.candidates.capacity() > 2 * self.candidates.len() + 1024 {
             self.candidates.shrink_to_fit();
         }
     }
 
     /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it
     /// is held, up to `hold_limit` without a change, and looked at again after each settle.
-    fn offer(&mut self, path: &Path, now: Instant) {
-        let Some(c) = self.candidates.get_mut(path) else {
-            return;
-        };
-        let name = rel_name(&self.inboxes[c.inbox].path, path).to_string();
-        if let Some(hold) = c.hold(path) {
+    fn offer(&mut self, path: PathBuf, mut c: Candidate, now: Instant) {
+        let name = rel_name(&self.inboxes[c.inbox].path, &path).to_string();
+        if let Some(hold) = c.hold(&path) {
             let since = *c.incomplete_since.get_or_insert(now);
             if now.duration_since(since) < self.hold_limit {
                 if since == now {
@@ -888,6 +918,7 @@ impl Intake {
                 }
                 c.stable_since = now;
                 c.closed_at = None;
+                self.candidates.insert(path, c);
                 return;
             }
             tracing::warn!(
@@ -897,10 +928,9 @@ impl Intake {
                 hold.giving_up()
             );
         }
-        let c = self.candidates.remove(path).expect("looked up above");
         self.queue.push(ReadyFile {
             inbox: c.inbox,
-            path: path.to_path_buf(),
+            path,
             name,
             size: c.size,
             mtime: c.mtime,
