@@ -420,7 +420,7 @@ impl Dispatcher {
         if (poll_ok || spare_ok) && slot_at <= now {
             let delays_a_submit =
                 submit_at.is_some_and(|at| now + self.limits.request_period() > at);
-            if !(delays_a_submit && !requests_scarce) {
+            if requests_scarce || !delays_a_submit {
                 return Decision::Grant(if poll_ok { Kind::Poll } else { Kind::SparePoll });
             }
         }

@@ -55,7 +55,7 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
     let mut pending: Option<Duration> = None;
     loop {
         let after_next = schedule.peek_after_next();
-        let ask = schedule.next();
+        let ask = schedule.next_ask();
         let mut wait = ask.at.saturating_sub(started.elapsed());
         if asked_once {
             wait = wait.min(inbox.result_timeout.saturating_sub(clock.asked()));

@@ -185,7 +185,7 @@ impl Schedule {
     }
 
     /// The next ask.
-    pub fn next(&mut self) -> Ask {
+    pub fn next_ask(&mut self) -> Ask {
         let ask = Ask {
             at: self.next_at,
             spare: self.next_at < self.sure_at,
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn the_configured_schedule_grows_to_the_ceiling() {
         let mut schedule = Schedule::configured(s(1000), s(2000));
-        let asks: Vec<Ask> = (0..4).map(|_| schedule.next()).collect();
+        let asks: Vec<Ask> = (0..4).map(|_| schedule.next_ask()).collect();
         let at: Vec<Duration> = asks.iter().map(|a| a.at).collect();
         assert_eq!(at, vec![s(1000), s(2500), s(4500), s(6500)]);
         assert!(asks.iter().all(|a| !a.spare));
@@ -248,7 +248,7 @@ mod tests {
             })
             .collect();
         let mut schedule = Schedule::learned(samples.iter(), s(500), s(5000)).unwrap();
-        let asks: Vec<Ask> = (0..7).map(|_| schedule.next()).collect();
+        let asks: Vec<Ask> = (0..7).map(|_| schedule.next_ask()).collect();
         let spare: Vec<Duration> = asks.iter().filter(|a| a.spare).map(|a| a.at).collect();
         assert_eq!(spare, vec![s(1000), s(1450), s(1900), s(2350)]);
         let sure: Vec<Duration> = asks.iter().filter(|a| !a.spare).map(|a| a.at).collect();
@@ -265,7 +265,7 @@ mod tests {
             })
             .collect();
         let mut schedule = Schedule::learned(slow.iter(), s(3000), s(30_000)).unwrap();
-        let first = schedule.next();
+        let first = schedule.next_ask();
         assert_eq!(
             first.at,
             s(33_000),
@@ -279,7 +279,7 @@ mod tests {
             .collect();
         let mut schedule = Schedule::learned(quick.iter(), s(3000), s(30_000)).unwrap();
         assert_eq!(
-            schedule.next(),
+            schedule.next_ask(),
             Ask {
                 at: s(3000),
                 spare: false

@@ -32,7 +32,7 @@ async fn issue_12_oldest_first_across_inboxes_also_while_bodies_are_prepared() {
     let s = Duration::from_secs(1);
     // The oldest is 40 MB: hashing it twice takes far longer than the small ones.
     let big: Vec<u8> = (0..40u32 << 20).map(|n| (n % 251) as u8).collect();
-    let expected = vec![
+    let expected = [
         ("big.bin", put(&env, 1, "big.bin", &big, t)),
         ("a-tie.bin", put(&env, 1, "a-tie.bin", b"tie a", t + s)),
         ("b-tie.bin", put(&env, 0, "b-tie.bin", b"tie b", t + s)),
