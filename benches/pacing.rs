@@ -77,6 +77,8 @@ struct Figures {
     requests_per_doc: f64,
     pending: usize,
     too_close: usize,
+    /// The smallest gap between two requests, and between two submits, as they arrived.
+    min_gaps: (Duration, Duration),
     p50: Duration,
     p95: Duration,
     peak_mb: Option<f64>,
@@ -87,11 +89,13 @@ fn print_row(workload: &str, client: &str, f: &Figures) {
     let mb = f.peak_mb.map_or("-".into(), |m| format!("{m:.1} MB"));
     let cpu = f.idle_cpu.map_or("-".into(), |c| format!("{c:.3} %"));
     println!(
-        "{workload:15} {client:6} ratio {:5.1} %  requests/doc {:.2}  425s {:4}  too close {}  latency p50 {:.2} s p95 {:.2} s  peak RSS {mb}  idle CPU {cpu}",
+        "{workload:15} {client:6} ratio {:5.1} %  requests/doc {:.2}  425s {:4}  too close {} (min gaps {:.1}/{:.1} ms)  latency p50 {:.2} s p95 {:.2} s  peak RSS {mb}  idle CPU {cpu}",
         f.ratio * 100.0,
         f.requests_per_doc,
         f.pending,
         f.too_close,
+        f.min_gaps.0.as_secs_f64() * 1000.0,
+        f.min_gaps.1.as_secs_f64() * 1000.0,
         f.p50.as_secs_f64(),
         f.p95.as_secs_f64(),
     );
@@ -187,6 +191,7 @@ fn figures(
         requests_per_doc: requests.len() as f64 / burst.files as f64,
         pending: requests.iter().filter(|r| r.status == 425).count(),
         too_close: too_close(requests, burst),
+        min_gaps: min_gaps(requests),
         p50: latency(0.5),
         p95: latency(0.95),
         peak_mb: None,
@@ -210,6 +215,24 @@ fn too_close(requests: &[RequestRecord], burst: Burst) -> usize {
     submits.sort();
     let close = |v: &[Instant], gap: Duration| v.windows(2).filter(|w| w[1] - w[0] < gap).count();
     close(&at, request_gap) + close(&submits, submit_gap)
+}
+
+/// The smallest arrival gap between any two requests, and between two submits.
+fn min_gaps(requests: &[RequestRecord]) -> (Duration, Duration) {
+    let smallest = |mut at: Vec<Instant>| {
+        at.sort();
+        at.windows(2)
+            .map(|w| w[1] - w[0])
+            .min()
+            .unwrap_or(Duration::MAX)
+    };
+    let all = requests.iter().map(|r| r.at).collect();
+    let submits = requests
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Submit)
+        .map(|r| r.at)
+        .collect();
+    (smallest(all), smallest(submits))
 }
 
 async fn daemon_burst(burst: Burst) -> Figures {
