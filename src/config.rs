@@ -231,9 +231,11 @@ pub struct InboxConfig {
     pub failed: PathBuf,
     /// A file is taken once its size and mtime stayed unchanged this long.
     pub settle: Duration,
-    /// Wait between the submit and the first result request.
+    /// The shortest wait between the submit and the first result request (the learned ready
+    /// time, `pipeline::ready_times`, is used when it is later).
     pub first_poll: Duration,
-    /// Result requests back off up to this interval.
+    /// Result requests back off up to this interval; the first comes at most
+    /// `first_poll + max_poll_interval` after the submit.
     pub max_poll_interval: Duration,
     /// No result by then: the file goes to failed with kind `timeout`.
     pub result_timeout: Duration,

@@ -17,10 +17,18 @@ pub fn scratch() -> tempfile::TempDir {
 
 /// The emulator, near-instant (processing times at 1/1000), accepting the token `bench`.
 pub async fn emulator() -> Emulator {
-    let config = EmulatorConfig {
-        token: "bench".into(),
+    emulator_with(EmulatorConfig {
         time_scale: 0.001,
         ..EmulatorConfig::default()
+    })
+    .await
+}
+
+/// The emulator with `config`, accepting the token `bench`.
+pub async fn emulator_with(config: EmulatorConfig) -> Emulator {
+    let config = EmulatorConfig {
+        token: "bench".into(),
+        ..config
     };
     Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -32,7 +40,7 @@ pub async fn emulator() -> Emulator {
 pub fn spawn(base: &Path, text: &str, notify: Option<&Path>) -> Child {
     let config = base.join("config.toml");
     std::fs::write(&config, text).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"));
+    let mut cmd = Command::new(daemon_binary());
     cmd.args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -42,6 +50,13 @@ pub fn spawn(base: &Path, text: &str, notify: Option<&Path>) -> Child {
         cmd.env("NOTIFY_SOCKET", socket);
     }
     cmd.spawn().unwrap()
+}
+
+/// The daemon binary: this build's, or `BEORG_BENCH_BIN` (e.g. an older build, to compare).
+pub fn daemon_binary() -> std::path::PathBuf {
+    std::env::var_os("BEORG_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_beorg-hotfolder").into())
 }
 
 /// The child's peak resident memory (VmHWM), in MB.

@@ -1,7 +1,7 @@
 //! `beorg-hotfolder status`: what the daemon is doing, for a sysadmin at a shell.
 //!
-//! The running daemon writes a snapshot to `state_dir/status.json` every
-//! [`SNAPSHOT_EVERY`] ([`crate::daemon::telemetry`]). The `status` command reads that
+//! The running daemon writes a snapshot to `state_dir/status.json` when something changes
+//! and at least every [`HEARTBEAT`] ([`crate::daemon::telemetry`]). The `status` command reads that
 //! snapshot (it never opens the journal, so it cannot disturb it or leave root-owned SQLite
 //! files behind) and adds what it can see live: files waiting in each inbox.
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::daemon::telemetry::{
-    Account, Deliveries, LastError, SNAPSHOT_EVERY, STATUS_FILE, Snapshot, unix_secs,
+    Account, Deliveries, HEARTBEAT, LastError, STATUS_FILE, Snapshot, unix_secs,
 };
 use crate::pipeline::intake::{EntryRules, Verdict};
 
@@ -66,7 +66,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     let snapshot: Snapshot = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a status snapshot: {e}", path.display()))?;
     let now = unix_secs(SystemTime::now());
-    let fresh = now.saturating_sub(snapshot.written_at_unix) <= 3 * SNAPSHOT_EVERY.as_secs();
+    let fresh = now.saturating_sub(snapshot.written_at_unix) <= 3 * HEARTBEAT.as_secs();
     let running = !snapshot.stopped && fresh && process_exists(snapshot.pid);
     let inboxes = config
         .inboxes

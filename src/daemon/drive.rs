@@ -29,14 +29,16 @@ pub(super) async fn drive(cx: Arc<Context>, mut job: Job, permit: Option<OwnedSe
     }
 }
 
-/// A file not sent yet: its content hash, preflight, submit.
+/// A file not sent yet: its content hash, preflight, submit. From here until it is sent (or
+/// refused), no later file's submit goes before it.
 async fn send(cx: &Context, job: &mut Job, permit: Option<OwnedSemaphorePermit>) -> Step {
+    let expected = cx.scheduler.expect_submit(job.id);
     match claim::hash(cx, job).await {
         Step::Next => {}
         decided => return decided,
     }
     match preflight::preflight(job).await {
-        Step::Next => submit::submit(cx, job, permit).await,
+        Step::Next => submit::submit(cx, job, permit, expected).await,
         decided => decided,
     }
 }

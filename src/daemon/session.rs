@@ -80,6 +80,7 @@ impl Session {
             mounts: shared.mounts.clone(),
             metrics: shared.metrics.clone(),
             same_request: Default::default(),
+            ready_times: Default::default(),
         });
         let tasks = TaskTracker::new();
         resume(&p, &tasks).await?;

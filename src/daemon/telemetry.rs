@@ -1,5 +1,5 @@
-//! The daemon's account of itself: every [`SNAPSHOT_EVERY`] it writes a snapshot to
-//! `state_dir/status.json` (atomically), and from the same snapshot sets the queue gauges of
+//! The daemon's account of itself: when something changed (at most every [`SNAPSHOT_EVERY`])
+//! and at least every [`HEARTBEAT`] it writes a snapshot to `state_dir/status.json` (atomically), and from the same snapshot sets the queue gauges of
 //! `/metrics` and the one line `systemctl status` shows. The snapshot holds its pid, the
 //! account's standing, the last error, and per inbox how many files are claimed, being
 //! submitted, polling, finished today. The `status` command (`cli/status.rs`) reads it; this
@@ -18,9 +18,12 @@ use crate::sidecar::rfc3339;
 /// Snapshot file name inside `state_dir`.
 pub use crate::store::layout::STATUS_FILE;
 
-/// How often the daemon rewrites the snapshot. A snapshot older than three of these means the
-/// daemon is not running (or hangs).
+/// The shortest time between two snapshots: a busy daemon rewrites it at most this often.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest: an idle daemon rewrites it only this often (issue 12: idle costs nothing). A
+/// snapshot older than three of these means the daemon is not running (or hangs).
+pub const HEARTBEAT: Duration = Duration::from_secs(20);
 
 /// What the daemon writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,24 +95,23 @@ pub struct InboxSnapshot {
     pub oldest_claimed_unix: Option<u64>,
 }
 
-/// Writes a snapshot every [`SNAPSHOT_EVERY`] until the daemon stops, then a last one
-/// marked `stopped`.
+/// Writes a snapshot when something changed (at most every [`SNAPSHOT_EVERY`]) and at least
+/// every [`HEARTBEAT`], until the daemon stops, then a last one marked `stopped`. Idle, it
+/// wakes only for the heartbeat: nothing is read or written in between.
 pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
     let started_at = rfc3339(SystemTime::now());
+    let mut last: Option<(String, Instant)> = None;
     loop {
         let stopping = p.stop.is_cancelled();
         match snapshot(&p, &queue, &started_at, stopping).await {
             Ok(s) => {
-                crate::systemd::status(&status_line(&s));
-                publish_gauges(&p.metrics, &s);
-                let path = p.config.daemon.state_dir.join(STATUS_FILE);
-                let text = serde_json::to_vec_pretty(&s).expect("snapshot serializes");
-                let written = tokio::task::spawn_blocking(move || {
-                    crate::store::fsutil::replace_file_atomic(&path, &text)
-                })
-                .await;
-                if let Ok(Err(e)) = written {
-                    tracing::debug!("cannot write {STATUS_FILE}: {e}");
+                let content = content_of(&s);
+                let due = last.as_ref().is_none_or(|(written, at)| {
+                    *written != content || at.elapsed() >= HEARTBEAT || stopping
+                });
+                if due {
+                    write(&p, &s).await;
+                    last = Some((content, Instant::now()));
                 }
             }
             Err(e) => tracing::debug!("cannot read the journal for {STATUS_FILE}: {e:#}"),
@@ -117,10 +119,40 @@ pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
         if stopping {
             return;
         }
+        let heartbeat_at = last
+            .as_ref()
+            .map_or_else(Instant::now, |(_, at)| *at + HEARTBEAT);
         tokio::select! {
-            _ = p.stop.cancelled() => {}
+            _ = p.stop.cancelled() => continue,
             _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
         }
+        tokio::select! {
+            _ = p.stop.cancelled() => {}
+            _ = p.journal.changed() => {}
+            _ = tokio::time::sleep_until(heartbeat_at.into()) => {}
+        }
+    }
+}
+
+/// The snapshot without its time stamps: equal contents, nothing to rewrite.
+fn content_of(s: &Snapshot) -> String {
+    let mut s = s.clone();
+    s.written_at.clear();
+    s.written_at_unix = 0;
+    serde_json::to_string(&s).expect("snapshot serializes")
+}
+
+async fn write(p: &Context, s: &Snapshot) {
+    crate::systemd::status(&status_line(s));
+    publish_gauges(&p.metrics, s);
+    let path = p.config.daemon.state_dir.join(STATUS_FILE);
+    let text = serde_json::to_vec_pretty(s).expect("snapshot serializes");
+    let written = tokio::task::spawn_blocking(move || {
+        crate::store::fsutil::replace_file_atomic(&path, &text)
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::debug!("cannot write {STATUS_FILE}: {e}");
     }
 }
 

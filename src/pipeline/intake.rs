@@ -146,6 +146,10 @@ const EMPTY_FILE_SETTLE: Duration = Duration::from_secs(30);
 /// `settle`, if shorter).
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
+/// How long after its first sight an older file that is still settling holds back younger
+/// settled ones (a first listing of a large backlog takes a while).
+const SETTLING_ORDER_WAIT: Duration = Duration::from_secs(5);
+
 /// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
 const TAIL_LEN: u64 = 512;
 
@@ -163,7 +167,7 @@ pub struct ReadyFile {
     pub detected_at: SystemTime,
 }
 
-/// Settled files, oldest mtime first. Shared by intake (producer) and the claim loop.
+/// Settled files, oldest mtime first (then by name). Shared by intake (producer) and the claim loop.
 #[derive(Default)]
 pub struct ReadyQueue {
     inner: Mutex<QueueInner>,
@@ -172,23 +176,67 @@ pub struct ReadyQueue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// Ordered by (mtime, arrival number): oldest first, ties in arrival order.
-    order: BTreeMap<(SystemTime, u64), ReadyFile>,
-    /// Paths queued or being claimed: intake must not offer them again.
-    taken: HashSet<PathBuf>,
+    /// Oldest first: (mtime, name, inbox, arrival number) → the rest. Compact, since a
+    /// backlog of 100,000 files waits here: the path is the inbox folder plus the name.
+    order: BTreeMap<(SystemTime, Box<str>, usize, u64), Queued>,
+    /// Each inbox's folder, as the paths pushed show it.
+    roots: HashMap<usize, Arc<Path>>,
+    /// Paths queued or being claimed, as hashes (a backlog's paths are not kept twice):
+    /// intake does not offer them again. (Two paths with one 64-bit hash would only make
+    /// one wait for the other's claim, or for the next rescan: never lost.)
+    taken: HashSet<u64>,
+    hasher: std::hash::RandomState,
     next_seq: u64,
+}
+
+impl QueueInner {
+    fn taken_key(&self, path: &Path) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(path)
+    }
+}
+
+/// What the queue keeps of a ready file besides its key.
+struct Queued {
+    size: u64,
+    detected_at: SystemTime,
 }
 
 impl ReadyQueue {
     /// Adds a file unless its path is already queued or being claimed.
     pub fn push(&self, file: ReadyFile) -> bool {
         let mut q = self.lock();
-        if !q.taken.insert(file.path.clone()) {
+        let root = file
+            .path
+            .to_str()
+            .and_then(|p| p.strip_suffix(file.name.as_str()))
+            .map(|root| match root.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => trimmed.to_string(),
+            });
+        // Always a path below its inbox (intake makes it so); anything else is refused
+        // rather than queued under a wrong path.
+        let Some(root) = root else {
             return false;
+        };
+        let key = q.taken_key(&file.path);
+        if !q.taken.insert(key) {
+            return false;
+        }
+        if q.roots
+            .get(&file.inbox)
+            .is_none_or(|r| r.as_os_str() != root.as_str())
+        {
+            q.roots.insert(file.inbox, Arc::from(Path::new(&root)));
         }
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.order.insert((file.mtime, seq), file);
+        let key = (file.mtime, file.name.into_boxed_str(), file.inbox, seq);
+        let queued = Queued {
+            size: file.size,
+            detected_at: file.detected_at,
+        };
+        q.order.insert(key, queued);
         drop(q);
         self.added.notify_one();
         true
@@ -199,21 +247,39 @@ impl ReadyQueue {
     pub async fn pop(&self) -> ReadyFile {
         loop {
             let notified = self.added.notified();
-            if let Some((_, file)) = self.lock().order.pop_first() {
+            if let Some(file) = self.pop_now() {
                 return file;
             }
             notified.await;
         }
     }
 
+    /// The oldest ready file, if any.
+    fn pop_now(&self) -> Option<ReadyFile> {
+        let mut q = self.lock();
+        let ((mtime, name, inbox, _), queued) = q.order.pop_first()?;
+        let root = q.roots.get(&inbox).cloned().expect("known from its push");
+        Some(ReadyFile {
+            inbox,
+            path: root.join(&*name),
+            name: name.into_string(),
+            size: queued.size,
+            mtime,
+            detected_at: queued.detected_at,
+        })
+    }
+
     /// The claim is over (the file moved out, or stayed and may be offered again).
     pub fn release(&self, path: &Path) {
-        self.lock().taken.remove(path);
+        let mut q = self.lock();
+        let key = q.taken_key(path);
+        q.taken.remove(&key);
     }
 
     /// Whether intake should leave this path alone for now.
     pub fn is_taken(&self, path: &Path) -> bool {
-        self.lock().taken.contains(path)
+        let q = self.lock();
+        q.taken.contains(&q.taken_key(path))
     }
 
     /// Files waiting to be claimed.
@@ -304,6 +370,7 @@ pub fn run(
     })
     .ok();
     let mut intake = Intake::new(inboxes, queue, watcher, hold_limit);
+    intake.identity_every = rescan_interval;
     let tick = intake.tick();
     // Attach and list every inbox that exists now, then say so.
     intake.maintain_inboxes(Instant::now());
@@ -313,7 +380,16 @@ pub fn run(
     let mut next_rescan = Instant::now() + rescan_interval;
     while !cancel.is_cancelled() {
         liveness.turned();
-        match events.recv_timeout(tick) {
+        // With files settling, every tick; idle, only when something is due (a polled or
+        // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
+        let now = Instant::now();
+        let wait = if intake.candidates.is_empty() {
+            let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
+            due.saturating_duration_since(now).max(tick)
+        } else {
+            tick
+        };
+        match events.recv_timeout(wait) {
             Ok(event) => {
                 intake.on_event(event);
                 // Take what else is queued, in bounded batches, so timers still run.
@@ -322,7 +398,7 @@ pub fn run(
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
         let now = Instant::now();
         intake.maintain_inboxes(now);
@@ -337,6 +413,11 @@ pub fn run(
         }
     }
 }
+
+/// The intake loop's slowest turn when idle: often enough for the liveness checks (`/healthz`
+/// wants a turn within 5 s, the systemd watchdog within half `WatchdogSec`), rare enough to
+/// cost nothing.
+const IDLE_TURN: Duration = Duration::from_secs(1);
 
 /// Lists and settle-checks every inbox `passes` times, as the loop does each
 /// `poll_interval`, without a watcher; returns the files seen. For the scale benchmark
@@ -370,7 +451,6 @@ struct Watched {
 /// A file seen in an inbox and not yet ready.
 struct Candidate {
     inbox: usize,
-    name: String,
     size: u64,
     mtime: SystemTime,
     /// Last time size or mtime changed (or first sight).
@@ -386,7 +466,7 @@ struct Candidate {
     /// Size, mtime and ctime when its content was last judged unfinished: the file is read
     /// again only once one of them changed (ctime moves on every write, even when a writer
     /// sets the mtime back).
-    judged: Option<(Stamp, Hold)>,
+    judged: Option<Box<(Stamp, Hold)>>,
 }
 
 /// Size, mtime, ctime (seconds, nanoseconds) of a file.
@@ -442,6 +522,9 @@ struct Intake {
     /// How long a settled file that looks unfinished is held without a change (`[daemon]
     /// hold_limit`).
     hold_limit: Duration,
+    /// How often an inbox watched by events is checked for having been replaced or remounted
+    /// (`rescan_interval`; its deletion arrives as an event at once).
+    identity_every: Duration,
 }
 
 impl Intake {
@@ -475,6 +558,7 @@ impl Intake {
             set_candidates: HashMap::new(),
             warned: HashSet::new(),
             hold_limit,
+            identity_every: Duration::from_secs(60),
         }
     }
 
@@ -496,9 +580,26 @@ impl Intake {
             if now < self.watched[index].next_poll {
                 continue;
             }
-            self.watched[index].next_poll = now + self.inboxes[index].poll_interval;
             self.maintain(index);
+            let w = &self.watched[index];
+            // Events serve an attached inbox: no timer of its own, only the identity check.
+            let every = if w.attached && !w.polled {
+                self.identity_every.max(self.inboxes[index].poll_interval)
+            } else {
+                self.inboxes[index].poll_interval
+            };
+            self.watched[index].next_poll = now + every;
         }
+    }
+
+    /// The earliest moment an inbox needs a look of its own.
+    fn next_due(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.watched
+            .iter()
+            .map(|w| w.next_poll)
+            .min()
+            .unwrap_or(far)
     }
 
     fn maintain(&mut self, index: usize) {
@@ -740,7 +841,6 @@ impl Intake {
                     path.to_path_buf(),
                     Candidate {
                         inbox: index,
-                        name: rel,
                         size,
                         mtime,
                         stable_since: Instant::now(),
@@ -761,10 +861,23 @@ impl Intake {
         }
     }
 
-    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first.
+    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first
+    /// (mtime, then name, across all inboxes). A settled file waits while an older one seen
+    /// just now is still settling (the files of a first listing settle in listing order,
+    /// not by age), so the oldest file is always queued first.
     fn check_candidates(&mut self) {
         let now = Instant::now();
-        let mut settled: Vec<(SystemTime, PathBuf)> = Vec::new();
+        let mut any_settled = false;
+        // The oldest file still settling, as (mtime, name): younger ones wait for it.
+        let mut oldest_settling: Option<(SystemTime, String)> = None;
+        let inboxes = self.inboxes.clone();
+        fn age<'a>(
+            inboxes: &[InboxConfig],
+            c: &Candidate,
+            path: &'a Path,
+        ) -> (SystemTime, &'a str) {
+            (c.mtime, rel_name(&inboxes[c.inbox].path, path))
+        }
         self.candidates.retain(|path, c| {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
                 return false; // gone (renamed away, deleted)
@@ -776,46 +889,74 @@ impl Intake {
                 meta.len(),
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             );
-            if c.is_settled(self.inboxes[c.inbox].settle, now) {
-                settled.push((c.mtime, path.clone()));
+            let settle = inboxes[c.inbox].settle;
+            if c.is_settled(settle, now) {
+                any_settled = true;
+            } else if c.settles_soon(settle) {
+                let this = age(&inboxes, c, path);
+                if oldest_settling
+                    .as_ref()
+                    .is_none_or(|(m, n)| this < (*m, n.as_str()))
+                {
+                    oldest_settling = Some((this.0, this.1.to_string()));
+                }
             }
             true
         });
-        settled.sort();
-        for (_, path) in settled {
-            self.offer(&path, now);
+        if !any_settled {
+            return;
+        }
+        // Moved out of the table (not copied: a first listing of a large backlog settles all
+        // at once), oldest first: the queue sorts too, but the feeder may take one meanwhile.
+        let mut settled: Vec<(PathBuf, Candidate)> = self
+            .candidates
+            .extract_if(|path, c| {
+                c.is_settled(inboxes[c.inbox].settle, now)
+                    && oldest_settling
+                        .as_ref()
+                        .is_none_or(|(m, n)| age(&inboxes, c, path) < (*m, n.as_str()))
+            })
+            .collect();
+        self.shrink_candidates();
+        settled.sort_by(|(a, ca), (b, cb)| age(&inboxes, ca, a).cmp(&age(&inboxes, cb, b)));
+        for (path, c) in settled {
+            self.offer(path, c, now);
+        }
+    }
+
+    fn shrink_candidates(&mut self) {
+        if self.candidates.capacity() > 2 * self.candidates.len() + 1024 {
+            self.candidates.shrink_to_fit();
         }
         self.check_set_candidates();
     }
 
     /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it
     /// is held, up to `hold_limit` without a change, and looked at again after each settle.
-    fn offer(&mut self, path: &Path, now: Instant) {
-        let Some(c) = self.candidates.get_mut(path) else {
-            return;
-        };
-        if let Some(hold) = c.hold(path) {
+    fn offer(&mut self, path: PathBuf, mut c: Candidate, now: Instant) {
+        let name = rel_name(&self.inboxes[c.inbox].path, &path).to_string();
+        if let Some(hold) = c.hold(&path) {
             let since = *c.incomplete_since.get_or_insert(now);
             if now.duration_since(since) < self.hold_limit {
                 if since == now {
-                    tracing::info!(file = %c.name, "{}", hold.waiting());
+                    tracing::info!(file = %name, "{}", hold.waiting());
                 }
                 c.stable_since = now;
                 c.closed_at = None;
+                self.candidates.insert(path, c);
                 return;
             }
             tracing::warn!(
-                file = %c.name,
+                file = %name,
                 "held for {} without a change: {}",
                 humantime::format_duration(self.hold_limit),
                 hold.giving_up()
             );
         }
-        let c = self.candidates.remove(path).expect("looked up above");
         self.queue.push(ReadyFile {
             inbox: c.inbox,
-            path: path.to_path_buf(),
-            name: c.name,
+            path,
+            name,
             size: c.size,
             mtime: c.mtime,
             detected_at: c.detected_at,
@@ -843,10 +984,10 @@ impl Candidate {
         let stamp = std::fs::symlink_metadata(path)
             .ok()
             .map(|m| (m.len(), self.mtime, m.ctime(), m.ctime_nsec()));
-        if let (Some(stamp), Some((judged, hold))) = (stamp, self.judged)
-            && stamp == judged
+        if let (Some(stamp), Some(judged)) = (stamp, self.judged.as_deref())
+            && stamp == judged.0
         {
-            return Some(hold);
+            return Some(judged.1);
         }
         let hold = if tail_is_zeros(path, self.size) {
             Some(Hold::Zeros)
@@ -855,8 +996,21 @@ impl Candidate {
         } else {
             None
         };
-        self.judged = stamp.zip(hold);
+        self.judged = stamp.zip(hold).map(Box::new);
         hold
+    }
+
+    /// Not settled yet, but seen only just now and not changing: a file of a first listing
+    /// (or a copy with its old mtime kept) that settles within `settle`. Files being written
+    /// have a fresh mtime, held and empty files may wait long: those never hold back others.
+    fn settles_soon(&self, settle: Duration) -> bool {
+        let seen_for = SystemTime::now()
+            .duration_since(self.detected_at)
+            .unwrap_or_default();
+        self.size > 0
+            && !self.open_for_write
+            && self.incomplete_since.is_none()
+            && seen_for <= settle + SETTLING_ORDER_WAIT
     }
 
     /// Unchanged for `settle`, or closed by a local writer and unchanged since.
@@ -873,6 +1027,16 @@ impl Candidate {
             });
         quiet >= needed || closed_and_quiet
     }
+}
+
+/// A candidate's path below its inbox (`scan.jpg`, or `2026/11/scan.jpg`): its name in the
+/// queue, the journal and the outcome folders. Candidates are always UTF-8 below their inbox
+/// (intake refuses other names).
+fn rel_name<'a>(root: &Path, path: &'a Path) -> &'a str {
+    path.strip_prefix(root)
+        .ok()
+        .and_then(Path::to_str)
+        .unwrap_or_default()
 }
 
 /// statfs' `f_type`, whose integer type differs between architectures.
@@ -982,6 +1146,43 @@ mod tests {
         assert!(q.push(ready("old", 10)));
         assert_eq!(q.pop().await.name, "old");
         assert_eq!(q.pop().await.name, "new");
+    }
+
+    /// Issue 12: the files of a first listing settle in listing order; a settled file waits
+    /// while an older one, seen just now, is still settling, so the oldest is queued first.
+    #[tokio::test]
+    async fn issue_12_a_settled_file_waits_for_an_older_one_still_settling() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("in");
+        std::fs::create_dir(&inbox).unwrap();
+        let text = format!(
+            "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"{0}/in\"\ntype = \"PASSPORT\"\ndone = \"{0}/done\"\nfailed = \"{0}/failed\"\nsettle = \"1s\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::Config::from_toml(&text, Path::new("/c.toml"), None).unwrap();
+        let queue = Arc::new(ReadyQueue::default());
+        let hold_limit = Duration::from_secs(300);
+        let mut intake = Intake::new(Arc::new(config.inboxes), queue.clone(), None, hold_limit);
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let (young, old) = (inbox.join("young.bin"), inbox.join("old.bin"));
+        for (path, mtime) in [
+            (&young, long_ago + Duration::from_secs(60)),
+            (&old, long_ago),
+        ] {
+            std::fs::write(path, b"a scan, not a known format").unwrap();
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(mtime).unwrap();
+            intake.look_at(0, path);
+        }
+        // The younger one was listed first and has settled; the older one was seen just now.
+        let settled = Instant::now() - Duration::from_secs(2);
+        intake.candidates.get_mut(&young).unwrap().stable_since = settled;
+        intake.check_candidates();
+        assert!(queue.is_empty(), "the younger file waits for the older one");
+        intake.candidates.get_mut(&old).unwrap().stable_since = settled;
+        intake.check_candidates();
+        assert_eq!(queue.pop().await.path, old);
+        assert_eq!(queue.pop().await.path, young);
     }
 
     #[test]

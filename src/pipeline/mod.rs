@@ -10,6 +10,7 @@ pub mod finish;
 pub mod intake;
 pub mod poll;
 pub mod preflight;
+pub mod ready_times;
 pub mod set;
 pub mod submit;
 
@@ -165,6 +166,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Submits on their way, by content and request (the duplicate rule waits only on these).
     pub same_request: submit::SameRequest,
+    /// When results of each request are likely ready, learned (see [`ready_times`]).
+    pub ready_times: ready_times::ReadyTimes,
 }
 
 impl Context {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::api::{ApiFailure, ResultReply};
 use crate::pipeline::Context;
+use crate::pipeline::ready_times::{Sample, Schedule};
 use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
 
@@ -31,15 +32,31 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
         tracing::warn!(file = %job.name, document_id = %document_id, "cannot read how long its result was asked for ({e:#}); counting result_timeout from now");
         Duration::ZERO
     });
+    let started = Instant::now();
     let mut clock = AskingClock::start(asked_before);
-    let mut interval = inbox.first_poll;
+    let request = super::submit::request_key(inbox);
+    // A fresh document (not resumed, not answered from an earlier one) is asked for when
+    // results of its request are likely ready, and teaches the schedule when it was.
+    let learning = asked_before.is_zero() && job.duplicate_of.is_none();
+    let mut schedule = if learning {
+        let (first, max) = (inbox.first_poll, inbox.max_poll_interval);
+        p.ready_times
+            .schedule(&p.journal, &request, first, max)
+            .await
+    } else {
+        // After a restart, the asking time carried over counts towards the first wait (a
+        // long-submitted file is asked for at once).
+        Schedule::resumed(inbox.first_poll, inbox.max_poll_interval, asked_before)
+    };
     let mut unparseable = 0u32;
-    // The first wait counts from the submit; after a restart, the asking time carried over
-    // counts towards it (a long-submitted file is asked for at once).
-    let mut wait = inbox.first_poll.saturating_sub(asked_before);
     // Whether this run has asked yet: a file never times out before one answer of this run.
     let mut asked_once = false;
+    // The last ask answered "still processing", counted from the submit.
+    let mut pending: Option<Duration> = None;
     loop {
+        let after_next = schedule.peek_after_next();
+        let ask = schedule.next_ask();
+        let mut wait = ask.at.saturating_sub(started.elapsed());
         if asked_once {
             wait = wait.min(inbox.result_timeout.saturating_sub(clock.asked()));
         }
@@ -51,13 +68,24 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             return Step::Finish(timed_out(inbox.result_timeout, &document_id));
         }
         let turn_asked = Instant::now();
-        tokio::select! {
-            _ = p.stop.cancelled() => return Step::Stopped,
-            turn = p.scheduler.poll_turn() => if turn.is_none() { return Step::Stopped },
+        if ask.spare {
+            // Only on a slot nothing else wants; not granted by the next ask, skipped.
+            let skip_at = started + after_next;
+            tokio::select! {
+                _ = p.stop.cancelled() => return Step::Stopped,
+                turn = p.scheduler.spare_poll_turn() => if turn.is_none() { return Step::Stopped },
+                _ = tokio::time::sleep_until(skip_at.into()) => continue,
+            }
+        } else {
+            tokio::select! {
+                _ = p.stop.cancelled() => return Step::Stopped,
+                turn = p.scheduler.poll_turn() => if turn.is_none() { return Step::Stopped },
+            }
         }
         let turn_wait = turn_asked.elapsed();
         p.metrics.rate_limit_wait("poll", turn_wait);
         clock.not_counting(turn_wait);
+        let sent_at = started.elapsed();
         let reply = tokio::select! {
             _ = p.stop.cancelled() => return Step::Stopped,
             reply = p.api.fetch_result(&document_id) => reply,
@@ -73,12 +101,19 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             Err(failure) => failure.http_status(),
         };
         p.metrics.api_request("result", status);
-        interval = grow(interval, inbox.max_poll_interval);
-        wait = interval;
         match reply {
             Ok(ResultReply::Ready(result)) => {
                 p.scheduler.account_ok(false);
                 tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
+                if learning {
+                    let sample = Sample {
+                        pending,
+                        ready: sent_at,
+                    };
+                    p.ready_times
+                        .observe(&p.journal, job.id, &request, sample)
+                        .await;
+                }
                 let outcome = judge(result);
                 if job.is_set {
                     return Step::Finish(name_broken_files(outcome, &job.members));
@@ -87,6 +122,7 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             }
             Ok(ResultReply::Pending) => {
                 p.scheduler.account_ok(false);
+                pending = Some(sent_at);
                 tracing::debug!(file = %job.name, document_id = %document_id, "still processing");
             }
             Ok(ResultReply::Unparseable(raw)) => {
@@ -101,7 +137,8 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
                     .account_refused(status, &message, p.config.api.account_retry);
             }
             Err(ApiFailure::Transient { status, message }) => {
-                tracing::warn!(file = %job.name, document_id = %document_id, http_status = status, "result request failed ({message}); asking again in {}", humantime::format_duration(wait));
+                let again = schedule.next_at().saturating_sub(started.elapsed());
+                tracing::warn!(file = %job.name, document_id = %document_id, http_status = status, "result request failed ({message}); asking again in {}", humantime::format_duration(again));
             }
             Err(failure @ (ApiFailure::Rejected { .. } | ApiFailure::Duplicate { .. })) => {
                 return Step::Finish(result_refused(&failure, &document_id));
@@ -134,11 +171,6 @@ impl AskingClock {
     fn asked(&self) -> Duration {
         (self.before + self.started.elapsed()).saturating_sub(self.not_counted)
     }
-}
-
-/// Half as long again, up to the ceiling.
-fn grow(interval: Duration, max: Duration) -> Duration {
-    interval.mul_f64(1.5).min(max).max(Duration::from_millis(1))
 }
 
 /// Done, unless a document in the result is marked broken. A "Universal" result lists its
@@ -337,15 +369,5 @@ mod tests {
         let e = o.error.unwrap();
         assert_eq!(e.kind, ErrorKind::Broken);
         assert!(e.message.contains("размыто; blurred"), "{}", e.message);
-    }
-
-    #[test]
-    fn intervals_grow_to_the_ceiling() {
-        let max = Duration::from_secs(30);
-        let mut i = Duration::from_secs(3);
-        for _ in 0..20 {
-            i = grow(i, max);
-        }
-        assert_eq!(i, max);
     }
 }

@@ -20,6 +20,7 @@ use crate::api::{ApiFailure, Asked, BodyFile, ProcessInfo, ProcessOptions, Submi
 use crate::config::{InboxConfig, ProjectField, Tariff};
 use crate::pipeline::Context;
 use crate::pipeline::{Job, Step};
+use crate::scheduler::SubmitExpected;
 use crate::sidecar::{ErrorKind, Outcome};
 use crate::store::journal::{SameContent, until_stored};
 
@@ -143,8 +144,15 @@ impl Drop for Holding<'_> {
 
 /// Submits `job` until it has a `document_id` or a final outcome. `permit` (one of the few
 /// "prepared submit" slots) bounds how many files are open and ready to send at once; it is
-/// given back during waits and backoffs.
-pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphorePermit>) -> Step {
+/// given back during waits and backoffs. `expected` (this file's place in the oldest-first
+/// order of submits) is likewise let go during those waits and taken again after them.
+pub async fn submit(
+    p: &Context,
+    job: &mut Job,
+    mut permit: Option<OwnedSemaphorePermit>,
+    expected: SubmitExpected,
+) -> Step {
+    let mut expected = Some(expected);
     let inbox = job.inbox.clone();
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
@@ -171,6 +179,7 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             Ok(holding) => holding,
             Err(holder) => {
                 drop(permit.take());
+                drop(expected.take());
                 let wait = waiting.get_or_insert_with(LongWait::new);
                 if wait.due(Instant::now(), LONG_WAIT) {
                     tracing::warn!(
@@ -190,6 +199,9 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             }
         };
         waiting = None;
+        if expected.is_none() {
+            expected = Some(p.scheduler.expect_submit(job.id));
+        }
         match answer_from_earlier(p, job, &sha256, &request).await {
             Earlier::Answered => return Step::Next,
             Earlier::None => {}
@@ -197,15 +209,22 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
         }
         let _permit = match permit.take() {
             Some(permit) => permit,
-            None => tokio::select! {
-                _ = p.stop.cancelled() => return Step::Stopped,
-                permit = p.prepared_slots.clone().acquire_owned() => permit.expect("never closed"),
-            },
+            None => {
+                // The slots may all be held by later files waiting for their turn after this
+                // one: let them go meanwhile (holding our place here would deadlock).
+                drop(expected.take());
+                let permit = tokio::select! {
+                    _ = p.stop.cancelled() => return Step::Stopped,
+                    permit = p.prepared_slots.clone().acquire_owned() => permit.expect("never closed"),
+                };
+                expected = Some(p.scheduler.expect_submit(job.id));
+                permit
+            }
         };
         let prepared = match prepare(p, job, &info).await {
             Ok(Read::Ready(prepared)) => prepared,
             Ok(Read::Changed) => {
-                drop((_permit, holding));
+                drop((_permit, holding, expected.take()));
                 if !wait_until_unchanged(p, job).await {
                     return Step::Stopped;
                 }
@@ -292,7 +311,7 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
             {
                 return Step::Stopped;
             }
-            drop((_permit, holding));
+            drop((_permit, holding, expected.take()));
             if !wait_until_unchanged(p, job).await {
                 return Step::Stopped;
             }
@@ -328,7 +347,7 @@ pub async fn submit(p: &Context, job: &mut Job, mut permit: Option<OwnedSemaphor
                 {
                     return Step::Stopped;
                 }
-                drop(holding);
+                drop((holding, expected.take()));
                 server_errors += 1;
                 if server_errors >= p.config.api.submit_attempts {
                     return Step::Finish(gave_up(server_errors, status, &message));

@@ -186,6 +186,8 @@ pub struct Journal {
     conn: Arc<Mutex<Connection>>,
     /// Rung when a finish records deliveries, so the delivering task need not poll.
     deliveries_added: Arc<tokio::sync::Notify>,
+    /// Pinged after every call that changed a row (see [`Journal::changed`]).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 const SCHEMA: &str = "
@@ -227,6 +229,11 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("kind", "TEXT"),
     // A set's files once hashed: JSON [{name, sha256, size, type, key, stages, relation}].
     ("set_files", "TEXT"),
+    // When the result was found ready, in ms after the submit (the first 200), and the last
+    // ask before it that was still pending (425), if any: the service's time lies between.
+    // The poll stage learns from them when to ask (see `pipeline::ready_times`).
+    ("ready_ms", "INTEGER"),
+    ("pending_ms", "INTEGER"),
 ];
 
 /// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks (inside [`migrate`]'s write
@@ -303,6 +310,7 @@ impl Journal {
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
             deliveries_added: Arc::default(),
+            changed: Default::default(),
         })
     }
 
@@ -312,10 +320,15 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let (conn, changed) = (self.conn.clone(), self.changed.clone());
         let out = tokio::task::spawn_blocking(move || {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
+            let before = guard.total_changes();
+            let out = f(&guard);
+            if guard.total_changes() != before {
+                changed.notify_one();
+            }
+            out
         })
         .await?;
         out.map_err(|e| match e {
@@ -330,6 +343,13 @@ impl Journal {
             }
             e => e.into(),
         })
+    }
+
+    /// Resolves after a row was written (inserted, updated or deleted) through this journal,
+    /// at once if one was since the last call: the status snapshot is rewritten only then.
+    /// Meant for one listener.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Records a file just claimed into a work folder.
@@ -479,6 +499,46 @@ impl Journal {
     pub async fn set_poll_asked(&self, id: FileId, asked: Duration) -> anyhow::Result<()> {
         let asked_ms = i64::try_from(asked.as_millis()).unwrap_or(i64::MAX);
         self.set(id, "poll_asked_ms = ?2", asked_ms).await
+    }
+
+    /// Records when this file's result was found ready and when it was last still pending
+    /// (both counted from its submit).
+    pub async fn set_ready_times(
+        &self,
+        id: FileId,
+        pending: Option<Duration>,
+        ready: Duration,
+    ) -> anyhow::Result<()> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (pending, ready) = (pending.map(ms), ms(ready));
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET pending_ms = ?2, ready_ms = ?3 WHERE id = ?1",
+                params![id, pending, ready],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The ready times (pending, ready) of the last `limit` files sent as `request`, newest
+    /// first: what the poll stage learns from.
+    pub async fn ready_times(
+        &self,
+        request: String,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(Option<Duration>, Duration)>> {
+        let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT pending_ms, ready_ms FROM files WHERE request = ?1 AND ready_ms IS NOT NULL ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![request, limit as i64], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?.map(ms), ms(r.get(1)?)))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// This file's content, asked for as `request`, was answered from an earlier document,

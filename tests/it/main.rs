@@ -15,6 +15,7 @@ mod holds;
 mod intake;
 mod journal;
 mod metrics;
+mod pacing;
 mod preflight;
 mod projects;
 mod resilience;
