@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 pub mod sets;
 pub use sets::DocumentRule;
+mod budget;
+pub use budget::{BudgetConfig, REDIS_PASSWORD_CREDENTIAL, SharedBudgetConfig};
 mod delivery;
 pub use delivery::{
     DEFAULT_DELIVERY_RETRY, DEFAULT_EXEC_TIMEOUT, DeliveryConfig, SigningKey, Webhook,
@@ -98,6 +100,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub metrics: MetricsConfig,
     pub inboxes: Vec<InboxConfig>,
+    /// `[budget]`: this process's own request budget, or one shared through Redis.
+    pub budget: BudgetConfig,
 }
 
 /// How to reach the Beorg API and how hard we may use it.
@@ -306,6 +310,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     inbox: Vec<RawInbox>,
+    #[serde(default)]
+    budget: budget::RawBudget,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -635,11 +641,13 @@ impl Config {
         }
         check_folders(&inboxes, &daemon.state_dir)?;
         delivery::complete(&mut inboxes, origin, rule)?;
+        let budget = budget::resolve(raw.budget, &api.project_id, origin, rule)?;
         Ok(Config {
             api,
             daemon,
             metrics,
             inboxes,
+            budget,
         })
     }
 }

@@ -40,6 +40,24 @@ pub struct Snapshot {
     /// Deliveries of outcomes still to be made, and given up (absent in older snapshots).
     #[serde(default)]
     pub deliveries: Deliveries,
+    /// The request budget shared through Redis; `None` when it is this process's own.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+}
+
+/// The request budget shared with other daemons (`[budget] redis`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Budget {
+    /// `budget.redis` (it carries no password).
+    pub redis: String,
+    /// `budget.key`.
+    pub key: String,
+    /// Since when Redis has not answered (nothing is sent meanwhile); `None` while it does.
+    pub unavailable_since: Option<String>,
+    /// Unix seconds of the same.
+    pub unavailable_since_unix: Option<u64>,
+    /// Why it does not answer.
+    pub error: Option<String>,
 }
 
 /// Deliveries (webhook, exec, ledger), all inboxes together.
@@ -179,7 +197,19 @@ async fn snapshot(
             waiting: deliveries.waiting,
             given_up: deliveries.given_up,
         },
+        budget: p.scheduler.shared_budget().map(budget),
     })
+}
+
+fn budget(shared: &crate::budget::SharedBudget) -> Budget {
+    let health = shared.health();
+    Budget {
+        redis: shared.url().to_string(),
+        key: shared.key().to_string(),
+        unavailable_since: health.unavailable_since.map(rfc3339),
+        unavailable_since_unix: health.unavailable_since.map(unix_secs),
+        error: health.error,
+    }
 }
 
 /// Queue depth by inbox and state, and the account pause, for `/metrics`.
@@ -191,6 +221,8 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
         metrics.set_queue(&path, "polling", inbox.polling);
     }
     metrics.set_account_paused(s.account.paused);
+    let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);
+    metrics.set_budget_unavailable_since(unavailable.unwrap_or(0));
 }
 
 /// The one line `systemctl status` shows.
@@ -219,6 +251,9 @@ fn status_line(s: &Snapshot) -> String {
             "; ACCOUNT PAUSED (HTTP {})",
             s.account.http_status.unwrap_or(0)
         ));
+    }
+    if let Some(since) = s.budget.as_ref().and_then(|b| b.unavailable_since.as_ref()) {
+        line.push_str(&format!("; BUDGET UNAVAILABLE since {since} (Redis)"));
     }
     line
 }
@@ -264,6 +299,7 @@ mod tests {
             last_error: None,
             ready_queue: 0,
             deliveries: Deliveries::default(),
+            budget: None,
             inboxes: vec![InboxSnapshot {
                 path: PathBuf::from("/srv/in/passport"),
                 doc_type: "PASSPORT".into(),
