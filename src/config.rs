@@ -1742,7 +1742,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 48] = [
+    const ALL_KEYS: [&str; 50] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1791,6 +1791,8 @@ first_poll = "1s"
         "exec_timeout",
         "ledger",
         "delivery_retry",
+        "redis",
+        "redis_password_file",
     ];
 
     #[test]

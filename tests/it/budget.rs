@@ -322,12 +322,44 @@ async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
 
 #[tokio::test]
 async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key() {
-    let mut redis = RedisServer::start(&["--requirepass", "S3CRET-redis-pw"]);
+    // An ACL user with exactly the rights the README lists, and a password from a file.
+    let mut redis = RedisServer::start(&[
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "beorg",
+        "on",
+        ">S3CRET-redis-pw",
+        "~beorg:*",
+        "&*",
+        "-@all",
+        "+evalsha",
+        "+eval",
+        "+script|load",
+        "+script|exists",
+        "+time",
+        "+info",
+        "+ping",
+        "+hset",
+        "+hmget",
+        "+hget",
+        "+hdel",
+        "+zadd",
+        "+zrangebyscore",
+        "+zremrangebyscore",
+        "+zrem",
+        "+zcount",
+        "+zcard",
+        "+expire",
+    ]);
     let mut envs = daemons_on_one_account(2, &redis, &[]).await;
+    let url = format!("redis://beorg@127.0.0.1:{}/0", redis.port);
     for env in &mut envs {
         std::fs::write(env.dir.path().join("redis-pw"), "S3CRET-redis-pw\n").unwrap();
-        env.extra_tables
-            .push_str("redis_password_file = \"redis-pw\"\n");
+        env.extra_tables = format!(
+            "\n[budget]\nredis = \"{url}\"\nkey = \"beorg:test\"\nredis_password_file = \"redis-pw\"\n"
+        );
     }
     let mut daemons: Vec<_> = envs.iter().map(|e| e.spawn_binary(&[])).collect();
     for (d, env) in envs.iter().enumerate() {
@@ -347,21 +379,77 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
     assert!(!out.contains("S3CRET"), "{out}");
     assert!(
         out.contains(&format!(
-            "Redis at {} answers; 2 daemons share key beorg:test",
-            redis.url()
+            "Redis at {url} answers; 2 daemons share key beorg:test"
         )),
         "{out}"
     );
     assert_eq!(code, Some(0), "{out}");
+    // A wrong password: the same error, the password not shown.
+    for env in &envs {
+        std::fs::write(env.dir.path().join("redis-pw"), "wrong-pw\n").unwrap();
+    }
+    let (code, out) = run_bin(&["check", "--online"], &config, &[]);
+    assert!(
+        out.contains(&format!("Redis at {url} does not answer")),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-pw"), "{out}");
+    assert_eq!(code, Some(1), "{out}");
     // Redis gone: an error naming what to check, and no request to the API outside the budget.
     redis.kill();
     let before = envs[0].emulator.requests().len();
     let (code, out) = run_bin(&["check", "--online"], &config, &[]);
     assert!(
-        out.contains(&format!("Redis at {} does not answer", redis.url())),
+        out.contains(&format!("Redis at {url} does not answer")),
         "{out}"
     );
     assert!(out.contains("the credentials were not checked"), "{out}");
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(envs[0].emulator.requests().len(), before);
+}
+
+/// Daemons that all wait for submits take turns: the one served least recently goes first,
+/// so none starves (whoever reaches Redis first would win every race otherwise).
+#[tokio::test]
+async fn issue_13_daemons_waiting_for_submits_take_turns() {
+    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::config::SharedBudgetConfig;
+    let redis = RedisServer::start(&[]);
+    let config = SharedBudgetConfig {
+        url: redis.url(),
+        key: "beorg:turns".into(),
+        password: None,
+    };
+    let periods = Periods {
+        request: Duration::from_millis(20),
+        submit: Duration::from_millis(80),
+    };
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    // Daemon 0 asks again at once; the others a little later each time.
+    for (d, lag) in [(0usize, 0u64), (1, 3), (2, 6)] {
+        let budget =
+            SharedBudget::new(&config, std::path::Path::new(&format!("/test/{d}"))).unwrap();
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if order.lock().unwrap().len() >= 15 {
+                    return;
+                }
+                match budget.turn(TurnKind::Submit, periods).await {
+                    Ok(reply) if reply.granted => order.lock().unwrap().push(d),
+                    Ok(reply) => tokio::time::sleep(reply.wait + Duration::from_millis(lag)).await,
+                    Err(_) => panic!("redis answers"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    for d in 0..3 {
+        let turns = order.iter().filter(|&&x| x == d).count();
+        assert!(turns >= 4, "daemon {d} got {turns} of the turns: {order:?}");
+    }
 }
