@@ -14,7 +14,7 @@
 --       5 grace (how long a refused daemon's claim outlives its wait), 6 the wait of a daemon
 --       that lets another go first, 7 account news (none | pause | clear_submit | clear_poll),
 --       8 its HTTP status, 9 its message, 10 the pause's length, 11 the keys' time to live (s),
---       12 the window of "used lately" (us).
+--       12 the window of "used lately" (us), 13 whether this daemon has a submit waiting (1/0).
 -- Returns: granted (0/1), this op's wait, the request budget's wait, the submit budget's
 --       wait, pause status (0: none), pause message, pause since (unix ms), pause left, probe
 --       (0/1: this grant is the one try after a pause), daemons seen lately.
@@ -117,6 +117,12 @@ if op == 'submit' or op == 'poll' then
     elseif op == 'submit' then
         redis.call('ZADD', wants, now + wait + grace, me)
     end
+    if ARGV[13] == '1' and op ~= 'submit' then
+        -- A submit waits here too: its claim holds until the submit budget allows it.
+        redis.call('ZADD', wants, math.max(sub_tat, req_tat, now) + grace, me)
+    end
+elseif ARGV[13] == '1' then
+    redis.call('ZADD', wants, math.max(sub_tat, req_tat, now) + grace, me)
 end
 
 redis.call('ZADD', seen, now, me)

@@ -174,15 +174,22 @@ impl SharedBudget {
         &self.inner.url
     }
 
-    /// Asks for a turn. `Err` when Redis does not answer: then nothing may be sent.
-    pub async fn turn(&self, kind: TurnKind, periods: Periods) -> Result<Reply, Unavailable> {
-        self.call(kind.op(), periods).await
+    /// Asks for a turn. `submit_waiting`: this daemon has a submit waiting (for a poll turn:
+    /// other daemons' polls then leave the submit's slot to it). `Err` when Redis does not
+    /// answer: then nothing may be sent.
+    pub async fn turn(
+        &self,
+        kind: TurnKind,
+        periods: Periods,
+        submit_waiting: bool,
+    ) -> Result<Reply, Unavailable> {
+        self.call(kind.op(), periods, submit_waiting).await
     }
 
     /// Writes waiting account news now (a turn would carry it too). For a daemon that has
     /// seen a 401/402 and may have nothing else to ask for a while.
-    pub async fn sync(&self, periods: Periods) -> Result<Reply, Unavailable> {
-        self.call("sync", periods).await
+    pub async fn sync(&self, periods: Periods, submit_waiting: bool) -> Result<Reply, Unavailable> {
+        self.call("sync", periods, submit_waiting).await
     }
 
     /// A 401/402 this daemon saw: every daemon on the budget pauses for `retry`.
@@ -227,7 +234,12 @@ impl SharedBudget {
             .clone()
     }
 
-    async fn call(&self, op: &str, periods: Periods) -> Result<Reply, Unavailable> {
+    async fn call(
+        &self,
+        op: &str,
+        periods: Periods,
+        submit_waiting: bool,
+    ) -> Result<Reply, Unavailable> {
         let news = self
             .inner
             .news
@@ -262,7 +274,8 @@ impl SharedBudget {
             .arg(message)
             .arg(micros(retry))
             .arg(KEY_TTL.as_secs())
-            .arg(micros(SEEN_WINDOW));
+            .arg(micros(SEEN_WINDOW))
+            .arg(u8::from(submit_waiting));
         let mut connection = self.inner.connection.clone();
         let answer: redis::RedisResult<redis::Value> =
             invocation.invoke_async(&mut connection).await;

@@ -106,12 +106,13 @@ impl SharedDispatcher {
                 continue;
             }
             let periods = self.periods();
+            let submit_waiting = !self.submit_queue.is_empty();
             let answer = tokio::select! {
                 _ = cancel.cancelled() => return,
                 answer = async {
                     match asking {
-                        Some(kind) => self.budget.turn(kind, periods).await,
-                        None => self.budget.sync(periods).await,
+                        Some(kind) => self.budget.turn(kind, periods, submit_waiting).await,
+                        None => self.budget.sync(periods, submit_waiting).await,
                     }
                 } => answer,
             };
@@ -224,13 +225,27 @@ impl SharedDispatcher {
             && !self.held(&account, Kind::Poll, now)
             && request_free
             && self.poll_retry_at <= now;
-        let documents_scarce = self.limits.submit_period() >= self.limits.request_period() * 2;
-        let alternate = !documents_scarce && self.last_was_submit && want_poll;
+        let want_poll = want_poll && !self.poll_would_delay_a_submit(&account, now);
+        let alternate = !self.documents_scarce() && self.last_was_submit && want_poll;
         match (want_submit && !alternate, want_poll) {
             (true, _) => Some(TurnKind::Submit),
             (false, true) => Some(TurnKind::Poll),
             (false, false) => None,
         }
+    }
+
+    /// Documents are the scarcer budget (as at the vendor's limits: 6 requests a document).
+    fn documents_scarce(&self) -> bool {
+        self.limits.submit_period() >= self.limits.request_period() * 2
+    }
+
+    /// When documents are scarce, a poll does not take the slot before a waiting submit the
+    /// budget allows within one request period: that delay would be lost for good.
+    fn poll_would_delay_a_submit(&self, account: &AccountState, now: Instant) -> bool {
+        self.documents_scarce()
+            && !self.submit_queue.is_empty()
+            && !self.held(account, Kind::Submit, now)
+            && self.submit_free_at.max(self.submit_retry_at) < now + self.limits.request_period()
     }
 
     /// When something could change what [`Self::next_kind`] says (new messages wake it too).
@@ -249,7 +264,10 @@ impl SharedDispatcher {
                     .max(self.submit_retry_at)
             }
         });
-        let poll = (!self.poll_queue.is_empty()).then(|| {
+        // A poll held back for a submit is looked at again when that submit may go.
+        let poll_waits =
+            !self.poll_queue.is_empty() && !self.poll_would_delay_a_submit(&account, now);
+        let poll = poll_waits.then(|| {
             if self.held(&account, Kind::Poll, now) {
                 held_until()
             } else {

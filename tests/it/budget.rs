@@ -294,7 +294,7 @@ async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
         submit: Duration::from_millis(900),
     };
     let turn = async |kind| loop {
-        match budget.turn(kind, periods).await {
+        match budget.turn(kind, periods, false).await {
             Ok(reply) if reply.granted => return std::time::Instant::now(),
             Ok(reply) => tokio::time::sleep(reply.wait).await,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -436,7 +436,7 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
                 if order.lock().unwrap().len() >= 15 {
                     return;
                 }
-                match budget.turn(TurnKind::Submit, periods).await {
+                match budget.turn(TurnKind::Submit, periods, true).await {
                     Ok(reply) if reply.granted => order.lock().unwrap().push(d),
                     Ok(reply) => tokio::time::sleep(reply.wait + Duration::from_millis(lag)).await,
                     Err(_) => panic!("redis answers"),
@@ -452,4 +452,53 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
         let turns = order.iter().filter(|&&x| x == d).count();
         assert!(turns >= 4, "daemon {d} got {turns} of the turns: {order:?}");
     }
+}
+
+/// When documents are the scarcer budget, a poll (of any daemon) does not take the request
+/// slot just before a submit that is due: that delay would be lost for good.
+#[tokio::test]
+async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
+    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::config::SharedBudgetConfig;
+    let redis = RedisServer::start(&[]);
+    let config = SharedBudgetConfig {
+        url: redis.url(),
+        key: "beorg:slots".into(),
+        password: None,
+    };
+    let a = SharedBudget::new(&config, std::path::Path::new("/test/a")).unwrap();
+    let b = SharedBudget::new(&config, std::path::Path::new("/test/b")).unwrap();
+    let periods = Periods {
+        request: Duration::from_millis(400),
+        submit: Duration::from_secs(2),
+    };
+    let granted_submit = loop {
+        let reply = a.turn(TurnKind::Submit, periods, true).await.unwrap();
+        if reply.granted {
+            break std::time::Instant::now();
+        }
+        tokio::time::sleep(reply.wait).await;
+    };
+    // Daemon a polls while its next submit waits (far from due): granted, and its claim on
+    // the next submit slot is known.
+    tokio::time::sleep_until((granted_submit + Duration::from_millis(500)).into()).await;
+    assert!(a.turn(TurnKind::Poll, periods, true).await.unwrap().granted);
+    // Daemon b polls 200 ms before a's submit is due: the slot stays free for the submit.
+    tokio::time::sleep_until((granted_submit + Duration::from_millis(1800)).into()).await;
+    let poll = b.turn(TurnKind::Poll, periods, false).await.unwrap();
+    assert!(!poll.granted, "{poll:?}");
+    assert!(poll.wait >= periods.request, "{poll:?}");
+    // The submit goes when due, not a request period later.
+    let submit = loop {
+        let reply = a.turn(TurnKind::Submit, periods, true).await.unwrap();
+        if reply.granted {
+            break std::time::Instant::now();
+        }
+        tokio::time::sleep(reply.wait).await;
+    };
+    assert!(
+        submit - granted_submit < periods.submit + periods.request / 2,
+        "{:?}",
+        submit - granted_submit
+    );
 }

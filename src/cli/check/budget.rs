@@ -75,7 +75,7 @@ pub(super) async fn request_turn(
     };
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        match budget.turn(TurnKind::Poll, periods).await {
+        match budget.turn(TurnKind::Poll, periods, false).await {
             Ok(reply) if reply.granted => return Ok(()),
             Ok(reply) => tokio::time::sleep(reply.wait.max(Duration::from_millis(5))).await,
             Err(_) => {
