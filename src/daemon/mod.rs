@@ -211,3 +211,29 @@ fn log_changes(old: &Config, new: &Config, retired: &[InboxConfig]) {
         "config reloaded; added inboxes: {added:?}; no longer watched (their files in flight still finish): {removed:?}"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(budget: &str) -> Config {
+        let text = format!(
+            "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\n\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{budget}"
+        );
+        Config::from_toml(&text, std::path::Path::new("/c.toml"), Some("t".into())).unwrap()
+    }
+
+    /// Issue 13: the shared budget's Redis and key are fixed for the process's life (the
+    /// scheduler lives across reloads); a reload that changes them is refused, naming them.
+    #[test]
+    fn a_reload_may_not_change_the_shared_budget() {
+        let local = config("");
+        let shared = config("[budget]\nredis = \"redis://127.0.0.1:6379/0\"\n");
+        let other_key = config("[budget]\nredis = \"redis://127.0.0.1:6379/0\"\nkey = \"k\"\n");
+        assert!(reload_allowed(&shared, &shared).is_ok());
+        for (old, new) in [(&local, &shared), (&shared, &local), (&shared, &other_key)] {
+            let refused = reload_allowed(old, new).unwrap_err();
+            assert!(refused.contains("budget.redis and budget.key"), "{refused}");
+        }
+    }
+}

@@ -321,4 +321,20 @@ mod tests {
         assert!(status_line(&snapshot(2)).ends_with("today 3 done, 1 failed, 2 to review"));
         assert!(status_line(&snapshot(0)).ends_with("today 3 done, 1 failed"));
     }
+
+    /// Issue 13: `systemctl status` says when the shared budget's Redis does not answer.
+    #[test]
+    fn the_status_line_says_when_the_shared_budget_is_unavailable() {
+        let mut s = snapshot(0);
+        s.budget = Some(Budget {
+            redis: "redis://r:6379/0".into(),
+            key: "beorg:U_RATE_2".into(),
+            ..Budget::default()
+        });
+        assert!(!status_line(&s).contains("BUDGET"));
+        s.budget.as_mut().unwrap().unavailable_since = Some("2026-12-01T18:00:00Z".into());
+        assert!(
+            status_line(&s).ends_with("; BUDGET UNAVAILABLE since 2026-12-01T18:00:00Z (Redis)")
+        );
+    }
 }

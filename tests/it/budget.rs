@@ -502,3 +502,75 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
         submit - granted_submit
     );
 }
+
+/// A 401 seen by one daemon holds polls on all of them too (a 402 holds only submits); a
+/// result that then comes back fine (the token works again) ends it for all.
+#[tokio::test]
+async fn issue_13_a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
+    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::config::SharedBudgetConfig;
+    let redis = RedisServer::start(&[]);
+    let config = SharedBudgetConfig {
+        url: redis.url(),
+        key: "beorg:401".into(),
+        password: None,
+    };
+    let a = SharedBudget::new(&config, std::path::Path::new("/test/a")).unwrap();
+    let b = SharedBudget::new(&config, std::path::Path::new("/test/b")).unwrap();
+    let periods = Periods {
+        request: Duration::from_millis(10),
+        submit: Duration::from_millis(10),
+    };
+    a.account_refused(401, "token not accepted", Duration::from_secs(60));
+    assert!(a.has_news());
+    a.sync(periods, false).await.unwrap();
+    assert!(!a.has_news(), "the news reached Redis");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for kind in [TurnKind::Poll, TurnKind::Submit] {
+        let reply = b.turn(kind, periods, false).await.unwrap();
+        assert!(!reply.granted, "{kind:?}: {reply:?}");
+        let pause = reply.pause.expect("b sees the pause");
+        assert_eq!(
+            (pause.status, pause.message.as_str()),
+            (401, "token not accepted")
+        );
+        assert!(pause.left > Duration::from_secs(50), "{pause:?}");
+    }
+    // A 402 instead: polls go, submits wait.
+    a.account_refused(402, "no money", Duration::from_secs(60));
+    a.sync(periods, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        b.turn(TurnKind::Poll, periods, false)
+            .await
+            .unwrap()
+            .granted
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !b.turn(TurnKind::Submit, periods, false)
+            .await
+            .unwrap()
+            .granted
+    );
+    // A result read fine clears a 401, not a 402; a submit that went through clears both.
+    a.account_ok(false);
+    a.sync(periods, false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !b.turn(TurnKind::Submit, periods, false)
+            .await
+            .unwrap()
+            .granted
+    );
+    a.account_ok(true);
+    let reply = a.sync(periods, false).await.unwrap();
+    assert!(reply.pause.is_none(), "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        b.turn(TurnKind::Submit, periods, false)
+            .await
+            .unwrap()
+            .granted
+    );
+}
