@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 pub mod sets;
 pub use sets::DocumentRule;
+mod budget;
+pub use budget::{BudgetConfig, REDIS_PASSWORD_CREDENTIAL, SharedBudgetConfig};
 mod delivery;
 pub use delivery::{
     DEFAULT_DELIVERY_RETRY, DEFAULT_EXEC_TIMEOUT, DeliveryConfig, SigningKey, Webhook,
@@ -98,6 +100,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub metrics: MetricsConfig,
     pub inboxes: Vec<InboxConfig>,
+    /// `[budget]`: this process's own request budget, or one shared through Redis.
+    pub budget: BudgetConfig,
 }
 
 /// How to reach the Beorg API and how hard we may use it.
@@ -308,6 +312,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     inbox: Vec<RawInbox>,
+    #[serde(default)]
+    budget: budget::RawBudget,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -637,11 +643,13 @@ impl Config {
         }
         check_folders(&inboxes, &daemon.state_dir)?;
         delivery::complete(&mut inboxes, origin, rule)?;
+        let budget = budget::resolve(raw.budget, &api.project_id, origin, rule)?;
         Ok(Config {
             api,
             daemon,
             metrics,
             inboxes,
+            budget,
         })
     }
 }
@@ -1736,7 +1744,7 @@ first_poll = "1s"
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 48] = [
+    const ALL_KEYS: [&str; 50] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -1785,6 +1793,8 @@ first_poll = "1s"
         "exec_timeout",
         "ledger",
         "delivery_retry",
+        "redis",
+        "redis_password_file",
     ];
 
     #[test]

@@ -11,7 +11,8 @@
 //! 3. [`pipeline::preflight`] checks the file against the vendor's limits and its format's
 //!    rules before any request is paid for.
 //! 4. [`pipeline::submit`] uploads it through the [`api`] client when the [`scheduler`] (the
-//!    single owner of the request budget) grants a turn, and stores the `document_id` at once.
+//!    single owner of the request budget; with `[budget] redis`, its share of a [`budget`]
+//!    several daemons use) grants a turn, and stores the `document_id` at once.
 //! 5. [`pipeline::poll`] asks for the result with growing intervals until it is ready or
 //!    times out.
 //! 6. [`pipeline::finish`] moves the original to done/, review/ or failed/, writes the
@@ -33,6 +34,7 @@
 //! `sidecar`, `config`, ...); a test (`tests/it/architecture.rs`) fails on any import cycle.
 
 pub mod api;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -117,6 +117,9 @@ pub struct Metrics {
     retention_deleted: Family<InboxLabels, Counter>,
     /// Delivery tries by kind and result, and deliveries given up: a receiver that is down.
     deliveries: Family<DeliveryLabels, Counter>,
+    /// Unix time since which the shared budget's Redis has not answered (0 while it does, or
+    /// when the budget is this process's own): nothing is sent meanwhile.
+    budget_unavailable_since: Gauge,
 }
 
 impl Metrics {
@@ -137,6 +140,7 @@ impl Metrics {
         let account_paused = Gauge::default();
         let retention_deleted = Family::<InboxLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let budget_unavailable_since = Gauge::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -187,6 +191,13 @@ impl Metrics {
             deliveries.clone(),
         );
 
+        registry.register_with_unit(
+            "beorg_budget_unavailable_since",
+            "Unix time since which the shared request budget (Redis) has not answered; 0 while it does. Nothing is sent meanwhile",
+            Unit::Seconds,
+            budget_unavailable_since.clone(),
+        );
+
         Metrics {
             registry,
             files,
@@ -197,7 +208,15 @@ impl Metrics {
             account_paused,
             retention_deleted,
             deliveries,
+            budget_unavailable_since,
         }
+    }
+
+    /// The shared budget's Redis has not answered since `since` (unix seconds), or (0) it
+    /// answers.
+    pub fn set_budget_unavailable_since(&self, since: u64) {
+        self.budget_unavailable_since
+            .set(i64::try_from(since).unwrap_or(i64::MAX));
     }
 
     /// One delivery try of `kind` ended with `result`, or (`result` "given_up") a delivery

@@ -17,6 +17,12 @@
 //!
 //! It also owns the account pause: after a 401/402 no submit turn (and, for 401, no poll turn)
 //! is given until `account_retry` has passed.
+//!
+//! With `[budget] redis` the budget is shared with other daemons on the same account: the
+//! dispatcher of [`shared`] takes this one's place, behind the same interface, and every turn
+//! is granted by Redis ([`crate::budget`]) instead of the governor limiters.
+
+mod shared;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU32;
@@ -25,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
+
+use crate::budget::SharedBudget;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -155,6 +163,8 @@ pub struct Scheduler {
     account: Arc<Mutex<AccountState>>,
     /// Wakes the dispatcher when the account state changes.
     account_changed: Arc<Notify>,
+    /// The budget shared with other daemons through Redis, when configured.
+    shared: Option<SharedBudget>,
 }
 
 impl Scheduler {
@@ -169,7 +179,39 @@ impl Scheduler {
             waiters: tx,
             account,
             account_changed,
+            shared: None,
         }
+    }
+
+    /// Like [`Scheduler::start`], with the budget shared through Redis: turns come from there,
+    /// and this daemon's 401/402 pauses every daemon on the budget.
+    pub fn start_shared(
+        limits: Limits,
+        budget: SharedBudget,
+        cancel: CancellationToken,
+    ) -> Scheduler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let account = Arc::new(Mutex::new(AccountState::default()));
+        let account_changed = Arc::new(Notify::new());
+        let dispatcher = shared::SharedDispatcher::new(
+            limits,
+            budget.clone(),
+            rx,
+            account.clone(),
+            account_changed.clone(),
+        );
+        tokio::spawn(dispatcher.run(cancel));
+        Scheduler {
+            waiters: tx,
+            account,
+            account_changed,
+            shared: Some(budget),
+        }
+    }
+
+    /// The shared budget, when there is one (for `status` and `/metrics`).
+    pub fn shared_budget(&self) -> Option<&SharedBudget> {
+        self.shared.as_ref()
     }
 
     /// Resolves when a submit may be sent, right now. `None` once the scheduler has stopped.
@@ -238,6 +280,9 @@ impl Scheduler {
         });
         state.paused_until = Some(now + retry.min(MAX_PERIOD));
         drop(state);
+        if let Some(shared) = &self.shared {
+            shared.account_refused(status, message, retry.min(MAX_PERIOD));
+        }
         let what = account_problem_text(status);
         let retry_text = humantime::format_duration(retry);
         if first_refusal {
@@ -266,6 +311,9 @@ impl Scheduler {
             state.problem = None;
             state.paused_until = None;
             drop(state);
+            if let Some(shared) = &self.shared {
+                shared.account_ok(was_submit);
+            }
             tracing::info!("the Beorg account works again; submits resumed");
             self.account_changed.notify_one();
         }

@@ -10,10 +10,10 @@
 //! | error | a state folder that can be neither used nor created; a journal the user cannot open |
 //! | error | a folder the service's systemd sandbox hides or keeps read-only (`ProtectSystem=strict` without `ReadWritePaths=`, `PrivateTmp=`, `ProtectHome=`), when the unit runs this config |
 //! | error | a `ledger` whose folder is missing or not writable, an `exec` program (named by its path) that cannot be run: every delivery would fail |
-//! | error | `--online`: token or machine_uid rejected (401), API unreachable (connection error, 5xx), any other unexpected answer |
+//! | error | `--online`: token or machine_uid rejected (401), API unreachable (connection error, 5xx), any other unexpected answer; the shared budget's Redis does not answer |
 //! | warning | (tolerated by `run`) the state folder is missing and only systemd's `StateDirectory=` can create it; a token readable by every user; an inbox with the sticky bit set that this user does not own (other users' files cannot be moved out); `--online`: the account has no money (402, submits pause until it is topped up) |
 //! | warning | an `exec` program named without a path that is not in `PATH` |
-//! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN`, a webhook without a signing secret |
+//! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN`, a webhook without a signing secret, the budget shared through Redis (`--online` says whether Redis answers and how many daemons used the key lately) |
 //!
 //! Permissions are asked with `access(2)`, which answers for the real user running `check`:
 //! run it as the service user (`sudo -u beorg-hotfolder ...`) to see what the service sees.
@@ -22,6 +22,7 @@
 //! its temp prefix at start), which catches read-only mounts and full inode tables that mode
 //! bits do not show.
 
+mod budget;
 mod delivery;
 
 use std::fmt;
@@ -227,6 +228,9 @@ pub async fn check(path: &Path, options: &Options) -> Report {
     report
         .findings
         .extend(folder_findings(&config, &user, sandbox.as_ref()));
+    report
+        .findings
+        .extend(budget::finding(&config, options.online).await);
     if options.online {
         report.findings.push(online_finding(&config).await);
     }
@@ -838,6 +842,9 @@ fn installed_sandbox_for(config_path: &Path, report: &mut Report) -> Option<Sand
 // ---------------------------------------------------------------------------------------
 // --online
 
+/// How long `check --online` waits for a turn from a shared budget.
+const SHARED_TURN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One submit with the real credentials and an empty `images` list: it tells whether the
 /// credentials work without creating a document.
 ///
@@ -869,6 +876,19 @@ async fn online_finding(config: &Config) -> Finding {
     };
     let body = empty_request(token.secret.expose(), &config.api.machine_uid);
     let url = &config.api.base_url;
+    // With a shared budget, each test request takes a turn from it like the daemons' own.
+    let turn = || async {
+        match &config.budget.redis {
+            Some(shared) => budget::request_turn(config, shared, SHARED_TURN_LIMIT).await,
+            None => Ok(()),
+        }
+    };
+    if let Err(why) = turn().await {
+        return finding(
+            Severity::Error,
+            format!("the credentials were not checked: {why}"),
+        );
+    }
     let answer = client.submit(body).await;
     if let Err(ApiFailure::Rejected { status: 400, .. }) = answer {
         // Within the account's request pace (no document is created, so the submit pace
@@ -878,6 +898,12 @@ async fn online_finding(config: &Config) -> Finding {
             documents_per_minute: config.api.documents_per_minute,
         };
         tokio::time::sleep(limits.request_period()).await;
+        if let Err(why) = turn().await {
+            return finding(
+                Severity::Error,
+                format!("the credentials were not confirmed: {why}"),
+            );
+        }
         match client.submit(empty_request("", "")).await {
             Err(ApiFailure::Account { status: 401, .. }) => {}
             Err(ApiFailure::Rejected { status: 400, .. }) => {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::daemon::telemetry::{
-    Account, Deliveries, HEARTBEAT, LastError, STATUS_FILE, Snapshot, unix_secs,
+    Account, Budget, Deliveries, HEARTBEAT, LastError, STATUS_FILE, Snapshot, unix_secs,
 };
 use crate::pipeline::intake::{EntryRules, Verdict};
 
@@ -34,6 +34,9 @@ pub struct Report {
     pub inboxes: Vec<InboxReport>,
     /// Deliveries (webhook, exec, ledger) waiting and given up, as the daemon last saw them.
     pub deliveries: Deliveries,
+    /// The request budget shared through Redis (`None`: this process's own).
+    #[serde(default)]
+    pub budget: Option<Budget>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +109,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         last_error: snapshot.last_error,
         inboxes,
         deliveries: snapshot.deliveries,
+        budget: snapshot.budget,
     })
 }
 
@@ -134,6 +138,19 @@ fn process_exists(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
+/// The shared budget's line: where it lives, and whether Redis answers.
+fn budget_line(b: &Budget) -> String {
+    match &b.unavailable_since {
+        Some(since) => format!(
+            "budget: UNAVAILABLE since {since} (shared, key {} on {}: {}); nothing is sent until Redis answers\n",
+            b.key,
+            b.redis,
+            b.error.as_deref().unwrap_or("no answer")
+        ),
+        None => format!("budget: shared (key {} on {})\n", b.key, b.redis),
+    }
+}
+
 /// The report as lines for a terminal.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -154,6 +171,9 @@ pub fn render(report: &Report) -> String {
         ));
     } else {
         out.push_str("account: ok\n");
+    }
+    if let Some(b) = &report.budget {
+        out.push_str(&budget_line(b));
     }
     match &report.last_error {
         Some(e) => out.push_str(&format!("last error: {} {}\n", e.at, e.message)),
@@ -236,6 +256,7 @@ mod tests {
             last_error: None,
             deliveries: Deliveries::default(),
             inboxes: vec![inbox(review_today)],
+            budget: None,
         };
         assert!(render(&report(2)).contains("done today 5, failed today 1, to review today 2\n"));
         assert!(!render(&report(0)).contains("review"));
@@ -253,6 +274,7 @@ mod tests {
             last_error: None,
             inboxes: Vec::new(),
             deliveries: Deliveries::default(),
+            budget: None,
         };
         assert!(!render(&report).contains("deliveries"));
         report.deliveries = Deliveries {
@@ -275,5 +297,27 @@ mod tests {
         assert_eq!(waiting(d, "").0, 1);
         assert_eq!(waiting(d, "recursive = true").0, 2);
         assert!(waiting(d, "recursive = true").1.is_some());
+    }
+
+    /// Issue 13: a shared budget is named, and Redis not answering is shown with its time.
+    #[test]
+    fn the_shared_budget_and_its_unavailability_are_shown() {
+        let mut budget = Budget {
+            redis: "redis://redis.office.lan:6379/0".into(),
+            key: "beorg:U_RATE_2".into(),
+            ..Budget::default()
+        };
+        assert_eq!(
+            budget_line(&budget),
+            "budget: shared (key beorg:U_RATE_2 on redis://redis.office.lan:6379/0)\n"
+        );
+        budget.unavailable_since = Some("2026-12-01T18:00:00Z".into());
+        budget.error = Some("Connection refused".into());
+        let line = budget_line(&budget);
+        assert!(
+            line.starts_with("budget: UNAVAILABLE since 2026-12-01T18:00:00Z"),
+            "{line}"
+        );
+        assert!(line.contains("Connection refused"), "{line}");
     }
 }

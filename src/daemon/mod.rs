@@ -52,7 +52,7 @@ pub async fn run_reloadable(
     // If this future is dropped rather than shut down (a runtime torn down after a panic),
     // every task and the intake thread still end.
     let _end_on_drop = lifetime.clone().drop_guard();
-    let scheduler = Scheduler::start(limits_of(&config), lifetime.clone());
+    let scheduler = start_scheduler(&config, lifetime.clone())?;
     let shared = Shared {
         scheduler,
         mounts: Arc::new(MountGuard::default()),
@@ -134,6 +134,21 @@ async fn serve_metrics(config: &Config, shared: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The scheduler on this process's own budget, or on the one shared through Redis (which
+/// starts without Redis answering: it then waits, and sends nothing, until Redis answers).
+fn start_scheduler(config: &Config, lifetime: CancellationToken) -> anyhow::Result<Scheduler> {
+    let Some(shared) = &config.budget.redis else {
+        return Ok(Scheduler::start(limits_of(config), lifetime));
+    };
+    let budget = crate::budget::SharedBudget::new(shared, &config.daemon.state_dir)?;
+    tracing::info!(
+        "the request budget is shared through {} (key {}) with every daemon that uses it",
+        shared.url,
+        shared.key
+    );
+    Ok(Scheduler::start_shared(limits_of(config), budget, lifetime))
+}
+
 fn limits_of(config: &Config) -> Limits {
     Limits {
         requests_per_second: config.api.requests_per_second,
@@ -148,6 +163,17 @@ fn reload_allowed(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.metrics.listen != new.metrics.listen {
         return Err("metrics.listen cannot change while running; restart the service".into());
+    }
+    let budget = |c: &Config| {
+        c.budget
+            .redis
+            .as_ref()
+            .map(|b| (b.url.clone(), b.key.clone()))
+    };
+    if budget(old) != budget(new) {
+        return Err(
+            "budget.redis and budget.key cannot change while running; restart the service".into(),
+        );
     }
     Ok(())
 }
@@ -184,4 +210,30 @@ fn log_changes(old: &Config, new: &Config, retired: &[InboxConfig]) {
         documents_per_minute = new.api.documents_per_minute,
         "config reloaded; added inboxes: {added:?}; no longer watched (their files in flight still finish): {removed:?}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(budget: &str) -> Config {
+        let text = format!(
+            "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\n\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{budget}"
+        );
+        Config::from_toml(&text, std::path::Path::new("/c.toml"), Some("t".into())).unwrap()
+    }
+
+    /// Issue 13: the shared budget's Redis and key are fixed for the process's life (the
+    /// scheduler lives across reloads); a reload that changes them is refused, naming them.
+    #[test]
+    fn a_reload_may_not_change_the_shared_budget() {
+        let local = config("");
+        let shared = config("[budget]\nredis = \"redis://127.0.0.1:6379/0\"\n");
+        let other_key = config("[budget]\nredis = \"redis://127.0.0.1:6379/0\"\nkey = \"k\"\n");
+        assert!(reload_allowed(&shared, &shared).is_ok());
+        for (old, new) in [(&local, &shared), (&shared, &local), (&shared, &other_key)] {
+            let refused = reload_allowed(old, new).unwrap_err();
+            assert!(refused.contains("budget.redis and budget.key"), "{refused}");
+        }
+    }
 }

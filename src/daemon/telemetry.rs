@@ -43,6 +43,24 @@ pub struct Snapshot {
     /// Deliveries of outcomes still to be made, and given up (absent in older snapshots).
     #[serde(default)]
     pub deliveries: Deliveries,
+    /// The request budget shared through Redis; `None` when it is this process's own.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+}
+
+/// The request budget shared with other daemons (`[budget] redis`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Budget {
+    /// `budget.redis` (it carries no password).
+    pub redis: String,
+    /// `budget.key`.
+    pub key: String,
+    /// Since when Redis has not answered (nothing is sent meanwhile); `None` while it does.
+    pub unavailable_since: Option<String>,
+    /// Unix seconds of the same.
+    pub unavailable_since_unix: Option<u64>,
+    /// Why it does not answer.
+    pub error: Option<String>,
 }
 
 /// Deliveries (webhook, exec, ledger), all inboxes together.
@@ -129,8 +147,17 @@ pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
         tokio::select! {
             _ = p.stop.cancelled() => {}
             _ = p.journal.changed() => {}
+            _ = budget_health_changed(&p) => {}
             _ = tokio::time::sleep_until(heartbeat_at.into()) => {}
         }
+    }
+}
+
+/// Resolves when the shared budget's Redis stops or starts answering; never without one.
+async fn budget_health_changed(p: &Context) {
+    match p.scheduler.shared_budget() {
+        Some(shared) => shared.health_changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -211,7 +238,19 @@ async fn snapshot(
             waiting: deliveries.waiting,
             given_up: deliveries.given_up,
         },
+        budget: p.scheduler.shared_budget().map(budget),
     })
+}
+
+fn budget(shared: &crate::budget::SharedBudget) -> Budget {
+    let health = shared.health();
+    Budget {
+        redis: shared.url().to_string(),
+        key: shared.key().to_string(),
+        unavailable_since: health.unavailable_since.map(rfc3339),
+        unavailable_since_unix: health.unavailable_since.map(unix_secs),
+        error: health.error,
+    }
 }
 
 /// Queue depth by inbox and state, and the account pause, for `/metrics`.
@@ -223,6 +262,8 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
         metrics.set_queue(&path, "polling", inbox.polling);
     }
     metrics.set_account_paused(s.account.paused);
+    let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);
+    metrics.set_budget_unavailable_since(unavailable.unwrap_or(0));
 }
 
 /// The one line `systemctl status` shows.
@@ -251,6 +292,9 @@ fn status_line(s: &Snapshot) -> String {
             "; ACCOUNT PAUSED (HTTP {})",
             s.account.http_status.unwrap_or(0)
         ));
+    }
+    if let Some(since) = s.budget.as_ref().and_then(|b| b.unavailable_since.as_ref()) {
+        line.push_str(&format!("; BUDGET UNAVAILABLE since {since} (Redis)"));
     }
     line
 }
@@ -296,6 +340,7 @@ mod tests {
             last_error: None,
             ready_queue: 0,
             deliveries: Deliveries::default(),
+            budget: None,
             inboxes: vec![InboxSnapshot {
                 path: PathBuf::from("/srv/in/passport"),
                 doc_type: "PASSPORT".into(),
@@ -316,5 +361,21 @@ mod tests {
     fn the_status_line_counts_results_to_review() {
         assert!(status_line(&snapshot(2)).ends_with("today 3 done, 1 failed, 2 to review"));
         assert!(status_line(&snapshot(0)).ends_with("today 3 done, 1 failed"));
+    }
+
+    /// Issue 13: `systemctl status` says when the shared budget's Redis does not answer.
+    #[test]
+    fn the_status_line_says_when_the_shared_budget_is_unavailable() {
+        let mut s = snapshot(0);
+        s.budget = Some(Budget {
+            redis: "redis://r:6379/0".into(),
+            key: "beorg:U_RATE_2".into(),
+            ..Budget::default()
+        });
+        assert!(!status_line(&s).contains("BUDGET"));
+        s.budget.as_mut().unwrap().unavailable_since = Some("2026-12-01T18:00:00Z".into());
+        assert!(
+            status_line(&s).ends_with("; BUDGET UNAVAILABLE since 2026-12-01T18:00:00Z (Redis)")
+        );
     }
 }

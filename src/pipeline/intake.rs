@@ -383,7 +383,7 @@ pub fn run(
         // With files settling, every tick; idle, only when something is due (a polled or
         // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
         let now = Instant::now();
-        let wait = if intake.candidates.is_empty() {
+        let wait = if intake.candidates.is_empty() && intake.set_candidates.is_empty() {
             let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
             due.saturating_duration_since(now).max(tick)
         } else {
@@ -866,6 +866,7 @@ impl Intake {
     /// just now is still settling (the files of a first listing settle in listing order,
     /// not by age), so the oldest file is always queued first.
     fn check_candidates(&mut self) {
+        self.check_set_candidates();
         let now = Instant::now();
         let mut any_settled = false;
         // The oldest file still settling, as (mtime, name): younger ones wait for it.
@@ -928,7 +929,6 @@ impl Intake {
         if self.candidates.capacity() > 2 * self.candidates.len() + 1024 {
             self.candidates.shrink_to_fit();
         }
-        self.check_set_candidates();
     }
 
     /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it

@@ -238,12 +238,10 @@ async fn issue11_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_
 
 #[tokio::test]
 async fn issue11_a_webhook_receiver_down_across_a_restart_gets_the_outcome_after_it() {
-    // A port nobody listens on yet: connection refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on yet: connection refused. Below the kernel's ephemeral range
+    // (32768-60999 by default), so no outgoing connection of another test takes it before
+    // the receiver binds it after the restart.
+    let port = port_outside_the_ephemeral_range();
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let url = format!("http://127.0.0.1:{port}/hook");
     env.inboxes[0].extra =
@@ -657,4 +655,14 @@ async fn issue11_check_names_a_missing_ledger_folder_and_an_exec_program_that_ca
         !text.contains("inbox[1].ledger") && !text.contains("inbox[1].exec"),
         "{text}"
     );
+}
+
+/// A free loopback port below the ephemeral range: free now, and not handed out by the
+/// kernel to outgoing connections meanwhile.
+fn port_outside_the_ephemeral_range() -> u16 {
+    let mut rng = fastrand::Rng::new();
+    (0..1000)
+        .map(|_| rng.u16(20_000..32_000))
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }

@@ -782,3 +782,109 @@ pub async fn scrape_metrics(port: u16) -> Vec<Sample> {
         .unwrap();
     parse_metrics(&text)
 }
+
+/// A real `redis-server` on a loopback port, for the shared request budget (no persistence:
+/// a restart loses its state, the harder case). Killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    /// Extra arguments (e.g. `--requirepass`), kept for a restart.
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers.
+    pub fn start(args: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        server.restart();
+        server
+    }
+
+    /// A free port with no server on it yet (start one there with [`RedisServer::restart`]).
+    pub fn not_started(args: &[&str]) -> RedisServer {
+        RedisServer {
+            port: free_port(),
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        precondition(
+            installed,
+            "redis-server is not installed (the shared-budget tests run a real one)",
+            "install it: apt-get install redis-server (Debian/Ubuntu), or put Valkey's valkey-server in PATH as redis-server",
+        );
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, as a crash: no goodbye to the clients, and its state is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asserts that no two requests in `records` arrived closer than `1/requests_per_second`,
+/// and no two submits closer than `60/documents_per_minute` (what the vendor enforces).
+pub fn assert_within_limits(
+    records: &[beorg_emulator::RequestRecord],
+    requests_per_second: f64,
+    documents_per_minute: f64,
+) {
+    let request_gap = Duration::from_secs_f64(1.0 / requests_per_second);
+    let submit_gap = Duration::from_secs_f64(60.0 / documents_per_minute);
+    let mut all: Vec<_> = records.iter().map(|r| r.at).collect();
+    all.sort();
+    for pair in all.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= request_gap, "two requests {gap:?} apart");
+    }
+    let mut submits: Vec<_> = records
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Submit)
+        .map(|r| r.at)
+        .collect();
+    submits.sort();
+    for pair in submits.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= submit_gap, "two submits {gap:?} apart");
+    }
+}

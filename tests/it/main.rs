@@ -4,6 +4,7 @@
 //! `helpers.rs` is the environment every test uses.
 
 mod architecture;
+mod budget;
 mod chaos;
 mod check;
 mod cli;

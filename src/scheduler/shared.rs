@@ -1,0 +1,341 @@
+//! The dispatcher for a budget shared through Redis (`[budget] redis`): the same queues and
+//! the same order as the local dispatcher (submits by priority, oldest claim first; polls in
+//! arrival order; a due submit first when documents are the scarcer budget, alternation when
+//! requests are), but each turn is granted by Redis ([`crate::budget`]), where every daemon on
+//! the account asks. Redis's answers also carry the account pause, which this dispatcher
+//! mirrors into the local [`AccountState`] (so `status` shows it) and obeys.
+//!
+//! When Redis does not answer, no turn is given; it asks again, with a short backoff, while
+//! anything waits.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AccountProblem, AccountState, Kind, Limits, Message, Waiter, grant, grant_first,
+    sleep_until_opt,
+};
+use crate::budget::{Periods, Reply, SharedBudget, SharedPause, TurnKind};
+
+/// While the shared account pause holds, a daemon with work waiting asks Redis this often
+/// whether another daemon's try has ended it.
+const PAUSE_RECHECK: Duration = Duration::from_secs(2);
+
+/// After Redis did not answer, the first wait before asking again; doubles up to the max.
+const UNAVAILABLE_RETRY: Duration = Duration::from_millis(200);
+const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+pub(super) struct SharedDispatcher {
+    budget: SharedBudget,
+    limits: Limits,
+    incoming: mpsc::UnboundedReceiver<Message>,
+    /// Waiting submits by (priority, arrival).
+    submit_queue: BTreeMap<(i64, u64), oneshot::Sender<()>>,
+    arrivals: u64,
+    /// Files preparing a body that will ask for a submit turn, by priority (how many each):
+    /// no later file's submit goes before them (oldest first, as in the local dispatcher).
+    expected: BTreeMap<i64, usize>,
+    poll_queue: VecDeque<oneshot::Sender<()>>,
+    /// Polls asked before the result is likely ready: only when no submit waits or is coming.
+    spare_queue: VecDeque<oneshot::Sender<()>>,
+    /// From Redis's last answer: before these the request / submit budget is known to refuse
+    /// (other daemons may take slots, so at that time Redis is asked, not trusted blindly).
+    request_free_at: Instant,
+    submit_free_at: Instant,
+    /// A submit / poll was refused (fairness, a slot left to a due submit): not asked again
+    /// before this.
+    submit_retry_at: Instant,
+    poll_retry_at: Instant,
+    /// The account pause is taken as Redis last said until then; after it, Redis is asked
+    /// again even if the local pause has not ended (another daemon's try may have ended it).
+    pause_recheck_at: Instant,
+    /// Alternation when submits and polls both wait and requests are the scarcer budget.
+    last_was_submit: bool,
+    account: Arc<Mutex<AccountState>>,
+    account_changed: Arc<Notify>,
+}
+
+impl SharedDispatcher {
+    pub(super) fn new(
+        limits: Limits,
+        budget: SharedBudget,
+        incoming: mpsc::UnboundedReceiver<Message>,
+        account: Arc<Mutex<AccountState>>,
+        account_changed: Arc<Notify>,
+    ) -> SharedDispatcher {
+        let now = Instant::now();
+        SharedDispatcher {
+            budget,
+            limits,
+            incoming,
+            submit_queue: BTreeMap::new(),
+            arrivals: 0,
+            expected: BTreeMap::new(),
+            poll_queue: VecDeque::new(),
+            spare_queue: VecDeque::new(),
+            request_free_at: now,
+            submit_free_at: now,
+            submit_retry_at: now,
+            poll_retry_at: now,
+            pause_recheck_at: now,
+            last_was_submit: false,
+            account,
+            account_changed,
+        }
+    }
+
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
+        let mut retry = UNAVAILABLE_RETRY;
+        loop {
+            self.take_incoming();
+            let now = Instant::now();
+            let asking = self.next_kind(now);
+            let news = self.budget.has_news();
+            if asking.is_none() && !news {
+                let wake_at = self.next_wake(now);
+                tokio::select! {
+                    // Shutdown: dropping the queues tells every waiter "no more turns".
+                    _ = cancel.cancelled() => return,
+                    // A new waiter or new limits arrived (or every handle is gone: then stop).
+                    message = self.incoming.recv() => match message {
+                        Some(m) => self.receive(m),
+                        None => return,
+                    },
+                    // This daemon saw a 401/402 or a success: Redis must hear of it.
+                    _ = self.account_changed.notified() => {}
+                    // A budget refills, a refusal's wait ends, or the pause is due a recheck.
+                    _ = sleep_until_opt(wake_at) => {}
+                }
+                continue;
+            }
+            let periods = self.periods();
+            let submit_waiting = !self.submit_queue.is_empty();
+            let answer = tokio::select! {
+                _ = cancel.cancelled() => return,
+                answer = async {
+                    match asking {
+                        Some(kind) => self.budget.turn(kind, periods, submit_waiting).await,
+                        None => self.budget.sync(periods, submit_waiting).await,
+                    }
+                } => answer,
+            };
+            match answer {
+                Ok(reply) => {
+                    retry = UNAVAILABLE_RETRY;
+                    self.take_incoming();
+                    self.follow(asking, reply);
+                }
+                Err(_) => {
+                    // Nothing is sent without a granted turn: wait, then ask again.
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(UNAVAILABLE_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    fn periods(&self) -> Periods {
+        Periods {
+            request: self.limits.request_period(),
+            submit: self.limits.submit_period(),
+        }
+    }
+
+    /// Acts on Redis's answer: hands a granted turn to the waiter, or notes when to ask again.
+    fn follow(&mut self, asked: Option<TurnKind>, reply: Reply) {
+        let now = Instant::now();
+        self.mirror_pause(reply.pause.as_ref(), now);
+        self.request_free_at = now + reply.request_wait;
+        self.submit_free_at = now + reply.submit_wait;
+        match (asked, reply.granted) {
+            (Some(TurnKind::Submit), true) => {
+                if reply.probe {
+                    tracing::info!("the account pause is over: this daemon sends the one try");
+                }
+                // A waiter that left meanwhile: its slot goes unused (never given twice).
+                if grant_first(&mut self.submit_queue) {
+                    self.last_was_submit = true;
+                }
+            }
+            (Some(TurnKind::Poll), true) => {
+                if grant(&mut self.poll_queue) || grant(&mut self.spare_queue) {
+                    self.last_was_submit = false;
+                }
+            }
+            (Some(TurnKind::Submit), false) => self.submit_retry_at = now + reply.wait,
+            (Some(TurnKind::Poll), false) => self.poll_retry_at = now + reply.wait,
+            (None, _) => {}
+        }
+    }
+
+    /// Makes the local account state say what Redis says: a pause another daemon saw holds
+    /// here too (one WARN), and one that another daemon's success ended ends here (one INFO).
+    fn mirror_pause(&mut self, pause: Option<&SharedPause>, now: Instant) {
+        if self.budget.pause_not_written() {
+            // This daemon's own refusal is newer than what Redis said.
+            return;
+        }
+        let mut state = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        match pause {
+            Some(p) => {
+                if state.problem.is_none() {
+                    tracing::warn!(
+                        http_status = p.status,
+                        "the Beorg account refused a request of another daemon sharing this budget (the service said: {}); submits are paused here too for {}, and no file is failed for this",
+                        p.message,
+                        humantime::format_duration(Duration::from_secs(p.left.as_secs()))
+                    );
+                }
+                state.problem = Some(AccountProblem {
+                    status: p.status,
+                    message: p.message.clone(),
+                    since: p.since,
+                });
+                state.paused_until = Some(now + p.left);
+                self.pause_recheck_at = now + PAUSE_RECHECK.min(p.left);
+            }
+            None => {
+                if state.problem.take().is_some() {
+                    state.paused_until = None;
+                    tracing::info!(
+                        "the Beorg account works again (seen by a daemon sharing this budget); submits resumed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether the account pause holds `kind` back now, as far as this daemon knows.
+    fn held(&self, account: &AccountState, kind: Kind, now: Instant) -> bool {
+        account.blocks(kind, now) && now < self.pause_recheck_at
+    }
+
+    /// Who asks Redis next: a due submit first when documents are the scarcer budget (a poll
+    /// on its slot would push it back for good); when requests are, a submit and a poll
+    /// alternate so neither starves.
+    fn next_kind(&self, now: Instant) -> Option<TurnKind> {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let request_free = self.request_free_at <= now;
+        let want_submit = self.submit_is_next()
+            && !self.held(&account, Kind::Submit, now)
+            && request_free
+            && self.submit_free_at <= now
+            && self.submit_retry_at <= now;
+        let want_poll = self.poll_waits()
+            && !self.held(&account, Kind::Poll, now)
+            && request_free
+            && self.poll_retry_at <= now;
+        let want_poll = want_poll && !self.poll_would_delay_a_submit(&account, now);
+        let alternate = !self.documents_scarce() && self.last_was_submit && want_poll;
+        match (want_submit && !alternate, want_poll) {
+            (true, _) => Some(TurnKind::Submit),
+            (false, true) => Some(TurnKind::Poll),
+            (false, false) => None,
+        }
+    }
+
+    /// The first waiting submit may go: no earlier file is still preparing its body.
+    fn submit_is_next(&self) -> bool {
+        match (self.submit_queue.keys().next(), self.expected.keys().next()) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some((first, _)), Some(earliest)) => first <= earliest,
+        }
+    }
+
+    /// A poll waits: an ordinary one, or a spare one while no submit waits or is coming.
+    fn poll_waits(&self) -> bool {
+        !self.poll_queue.is_empty()
+            || (!self.spare_queue.is_empty()
+                && self.submit_queue.is_empty()
+                && self.expected.is_empty())
+    }
+
+    /// Documents are the scarcer budget (as at the vendor's limits: 6 requests a document).
+    fn documents_scarce(&self) -> bool {
+        self.limits.submit_period() >= self.limits.request_period() * 2
+    }
+
+    /// When documents are scarce, a poll does not take the slot before a waiting submit the
+    /// budget allows within one request period: that delay would be lost for good.
+    fn poll_would_delay_a_submit(&self, account: &AccountState, now: Instant) -> bool {
+        self.documents_scarce()
+            && !self.submit_queue.is_empty()
+            && !self.held(account, Kind::Submit, now)
+            && self.submit_free_at.max(self.submit_retry_at) < now + self.limits.request_period()
+    }
+
+    /// When something could change what [`Self::next_kind`] says (new messages wake it too).
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let held_until = || {
+            let until = account.paused_until.unwrap_or(now);
+            until.min(self.pause_recheck_at).max(now)
+        };
+        let submit = self.submit_is_next().then(|| {
+            if self.held(&account, Kind::Submit, now) {
+                held_until()
+            } else {
+                self.request_free_at
+                    .max(self.submit_free_at)
+                    .max(self.submit_retry_at)
+            }
+        });
+        // A poll held back for a submit is looked at again when that submit may go.
+        let poll_waits = self.poll_waits() && !self.poll_would_delay_a_submit(&account, now);
+        let poll = poll_waits.then(|| {
+            if self.held(&account, Kind::Poll, now) {
+                held_until()
+            } else {
+                self.request_free_at.max(self.poll_retry_at)
+            }
+        });
+        [submit, poll].into_iter().flatten().min()
+    }
+
+    fn take_incoming(&mut self) {
+        while let Ok(m) = self.incoming.try_recv() {
+            self.receive(m);
+        }
+        self.submit_queue.retain(|_, w| !w.is_closed());
+        self.poll_queue.retain(|w| !w.is_closed());
+        self.spare_queue.retain(|w| !w.is_closed());
+    }
+
+    fn receive(&mut self, message: Message) {
+        match message {
+            Message::Turn(w) => self.enqueue(w),
+            // Redis measures each turn with the periods sent with it: the next grant waits
+            // the period of the last one, so a change never squeezes two requests together.
+            Message::Limits(limits) => self.limits = limits,
+            Message::Expect(priority) => *self.expected.entry(priority).or_default() += 1,
+            Message::Unexpect(priority) => {
+                if let Some(count) = self.expected.get_mut(&priority) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.expected.remove(&priority);
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, w: Waiter) {
+        match w.kind {
+            Kind::Submit => {
+                self.arrivals += 1;
+                self.submit_queue
+                    .insert((w.priority, self.arrivals), w.grant);
+            }
+            Kind::Poll => self.poll_queue.push_back(w.grant),
+            Kind::SparePoll => self.spare_queue.push_back(w.grant),
+        }
+    }
+}
