@@ -358,14 +358,7 @@ struct Dispatcher {
     limits: Limits,
     incoming: mpsc::UnboundedReceiver<Message>,
     /// Waiting submits by (priority, arrival).
-    submit_queue: BTreeMap<(i64, u64), oneshot::Sender<()>>,
-    arrivals: u64,
-    poll_queue: VecDeque<oneshot::Sender<()>>,
-    /// Polls that go only on a slot nothing else wants (see [`Scheduler::spare_poll_turn`]).
-    spare_queue: VecDeque<oneshot::Sender<()>>,
-    /// Priorities of files that will ask for a submit turn (claimed, preparing their body):
-    /// no later file's submit goes before them.
-    expected: BTreeMap<i64, usize>,
+    waiting: Waiting,
     /// The request budget allows the next request from then on.
     next_request_at: Instant,
     /// The documents budget allows the next submit from then on.
@@ -397,11 +390,7 @@ impl Dispatcher {
             submits: limiter(limits.submit_period()),
             limits,
             incoming,
-            submit_queue: BTreeMap::new(),
-            arrivals: 0,
-            poll_queue: VecDeque::new(),
-            spare_queue: VecDeque::new(),
-            expected: BTreeMap::new(),
+            waiting: Waiting::default(),
             next_request_at: now,
             next_submit_at: now,
             last_was_submit: false,
@@ -449,12 +438,11 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let poll_ok = !self.poll_queue.is_empty() && !account.blocks(Kind::Poll, now);
-        let submits_pending = !self.submit_queue.is_empty() || !self.expected.is_empty();
-        let spare_ok =
-            !self.spare_queue.is_empty() && !account.blocks(Kind::Poll, now) && !submits_pending;
+        let poll_ok = !self.waiting.polls.is_empty() && !account.blocks(Kind::Poll, now);
+        let spare_ok = self.waiting.spare_may_go() && !account.blocks(Kind::Poll, now);
         let slot_at = self.next_request_at.max(now);
         let submit_at = self
+            .waiting
             .submit_is_next()
             .filter(|_| !account.blocks(Kind::Submit, now))
             .map(|_| slot_at.max(self.next_submit_at));
@@ -472,25 +460,13 @@ impl Dispatcher {
                 return Decision::Grant(if poll_ok { Kind::Poll } else { Kind::SparePoll });
             }
         }
-        let anyone_waits = !self.submit_queue.is_empty()
-            || !self.poll_queue.is_empty()
-            || !self.spare_queue.is_empty();
+        let anyone_waits = self.waiting.anyone();
         let pause_end = account
             .paused_until
             .filter(|end| anyone_waits && *end > now);
         // A poll held back for a submit is looked at again when that submit has gone.
         let poll_at = ((poll_ok || spare_ok) && slot_at > now).then_some(slot_at);
         Decision::Wait([submit_at, poll_at, pause_end].into_iter().flatten().min())
-    }
-
-    /// The submit whose turn it is, if it has asked: the lowest priority waiting, unless a
-    /// file with a lower one is still preparing its body.
-    fn submit_is_next(&self) -> Option<i64> {
-        let (&(priority, _), _) = self.submit_queue.first_key_value()?;
-        let earliest_expected = self.expected.first_key_value().map(|(p, _)| *p);
-        earliest_expected
-            .is_none_or(|earliest| earliest >= priority)
-            .then_some(priority)
     }
 
     /// Waits for the governor limiters (the guard) and hands the turn over. A waiter that left
@@ -505,10 +481,9 @@ impl Dispatcher {
         let granted = match kind {
             Kind::Submit => {
                 self.next_submit_at = now + self.limits.submit_period();
-                grant_first(&mut self.submit_queue)
+                self.waiting.grant(Kind::Submit)
             }
-            Kind::Poll => grant(&mut self.poll_queue),
-            Kind::SparePoll => grant(&mut self.spare_queue),
+            kind => self.waiting.grant(kind),
         };
         if granted {
             self.last_was_submit = kind == Kind::Submit;
@@ -519,23 +494,14 @@ impl Dispatcher {
         while let Ok(m) = self.incoming.try_recv() {
             self.receive(m);
         }
-        self.submit_queue.retain(|_, w| !w.is_closed());
-        self.poll_queue.retain(|w| !w.is_closed());
-        self.spare_queue.retain(|w| !w.is_closed());
+        self.waiting.drop_closed();
     }
 
     fn receive(&mut self, message: Message) {
         match message {
-            Message::Turn(w) => self.enqueue(w),
-            Message::Expect(priority) => *self.expected.entry(priority).or_default() += 1,
-            Message::Unexpect(priority) => {
-                if let Some(count) = self.expected.get_mut(&priority) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.expected.remove(&priority);
-                    }
-                }
-            }
+            Message::Turn(w) => self.waiting.add(w),
+            Message::Expect(priority) => self.waiting.expect(priority),
+            Message::Unexpect(priority) => self.waiting.unexpect(priority),
             Message::Limits(limits) => {
                 self.limits = limits;
                 self.requests = limiter(limits.request_period());
@@ -550,16 +516,83 @@ impl Dispatcher {
             }
         }
     }
+}
 
-    fn enqueue(&mut self, w: Waiter) {
+/// Who waits for a turn, for both dispatchers (this process's own and the Redis one): submits
+/// by (priority, arrival), polls in arrival order, spare polls, and the files that will ask
+/// for a submit turn (claimed, preparing their body): no later file's submit goes before them.
+#[derive(Default)]
+struct Waiting {
+    submits: BTreeMap<(i64, u64), oneshot::Sender<()>>,
+    arrivals: u64,
+    polls: VecDeque<oneshot::Sender<()>>,
+    /// Polls that go only on a slot nothing else wants (see [`Scheduler::spare_poll_turn`]).
+    spare: VecDeque<oneshot::Sender<()>>,
+    expected: BTreeMap<i64, usize>,
+}
+
+impl Waiting {
+    fn add(&mut self, w: Waiter) {
         match w.kind {
             Kind::Submit => {
                 self.arrivals += 1;
-                self.submit_queue
-                    .insert((w.priority, self.arrivals), w.grant);
+                self.submits.insert((w.priority, self.arrivals), w.grant);
             }
-            Kind::Poll => self.poll_queue.push_back(w.grant),
-            Kind::SparePoll => self.spare_queue.push_back(w.grant),
+            Kind::Poll => self.polls.push_back(w.grant),
+            Kind::SparePoll => self.spare.push_back(w.grant),
+        }
+    }
+
+    fn expect(&mut self, priority: i64) {
+        *self.expected.entry(priority).or_default() += 1;
+    }
+
+    fn unexpect(&mut self, priority: i64) {
+        if let Some(count) = self.expected.get_mut(&priority) {
+            *count -= 1;
+            if *count == 0 {
+                self.expected.remove(&priority);
+            }
+        }
+    }
+
+    /// Forgets waiters that left (their task ended).
+    fn drop_closed(&mut self) {
+        self.submits.retain(|_, w| !w.is_closed());
+        self.polls.retain(|w| !w.is_closed());
+        self.spare.retain(|w| !w.is_closed());
+    }
+
+    /// The submit whose turn it is, if it has asked: the lowest priority waiting, unless a
+    /// file with a lower one is still preparing its body.
+    fn submit_is_next(&self) -> Option<i64> {
+        let (&(priority, _), _) = self.submits.first_key_value()?;
+        let earliest_expected = self.expected.first_key_value().map(|(p, _)| *p);
+        earliest_expected
+            .is_none_or(|earliest| earliest >= priority)
+            .then_some(priority)
+    }
+
+    /// A spare poll waits and no submit waits or is coming.
+    fn spare_may_go(&self) -> bool {
+        !self.spare.is_empty() && self.submits.is_empty() && self.expected.is_empty()
+    }
+
+    fn submits_wait(&self) -> bool {
+        !self.submits.is_empty()
+    }
+
+    fn anyone(&self) -> bool {
+        !self.submits.is_empty() || !self.polls.is_empty() || !self.spare.is_empty()
+    }
+
+    /// Hands a turn of `kind` to the first waiter of that kind still listening (a waiter that
+    /// left is skipped); false if none was.
+    fn grant(&mut self, kind: Kind) -> bool {
+        match kind {
+            Kind::Submit => grant_first(&mut self.submits),
+            Kind::Poll => grant(&mut self.polls),
+            Kind::SparePoll => grant(&mut self.spare),
         }
     }
 }
@@ -649,7 +682,7 @@ mod tests {
         (d.next_request_at, d.next_submit_at) = (past, past);
         for &priority in submits {
             let (grant, _) = oneshot::channel();
-            d.enqueue(Waiter {
+            d.waiting.add(Waiter {
                 kind: Kind::Submit,
                 priority,
                 grant,
@@ -658,7 +691,7 @@ mod tests {
         for (kind, n) in [(Kind::Poll, polls), (Kind::SparePoll, spare)] {
             for _ in 0..n {
                 let (grant, _) = oneshot::channel();
-                d.enqueue(Waiter {
+                d.waiting.add(Waiter {
                     kind,
                     priority: 0,
                     grant,

@@ -8,17 +8,13 @@
 //! When Redis does not answer, no turn is given; it asks again, with a short backoff, while
 //! anything waits.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    AccountProblem, AccountState, Kind, Limits, Message, Waiter, grant, grant_first,
-    sleep_until_opt,
-};
+use super::{AccountProblem, AccountState, Kind, Limits, Message, Waiting, sleep_until_opt};
 use crate::budget::{Periods, Reply, SharedBudget, SharedPause, TurnKind};
 
 /// While the shared account pause holds, a daemon with work waiting asks Redis this often
@@ -33,15 +29,7 @@ pub(super) struct SharedDispatcher {
     budget: SharedBudget,
     limits: Limits,
     incoming: mpsc::UnboundedReceiver<Message>,
-    /// Waiting submits by (priority, arrival).
-    submit_queue: BTreeMap<(i64, u64), oneshot::Sender<()>>,
-    arrivals: u64,
-    /// Files preparing a body that will ask for a submit turn, by priority (how many each):
-    /// no later file's submit goes before them (oldest first, as in the local dispatcher).
-    expected: BTreeMap<i64, usize>,
-    poll_queue: VecDeque<oneshot::Sender<()>>,
-    /// Polls asked before the result is likely ready: only when no submit waits or is coming.
-    spare_queue: VecDeque<oneshot::Sender<()>>,
+    waiting: Waiting,
     /// From Redis's last answer: before these the request / submit budget is known to refuse
     /// (other daemons may take slots, so at that time Redis is asked, not trusted blindly).
     request_free_at: Instant,
@@ -72,11 +60,7 @@ impl SharedDispatcher {
             budget,
             limits,
             incoming,
-            submit_queue: BTreeMap::new(),
-            arrivals: 0,
-            expected: BTreeMap::new(),
-            poll_queue: VecDeque::new(),
-            spare_queue: VecDeque::new(),
+            waiting: Waiting::default(),
             request_free_at: now,
             submit_free_at: now,
             submit_retry_at: now,
@@ -113,7 +97,7 @@ impl SharedDispatcher {
                 continue;
             }
             let periods = self.periods();
-            let submit_waiting = !self.submit_queue.is_empty();
+            let submit_waiting = self.waiting.submits_wait();
             let answer = tokio::select! {
                 _ = cancel.cancelled() => return,
                 answer = async {
@@ -160,12 +144,12 @@ impl SharedDispatcher {
                     tracing::info!("the account pause is over: this daemon sends the one try");
                 }
                 // A waiter that left meanwhile: its slot goes unused (never given twice).
-                if grant_first(&mut self.submit_queue) {
+                if self.waiting.grant(Kind::Submit) {
                     self.last_was_submit = true;
                 }
             }
             (Some(TurnKind::Poll), true) => {
-                if grant(&mut self.poll_queue) || grant(&mut self.spare_queue) {
+                if self.waiting.grant(Kind::Poll) || self.waiting.grant(Kind::SparePoll) {
                     self.last_was_submit = false;
                 }
             }
@@ -223,7 +207,7 @@ impl SharedDispatcher {
     fn next_kind(&self, now: Instant) -> Option<TurnKind> {
         let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
         let request_free = self.request_free_at <= now;
-        let want_submit = self.submit_is_next()
+        let want_submit = self.waiting.submit_is_next().is_some()
             && !self.held(&account, Kind::Submit, now)
             && request_free
             && self.submit_free_at <= now
@@ -241,21 +225,9 @@ impl SharedDispatcher {
         }
     }
 
-    /// The first waiting submit may go: no earlier file is still preparing its body.
-    fn submit_is_next(&self) -> bool {
-        match (self.submit_queue.keys().next(), self.expected.keys().next()) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some((first, _)), Some(earliest)) => first <= earliest,
-        }
-    }
-
     /// A poll waits: an ordinary one, or a spare one while no submit waits or is coming.
     fn poll_waits(&self) -> bool {
-        !self.poll_queue.is_empty()
-            || (!self.spare_queue.is_empty()
-                && self.submit_queue.is_empty()
-                && self.expected.is_empty())
+        !self.waiting.polls.is_empty() || self.waiting.spare_may_go()
     }
 
     /// Documents are the scarcer budget (as at the vendor's limits: 6 requests a document).
@@ -267,7 +239,7 @@ impl SharedDispatcher {
     /// budget allows within one request period: that delay would be lost for good.
     fn poll_would_delay_a_submit(&self, account: &AccountState, now: Instant) -> bool {
         self.documents_scarce()
-            && !self.submit_queue.is_empty()
+            && self.waiting.submits_wait()
             && !self.held(account, Kind::Submit, now)
             && self.submit_free_at.max(self.submit_retry_at) < now + self.limits.request_period()
     }
@@ -279,7 +251,7 @@ impl SharedDispatcher {
             let until = account.paused_until.unwrap_or(now);
             until.min(self.pause_recheck_at).max(now)
         };
-        let submit = self.submit_is_next().then(|| {
+        let submit = self.waiting.submit_is_next().is_some().then(|| {
             if self.held(&account, Kind::Submit, now) {
                 held_until()
             } else {
@@ -304,38 +276,17 @@ impl SharedDispatcher {
         while let Ok(m) = self.incoming.try_recv() {
             self.receive(m);
         }
-        self.submit_queue.retain(|_, w| !w.is_closed());
-        self.poll_queue.retain(|w| !w.is_closed());
-        self.spare_queue.retain(|w| !w.is_closed());
+        self.waiting.drop_closed();
     }
 
     fn receive(&mut self, message: Message) {
         match message {
-            Message::Turn(w) => self.enqueue(w),
+            Message::Turn(w) => self.waiting.add(w),
             // Redis measures each turn with the periods sent with it: the next grant waits
             // the period of the last one, so a change never squeezes two requests together.
             Message::Limits(limits) => self.limits = limits,
-            Message::Expect(priority) => *self.expected.entry(priority).or_default() += 1,
-            Message::Unexpect(priority) => {
-                if let Some(count) = self.expected.get_mut(&priority) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.expected.remove(&priority);
-                    }
-                }
-            }
-        }
-    }
-
-    fn enqueue(&mut self, w: Waiter) {
-        match w.kind {
-            Kind::Submit => {
-                self.arrivals += 1;
-                self.submit_queue
-                    .insert((w.priority, self.arrivals), w.grant);
-            }
-            Kind::Poll => self.poll_queue.push_back(w.grant),
-            Kind::SparePoll => self.spare_queue.push_back(w.grant),
+            Message::Expect(priority) => self.waiting.expect(priority),
+            Message::Unexpect(priority) => self.waiting.unexpect(priority),
         }
     }
 }
