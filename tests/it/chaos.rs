@@ -73,14 +73,7 @@ async fn chaos(kills: usize, sick_inbox: bool) {
         env.drop_bytes(0, &name, &bytes);
     }
 
-    let mut logs = String::new();
-    for _ in 0..kills {
-        let mut daemon = env.spawn_binary(&[]);
-        tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
-        daemon.signal(Signal::KILL);
-        daemon.wait(Duration::from_secs(5)).await;
-        logs.push_str(&daemon.stderr());
-    }
+    let mut logs = env.sigkill_at_random_moments(&mut rng, kills).await;
     let mut last = env.spawn_binary(&[]);
     let inbox = env.inboxes[0].clone();
     wait_until("every file finished", || {

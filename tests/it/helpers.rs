@@ -888,3 +888,19 @@ pub fn assert_within_limits(
         assert!(gap >= submit_gap, "two submits {gap:?} apart");
     }
 }
+
+impl TestEnv {
+    /// Starts the daemon binary `kills` times and SIGKILLs it at a random moment 50-700 ms
+    /// after each start (the chaos tests); returns what the killed daemons logged.
+    pub async fn sigkill_at_random_moments(&self, rng: &mut fastrand::Rng, kills: usize) -> String {
+        let mut logs = String::new();
+        for _ in 0..kills {
+            let mut daemon = self.spawn_binary(&[]);
+            tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
+            daemon.signal(rustix::process::Signal::KILL);
+            daemon.wait(Duration::from_secs(5)).await;
+            logs.push_str(&daemon.stderr());
+        }
+        logs
+    }
+}

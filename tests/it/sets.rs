@@ -464,14 +464,7 @@ async fn issue_10_sigkill_at_random_moments_while_sets_flow() {
             &[("passport.png", passport), ("selfie.png", selfie)],
         );
     }
-    let mut logs = String::new();
-    for _ in 0..CHAOS_KILLS {
-        let mut daemon = env.spawn_binary(&[]);
-        tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
-        daemon.signal(Signal::KILL);
-        daemon.wait(Duration::from_secs(5)).await;
-        logs.push_str(&daemon.stderr());
-    }
+    let mut logs = env.sigkill_at_random_moments(&mut rng, CHAOS_KILLS).await;
     let mut last = env.spawn_binary(&[]);
     let inbox = env.inboxes[0].clone();
     wait_until("every set finished", || {
