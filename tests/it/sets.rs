@@ -596,6 +596,9 @@ async fn issue_10_status_counts_a_set_as_one() {
 #[tokio::test]
 async fn issue_10_a_set_waits_out_402_and_retries_server_errors() {
     let env = env_with(KYC).await;
+    // Both faults are set before anything is sent: the emulator picks a forced status when a
+    // request arrives, so setting it between two requests could miss one already on its way.
+    env.emulator.fail_next(Endpoint::Submit, 503, 2);
     env.emulator.set_no_money(true);
     let daemon = env.start();
     put_set(
@@ -618,7 +621,6 @@ async fn issue_10_a_set_waits_out_402_and_retries_server_errors() {
         || !layout::sidecar_path(&failed_dir.join("kyc-6")).exists(),
     )
     .await;
-    env.emulator.fail_next(Endpoint::Submit, 503, 2);
     env.emulator.set_no_money(false);
     let (sidecar, _) = set_sidecar(&env, 0, "kyc-6").await;
     assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
