@@ -68,24 +68,28 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             return Step::Finish(timed_out(inbox.result_timeout, &document_id));
         }
         let turn_asked = Instant::now();
-        if ask.spare {
+        let turn = if ask.spare {
             // Only on a slot nothing else wants; not granted by the next ask, skipped.
             let skip_at = started + after_next;
             tokio::select! {
                 _ = p.stop.cancelled() => return Step::Stopped,
-                turn = p.scheduler.spare_poll_turn() => if turn.is_none() { return Step::Stopped },
+                turn = p.scheduler.spare_poll_turn() => turn,
                 _ = tokio::time::sleep_until(skip_at.into()) => continue,
             }
         } else {
             tokio::select! {
                 _ = p.stop.cancelled() => return Step::Stopped,
-                turn = p.scheduler.poll_turn() => if turn.is_none() { return Step::Stopped },
+                turn = p.scheduler.poll_turn() => turn,
             }
-        }
+        };
+        let Some(turn) = turn else {
+            return Step::Stopped;
+        };
         let turn_wait = turn_asked.elapsed();
         p.metrics.rate_limit_wait("poll", turn_wait);
         clock.not_counting(turn_wait);
         let sent_at = started.elapsed();
+        turn.spend();
         let reply = tokio::select! {
             _ = p.stop.cancelled() => return Step::Stopped,
             reply = p.api.fetch_result(&document_id) => reply,

@@ -265,18 +265,22 @@ pub async fn submit(
             return Step::Stopped;
         }
         let asked = std::time::Instant::now();
-        tokio::select! {
+        let turn = tokio::select! {
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind. (Tried once, as the daemon is
                 // stopping; if that fails, the next start treats the file as in doubt.)
                 store(p, "claimed", || p.journal.mark_claimed(job.id)).await;
                 return Step::Stopped;
             }
-            turn = p.scheduler.submit_turn(job.id) => if turn.is_none() { return Step::Stopped },
-        }
+            turn = p.scheduler.submit_turn(job.id) => match turn {
+                Some(turn) => turn,
+                None => return Step::Stopped,
+            },
+        };
         p.metrics.rate_limit_wait("submit", asked.elapsed());
         let sending = &job.inbox.sending;
         sending.fetch_add(1, Ordering::Relaxed);
+        turn.spend();
         let reply = tokio::select! {
             // Only a hard stop abandons a request in flight; the journal then says
             // "submitting" and the next start treats the outcome as unknown.

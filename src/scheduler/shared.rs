@@ -126,10 +126,7 @@ impl SharedDispatcher {
     }
 
     fn periods(&self) -> Periods {
-        Periods {
-            request: self.limits.request_period(),
-            submit: self.limits.submit_period(),
-        }
+        self.limits.shared_periods()
     }
 
     /// Acts on Redis's answer: hands a granted turn to the waiter, or notes when to ask again.
@@ -144,12 +141,14 @@ impl SharedDispatcher {
                     tracing::info!("the account pause is over: this daemon sends the one try");
                 }
                 // A waiter that left meanwhile: its slot goes unused (never given twice).
-                if self.waiting.grant(Kind::Submit) {
+                if self.waiting.grant(Kind::Submit).is_some() {
                     self.last_was_submit = true;
                 }
             }
             (Some(TurnKind::Poll), true) => {
-                if self.waiting.grant(Kind::Poll) || self.waiting.grant(Kind::SparePoll) {
+                if self.waiting.grant(Kind::Poll).is_some()
+                    || self.waiting.grant(Kind::SparePoll).is_some()
+                {
                     self.last_was_submit = false;
                 }
             }
@@ -217,7 +216,11 @@ impl SharedDispatcher {
             && request_free
             && self.poll_retry_at <= now;
         let want_poll = want_poll && !self.poll_would_delay_a_submit(&account, now);
-        let alternate = !self.documents_scarce() && self.last_was_submit && want_poll;
+        let alternate = !self.documents_scarce()
+            && want_poll
+            && self
+                .waiting
+                .poll_first(self.last_was_submit, self.limits.poll_reserve());
         match (want_submit && !alternate, want_poll) {
             (true, _) => Some(TurnKind::Submit),
             (false, true) => Some(TurnKind::Poll),

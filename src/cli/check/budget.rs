@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Finding, Severity};
-use crate::budget::{Periods, SEEN_WINDOW, SharedBudget, TurnKind};
+use crate::budget::{SEEN_WINDOW, SharedBudget, TurnKind};
 use crate::config::{Config, SharedBudgetConfig};
 
 /// The finding for the budget, `None` when it is this process's own.
@@ -69,10 +69,7 @@ pub(super) async fn request_turn(
         requests_per_second: config.api.requests_per_second,
         documents_per_minute: config.api.documents_per_minute,
     };
-    let periods = Periods {
-        request: limits.request_period(),
-        submit: limits.submit_period(),
-    };
+    let periods = limits.shared_periods();
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         match budget.turn(TurnKind::Poll, periods, false).await {
