@@ -907,21 +907,27 @@ impl Intake {
         if !any_settled {
             return;
         }
+        let ready = |path: &Path, c: &Candidate| {
+            c.is_settled(inboxes[c.inbox].settle, now)
+                && oldest_settling
+                    .as_ref()
+                    .is_none_or(|(m, n)| age(&inboxes, c, path) < (*m, n.as_str()))
+        };
         // Moved out of the table (not copied: a first listing of a large backlog settles all
-        // at once), oldest first: the queue sorts too, but the feeder may take one meanwhile.
-        let mut settled: Vec<(PathBuf, Candidate)> = self
-            .candidates
-            .extract_if(|path, c| {
-                c.is_settled(inboxes[c.inbox].settle, now)
-                    && oldest_settling
-                        .as_ref()
-                        .is_none_or(|(m, n)| age(&inboxes, c, path) < (*m, n.as_str()))
-            })
-            .collect();
+        // at once) into a list of exactly their number, oldest first: the queue sorts too,
+        // but the feeder may take one meanwhile. The table and the list each give their
+        // memory back as they empty, so a backlog of 100,000 files is never held twice over.
+        let count = self.candidates.iter().filter(|(p, c)| ready(p, c)).count();
+        let mut settled: Vec<(PathBuf, Candidate)> = Vec::with_capacity(count);
+        settled.extend(self.candidates.extract_if(|p, c| ready(p, c)));
         self.shrink_candidates();
-        settled.sort_by(|(a, ca), (b, cb)| age(&inboxes, ca, a).cmp(&age(&inboxes, cb, b)));
-        for (path, c) in settled {
+        // Newest first: the oldest is taken from the end.
+        settled.sort_by(|(a, ca), (b, cb)| age(&inboxes, cb, b).cmp(&age(&inboxes, ca, a)));
+        while let Some((path, c)) = settled.pop() {
             self.offer(path, c, now);
+            if settled.capacity() > 2 * settled.len() + 1024 {
+                settled.shrink_to_fit();
+            }
         }
     }
 
