@@ -13,7 +13,8 @@
 //! burst to the last sidecar), requests per document, 425 answers, requests that came closer
 //! than the limits allow (the emulator does not refuse them, so they are counted here), p50/p95
 //! drop-to-sidecar latency, peak RSS, and idle CPU afterwards. `BEORG_BENCH_BIN` runs another
-//! daemon binary (e.g. an older build) instead of this one.
+//! daemon binary (e.g. an older build) instead of this one; `BEORG_BENCH_NO_NAIVE=1` skips
+//! the naive client's runs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,9 @@ fn main() {
         for burst in BURSTS {
             if wanted(burst.name) {
                 print_row(burst.name, "daemon", &daemon_burst(burst).await);
-                print_row(burst.name, "naive", &naive_burst(burst).await);
+                if std::env::var_os("BEORG_BENCH_NO_NAIVE").is_none() {
+                    print_row(burst.name, "naive", &naive_burst(burst).await);
+                }
             }
         }
         if wanted("backlog") {
@@ -81,8 +84,24 @@ struct Figures {
     min_gaps: (Duration, Duration),
     p50: Duration,
     p95: Duration,
+    /// Where the time from the burst to the last sidecar went.
+    losses: Losses,
     peak_mb: Option<f64>,
     idle_cpu: Option<f64>,
+}
+
+/// Where a burst's time went, beside the time the scarce budget's requests needed at the
+/// nominal rate (see [`losses`]): before the first request, gaps beyond the nominal spacing,
+/// and after the last submit (waiting for the last results).
+#[derive(Default)]
+struct Losses {
+    first_request: Duration,
+    spacing: Duration,
+    idle: Duration,
+    after_last_submit: Duration,
+    /// 425 answers to polls sent before the last submit (when requests are scarce, each took
+    /// a slot a submit could have had).
+    pending_before_last_submit: usize,
 }
 
 fn print_row(workload: &str, client: &str, f: &Figures) {
@@ -98,6 +117,16 @@ fn print_row(workload: &str, client: &str, f: &Figures) {
         f.min_gaps.1.as_secs_f64() * 1000.0,
         f.p50.as_secs_f64(),
         f.p95.as_secs_f64(),
+    );
+    let l = &f.losses;
+    println!(
+        "{:22} time lost: before the first request {:.2} s, spacing beyond nominal {:.2} s, idle gaps {:.2} s, last submit to last sidecar {:.2} s, 425s before the last submit {}",
+        "",
+        l.first_request.as_secs_f64(),
+        l.spacing.as_secs_f64(),
+        l.idle.as_secs_f64(),
+        l.after_last_submit.as_secs_f64(),
+        l.pending_before_last_submit,
     );
 }
 
@@ -194,9 +223,58 @@ fn figures(
         min_gaps: min_gaps(requests),
         p50: latency(0.5),
         p95: latency(0.95),
+        losses: losses(burst, dropped, done.last().copied(), requests),
         peak_mb: None,
         idle_cpu: None,
     }
+}
+
+/// Splits the burst's time (see [`Losses`]) along the scarce budget's sequence: all requests
+/// at `1 / rps` when requests are scarce, submits at `60 / dpm` when documents are. A gap
+/// counts as spacing up to one and a half nominal periods (the margin, a late wake) and as
+/// idle beyond that.
+fn losses(
+    burst: Burst,
+    dropped: Instant,
+    last_done: Option<Instant>,
+    requests: &[RequestRecord],
+) -> Losses {
+    let requests_scarce = 60.0 / burst.dpm <= 2.0 / burst.rps;
+    let (nominal, counted) = if requests_scarce {
+        (1.0 / burst.rps, None)
+    } else {
+        (60.0 / burst.dpm, Some(Endpoint::Submit))
+    };
+    let nominal = Duration::from_secs_f64(nominal);
+    let mut at: Vec<Instant> = requests
+        .iter()
+        .filter(|r| counted.is_none_or(|e| r.endpoint == e))
+        .map(|r| r.at)
+        .collect();
+    at.sort();
+    let last_submit = requests
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Submit)
+        .map(|r| r.at)
+        .max();
+    let mut l = Losses {
+        first_request: at.first().map_or(Duration::ZERO, |t| *t - dropped),
+        after_last_submit: last_submit
+            .zip(last_done)
+            .map_or(Duration::ZERO, |(s, d)| d.saturating_duration_since(s)),
+        pending_before_last_submit: requests
+            .iter()
+            .filter(|r| r.status == 425 && last_submit.is_some_and(|s| r.at < s))
+            .count(),
+        ..Losses::default()
+    };
+    for gap in at.windows(2).map(|w| w[1] - w[0]) {
+        let beyond = gap.saturating_sub(nominal);
+        let spacing = beyond.min(nominal / 2);
+        l.spacing += spacing;
+        l.idle += beyond - spacing;
+    }
+    l
 }
 
 /// Requests that arrived closer to the one before than the nominal limits allow (all
