@@ -536,8 +536,8 @@ async fn idle() {
     emulator.shutdown();
 }
 
-/// 5. A trickle: 20 files dropped one every 3 s (rps 4, dpm 60: nothing queues), processing
-/// exactly 2 s, the burst rows' settle and poll bounds. Issue 12 asks that the median time
+/// The fifth workload, a trickle: 20 files dropped one every 3 s (rps 4, dpm 60: nothing
+/// queues), processing exactly 2 s, the burst rows' settle and poll bounds. Issue 12 asks that the median time
 /// from drop to sidecar stays within 0.5 s of settle + processing (here 2.5 s); the first
 /// files are asked for by the configured schedule, the rest by the learned one.
 async fn trickle() {
