@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use beorg_emulator::Endpoint;
 
+#[allow(dead_code)] // each benchmark uses part of it
 mod common;
 use common::{emulator, peak_memory_mb, scratch, spawn, stop};
 

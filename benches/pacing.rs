@@ -27,7 +27,7 @@ use beorg_emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord};
 
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
-use common::{emulator_with, peak_memory_mb, scratch, spawn, stop};
+use common::{emulator_with, numbered_inboxes_config, peak_memory_mb, scratch, spawn, stop};
 
 const PROCESSING: (f64, f64) = (1.0, 3.0);
 
@@ -144,23 +144,12 @@ async fn emulator(processing: Option<(f64, f64)>) -> Emulator {
 }
 
 fn config_text(base: &Path, url: &str, rps: f64, dpm: f64, inboxes: usize, burst: bool) -> String {
-    let mut text = format!(
-        "[api]\nbase_url = \"{url}\"\nproject_id = \"U_RATE_2\"\nmachine_uid = \"emulator-machine\"\ntoken = \"bench\"\nrequests_per_second = {rps:?}\ndocuments_per_minute = {dpm:?}\n\n[daemon]\nstate_dir = \"{}/state\"\n\n[defaults]\npreflight = \"off\"\n",
-        base.display()
-    );
-    if burst {
-        text.push_str("settle = \"500ms\"\nfirst_poll = \"1s\"\nmax_poll_interval = \"2s\"\n");
-    }
-    for i in 0..inboxes {
-        text.push_str(&format!(
-            "\n[[inbox]]\npath = \"{0}/in/{i}\"\ntype = \"PASSPORT\"\ndone = \"{0}/done/{i}\"\nfailed = \"{0}/failed/{i}\"\n",
-            base.display()
-        ));
-        for role in ["in", "done", "failed"] {
-            std::fs::create_dir_all(base.join(role).join(i.to_string())).unwrap();
-        }
-    }
-    text
+    let defaults = if burst {
+        "settle = \"500ms\"\nfirst_poll = \"1s\"\nmax_poll_interval = \"2s\"\n"
+    } else {
+        ""
+    };
+    numbered_inboxes_config(base, url, rps, dpm, defaults, inboxes)
 }
 
 fn content(n: usize) -> Vec<u8> {

@@ -17,8 +17,9 @@ use beorg_emulator::Endpoint;
 use beorg_hotfolder::config::Config;
 use beorg_hotfolder::store::fsutil::sha256_hex;
 
+#[allow(dead_code)] // each benchmark uses part of it
 mod common;
-use common::{emulator, peak_memory_mb, scratch, spawn, stop};
+use common::{emulator, numbered_inboxes_config, peak_memory_mb, scratch, spawn, stop};
 
 const BACKLOG: usize = 100_000;
 const INBOXES: usize = 200;
@@ -34,20 +35,7 @@ fn main() {
 }
 
 fn config_text(base: &Path, url: &str, inboxes: usize) -> String {
-    let mut text = format!(
-        "[api]\nbase_url = \"{url}\"\nproject_id = \"U_RATE_2\"\nmachine_uid = \"emulator-machine\"\ntoken = \"bench\"\nrequests_per_second = 50.0\ndocuments_per_minute = 3000\n\n[daemon]\nstate_dir = \"{}/state\"\n\n[defaults]\npreflight = \"off\"\n",
-        base.display()
-    );
-    for i in 0..inboxes {
-        text.push_str(&format!(
-            "\n[[inbox]]\npath = \"{0}/in/{i}\"\ntype = \"PASSPORT\"\ndone = \"{0}/done/{i}\"\nfailed = \"{0}/failed/{i}\"\n",
-            base.display()
-        ));
-        for role in ["in", "done", "failed"] {
-            std::fs::create_dir_all(base.join(role).join(i.to_string())).unwrap();
-        }
-    }
-    text
+    numbered_inboxes_config(base, url, 50.0, 3000.0, "", inboxes)
 }
 
 async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {

@@ -89,7 +89,7 @@ impl Limits {
         self.submit_period() <= self.request_period() * 2
     }
     /// How many polls may wait while submits go first ([`POLL_RESERVE`]), at least one.
-    pub(crate) fn poll_reserve(&self) -> usize {
+    fn poll_reserve(&self) -> usize {
         (POLL_RESERVE.as_secs_f64() / self.request_period().as_secs_f64()).max(1.0) as usize
     }
     /// The periods a shared budget measures turns with: these plus [`PACING_SLACK`].
@@ -484,18 +484,12 @@ impl Dispatcher {
                     }
                 }
                 Decision::Wait(wake_at) => {
-                    tokio::select! {
-                        // Shutdown: dropping the queues tells every waiter "no more turns".
-                        _ = cancel.cancelled() => return,
-                        // A new waiter or new limits arrived (or every handle is gone: then stop).
-                        message = self.incoming.recv() => match message {
-                            Some(m) => self.receive(m),
-                            None => return,
-                        },
-                        // The account was paused or resumed.
-                        _ = self.account_changed.notified() => {}
-                        // A budget refills or a pause ends.
-                        _ = sleep_until_opt(wake_at) => {}
+                    let news =
+                        next_news(&mut self.incoming, &self.account_changed, wake_at, &cancel);
+                    match news.await {
+                        News::Stop => return,
+                        News::Message(m) => self.receive(m),
+                        News::Tick => {}
                     }
                 }
             }
@@ -577,23 +571,46 @@ impl Dispatcher {
     }
 
     fn receive(&mut self, message: Message) {
-        match message {
-            Message::Turn(w) => self.waiting.add(w),
-            Message::Expect(priority) => self.waiting.expect(priority),
-            Message::Unexpect(priority) => self.waiting.unexpect(priority),
-            Message::Limits(limits) => {
-                self.limits = limits;
-                self.requests = limiter(limits.request_period());
-                self.submits = limiter(limits.submit_period());
-                // Spend the fresh limiters' first slot now: the next request and submit wait a
-                // full period from the change, as they would have under the old limiters.
-                let _ = self.requests.check();
-                let _ = self.submits.check();
-                let now = Instant::now();
-                self.next_request_at = now + limits.request_period();
-                self.next_submit_at = now + limits.submit_period();
-            }
-        }
+        let Some(limits) = self.waiting.take(message) else {
+            return;
+        };
+        self.limits = limits;
+        self.requests = limiter(limits.request_period());
+        self.submits = limiter(limits.submit_period());
+        // Spend the fresh limiters' first slot now: the next request and submit wait a full
+        // period from the change, as they would have under the old limiters.
+        let _ = self.requests.check();
+        let _ = self.submits.check();
+        let now = Instant::now();
+        self.next_request_at = now + limits.request_period();
+        self.next_submit_at = now + limits.submit_period();
+    }
+}
+
+/// What woke a dispatcher that had nothing to grant.
+enum News {
+    /// A new waiter, an expected submit, or new limits.
+    Message(Message),
+    /// The daemon stops (or every handle is gone): dropping the queues tells every waiter
+    /// "no more turns".
+    Stop,
+    /// The account was paused or resumed, or `wake_at` came (a budget refills, a pause ends,
+    /// a refusal's wait is over): look again.
+    Tick,
+}
+
+/// Waits, for both dispatchers, for whatever can change what they would grant.
+async fn next_news(
+    incoming: &mut mpsc::UnboundedReceiver<Message>,
+    account_changed: &Notify,
+    wake_at: Option<Instant>,
+    cancel: &CancellationToken,
+) -> News {
+    tokio::select! {
+        _ = cancel.cancelled() => News::Stop,
+        message = incoming.recv() => message.map_or(News::Stop, News::Message),
+        _ = account_changed.notified() => News::Tick,
+        _ = sleep_until_opt(wake_at) => News::Tick,
     }
 }
 
@@ -620,6 +637,17 @@ impl Waiting {
             Kind::Poll => self.polls.push_back(w.grant),
             Kind::SparePoll => self.spare.push_back(w.grant),
         }
+    }
+
+    /// Takes a message about waiters; new limits are handed back to the dispatcher.
+    fn take(&mut self, message: Message) -> Option<Limits> {
+        match message {
+            Message::Turn(w) => self.add(w),
+            Message::Expect(priority) => self.expect(priority),
+            Message::Unexpect(priority) => self.unexpect(priority),
+            Message::Limits(limits) => return Some(limits),
+        }
+        None
     }
 
     fn expect(&mut self, priority: i64) {
@@ -893,6 +921,30 @@ mod tests {
         assert_eq!(idle.decide(now), Decision::Grant(Kind::SparePoll));
         idle.receive(Message::Expect(9));
         assert_eq!(idle.decide(now), Decision::Wait(None));
+    }
+
+    /// A turn dropped without being spent (its task gave up, or ended between the grant and
+    /// the send) frees the dispatcher as a spent one does: it never waits for it forever.
+    #[tokio::test]
+    async fn a_turn_dropped_unspent_or_abandoned_does_not_stall_the_dispatcher() {
+        let limits = Limits {
+            requests_per_second: 100.0,
+            documents_per_minute: 6000.0,
+        };
+        let cancel = CancellationToken::new();
+        let s = Scheduler::start(limits, cancel.clone());
+        drop(s.poll_turn().await.unwrap());
+        for _ in 0..20 {
+            let waiter = tokio::spawn({
+                let s = s.clone();
+                async move { s.poll_turn().await.map(Turn::spend) }
+            });
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            waiter.abort();
+        }
+        let turn = tokio::time::timeout(Duration::from_secs(2), s.submit_turn(1)).await;
+        assert!(matches!(turn, Ok(Some(_))), "the dispatcher stalled");
+        cancel.cancel();
     }
 
     #[tokio::test]

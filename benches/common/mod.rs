@@ -75,3 +75,30 @@ pub fn stop(mut child: Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
 }
+
+/// A config for the emulator at `url` with `inboxes` PASSPORT inboxes `in/<i>` (their done and
+/// failed folders made), the given limits, and `defaults` added to `[defaults]` (which turns
+/// preflight off).
+pub fn numbered_inboxes_config(
+    base: &Path,
+    url: &str,
+    rps: f64,
+    dpm: f64,
+    defaults: &str,
+    inboxes: usize,
+) -> String {
+    let mut text = format!(
+        "[api]\nbase_url = \"{url}\"\nproject_id = \"U_RATE_2\"\nmachine_uid = \"emulator-machine\"\ntoken = \"bench\"\nrequests_per_second = {rps:?}\ndocuments_per_minute = {dpm:?}\n\n[daemon]\nstate_dir = \"{}/state\"\n\n[defaults]\npreflight = \"off\"\n{defaults}",
+        base.display()
+    );
+    for i in 0..inboxes {
+        text.push_str(&format!(
+            "\n[[inbox]]\npath = \"{0}/in/{i}\"\ntype = \"PASSPORT\"\ndone = \"{0}/done/{i}\"\nfailed = \"{0}/failed/{i}\"\n",
+            base.display()
+        ));
+        for role in ["in", "done", "failed"] {
+            std::fs::create_dir_all(base.join(role).join(i.to_string())).unwrap();
+        }
+    }
+    text
+}

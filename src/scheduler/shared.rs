@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{AccountProblem, AccountState, Kind, Limits, Message, Waiting, sleep_until_opt};
+use super::{AccountProblem, AccountState, Kind, Limits, Message, News, Waiting, next_news};
 use crate::budget::{Periods, Reply, SharedBudget, SharedPause, TurnKind};
 
 /// While the shared account pause holds, a daemon with work waiting asks Redis this often
@@ -80,19 +80,14 @@ impl SharedDispatcher {
             let asking = self.next_kind(now);
             let news = self.budget.has_news();
             if asking.is_none() && !news {
+                // An account change here is this daemon's 401/402 or success: Redis must hear
+                // of it; a wake is also due when the pause needs a recheck.
                 let wake_at = self.next_wake(now);
-                tokio::select! {
-                    // Shutdown: dropping the queues tells every waiter "no more turns".
-                    _ = cancel.cancelled() => return,
-                    // A new waiter or new limits arrived (or every handle is gone: then stop).
-                    message = self.incoming.recv() => match message {
-                        Some(m) => self.receive(m),
-                        None => return,
-                    },
-                    // This daemon saw a 401/402 or a success: Redis must hear of it.
-                    _ = self.account_changed.notified() => {}
-                    // A budget refills, a refusal's wait ends, or the pause is due a recheck.
-                    _ = sleep_until_opt(wake_at) => {}
+                let news = next_news(&mut self.incoming, &self.account_changed, wake_at, &cancel);
+                match news.await {
+                    News::Stop => return,
+                    News::Message(m) => self.receive(m),
+                    News::Tick => {}
                 }
                 continue;
             }
@@ -283,13 +278,10 @@ impl SharedDispatcher {
     }
 
     fn receive(&mut self, message: Message) {
-        match message {
-            Message::Turn(w) => self.waiting.add(w),
-            // Redis measures each turn with the periods sent with it: the next grant waits
-            // the period of the last one, so a change never squeezes two requests together.
-            Message::Limits(limits) => self.limits = limits,
-            Message::Expect(priority) => self.waiting.expect(priority),
-            Message::Unexpect(priority) => self.waiting.unexpect(priority),
+        // Redis measures each turn with the periods sent with it: the next grant waits the
+        // period of the last one, so a change never squeezes two requests together.
+        if let Some(limits) = self.waiting.take(message) {
+            self.limits = limits;
         }
     }
 }

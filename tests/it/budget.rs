@@ -472,13 +472,15 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
         request: Duration::from_millis(400),
         submit: Duration::from_secs(2),
     };
-    let granted_submit = loop {
+    // Daemon a's submit, asked until granted; when it was.
+    let submit_of_a = async || loop {
         let reply = a.turn(TurnKind::Submit, periods, true).await.unwrap();
         if reply.granted {
             break std::time::Instant::now();
         }
         tokio::time::sleep(reply.wait).await;
     };
+    let granted_submit = submit_of_a().await;
     // Daemon a polls while its next submit waits (far from due): granted, and its claim on
     // the next submit slot is known.
     tokio::time::sleep_until((granted_submit + Duration::from_millis(500)).into()).await;
@@ -489,13 +491,7 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
     assert!(!poll.granted, "{poll:?}");
     assert!(poll.wait >= periods.request, "{poll:?}");
     // The submit goes when due, not a request period later.
-    let submit = loop {
-        let reply = a.turn(TurnKind::Submit, periods, true).await.unwrap();
-        if reply.granted {
-            break std::time::Instant::now();
-        }
-        tokio::time::sleep(reply.wait).await;
-    };
+    let submit = submit_of_a().await;
     assert!(
         submit - granted_submit < periods.submit + periods.request / 2,
         "{:?}",
