@@ -109,7 +109,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         last_error: snapshot.last_error,
         inboxes,
         deliveries: snapshot.deliveries,
-        budget: snapshot.budget,
+        budget: snapshot.budget.map(shown_budget),
     })
 }
 
@@ -136,6 +136,15 @@ fn waiting_in(rules: &EntryRules, dir: &Path) -> (u64, Option<u64>) {
 
 fn process_exists(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The snapshot's budget with its URL as [`crate::redact`] lets it be shown (a snapshot
+/// written by an older daemon may hold it as configured).
+fn shown_budget(budget: Budget) -> Budget {
+    Budget {
+        redis: crate::redact::url(&budget.redis, crate::redact::Show::Whole),
+        ..budget
+    }
 }
 
 /// The shared budget's line: where it lives, and whether Redis answers.
