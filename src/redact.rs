@@ -56,6 +56,26 @@ pub fn url(text: &str, show: Show) -> String {
     }
 }
 
+/// `text` (a message nobody vetted, such as a panic's) with every URL in it shown as [`url`]
+/// shows it: a URL runs from its scheme to the first space, quote or closing bracket.
+pub fn urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '>' | ']'))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&url(&rest[start..end], Show::Whole));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether a query parameter of this name is hidden by [`url`] (the Redis URL check refuses
 /// the ones that would carry a password).
 pub fn is_secret_param(name: &str) -> bool {
@@ -227,6 +247,18 @@ mod tests {
         ] {
             assert_eq!(url(text, Show::Origin), shown, "{text}");
         }
+    }
+
+    #[test]
+    fn every_url_in_a_message_is_shown_redacted() {
+        assert_eq!(
+            urls_in(
+                "GET http://h/api/document/result/1?token=S3CRET&x=1 failed (redis://u:S3CRET@r:6379/0)"
+            ),
+            "GET http://h/api/document/result/1?token=***&x=1 failed (redis://***@r:6379/0)"
+        );
+        assert_eq!(urls_in("no URL :// here"), "no URL … here");
+        assert_eq!(urls_in("plain"), "plain");
     }
 
     #[test]
