@@ -329,4 +329,19 @@ mod tests {
         );
         assert!(line.contains("Connection refused"), "{line}");
     }
+
+    /// A snapshot written by an older daemon holds the URL as configured; `status` (text and
+    /// JSON) shows it redacted all the same.
+    #[test]
+    fn a_snapshots_redis_url_is_shown_redacted() {
+        let budget = shown_budget(Budget {
+            redis: "redis://SECRETUSER:S3CRET@redis.office.lan:6379/0?password=S3CRET".into(),
+            key: "beorg:U_RATE_2".into(),
+            ..Budget::default()
+        });
+        assert_eq!(
+            budget.redis,
+            "redis://***@redis.office.lan:6379/0?password=***"
+        );
+    }
 }
