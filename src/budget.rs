@@ -124,8 +124,8 @@ pub struct SharedBudget {
 }
 
 struct Inner {
-    /// `budget.redis` (no password in it) and `budget.key`.
-    url: String,
+    /// `budget.redis` as it may be shown ([`crate::redact`]), and `budget.key`.
+    shown_url: String,
     key: String,
     /// Reconnects by itself; created without connecting, so a daemon starts while Redis is
     /// down.
@@ -155,7 +155,7 @@ impl SharedBudget {
         .map_err(|e| anyhow::anyhow!("budget.redis: {e}"))?;
         Ok(SharedBudget {
             inner: Arc::new(Inner {
-                url: config.url.clone(),
+                shown_url: config.shown_url(),
                 key: config.key.clone(),
                 connection,
                 script: redis::Script::new(SCRIPT),
@@ -172,9 +172,9 @@ impl SharedBudget {
         &self.inner.key
     }
 
-    /// `budget.redis`.
-    pub fn url(&self) -> &str {
-        &self.inner.url
+    /// `budget.redis` as it may be shown ([`crate::redact`]).
+    pub fn shown_url(&self) -> &str {
+        &self.inner.shown_url
     }
 
     /// Asks for a turn. `submit_waiting`: this daemon has a submit waiting (for a poll turn:
@@ -317,7 +317,7 @@ impl SharedBudget {
             let down = SystemTime::now().duration_since(since).unwrap_or_default();
             tracing::info!(
                 "the shared request budget at {} answers again (after {}); sending resumes",
-                self.inner.url,
+                self.inner.shown_url,
                 humantime::format_duration(Duration::from_secs(down.as_secs()))
             );
         }
@@ -328,7 +328,7 @@ impl SharedBudget {
         if health.unavailable_since.is_none() {
             tracing::warn!(
                 "the shared request budget at {} (key {}) does not answer ({why}); no request is sent until it does, and no file fails for this",
-                self.inner.url,
+                self.inner.shown_url,
                 self.inner.key
             );
             health.unavailable_since = Some(SystemTime::now());

@@ -839,10 +839,11 @@ fn required_string(value: Option<String>, key: &str, example: &str) -> Result<St
 /// `api.base_url` parsed the way the HTTP client will parse it (scheme, host, port), so a
 /// URL the client cannot use is refused here, naming the key, and never reaches a request.
 fn check_base_url(base_url: &str) -> Result<(), ConfigError> {
+    let shown = crate::redact::url(base_url, crate::redact::Show::Whole);
     let refuse = |why: String| {
         Err(key_error(
             "api.base_url",
-            format!("\"{base_url}\" {why}; use e.g. \"https://api.beorg.ru\""),
+            format!("\"{shown}\" {why}; use e.g. \"https://api.beorg.ru\""),
         ))
     };
     let url = match reqwest::Url::parse(base_url) {

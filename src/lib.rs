@@ -27,8 +27,9 @@
 //! Beside the stages: [`config`] (every setting, read and checked in one place), [`store`]
 //! (the journal, the on-disk [`store::layout`], the state-folder lock, careful file
 //! operations), [`retry`] (the one "retry until it works" loop), [`metrics`], [`systemd`],
-//! [`logging`]. [`cli`] holds the commands run beside the daemon: `check`, `status`, `demo`.
-//! The API's stand-in is the `beorg-emulator` crate.
+//! [`logging`], [`redact`] (what of a URL may be shown, wherever one is printed). [`cli`]
+//! holds the commands run beside the daemon: `check`, `status`, `demo`. The API's stand-in
+//! is the `beorg-emulator` crate.
 //!
 //! Dependencies point one way: `cli` → `daemon` → `pipeline` → (`store`, `api`, `scheduler`,
 //! `sidecar`, `config`, ...); a test (`tests/it/architecture.rs`) fails on any import cycle.
@@ -42,6 +43,7 @@ pub mod deliver;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod redact;
 pub mod results;
 pub mod retry;
 pub mod scheduler;

@@ -222,11 +222,12 @@ pub fn exit_on_panic() {
     }));
 }
 
-/// A panic message is text nobody vetted: a `token=` query parameter in it (an URL in an
-/// error) is cut out.
+/// A panic message is text nobody vetted: every URL in it is shown as
+/// [`crate::redact::urls_in`] shows it, and a `token=` outside one is cut out too.
 fn redact_token(text: &str) -> String {
+    let text = crate::redact::urls_in(text);
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut rest = text.as_str();
     while let Some(at) = rest.find("token=") {
         let (head, tail) = rest.split_at(at + "token=".len());
         out.push_str(head);
@@ -266,5 +267,9 @@ mod tests {
             "GET http://h/api/document/result/1?token=***&x=1 failed"
         );
         assert_eq!(redact_token("no secret"), "no secret");
+        assert_eq!(
+            redact_token("cannot connect to redis://beorg:S3CRET@r:6379/0?password=S3CRET"),
+            "cannot connect to redis://***@r:6379/0?password=***"
+        );
     }
 }

@@ -875,7 +875,7 @@ async fn online_finding(config: &Config) -> Finding {
         return finding(Severity::Error, "no API token to check".to_string());
     };
     let body = empty_request(token.secret.expose(), &config.api.machine_uid);
-    let url = &config.api.base_url;
+    let url = &crate::redact::url(&config.api.base_url, crate::redact::Show::Whole);
     // With a shared budget, each test request takes a turn from it like the daemons' own.
     let turn = || async {
         match &config.budget.redis {

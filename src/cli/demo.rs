@@ -183,7 +183,10 @@ fn write_set(
 
 fn print_banner(dir: &Path, config: &Path, emulator: &Emulator) {
     println!("beorg-hotfolder demo");
-    println!("  emulator of the Beorg API: {}", emulator.base_url());
+    println!(
+        "  emulator of the Beorg API: {}",
+        crate::redact::url(&emulator.base_url(), crate::redact::Show::Whole)
+    );
     println!("  config:                    {}", config.display());
     println!("  inboxes:                   {}/in/<type>/", dir.display());
     println!(

@@ -109,7 +109,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
         last_error: snapshot.last_error,
         inboxes,
         deliveries: snapshot.deliveries,
-        budget: snapshot.budget,
+        budget: snapshot.budget.map(shown_budget),
     })
 }
 
@@ -136,6 +136,15 @@ fn waiting_in(rules: &EntryRules, dir: &Path) -> (u64, Option<u64>) {
 
 fn process_exists(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The snapshot's budget with its URL as [`crate::redact`] lets it be shown (a snapshot
+/// written by an older daemon may hold it as configured).
+fn shown_budget(budget: Budget) -> Budget {
+    Budget {
+        redis: crate::redact::url(&budget.redis, crate::redact::Show::Whole),
+        ..budget
+    }
 }
 
 /// The shared budget's line: where it lives, and whether Redis answers.
@@ -319,5 +328,20 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("Connection refused"), "{line}");
+    }
+
+    /// A snapshot written by an older daemon holds the URL as configured; `status` (text and
+    /// JSON) shows it redacted all the same.
+    #[test]
+    fn a_snapshots_redis_url_is_shown_redacted() {
+        let budget = shown_budget(Budget {
+            redis: "redis://SECRETUSER:S3CRET@redis.office.lan:6379/0?password=S3CRET".into(),
+            key: "beorg:U_RATE_2".into(),
+            ..Budget::default()
+        });
+        assert_eq!(
+            budget.redis,
+            "redis://***@redis.office.lan:6379/0?password=***"
+        );
     }
 }

@@ -21,15 +21,33 @@ pub struct BudgetConfig {
 }
 
 /// A budget shared through Redis (or Valkey).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SharedBudgetConfig {
-    /// `budget.redis` as written (it carries no password, so it may be shown).
+    /// `budget.redis` as written, for connecting; shown only as [`Self::shown_url`].
     pub url: String,
     /// The name of the shared budget: daemons with the same key share it. Redis keys start
     /// with it.
     pub key: String,
     /// From `redis_password_file` or the `redis_password` credential.
     pub password: Option<Secret>,
+}
+
+/// Shows the URL as [`SharedBudgetConfig::shown_url`] does (a config may be printed whole).
+impl std::fmt::Debug for SharedBudgetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBudgetConfig")
+            .field("url", &self.shown_url())
+            .field("key", &self.key)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl SharedBudgetConfig {
+    /// `budget.redis` as it may be shown (the user name hidden: [`crate::redact`]).
+    pub fn shown_url(&self) -> String {
+        crate::redact::url(&self.url, crate::redact::Show::Whole)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,7 +100,7 @@ pub(super) fn resolve(
 }
 
 /// `budget.redis` must be a `redis://host[:port][/db]` (or `redis+unix:///path`) URL the
-/// client accepts, with no password in it.
+/// client accepts, with no password in it, in any of the forms the client reads one from.
 fn check_url(url: &str) -> Result<(), ConfigError> {
     let refuse = |why: &str| {
         Err(key_error(
@@ -96,11 +114,7 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
     // The part before '@', if any, is user[:password]; never quoted in a message.
     let userinfo = rest.split('/').next().unwrap_or_default().rsplit_once('@');
     if userinfo.is_some_and(|(user, _)| user.contains(':')) {
-        return Err(key_error(
-            "budget.redis",
-            "carries a password; keep only the user name in the URL and put the password in \
-             budget.redis_password_file or the systemd credential redis_password",
-        ));
+        return Err(carries_a_password("user:password@ (or :password@)"));
     }
     match scheme {
         "redis" | "redis+unix" | "unix" => {}
@@ -116,10 +130,65 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
         return refuse("has no host");
     }
     match redis::Client::open(url) {
-        Ok(_) => Ok(()),
+        Ok(_) => {}
         // The error's category only: its text may quote the URL.
-        Err(e) => refuse(&format!("is not a valid Redis URL ({:?})", e.kind())),
+        Err(e) => return refuse(&format!("is not a valid Redis URL ({:?})", e.kind())),
     }
+    check_query(scheme, url)
+}
+
+/// The query parameters the client reads: `protocol`, and for a socket (`redis+unix://`)
+/// `db` and `user` (and `pass`, a password: refused). A parameter named like a secret is
+/// refused as a password (it would be one, or be taken for one); any other is refused
+/// because the client ignores it (`?db=2` on a `redis://` URL would silently use db 0). A
+/// fragment is ignored by the client too.
+fn check_query(scheme: &str, url: &str) -> Result<(), ConfigError> {
+    // `redis::Client::open` accepted it, so it parses.
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(());
+    };
+    let socket = scheme != "redis";
+    for (name, _) in parsed.query_pairs() {
+        let known = name == "protocol" || (socket && (name == "db" || name == "user"));
+        if known {
+            continue;
+        }
+        let user_name = matches!(name.to_ascii_lowercase().as_str(), "user" | "username");
+        if crate::redact::is_secret_param(&name) && !user_name {
+            return Err(carries_a_password(&format!("?{name}=")));
+        }
+        let hint = if socket {
+            "the client reads only db, user and protocol there"
+        } else {
+            "the client reads only protocol there; the database is the path (redis://host:6379/2)"
+        };
+        return Err(key_error(
+            "budget.redis",
+            format!(
+                "has the query parameter `{name}`, which the Redis client ignores ({hint}); remove it"
+            ),
+        ));
+    }
+    if parsed.fragment().is_some() {
+        return Err(key_error(
+            "budget.redis",
+            "has a #fragment, which the Redis client ignores; remove it",
+        ));
+    }
+    Ok(())
+}
+
+/// A password in `budget.redis` (in the form `form`), refused: the URL is shown in logs,
+/// `check` and `status`. The password itself is never quoted.
+fn carries_a_password(form: &str) -> ConfigError {
+    key_error(
+        "budget.redis",
+        format!(
+            "carries a password ({form}), which is refused: the URL is shown in logs, `check` \
+             and `status`; keep only the host (and the user name) in the URL and put the \
+             password in budget.redis_password_file or the systemd credential redis_password"
+        ),
+    )
 }
 
 fn read_password(file: &Path) -> Result<Secret, ConfigError> {
@@ -200,6 +269,79 @@ mod tests {
         assert!(!message.contains("S3CRET"), "{message}");
         // A user name alone (an ACL user) is fine.
         assert!(resolve_text("redis = \"redis://beorg@x:6379\"").is_ok());
+    }
+
+    /// Every form the Redis client reads a password from (`user:password@`, `:password@`,
+    /// `?pass=` on a socket), and the ones a person would write meaning one (`?password=`,
+    /// `?token=`...), is refused naming the key and the fix, without quoting the password.
+    #[test]
+    fn every_password_form_of_the_redis_url_is_refused_naming_the_fix() {
+        for url in [
+            "redis://beorg:S3CRET-pw@x:6379/0",
+            "redis://:S3CRET-pw@x:6379/0",
+            "redis://beorg:@x:6379/0",
+            "redis://127.0.0.1:6390/0?password=S3CRET-pw",
+            "redis://127.0.0.1:6390/0?PASSWORD=S3CRET-pw",
+            "redis://127.0.0.1:6390/0?pass=S3CRET-pw",
+            "redis://127.0.0.1:6390/0?protocol=resp3&auth=S3CRET-pw",
+            "redis://127.0.0.1:6390/0?token=S3CRET-pw",
+            "redis+unix:///run/redis/redis.sock?pass=S3CRET-pw",
+            "redis+unix:///run/redis/redis.sock?db=1&user=beorg&pass=S3CRET-pw",
+            "unix:///run/redis/redis.sock?pass=S3CRET-pw",
+            "unix:///run/redis/redis.sock?password=S3CRET-pw",
+            "unix://beorg:S3CRET-pw@localhost/run/redis/redis.sock",
+        ] {
+            let message = refused(&format!("redis = \"{url}\""));
+            assert!(
+                message.starts_with("config key `budget.redis`: carries a password"),
+                "{url}: {message}"
+            );
+            assert!(
+                message.contains("budget.redis_password_file")
+                    && message.contains("credential redis_password"),
+                "{url}: {message}"
+            );
+            assert!(!message.contains("S3CRET"), "{url}: {message}");
+        }
+    }
+
+    /// A query parameter or fragment the client ignores is refused too: it may be meant as a
+    /// password, or as a database (`?db=2` on a TCP URL would use db 0).
+    #[test]
+    fn parameters_the_redis_client_ignores_are_refused() {
+        for (url, why) in [
+            ("redis://x:6379?db=2", "database is the path"),
+            ("redis://x:6379/0?user=beorg", "ignores"),
+            ("redis://x:6379/0?timeout=5", "ignores"),
+            (
+                "redis+unix:///run/r.sock?socket_timeout=5",
+                "db, user and protocol",
+            ),
+            ("redis://x:6379/0#S3CRET-pw", "fragment"),
+        ] {
+            let message = refused(&format!("redis = \"{url}\""));
+            assert!(
+                message.starts_with("config key `budget.redis`"),
+                "{message}"
+            );
+            assert!(message.contains(why), "{url}: {message}");
+            assert!(!message.contains("S3CRET"), "{url}: {message}");
+        }
+        for url in [
+            "redis://beorg@x:6379/0?protocol=resp3",
+            "redis+unix:///run/redis/redis.sock?db=2&user=beorg",
+            "unix:///run/redis/redis.sock",
+        ] {
+            assert!(resolve_text(&format!("redis = \"{url}\"")).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_shown_url_hides_the_user_name() {
+        let b = resolve_text("redis = \"redis://SECRETUSER@x:6379/0\"").unwrap();
+        let shared = b.redis.unwrap();
+        assert_eq!(shared.shown_url(), "redis://***@x:6379/0");
+        assert!(!format!("{shared:?}").contains("SECRETUSER"));
     }
 
     #[test]

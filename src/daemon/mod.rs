@@ -143,7 +143,7 @@ fn start_scheduler(config: &Config, lifetime: CancellationToken) -> anyhow::Resu
     let budget = crate::budget::SharedBudget::new(shared, &config.daemon.state_dir)?;
     tracing::info!(
         "the request budget is shared through {} (key {}) with every daemon that uses it",
-        shared.url,
+        shared.shown_url(),
         shared.key
     );
     Ok(Scheduler::start_shared(limits_of(config), budget, lifetime))

@@ -51,7 +51,7 @@ pub struct Snapshot {
 /// The request budget shared with other daemons (`[budget] redis`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Budget {
-    /// `budget.redis` (it carries no password).
+    /// `budget.redis` as it may be shown ([`crate::redact`]: no user name, no password).
     pub redis: String,
     /// `budget.key`.
     pub key: String,
@@ -245,7 +245,7 @@ async fn snapshot(
 fn budget(shared: &crate::budget::SharedBudget) -> Budget {
     let health = shared.health();
     Budget {
-        redis: shared.url().to_string(),
+        redis: shared.shown_url().to_string(),
         key: shared.key().to_string(),
         unavailable_since: health.unavailable_since.map(rfc3339),
         unavailable_since_unix: health.unavailable_since.map(unix_secs),

@@ -1,8 +1,9 @@
 //! Delivering a message to a webhook receiver as Standard Webhooks says: a POST of the body
 //! with `webhook-id`, `webhook-timestamp` and (with a secret) `webhook-signature: v1,<base64
 //! HMAC-SHA256 of "id.timestamp.body">`, signed afresh at each try. 2xx is delivered, 410
-//! stops, anything else is tried again. No redirects are followed. Neither the URL (it may
-//! carry credentials) nor the secret ever reaches a message.
+//! stops, anything else is tried again. No redirects are followed. The secret never reaches
+//! a message, and the URL (it may carry credentials, in its path too) only as its origin
+//! ([`crate::redact`], `https://crm.example/…`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,7 @@ pub async fn send(
     body: &str,
 ) -> Tried {
     let url = webhook.url.expose();
+    let shown = crate::redact::url(url, crate::redact::Show::Origin);
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -55,8 +57,11 @@ pub async fn send(
         );
     }
     match request.body(body.to_string()).send().await {
-        Ok(answer) => judge(answer.status()),
-        Err(e) => Tried::Failed(describe(e, url)),
+        Ok(answer) => judge(answer.status(), &shown),
+        Err(e) => Tried::Failed(format!(
+            "the receiver at {shown}: {}",
+            describe(e, url, &shown)
+        )),
     }
 }
 
@@ -71,17 +76,18 @@ pub fn signature(key: &SigningKey, message_id: &str, timestamp: &str, body: &str
     )
 }
 
-fn judge(status: reqwest::StatusCode) -> Tried {
+fn judge(status: reqwest::StatusCode, shown: &str) -> Tried {
     match status.as_u16() {
         200..=299 => Tried::Delivered(format!("HTTP {}", status.as_u16())),
-        410 => Tried::Gone("the receiver answered 410 Gone".into()),
-        code => Tried::Failed(format!("the receiver answered HTTP {code}")),
+        410 => Tried::Gone(format!("the receiver at {shown} answered 410 Gone")),
+        code => Tried::Failed(format!("the receiver at {shown} answered HTTP {code}")),
     }
 }
 
 /// What went wrong, without the URL: reqwest prints it in `Display`, and hyper's causes are
-/// walked by hand (`without_url` only strips the top).
-fn describe(e: reqwest::Error, url: &str) -> String {
+/// walked by hand (`without_url` only strips the top). Should a cause quote the URL anyway
+/// (as written, or as parsed), it is replaced by `shown`.
+fn describe(e: reqwest::Error, url: &str, shown: &str) -> String {
     let timed_out = e.is_timeout();
     let e = e.without_url();
     let mut text = e.to_string();
@@ -94,7 +100,15 @@ fn describe(e: reqwest::Error, url: &str) -> String {
     if timed_out {
         text = format!("no answer within {}s ({text})", WEBHOOK_TIMEOUT.as_secs());
     }
-    text.replace(url, "<webhook>")
+    let parsed = reqwest::Url::parse(url)
+        .map(String::from)
+        .unwrap_or_default();
+    for form in [url, parsed.as_str()] {
+        if !form.is_empty() {
+            text = text.replace(form, shown);
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -355,6 +355,8 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
     ]);
     let mut envs = daemons_on_one_account(2, &redis, &[]).await;
     let url = format!("redis://beorg@127.0.0.1:{}/0", redis.port);
+    // As shown: the user name is hidden too (redact::url).
+    let shown = format!("redis://***@127.0.0.1:{}/0", redis.port);
     for env in &mut envs {
         std::fs::write(env.dir.path().join("redis-pw"), "S3CRET-redis-pw\n").unwrap();
         env.extra_tables = format!(
@@ -379,7 +381,7 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
     assert!(!out.contains("S3CRET"), "{out}");
     assert!(
         out.contains(&format!(
-            "Redis at {url} answers; 2 daemons share key beorg:test"
+            "Redis at {shown} answers; 2 daemons share key beorg:test"
         )),
         "{out}"
     );
@@ -390,7 +392,7 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
     }
     let (code, out) = run_bin(&["check", "--online"], &config, &[]);
     assert!(
-        out.contains(&format!("Redis at {url} does not answer")),
+        out.contains(&format!("Redis at {shown} does not answer")),
         "{out}"
     );
     assert!(!out.contains("wrong-pw"), "{out}");
@@ -400,7 +402,7 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
     let before = envs[0].emulator.requests().len();
     let (code, out) = run_bin(&["check", "--online"], &config, &[]);
     assert!(
-        out.contains(&format!("Redis at {url} does not answer")),
+        out.contains(&format!("Redis at {shown} does not answer")),
         "{out}"
     );
     assert!(out.contains("the credentials were not checked"), "{out}");

@@ -19,6 +19,7 @@ mod metrics;
 mod pacing;
 mod preflight;
 mod projects;
+mod redaction;
 mod resilience;
 mod results;
 mod retention;

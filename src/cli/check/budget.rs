@@ -1,8 +1,8 @@
 //! `check`'s look at the shared request budget (`[budget] redis`): without `--online` a note
 //! that it is shared; with it, whether Redis answers (and runs the budget's script), how many
 //! daemons used the key lately, and a turn from the budget for each test request, so the
-//! check itself never pushes the daemons on the account over a limit. Never shows the
-//! password (it is not in the URL).
+//! check itself never pushes the daemons on the account over a limit. Shows the URL only as
+//! [`crate::redact`] lets it (and the password is never in it).
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,8 @@ pub(super) async fn finding(config: &Config, online: bool) -> Option<Finding> {
             Severity::Note,
             format!(
                 "shared with every daemon using key {} on {} (not contacted; `check --online` asks it)",
-                shared.key, shared.url
+                shared.key,
+                shared.shown_url()
             ),
         );
     }
@@ -43,14 +44,14 @@ pub(super) async fn finding(config: &Config, online: bool) -> Option<Finding> {
             };
             finding(
                 Severity::Ok,
-                format!("Redis at {} answers; {who}", shared.url),
+                format!("Redis at {} answers; {who}", shared.shown_url()),
             )
         }
         Err(e) => finding(
             Severity::Error,
             format!(
                 "Redis at {} does not answer ({e:#}); the daemon would start but send nothing until it does: check budget.redis, the firewall, and the password (budget.redis_password_file or the credential redis_password)",
-                shared.url
+                shared.shown_url()
             ),
         ),
     }
@@ -78,14 +79,14 @@ pub(super) async fn request_turn(
             Err(_) => {
                 return Err(format!(
                     "the shared budget at {} does not answer",
-                    shared.url
+                    shared.shown_url()
                 ));
             }
         }
     }
     Err(format!(
         "the shared budget at {} granted no turn within {}s (the daemons on this account keep it busy)",
-        shared.url,
+        shared.shown_url(),
         limit.as_secs()
     ))
 }
