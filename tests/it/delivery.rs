@@ -666,3 +666,85 @@ fn port_outside_the_ephemeral_range() -> u16 {
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("a free port between 20000 and 32000")
 }
+
+#[tokio::test]
+async fn a_delivery_command_gets_a_minimal_environment_without_the_token_or_credentials() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let credentials = dir.join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("token"), TOKEN).unwrap();
+    let (env_file, fd_file) = (dir.join("env"), dir.join("fds"));
+    let script = dir.join("dump.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "env > {}\nls -l /proc/$$/fd > {}\n",
+            env_file.display(),
+            fd_file.display()
+        ),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "exec = [\"/bin/sh\", \"{}\"]\ndelivery_retry = [\"0s\"]\n",
+        script.display()
+    );
+    let credentials = credentials.display().to_string();
+    let mut daemon = env.spawn_binary(&[
+        ("BEORG_TOKEN", TOKEN),
+        ("CREDENTIALS_DIRECTORY", &credentials),
+        ("EXTRA_SECRET", "extra-s3cret"),
+        ("LANG", "C.UTF-8"),
+        ("LC_TIME", "C"),
+        ("TZ", "UTC"),
+    ]);
+    env.drop_scan(0, "scan.png", 50, None);
+    env.sidecar(0, "scan.png").await;
+    wait_until("the command ran", || {
+        std::fs::read_to_string(&fd_file).is_ok_and(|t| !t.is_empty())
+    })
+    .await;
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait(Duration::from_secs(5)).await.success());
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let vars: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    for secret in [TOKEN, credentials.as_str(), "extra-s3cret"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} reached the command:\n{text}"
+        );
+    }
+    // What the shell adds itself.
+    let by_shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+    let allowed = [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "LANGUAGE",
+        "BEORG_SIDECAR",
+        "BEORG_FILE",
+        "BEORG_STATUS",
+        "BEORG_INBOX",
+        "BEORG_MESSAGE_ID",
+    ];
+    for name in vars.keys() {
+        assert!(
+            allowed.contains(name) || name.starts_with("LC_") || by_shell.contains(name),
+            "{name} is not in the command's documented environment:\n{text}"
+        );
+    }
+    assert_eq!(vars.get("LANG"), Some(&"C.UTF-8"), "{text}");
+    assert_eq!(vars.get("LC_TIME"), Some(&"C"), "{text}");
+    assert_eq!(vars.get("TZ"), Some(&"UTC"), "{text}");
+    assert_eq!(vars.get("BEORG_STATUS"), Some(&"done"), "{text}");
+    assert!(vars.contains_key("PATH"), "{text}");
+    // No descriptor of the daemon's (journal, lock, sockets) is open in the command.
+    let fds = std::fs::read_to_string(&fd_file).unwrap();
+    let state = env.state_dir.display().to_string();
+    assert!(
+        !fds.contains(&state) && !fds.contains("socket:"),
+        "the command holds a descriptor of the daemon's:\n{fds}"
+    );
+}
