@@ -1,10 +1,10 @@
 //! Delivering a message by running a command: no shell, `{sidecar}` `{file}` `{status}`
-//! `{inbox}` replaced in each argument, the same values in `BEORG_SIDECAR`, `BEORG_FILE`,
-//! `BEORG_STATUS`, `BEORG_INBOX` (and the message's `webhook-id` in `BEORG_MESSAGE_ID`). The
-//! command's environment is built from an allow-list ([`command_env`]): it never inherits
-//! the daemon's secrets. Exit 0 is delivered; another exit, a failure to start, or a run
-//! past the timeout (the command's whole process group is killed) is tried again. Its output
-//! is logged, cut.
+//! `{inbox}` replaced in each argument in one pass (a value is never read as a template),
+//! the same values in `BEORG_SIDECAR`, `BEORG_FILE`, `BEORG_STATUS`, `BEORG_INBOX` (and the
+//! message's `webhook-id` in `BEORG_MESSAGE_ID`). The command's environment is built from an
+//! allow-list ([`command_env`]): it never inherits the daemon's secrets. Exit 0 is
+//! delivered; another exit, a failure to start, or a run past the timeout (the command's
+//! whole process group is killed) is tried again. Its output is logged, cut.
 
 use std::ffi::OsString;
 use std::process::Stdio;
@@ -80,12 +80,31 @@ fn placeholders(d: &Delivery) -> [(&'static str, String); 4] {
     ]
 }
 
+/// `arg` with each placeholder replaced by its value, in one pass from left to right: a
+/// value is copied as it is, never searched for placeholders itself (a file named
+/// `a {file}.png` stays that name).
 fn replace_all(arg: &str, values: &[(&str, String)]) -> String {
-    values
-        .iter()
-        .fold(arg.to_string(), |text, (placeholder, value)| {
-            text.replace(placeholder, value)
-        })
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match values
+            .iter()
+            .find(|(placeholder, _)| rest.starts_with(placeholder))
+        {
+            Some((placeholder, value)) => {
+                out.push_str(value);
+                rest = &rest[placeholder.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The variables a command inherits from the daemon, when they are set: where programs
@@ -202,6 +221,19 @@ mod tests {
         assert_eq!(
             replace_all("--in={sidecar}:{status}:{other}", &values),
             "--in=/d/a.jpg.json:done:{other}"
+        );
+    }
+
+    #[test]
+    fn a_value_holding_a_placeholder_is_not_expanded_again() {
+        let values = [
+            ("{sidecar}", "/d/sp ace {file}.png.json".to_string()),
+            ("{file}", "/d/sp ace {file}.png".to_string()),
+            ("{status}", "done".to_string()),
+        ];
+        assert_eq!(
+            replace_all("{sidecar}|{file}|{{status}}|{", &values),
+            "/d/sp ace {file}.png.json|/d/sp ace {file}.png|{done}|{"
         );
     }
 

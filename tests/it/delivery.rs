@@ -748,3 +748,37 @@ async fn a_delivery_command_gets_a_minimal_environment_without_the_token_or_cred
         "the command holds a descriptor of the daemon's:\n{fds}"
     );
 }
+
+#[tokio::test]
+async fn exec_placeholders_are_replaced_once_so_a_name_holding_one_stays_as_it_is() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let (script, out) = (dir.join("record.sh"), dir.join("args"));
+    std::fs::write(
+        &script,
+        format!("printf '%s\\n' \"$1\" \"$2\" > {}\n", out.display()),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "exec = [\"/bin/sh\", \"{}\", \"{{sidecar}}\", \"file={{file}};{{status}}\"]\ndelivery_retry = [\"0s\"]\n",
+        script.display()
+    );
+    let daemon = env.start();
+    let name = "sp ace {file}.png";
+    env.drop_scan(0, name, 51, None);
+    env.sidecar(0, name).await;
+    wait_until("the command ran", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    daemon.stop().await;
+    let original = env.inboxes[0].done.join(name);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!(
+            "{}\nfile={};done\n",
+            layout::sidecar_path(&original).display(),
+            original.display()
+        )
+    );
+}
