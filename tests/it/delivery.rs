@@ -782,3 +782,29 @@ async fn exec_placeholders_are_replaced_once_so_a_name_holding_one_stays_as_it_i
         )
     );
 }
+
+#[tokio::test]
+async fn an_existing_world_readable_ledger_is_made_private_before_a_line_is_appended() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let ledger = env.dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, "").unwrap();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.inboxes[0].extra = format!(
+        "ledger = \"{}\"\ndelivery_retry = [\"0s\"]\n",
+        ledger.display()
+    );
+    let daemon = env.start();
+    env.drop_scan(0, "scan.png", 52, None);
+    env.sidecar(0, "scan.png").await;
+    wait_until("the ledger line", || {
+        std::fs::read_to_string(&ledger).is_ok_and(|t| t.contains("scan.png"))
+    })
+    .await;
+    daemon.stop().await;
+    let mode = std::fs::metadata(&ledger).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o640,
+        "the ledger's mode is {mode:04o}, not [daemon] file_mode"
+    );
+}
