@@ -667,6 +667,153 @@ fn port_outside_the_ephemeral_range() -> u16 {
         .expect("a free port between 20000 and 32000")
 }
 
+/// A webhook receiver that takes every request and answers none until it is released.
+struct HangingReceiver {
+    port: u16,
+    /// Requests taken so far.
+    taken: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests answered so far (none before [`HangingReceiver::release`]).
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    release: CancellationToken,
+}
+
+impl HangingReceiver {
+    async fn start() -> HangingReceiver {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("the receiver binds");
+        let port = listener.local_addr().unwrap().port();
+        let (taken, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let release = CancellationToken::new();
+        let (t, a, r) = (taken.clone(), answered.clone(), release.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let (t, a, r) = (t.clone(), a.clone(), r.clone());
+                async move {
+                    t.fetch_add(1, Ordering::SeqCst);
+                    r.cancelled().await;
+                    a.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let stopped = release.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+        });
+        HangingReceiver {
+            port,
+            taken,
+            answered,
+            release,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HangingReceiver {
+    fn drop(&mut self) {
+        self.release.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_receiver_holds_up_neither_the_ledger_nor_the_command() {
+    const FILES: usize = 10;
+    /// Far more than a ledger line or a command needs, far less than the 15 s a webhook try
+    /// may hang: a delivery that queued behind the hanging receiver's tries is later.
+    const PROMPT: Duration = Duration::from_secs(5);
+    let receiver = HangingReceiver::start().await;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let ledger = dir.join("ledger.jsonl");
+    let runs = dir.join("runs");
+    let script = dir.join("import.sh");
+    std::fs::write(
+        &script,
+        format!("echo \"$BEORG_FILE\" >> {}\n", runs.display()),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "webhook = \"{}\"\nexec = [\"/bin/sh\", \"{}\"]\nledger = \"{}\"\ndelivery_retry = [\"0s\", \"100ms\", \"100ms\"]\n",
+        receiver.url(),
+        script.display(),
+        ledger.display()
+    );
+    let daemon = env.start();
+    let names: Vec<String> = (0..FILES).map(|n| format!("scan-{n:02}.png")).collect();
+    for (n, name) in names.iter().enumerate() {
+        env.drop_scan(0, name, 40 + n as u64, None);
+    }
+    let done = env.inboxes[0].done.clone();
+    // When each file's sidecar, ledger line and command run were first seen.
+    let mut sidecar_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut ledger_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut run_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let start = std::time::Instant::now();
+    loop {
+        let now = std::time::Instant::now();
+        let ledger_text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        let runs_text = std::fs::read_to_string(&runs).unwrap_or_default();
+        for name in &names {
+            let original = done.join(name);
+            if layout::sidecar_path(&original).exists() {
+                sidecar_at.entry(name.clone()).or_insert(now);
+            }
+            if ledger_text.contains(&format!("\"original_path\":\"{}\"", original.display())) {
+                ledger_at.entry(name.clone()).or_insert(now);
+            }
+            if runs_text.lines().any(|l| Path::new(l) == original) {
+                run_at.entry(name.clone()).or_insert(now);
+            }
+        }
+        if ledger_at.len() == FILES && run_at.len() == FILES || start.elapsed() > DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let sidecar = sidecar_at.get(name)?;
+            let after = |at: Option<&std::time::Instant>| at.map(|at| *at - *sidecar);
+            let (line, run) = (after(ledger_at.get(name)), after(run_at.get(name)));
+            let prompt = |d: Option<Duration>| d.is_some_and(|d| d < PROMPT);
+            (!prompt(line) || !prompt(run))
+                .then(|| format!("{name}: ledger line {line:?}, command {run:?} after its sidecar"))
+        })
+        .collect();
+    assert_eq!(sidecar_at.len(), FILES, "not every file finished");
+    assert!(
+        late.is_empty(),
+        "queued behind the hanging receiver (None: not within {DEADLINE:?}):\n{}",
+        late.join("\n")
+    );
+    assert!(
+        receiver.taken() >= 4,
+        "the receiver was not even asked ({} requests): the test proves nothing",
+        receiver.taken()
+    );
+    assert_eq!(receiver.answered(), 0, "the receiver answered meanwhile");
+    receiver.release.cancel();
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn a_delivery_command_gets_a_minimal_environment_without_the_token_or_credentials() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
