@@ -955,3 +955,26 @@ async fn an_existing_world_readable_ledger_is_made_private_before_a_line_is_appe
         "the ledger's mode is {mode:04o}, not [daemon] file_mode"
     );
 }
+
+#[tokio::test]
+async fn check_warns_of_an_existing_ledger_looser_than_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let ledger = env.dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, "").unwrap();
+    env.inboxes[0].extra = format!("ledger = \"{}\"\n", ledger.display());
+    let config = env.write_config();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (_, private) = run_bin(&["check"], &config, &[]);
+    assert!(!private.contains("inbox[0].ledger"), "{private}");
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, text) = run_bin(&["check"], &config, &[]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("inbox[0].ledger"))
+        .unwrap_or_else(|| panic!("no line for the 0644 ledger:\n{text}"));
+    assert!(
+        line.contains("warning") && line.contains("0644") && line.contains("chmod 0640"),
+        "{line}"
+    );
+}
