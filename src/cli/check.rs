@@ -12,7 +12,7 @@
 //! | error | a `ledger` whose folder is missing or not writable, an `exec` program (named by its path) that cannot be run: every delivery would fail |
 //! | error | `--online`: token or machine_uid rejected (401), API unreachable (connection error, 5xx), any other unexpected answer; the shared budget's Redis does not answer |
 //! | warning | (tolerated by `run`) the state folder is missing and only systemd's `StateDirectory=` can create it; a token readable by every user; an inbox with the sticky bit set that this user does not own (other users' files cannot be moved out); `--online`: the account has no money (402, submits pause until it is topped up) |
-//! | warning | an `exec` program named without a path that is not in `PATH` |
+//! | warning | an `exec` program named without a path that is not in `PATH`; an existing `ledger` with permissions `[daemon] file_mode` does not give (the daemon takes them away before its next line) |
 //! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN`, a webhook without a signing secret, the budget shared through Redis (`--online` says whether Redis answers and how many daemons used the key lately) |
 //!
 //! Permissions are asked with `access(2)`, which answers for the real user running `check`:
@@ -325,7 +325,7 @@ fn folder_findings(config: &Config, user: &str, sandbox: Option<&Sandbox>) -> Ve
                 out.push(warning);
             }
         }
-        out.extend(delivery::findings(i, inbox, user));
+        out.extend(delivery::findings(i, inbox, user, config.daemon.file_mode));
         let work = inbox.work_dir();
         if work.is_dir()
             && let Err(problem) = writable(&work)

@@ -1,5 +1,7 @@
 //! Delivering a message to a ledger: one compact JSON line per outcome, appended (O_APPEND,
-//! one write) and fsync'd, in a file created with `[daemon] file_mode`. A crash between the
+//! one write) and fsync'd, in a file created with `[daemon] file_mode`; an existing file
+//! looser than that mode (a 0644 ledger made by hand) is given it before anything is
+//! appended, and one whose mode cannot be changed gets nothing (the try fails). A crash between the
 //! append and recording it repeats the line at the next try, with the same `id`: a reader
 //! keeps the first line of each `id`. A line cut by a power failure is closed with a newline
 //! before the next one is appended, so one torn line never spoils the next.
@@ -28,6 +30,21 @@ fn append_line(path: &Path, line: &str, mode: u32) -> std::io::Result<()> {
         .read(true)
         .mode(mode)
         .open(path)?;
+    if let Some(had) = crate::store::fsutil::restrict_open_file(&file, mode).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "{e}; nothing is appended to a ledger other users may read (it holds passport fields). Fix: chmod {mode:04o} {} (as its owner), or remove the file and let the daemon create it",
+                path.display()
+            ),
+        )
+    })? {
+        tracing::warn!(
+            "the ledger {} had mode {had:04o}, looser than [daemon] file_mode; changed to {:04o}",
+            path.display(),
+            had & mode & 0o777
+        );
+    }
     let length = file.metadata()?.len();
     let mut bytes = Vec::with_capacity(line.len() + 1);
     if length > 0 && !ends_with_newline(&file, length)? {
@@ -70,5 +87,21 @@ mod tests {
         append_line(&path, "{\"id\":3}\n", 0o640).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"id\":1}\n{\"id\":2,\"cut\n{\"id\":3}\n");
+    }
+
+    #[test]
+    fn an_existing_world_readable_ledger_is_made_private_before_a_line_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        std::fs::write(&path, "{\"id\":1}\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        append_line(&path, "{\"id\":2}\n", 0o640).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        // A stricter file stays as strict.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        append_line(&path, "{\"id\":3}\n", 0o640).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
     }
 }

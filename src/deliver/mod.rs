@@ -6,6 +6,11 @@
 //! is repeated on the inbox's `delivery_retry` schedule; after the last one the delivery is
 //! given up with an ERROR. At least once: a crash between a delivery and its record repeats
 //! it, with the same `webhook-id`.
+//!
+//! Each target has its own [`Lane`]: a webhook receiver (by URL), a command (by its
+//! arguments), a ledger (by file). A lane runs at most [`Lane::at_once`] tries and takes its
+//! due deliveries from its own queue in the journal, so a receiver that hangs, a command that
+//! runs to its timeout or a ledger on a stuck disk holds up only its own lane.
 
 mod exec;
 mod ledger;
@@ -13,7 +18,7 @@ pub mod message;
 pub mod webhook;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +29,7 @@ use crate::config::{Config, DeliveryConfig, InboxConfig};
 use crate::metrics::Metrics;
 use crate::store::journal::{Delivery, DeliveryKind, DeliveryState, Journal, until_stored};
 
-/// How many deliveries are tried at the same time: a receiver that hangs for its whole
-/// timeout holds up only its own tries.
+/// How many tries of one webhook receiver, or of one command, run at the same time.
 const AT_ONCE: usize = 4;
 
 /// Longest sleep with nothing due (finished deliveries are pruned this often, too).
@@ -80,8 +84,49 @@ pub struct Deliverer {
 struct Context {
     d: Deliverer,
     http: reqwest::Client,
-    /// Ledger appends one at a time, so a torn-line check never races another append.
-    ledger_turn: tokio::sync::Mutex<()>,
+}
+
+/// Where a delivery goes, as the inbox's current settings say: the unit that runs its tries
+/// apart from every other. Two inboxes with the same receiver, command or ledger share its
+/// lane. Not `Debug`: a webhook URL may carry credentials.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    /// One webhook receiver, by its URL.
+    Webhook(String),
+    /// One command, by its arguments as configured.
+    Exec(Vec<String>),
+    /// One ledger file.
+    Ledger(PathBuf),
+    /// Deliveries their inbox no longer makes this way, or whose inbox is gone: settled
+    /// without a try.
+    Unconfigured,
+}
+
+impl Lane {
+    /// The lane of `inbox`'s deliveries by `kind`.
+    fn of(config: &Config, inbox: &Path, kind: DeliveryKind) -> Lane {
+        let Some(settings) = inbox_of(config, inbox).map(|i| &i.delivery) else {
+            return Lane::Unconfigured;
+        };
+        let lane = match kind {
+            DeliveryKind::Webhook => settings
+                .webhook
+                .as_ref()
+                .map(|hook| Lane::Webhook(hook.url.expose().to_string())),
+            DeliveryKind::Exec => settings.exec.clone().map(Lane::Exec),
+            DeliveryKind::Ledger => settings.ledger.clone().map(Lane::Ledger),
+        };
+        lane.unwrap_or(Lane::Unconfigured)
+    }
+
+    /// How many of its tries run at once: one append at a time to a ledger (so a torn-line
+    /// check never races another append), [`AT_ONCE`] otherwise.
+    fn at_once(&self) -> usize {
+        match self {
+            Lane::Ledger(_) => 1,
+            Lane::Webhook(_) | Lane::Exec(_) | Lane::Unconfigured => AT_ONCE,
+        }
+    }
 }
 
 /// Makes due deliveries until the session stops.
@@ -93,11 +138,7 @@ pub async fn run(d: Deliverer) {
             return;
         }
     };
-    let cx = Arc::new(Context {
-        d,
-        http,
-        ledger_turn: tokio::sync::Mutex::new(()),
-    });
+    let cx = Arc::new(Context { d, http });
     let mut running = Running::default();
     let mut pruned: Option<std::time::Instant> = None;
     loop {
@@ -140,21 +181,29 @@ pub async fn run(d: Deliverer) {
 #[derive(Default)]
 struct Running {
     tasks: JoinSet<(Delivery, Tried)>,
-    /// Task → delivery row, so a try that panicked is still released.
-    rows: HashMap<tokio::task::Id, i64>,
+    /// Task → delivery row and its lane, so a try that panicked is still released.
+    rows: HashMap<tokio::task::Id, (i64, Lane)>,
     in_flight: HashSet<i64>,
+    /// Tries in flight per lane.
+    busy: HashMap<Lane, usize>,
 }
 
 impl Running {
-    fn start(&mut self, cx: &Arc<Context>, delivery: Delivery) {
+    fn start(&mut self, cx: &Arc<Context>, delivery: Delivery, lane: Lane) {
         let row = delivery.id;
         let cx = cx.clone();
         let handle = self.tasks.spawn(async move {
             let tried = try_once(&cx, &delivery).await;
             (delivery, tried)
         });
-        self.rows.insert(handle.id(), row);
+        *self.busy.entry(lane.clone()).or_default() += 1;
+        self.rows.insert(handle.id(), (row, lane));
         self.in_flight.insert(row);
+    }
+
+    /// How many tries of `lane` are in flight.
+    fn busy(&self, lane: &Lane) -> usize {
+        self.busy.get(lane).copied().unwrap_or(0)
     }
 
     async fn ended(
@@ -176,31 +225,50 @@ impl Running {
     }
 
     fn release(&mut self, task: tokio::task::Id) {
-        if let Some(row) = self.rows.remove(&task) {
-            self.in_flight.remove(&row);
+        let Some((row, lane)) = self.rows.remove(&task) else {
+            return;
+        };
+        self.in_flight.remove(&row);
+        if let Some(busy) = self.busy.get_mut(&lane) {
+            *busy -= 1;
+            if *busy == 0 {
+                self.busy.remove(&lane);
+            }
         }
     }
 }
 
-/// Starts every due delivery there is room for. Returns how long until the next one not
-/// started is due (`Some(ZERO)` never: a due one without room waits for a try to end, `None`).
+/// Starts every due delivery whose lane has room, each lane from its own queue. Returns how
+/// long until the next one not started is due, among lanes with room (`None`: nothing is
+/// due later, or only in lanes that are full; a try ending in those wakes the loop).
 async fn start_due(cx: &Arc<Context>, running: &mut Running) -> anyhow::Result<Option<Duration>> {
-    let waiting =
-        cx.d.journal
-            .waiting_deliveries(AT_ONCE + running.in_flight.len() + 1)
-            .await?;
     let now = SystemTime::now();
-    for delivery in waiting {
-        if running.in_flight.contains(&delivery.id) {
+    let mut next: Option<Duration> = None;
+    for (inbox, kind) in cx.d.journal.waiting_ways().await? {
+        let lane = Lane::of(&cx.d.config, &inbox, kind);
+        if running.busy(&lane) >= lane.at_once() {
             continue;
         }
-        match delivery.next_at.duration_since(now) {
-            Ok(wait) if !wait.is_zero() => return Ok(Some(wait)),
-            _ if running.in_flight.len() >= AT_ONCE => return Ok(None),
-            _ => running.start(cx, delivery),
+        // Its tries in flight are still waiting rows: ask for enough to see past them.
+        let waiting =
+            cx.d.journal
+                .waiting_deliveries(inbox, kind, lane.at_once())
+                .await?;
+        for delivery in waiting {
+            if running.in_flight.contains(&delivery.id) {
+                continue;
+            }
+            match delivery.next_at.duration_since(now) {
+                Ok(wait) if !wait.is_zero() => {
+                    next = Some(next.map_or(wait, |next| next.min(wait)));
+                    break;
+                }
+                _ if running.busy(&lane) >= lane.at_once() => break,
+                _ => running.start(cx, delivery, lane.clone()),
+            }
         }
     }
-    Ok(None)
+    Ok(next)
 }
 
 /// One try of `delivery` with its inbox's current settings.
@@ -221,7 +289,6 @@ async fn try_once(cx: &Context, delivery: &Delivery) -> Tried {
         DeliveryKind::Ledger => match &settings.ledger {
             Some(path) => {
                 let line = message::ledger_line(&delivery.message_id, &delivery.body);
-                let _turn = cx.ledger_turn.lock().await;
                 ledger::append(path.clone(), line, cx.d.config.daemon.file_mode).await
             }
             None => Tried::Dropped,

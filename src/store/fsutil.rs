@@ -171,6 +171,29 @@ pub fn ensure_mode(path: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+/// Takes from an open file every permission `mode` does not give (a 0644 file opened to
+/// append with mode 0640 becomes 0640), so an existing file the daemon goes on writing is as
+/// private as one it creates; never adds a permission, never changes a file already within
+/// `mode`. Returns the mode it had when it was changed. Fails (naming both modes) when the
+/// file is looser and cannot be changed (another user's file): the caller must not write
+/// to it then.
+pub fn restrict_open_file(file: &File, mode: u32) -> io::Result<Option<u32>> {
+    let had = file.metadata()?.permissions().mode() & 0o7777;
+    let wanted = had & mode & 0o777;
+    if had == wanted {
+        return Ok(None);
+    }
+    match file.set_permissions(fs::Permissions::from_mode(wanted)) {
+        Ok(()) => Ok(Some(had)),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "it has mode {had:04o}, looser than {mode:04o}, and its mode cannot be changed ({e})"
+            ),
+        )),
+    }
+}
+
 /// Copies `path` into a temp file of ours with `mode`, fsyncs it and renames it over `path`.
 fn rewrite_as_own(path: &Path, mode: u32) -> io::Result<()> {
     let dir = parent_of(path);

@@ -41,6 +41,11 @@ impl InstanceLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+        // One left by an older run keeps the mode it was made with: owner only, like the
+        // journal beside it.
+        if let Err(e) = crate::store::fsutil::restrict_open_file(&file, 0o600) {
+            tracing::warn!("cannot make {} private: {e}", path.display());
+        }
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
@@ -101,5 +106,17 @@ mod tests {
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         drop(first);
         InstanceLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_left_with_a_looser_mode_is_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::layout::lock_path(dir.path());
+        std::fs::write(&path, "1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let lock = InstanceLock::acquire(dir.path()).unwrap();
+        let mode = std::fs::metadata(lock.path()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{mode:o}");
     }
 }

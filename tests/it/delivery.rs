@@ -666,3 +666,315 @@ fn port_outside_the_ephemeral_range() -> u16 {
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("a free port between 20000 and 32000")
 }
+
+/// A webhook receiver that takes every request and answers none until it is released.
+struct HangingReceiver {
+    port: u16,
+    /// Requests taken so far.
+    taken: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests answered so far (none before [`HangingReceiver::release`]).
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    release: CancellationToken,
+}
+
+impl HangingReceiver {
+    async fn start() -> HangingReceiver {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("the receiver binds");
+        let port = listener.local_addr().unwrap().port();
+        let (taken, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let release = CancellationToken::new();
+        let (t, a, r) = (taken.clone(), answered.clone(), release.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let (t, a, r) = (t.clone(), a.clone(), r.clone());
+                async move {
+                    t.fetch_add(1, Ordering::SeqCst);
+                    r.cancelled().await;
+                    a.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let stopped = release.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+        });
+        HangingReceiver {
+            port,
+            taken,
+            answered,
+            release,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HangingReceiver {
+    fn drop(&mut self) {
+        self.release.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_receiver_holds_up_neither_the_ledger_nor_the_command() {
+    const FILES: usize = 10;
+    /// Far more than a ledger line or a command needs, far less than the 15 s a webhook try
+    /// may hang: a delivery that queued behind the hanging receiver's tries is later.
+    const PROMPT: Duration = Duration::from_secs(5);
+    let receiver = HangingReceiver::start().await;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let ledger = dir.join("ledger.jsonl");
+    let runs = dir.join("runs");
+    let script = dir.join("import.sh");
+    std::fs::write(
+        &script,
+        format!("echo \"$BEORG_FILE\" >> {}\n", runs.display()),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "webhook = \"{}\"\nexec = [\"/bin/sh\", \"{}\"]\nledger = \"{}\"\ndelivery_retry = [\"0s\", \"100ms\", \"100ms\"]\n",
+        receiver.url(),
+        script.display(),
+        ledger.display()
+    );
+    let daemon = env.start();
+    let names: Vec<String> = (0..FILES).map(|n| format!("scan-{n:02}.png")).collect();
+    for (n, name) in names.iter().enumerate() {
+        env.drop_scan(0, name, 40 + n as u64, None);
+    }
+    let done = env.inboxes[0].done.clone();
+    // When each file's sidecar, ledger line and command run were first seen.
+    let mut sidecar_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut ledger_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut run_at: HashMap<String, std::time::Instant> = HashMap::new();
+    let start = std::time::Instant::now();
+    loop {
+        let now = std::time::Instant::now();
+        let ledger_text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        let runs_text = std::fs::read_to_string(&runs).unwrap_or_default();
+        for name in &names {
+            let original = done.join(name);
+            if layout::sidecar_path(&original).exists() {
+                sidecar_at.entry(name.clone()).or_insert(now);
+            }
+            if ledger_text.contains(&format!("\"original_path\":\"{}\"", original.display())) {
+                ledger_at.entry(name.clone()).or_insert(now);
+            }
+            if runs_text.lines().any(|l| Path::new(l) == original) {
+                run_at.entry(name.clone()).or_insert(now);
+            }
+        }
+        if ledger_at.len() == FILES && run_at.len() == FILES || start.elapsed() > DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let late: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let sidecar = sidecar_at.get(name)?;
+            let after = |at: Option<&std::time::Instant>| at.map(|at| *at - *sidecar);
+            let (line, run) = (after(ledger_at.get(name)), after(run_at.get(name)));
+            let prompt = |d: Option<Duration>| d.is_some_and(|d| d < PROMPT);
+            (!prompt(line) || !prompt(run))
+                .then(|| format!("{name}: ledger line {line:?}, command {run:?} after its sidecar"))
+        })
+        .collect();
+    assert_eq!(sidecar_at.len(), FILES, "not every file finished");
+    assert!(
+        late.is_empty(),
+        "queued behind the hanging receiver (None: not within {DEADLINE:?}):\n{}",
+        late.join("\n")
+    );
+    assert!(
+        receiver.taken() >= 4,
+        "the receiver was not even asked ({} requests): the test proves nothing",
+        receiver.taken()
+    );
+    assert_eq!(receiver.answered(), 0, "the receiver answered meanwhile");
+    receiver.release.cancel();
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_command_gets_a_minimal_environment_without_the_token_or_credentials() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let credentials = dir.join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("token"), TOKEN).unwrap();
+    let (env_file, fd_file) = (dir.join("env"), dir.join("fds"));
+    let script = dir.join("dump.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "env > {}\nls -l /proc/$$/fd > {}\n",
+            env_file.display(),
+            fd_file.display()
+        ),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "exec = [\"/bin/sh\", \"{}\"]\ndelivery_retry = [\"0s\"]\n",
+        script.display()
+    );
+    let credentials = credentials.display().to_string();
+    let mut daemon = env.spawn_binary(&[
+        ("BEORG_TOKEN", TOKEN),
+        ("CREDENTIALS_DIRECTORY", &credentials),
+        ("EXTRA_SECRET", "extra-s3cret"),
+        ("LANG", "C.UTF-8"),
+        ("LC_TIME", "C"),
+        ("TZ", "UTC"),
+    ]);
+    env.drop_scan(0, "scan.png", 50, None);
+    env.sidecar(0, "scan.png").await;
+    wait_until("the command ran", || {
+        std::fs::read_to_string(&fd_file).is_ok_and(|t| !t.is_empty())
+    })
+    .await;
+    daemon.signal(Signal::TERM);
+    assert!(daemon.wait(Duration::from_secs(5)).await.success());
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let vars: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    for secret in [TOKEN, credentials.as_str(), "extra-s3cret"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} reached the command:\n{text}"
+        );
+    }
+    // What the shell adds itself.
+    let by_shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+    let allowed = [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "LANGUAGE",
+        "BEORG_SIDECAR",
+        "BEORG_FILE",
+        "BEORG_STATUS",
+        "BEORG_INBOX",
+        "BEORG_MESSAGE_ID",
+    ];
+    for name in vars.keys() {
+        assert!(
+            allowed.contains(name) || name.starts_with("LC_") || by_shell.contains(name),
+            "{name} is not in the command's documented environment:\n{text}"
+        );
+    }
+    assert_eq!(vars.get("LANG"), Some(&"C.UTF-8"), "{text}");
+    assert_eq!(vars.get("LC_TIME"), Some(&"C"), "{text}");
+    assert_eq!(vars.get("TZ"), Some(&"UTC"), "{text}");
+    assert_eq!(vars.get("BEORG_STATUS"), Some(&"done"), "{text}");
+    assert!(vars.contains_key("PATH"), "{text}");
+    // No descriptor of the daemon's (journal, lock, sockets) is open in the command.
+    let fds = std::fs::read_to_string(&fd_file).unwrap();
+    let state = env.state_dir.display().to_string();
+    assert!(
+        !fds.contains(&state) && !fds.contains("socket:"),
+        "the command holds a descriptor of the daemon's:\n{fds}"
+    );
+}
+
+#[tokio::test]
+async fn exec_placeholders_are_replaced_once_so_a_name_holding_one_stays_as_it_is() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let dir = env.dir.path().to_path_buf();
+    let (script, out) = (dir.join("record.sh"), dir.join("args"));
+    std::fs::write(
+        &script,
+        format!("printf '%s\\n' \"$1\" \"$2\" > {}\n", out.display()),
+    )
+    .unwrap();
+    env.inboxes[0].extra = format!(
+        "exec = [\"/bin/sh\", \"{}\", \"{{sidecar}}\", \"file={{file}};{{status}}\"]\ndelivery_retry = [\"0s\"]\n",
+        script.display()
+    );
+    let daemon = env.start();
+    let name = "sp ace {file}.png";
+    env.drop_scan(0, name, 51, None);
+    env.sidecar(0, name).await;
+    wait_until("the command ran", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    daemon.stop().await;
+    let original = env.inboxes[0].done.join(name);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!(
+            "{}\nfile={};done\n",
+            layout::sidecar_path(&original).display(),
+            original.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_existing_world_readable_ledger_is_made_private_before_a_line_is_appended() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let ledger = env.dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, "").unwrap();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.inboxes[0].extra = format!(
+        "ledger = \"{}\"\ndelivery_retry = [\"0s\"]\n",
+        ledger.display()
+    );
+    let daemon = env.start();
+    env.drop_scan(0, "scan.png", 52, None);
+    env.sidecar(0, "scan.png").await;
+    wait_until("the ledger line", || {
+        std::fs::read_to_string(&ledger).is_ok_and(|t| t.contains("scan.png"))
+    })
+    .await;
+    daemon.stop().await;
+    let mode = std::fs::metadata(&ledger).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o640,
+        "the ledger's mode is {mode:04o}, not [daemon] file_mode"
+    );
+}
+
+#[tokio::test]
+async fn check_warns_of_an_existing_ledger_looser_than_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let ledger = env.dir.path().join("ledger.jsonl");
+    std::fs::write(&ledger, "").unwrap();
+    env.inboxes[0].extra = format!("ledger = \"{}\"\n", ledger.display());
+    let config = env.write_config();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (_, private) = run_bin(&["check"], &config, &[]);
+    assert!(!private.contains("inbox[0].ledger"), "{private}");
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, text) = run_bin(&["check"], &config, &[]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("inbox[0].ledger"))
+        .unwrap_or_else(|| panic!("no line for the 0644 ledger:\n{text}"));
+    assert!(
+        line.contains("warning") && line.contains("0644") && line.contains("chmod 0640"),
+        "{line}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `check`'s look at an inbox's deliveries: the ledger's folder exists and takes new files,
-//! the `exec` program exists and may be run, a webhook is signed. Never shows the webhook URL
+//! an existing ledger is no looser than `file_mode`, the `exec` program exists and may be
+//! run, a webhook is signed. Never shows the webhook URL
 //! or its secret.
 
 use std::path::Path;
@@ -10,11 +11,13 @@ use super::{Finding, Severity, shell_quote, writable};
 use crate::config::InboxConfig;
 
 /// The findings for inbox `i`'s delivery settings (none when it delivers nowhere).
-pub(super) fn findings(i: usize, inbox: &InboxConfig, user: &str) -> Vec<Finding> {
+pub(super) fn findings(i: usize, inbox: &InboxConfig, user: &str, file_mode: u32) -> Vec<Finding> {
     let d = &inbox.delivery;
     let mut out = Vec::new();
     if let Some(ledger) = &d.ledger {
-        out.extend(ledger_finding(&format!("inbox[{i}].ledger"), ledger, user));
+        let key = format!("inbox[{i}].ledger");
+        out.extend(ledger_finding(&key, ledger, user));
+        out.extend(ledger_mode_finding(&key, ledger, file_mode));
     }
     if let Some(program) = d.exec.as_ref().and_then(|argv| argv.first()) {
         out.extend(program_finding(&format!("inbox[{i}].exec"), program));
@@ -53,6 +56,25 @@ fn ledger_finding(key: &str, ledger: &Path, user: &str) -> Option<Finding> {
         return None;
     };
     Some(Finding::new(Severity::Error, key, problem))
+}
+
+/// An existing ledger with permissions `file_mode` does not give: the daemon takes them away
+/// before it appends the next line (or, if it cannot, appends nothing).
+fn ledger_mode_finding(key: &str, ledger: &Path, file_mode: u32) -> Option<Finding> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ledger).ok()?.permissions().mode() & 0o7777;
+    let wanted = mode & file_mode & 0o777;
+    (mode != wanted).then(|| {
+        Finding::new(
+            Severity::Warning,
+            key,
+            format!(
+                "{} has mode {mode:04o}, looser than [daemon] file_mode {file_mode:04o}; the daemon makes it {wanted:04o} before it appends the next line, and appends nothing if it cannot (another user's file); fix now: chmod {wanted:04o} {}",
+                ledger.display(),
+                shell_quote(ledger)
+            ),
+        )
+    })
 }
 
 /// A program named with a `/` must exist and be executable; a bare name is looked up in

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_way ON deliveries(state, inbox, kind, next_at);
 ";
 
 /// Creates the table in a journal that lacks it (a new one, or one from an older daemon).
@@ -173,15 +174,43 @@ impl Journal {
         self.deliveries_added.notified().await
     }
 
-    /// Up to `limit` waiting deliveries, the earliest due first.
-    pub async fn waiting_deliveries(&self, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+    /// Each (inbox, kind) that has waiting deliveries: the delivering task looks at each
+    /// one's own queue, so deliveries of one way never queue behind another's.
+    pub async fn waiting_ways(&self) -> anyhow::Result<Vec<(PathBuf, DeliveryKind)>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT inbox, kind FROM deliveries WHERE state = 'waiting'")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(inbox, kind)| {
+                    Some((PathBuf::from(inbox), DeliveryKind::parse(&kind)?))
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Up to `limit` waiting deliveries of `inbox` by `kind`, the earliest due first.
+    pub async fn waiting_deliveries(
+        &self,
+        inbox: PathBuf,
+        kind: DeliveryKind,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Delivery>> {
         self.with(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, file_id, kind, message_id, inbox, status, original, sidecar, body,
                         attempts, next_at
-                 FROM deliveries WHERE state = 'waiting' ORDER BY next_at, id LIMIT ?1",
+                 FROM deliveries WHERE state = 'waiting' AND inbox = ?1 AND kind = ?2
+                 ORDER BY next_at, id LIMIT ?3",
             )?;
-            let rows = stmt.query_map([limit as i64], read_delivery)?;
+            let rows = stmt.query_map(
+                params![path_text(&inbox), kind.as_str(), limit as i64],
+                read_delivery,
+            )?;
             let rows = rows.collect::<rusqlite::Result<Vec<Option<Delivery>>>>()?;
             Ok(rows.into_iter().flatten().collect())
         })
@@ -356,9 +385,22 @@ mod tests {
             .unwrap();
         drop(j);
         let j = Journal::open(dir.path()).unwrap();
-        let rows = j.waiting_deliveries(10).await.unwrap();
-        let kinds: Vec<_> = rows.iter().map(|d| d.kind).collect();
-        assert_eq!(kinds, [DeliveryKind::Webhook, DeliveryKind::Ledger]);
+        let mut ways = j.waiting_ways().await.unwrap();
+        ways.sort_by_key(|(_, kind)| kind.as_str());
+        let inbox = PathBuf::from("/in");
+        assert_eq!(
+            ways,
+            [
+                (inbox.clone(), DeliveryKind::Ledger),
+                (inbox.clone(), DeliveryKind::Webhook)
+            ]
+        );
+        let mut rows = Vec::new();
+        for kind in [DeliveryKind::Webhook, DeliveryKind::Ledger] {
+            let of_kind = j.waiting_deliveries(inbox.clone(), kind, 10).await.unwrap();
+            assert_eq!(of_kind.len(), 1);
+            rows.extend(of_kind);
+        }
         assert!(
             rows.iter()
                 .all(|d| d.message_id == "msg_1" && d.file_id == id)
@@ -390,6 +432,16 @@ mod tests {
                 given_up: 1
             }
         );
-        assert_eq!(j.waiting_deliveries(10).await.unwrap()[0].attempts, 1);
+        let ledger = j
+            .waiting_deliveries(inbox.clone(), DeliveryKind::Ledger, 10)
+            .await
+            .unwrap();
+        assert_eq!(ledger[0].attempts, 1);
+        assert!(
+            j.waiting_deliveries(inbox, DeliveryKind::Webhook, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
