@@ -38,6 +38,9 @@ pub(super) struct SetCandidate {
     incomplete_since: Option<Instant>,
     /// Said once that it waits for its ready file.
     told_waiting: bool,
+    /// The file and hold last said at INFO: a temporary file growing chunk by chunk for an
+    /// hour is said once, not at every change.
+    told_hold: Option<(String, Hold)>,
 }
 
 /// Where a path in a sets inbox belongs.
@@ -119,6 +122,7 @@ impl Intake {
                         open_for_write: HashSet::new(),
                         incomplete_since: None,
                         told_waiting: false,
+                        told_hold: None,
                     }
                 });
                 // Every name counts: a temporary or hidden file being written is a member
@@ -190,8 +194,9 @@ impl Intake {
         if let Some((member, hold)) = set_hold(c, folder, &listing) {
             let since = *c.incomplete_since.get_or_insert(now);
             if now.duration_since(since) < self.hold_limit {
-                if since == now {
+                if c.told_hold.as_ref() != Some(&(member.clone(), hold)) {
                     tracing::info!(set = %c.name, file = %member, "{}", hold.waiting());
+                    c.told_hold = Some((member, hold));
                 }
                 c.stable_since = now;
                 return;
