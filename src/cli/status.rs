@@ -15,6 +15,7 @@ use crate::daemon::telemetry::{
     Account, Budget, Deliveries, HEARTBEAT, LastError, STATUS_FILE, Snapshot, unix_secs,
 };
 use crate::pipeline::intake::{EntryRules, Verdict};
+use crate::store::fsutil;
 
 // ---------------------------------------------------------------------------------------
 // The command
@@ -115,7 +116,8 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
 
 /// The files intake would take from an inbox folder (and its subfolders, for a recursive
 /// inbox): intake's own rule, so ignored names and patterns, links and anything but a regular
-/// file are not counted. Also the oldest one's mtime (unix seconds).
+/// file are not counted. Also since when the oldest one waits (unix seconds): its arrival in
+/// the folder (ctime), not its mtime, which a copy may have kept from long ago or the epoch.
 fn waiting_in(rules: &EntryRules, dir: &Path) -> (u64, Option<u64>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, None);
@@ -124,7 +126,7 @@ fn waiting_in(rules: &EntryRules, dir: &Path) -> (u64, Option<u64>) {
     let mut oldest: Option<u64> = None;
     for entry in entries.flatten() {
         let (n, o) = match rules.judge(&entry.path()) {
-            Verdict::Take { meta, .. } => (1, meta.modified().ok().map(unix_secs)),
+            Verdict::Take { meta, .. } => (1, fsutil::changed_at_unix(&meta)),
             Verdict::Descend => waiting_in(rules, &entry.path()),
             Verdict::Skip | Verdict::Gone | Verdict::Refuse(_) => (0, None),
         };

@@ -84,8 +84,9 @@ async fn insert(journal: &Journal, record: NewClaim, is_set: bool) -> anyhow::Re
     }
 }
 
-/// A set queued as ready still lists as it did (total size, newest mtime): none of its files
-/// changed, came or went while it waited in the queue.
+/// A set queued as ready still lists as it did (total size, newest mtime of anything in it)
+/// and still has its ready file: nothing in it changed, came or went while it waited in the
+/// queue.
 fn set_unchanged(
     inbox: &crate::config::InboxConfig,
     folder: &Path,
@@ -93,7 +94,13 @@ fn set_unchanged(
     mtime: SystemTime,
 ) -> Result<(), ClaimError> {
     match crate::pipeline::set::list(inbox, folder) {
-        Ok(listing) if listing.size() == size && listing.newest() == mtime => Ok(()),
+        Ok(listing)
+            if listing.size() == size
+                && listing.newest() == mtime
+                && (listing.ready || inbox.ready_file.is_none()) =>
+        {
+            Ok(())
+        }
         Ok(_) => Err(ClaimError::Changed),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ClaimError::Vanished),
         Err(e) => Err(e.into()),

@@ -36,12 +36,23 @@ use crate::pipeline::preflight;
 
 mod sets;
 
-/// Names intake never takes: hidden files (and our own work folder and temp files), Office
-/// lock files, and the partial-download suffixes of browsers, FTP clients and editors.
+/// Names intake never takes: hidden files (and our own work folder and temp files), editors'
+/// backups (`name~`), and the [temporary names](is_temporary_name).
 pub fn is_ignored_name(name: &str) -> bool {
-    const SUFFIXES: [&str; 6] = [".tmp", ".part", ".partial", ".crdownload", ".swp", "~"];
+    name.starts_with('.') || name.ends_with('~') || is_temporary_name(name)
+}
+
+/// Names of files another program is still busy with: the partial-download suffixes of
+/// browsers, FTP clients and copy tools (`.tmp`, `.part`, `.partial`, `.crdownload`), an
+/// editor's swap file (`.swp`), and the lock files of Office (`~$name`) and LibreOffice
+/// (`.~lock.name#`). In a set folder such a name holds the set: a set is never sent without
+/// the file still arriving under it.
+pub fn is_temporary_name(name: &str) -> bool {
+    const SUFFIXES: [&str; 5] = [".tmp", ".part", ".partial", ".crdownload", ".swp"];
     let lower = name.to_lowercase();
-    name.starts_with('.') || name.starts_with("~$") || SUFFIXES.iter().any(|s| lower.ends_with(s))
+    name.starts_with("~$")
+        || name.starts_with(".~lock.")
+        || SUFFIXES.iter().any(|s| lower.ends_with(s))
 }
 
 /// What intake does with one entry of an inbox folder: [`EntryRules::judge`]'s answer.
@@ -481,6 +492,8 @@ enum Hold {
     Zeros,
     /// It stops before its format's end: still being written or copied, or cut off.
     CutOff,
+    /// A set folder holds a [temporary name](is_temporary_name): a file still arriving.
+    Temporary,
 }
 
 impl Hold {
@@ -493,6 +506,9 @@ impl Hold {
             Hold::CutOff => {
                 "it ends before its format's end (still being written or copied?); waiting"
             }
+            Hold::Temporary => {
+                "a file is still being written under a temporary name (or a lock file is there); waiting until it is renamed or removed"
+            }
         }
     }
 
@@ -504,6 +520,9 @@ impl Hold {
             Hold::Zeros => "its end stayed empty; taking it anyway",
             Hold::CutOff => {
                 "its end is still missing; taking it (preflight refuses it as cut off unless preflight is \"warn\" or \"off\")"
+            }
+            Hold::Temporary => {
+                "the temporary name is still there; the set is never sent without that file: it goes to failed/"
             }
         }
     }
@@ -732,6 +751,8 @@ impl Intake {
             event.kind,
             EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_))
         );
+        // An open alone changes nothing (intake's own reads of a held file open it too).
+        let opened = matches!(event.kind, EventKind::Access(AccessKind::Open(_)));
         for path in &event.paths {
             // An inbox folder itself was removed or moved: look at it on the next tick.
             if let Some(index) = self.inboxes.iter().position(|i| &i.path == path) {
@@ -740,7 +761,8 @@ impl Intake {
             }
             if let Some(index) = self.inbox_of(path) {
                 if self.inboxes[index].sets {
-                    self.look_at_in_sets_inbox(index, path, Some((closed, written)));
+                    let change = (!opened).then_some((closed, written));
+                    self.look_at_in_sets_inbox(index, path, change);
                     continue;
                 }
                 self.look_at(index, path);
@@ -756,8 +778,9 @@ impl Intake {
         }
     }
 
-    /// The inbox a path belongs to: a direct child, or for a recursive inbox any
-    /// descendant outside hidden folders (our work folder among them).
+    /// The inbox a path belongs to: a direct child, for a recursive inbox any descendant
+    /// outside hidden folders (our work folder among them), for a sets inbox anything in a
+    /// set folder (a file still arriving in a folder inside a set holds the set too).
     fn inbox_of(&self, path: &Path) -> Option<usize> {
         self.inboxes.iter().position(|inbox| {
             let Ok(rel) = path.strip_prefix(&inbox.path) else {
@@ -765,10 +788,9 @@ impl Intake {
             };
             let parts: Vec<Component<'_>> = rel.components().collect();
             match parts.split_last() {
-                Some((Component::Normal(_), dirs)) if inbox.sets => {
-                    dirs.len() <= 1
-                        && dirs.iter().all(|d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')))
-                }
+                Some((Component::Normal(_), dirs)) if inbox.sets => dirs.first().is_none_or(
+                    |d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
+                ),
                 Some((Component::Normal(_), dirs)) if inbox.recursive => dirs.iter().all(
                     |d| matches!(d, Component::Normal(n) if !n.to_string_lossy().starts_with('.')),
                 ),

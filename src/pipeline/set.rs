@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
-use crate::pipeline::intake::{EntryRules, Verdict, is_ignored_name};
+use crate::pipeline::intake::{EntryRules, Verdict, is_ignored_name, is_temporary_name};
 use crate::pipeline::preflight::MAX_REQUEST_BYTES;
 use crate::pipeline::{Context, Job};
 use crate::sidecar::ErrorKind;
@@ -78,12 +78,20 @@ pub struct Entry {
 pub struct Listing {
     /// Its members, in natural name order.
     pub files: Vec<Entry>,
-    /// Whether the `ready_file` is there.
+    /// Whether the `ready_file` is there, as a regular file of its own.
     pub ready: bool,
+    /// Why an entry named like the `ready_file` does not count as it (a link, a folder, a
+    /// hard-linked file): only a regular file does.
+    pub ready_refused: Option<&'static str>,
     /// Folders inside the set (not sent; the set is refused while they are there).
     pub folders: Vec<String>,
     /// Entries that can never be sent (links, odd files), and why.
     pub refused: Vec<(String, &'static str)>,
+    /// Everything else in the folder, not sent: hidden and temporary names, the inbox's
+    /// `ignore` patterns, the ready file, folders and refused entries, as `lstat` shows them.
+    /// Their changes restart the settle time like a member's: a set holding a file still
+    /// arriving under any name is not taken.
+    pub others: Vec<Entry>,
 }
 
 impl Listing {
@@ -92,17 +100,40 @@ impl Listing {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// The newest member's modification time.
+    /// The newest modification time of anything in the folder: with [`Listing::size`], what
+    /// the claim compares to see that a queued set did not change. `UNIX_EPOCH` for a folder
+    /// with nothing in it: an ordering key, never an age.
     pub fn newest(&self) -> SystemTime {
         self.files
             .iter()
+            .chain(&self.others)
             .map(|f| f.mtime)
             .max()
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
+
+    /// The names left under a [temporary name](is_temporary_name): files still arriving (or
+    /// left over from a copy that stopped). A set is never sent while one is there.
+    pub fn temporary(&self) -> impl Iterator<Item = &str> {
+        self.others
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|name| is_temporary_name(name))
+    }
+
+    /// Nothing intake would offer: no member, no folder, no refused entry, no temporary
+    /// name and no ready file (hidden and ignored files alone do not make a set).
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+            && self.folders.is_empty()
+            && self.refused.is_empty()
+            && self.temporary().next().is_none()
+            && !self.ready
+    }
 }
 
 /// Lists the set folder `folder` of `inbox` (in the inbox, or claimed in the work folder).
+/// Looks at each entry itself (`lstat`), never through a link.
 pub fn list(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Listing> {
     let rules = EntryRules::within(inbox, folder);
     let mut listing = Listing::default();
@@ -115,17 +146,30 @@ pub fn list(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Listing> {
                 .push((shown, "has a name that is not UTF-8"));
             continue;
         };
-        if is_ignored_name(&name) {
-            continue;
-        }
-        if inbox.ready_file.as_deref() == Some(name.as_str()) {
-            listing.ready = true;
-            continue;
-        }
         let path = entry.path();
-        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-        if is_dir {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue; // gone since the listing
+        };
+        let seen = Entry {
+            name: name.clone(),
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        };
+        if inbox.ready_file.as_deref() == Some(name.as_str()) {
+            match ready_file_refusal(&meta) {
+                None => listing.ready = true,
+                Some(why) => listing.ready_refused = Some(why),
+            }
+            listing.others.push(seen);
+            continue;
+        }
+        if is_ignored_name(&name) {
+            listing.others.push(seen);
+            continue;
+        }
+        if meta.is_dir() {
             listing.folders.push(name);
+            listing.others.push(seen);
             continue;
         }
         match rules.judge(&path) {
@@ -134,17 +178,42 @@ pub fn list(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Listing> {
                 size: meta.len(),
                 mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             }),
-            Verdict::Refuse(why) => listing.refused.push((name, why)),
-            Verdict::Skip | Verdict::Gone | Verdict::Descend => {}
+            Verdict::Refuse(why) => {
+                listing.refused.push((name, why));
+                listing.others.push(seen);
+            }
+            Verdict::Skip => listing.others.push(seen),
+            Verdict::Gone | Verdict::Descend => {}
         }
     }
     listing.files.sort_by(|a, b| natural_cmp(&a.name, &b.name));
     listing.folders.sort();
+    listing.others.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)
 }
 
-/// The sets waiting in a sets inbox (each subfolder counts as one, as intake takes them),
-/// and the oldest one's newest file's mtime (unix seconds), for `status`.
+/// Why an entry named like the `ready_file` does not count as it: only a regular file with
+/// no other hard link does (a link to `/etc/passwd` or a folder is no signal, and would move
+/// to done/ with the set).
+fn ready_file_refusal(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        Some("is a symbolic link")
+    } else if kind.is_dir() {
+        Some("is a folder")
+    } else if !kind.is_file() {
+        Some("is not a regular file")
+    } else if meta.nlink() > 1 {
+        Some("has other hard links")
+    } else {
+        None
+    }
+}
+
+/// The sets waiting in a sets inbox (each subfolder with something to offer counts as one,
+/// as intake takes them; an empty folder is not waiting), and since when the oldest one
+/// waits (unix seconds), for `status`.
 pub fn waiting(inbox: &InboxConfig) -> (u64, Option<u64>) {
     let Ok(entries) = std::fs::read_dir(&inbox.path) else {
         return (0, None);
@@ -156,14 +225,32 @@ pub fn waiting(inbox: &InboxConfig) -> (u64, Option<u64>) {
         if hidden || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
+        let folder = entry.path();
+        let Ok(listing) = list(inbox, &folder) else {
+            continue;
+        };
+        if listing.is_empty() {
+            continue;
+        }
         count += 1;
-        let newest = list(inbox, &entry.path()).ok().map(|l| l.newest());
-        let secs = newest
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
-        oldest = [oldest, secs].into_iter().flatten().min();
+        oldest = [oldest, waiting_since(&folder, &listing)]
+            .into_iter()
+            .flatten()
+            .min();
     }
     (count, oldest)
+}
+
+/// Since when a set waits (unix seconds): the last time anything in it arrived or changed,
+/// by the kernel's change time (ctime), which a copy that keeps old mtimes cannot set back.
+fn waiting_since(folder: &Path, listing: &Listing) -> Option<u64> {
+    listing
+        .files
+        .iter()
+        .chain(&listing.others)
+        .filter_map(|f| std::fs::symlink_metadata(folder.join(&f.name)).ok())
+        .filter_map(|meta| fsutil::changed_at_unix(&meta))
+        .max()
 }
 
 /// Natural order: runs of digits compare as numbers (`page2` < `page10`), the rest
@@ -294,6 +381,11 @@ pub fn refusal(
     if let Some(folder) = listing.folders.first() {
         return invalid(format!(
             "The set {set} has a folder inside it ({folder}); a set is the files directly in its folder. Move the files of {folder} up (or the folder out) and put the set in again."
+        ));
+    }
+    if let Some(name) = listing.temporary().next() {
+        return invalid(format!(
+            "{name} in the set {set} has a temporary name: a file still being written or copied (or left over from a copy that stopped), and the set is never sent without it. Finish or remove {name} and put the set in again."
         ));
     }
     if let Some((name, why)) = listing.refused.first() {
@@ -601,5 +693,52 @@ mod tests {
         assert_eq!(listing.folders, ["inner"]);
         assert_eq!(listing.refused.len(), 1);
         assert_eq!(listing.refused[0].0, "link.jpg");
+        let others: Vec<&str> = listing.others.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            others,
+            [".hidden", "READY", "inner", "link.jpg", "skip.bak", "x.tmp"],
+            "everything not sent is listed: its changes hold the set"
+        );
+        assert_eq!(listing.temporary().collect::<Vec<_>>(), ["x.tmp"]);
+    }
+
+    #[test]
+    fn only_a_regular_file_of_its_own_is_the_ready_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = inbox("ready_file = \"READY\"");
+        let set = dir.path().join("s");
+        std::fs::create_dir(&set).unwrap();
+        let ready = set.join("READY");
+        std::os::unix::fs::symlink("/etc/passwd", &ready).unwrap();
+        let listing = list(&inbox, &set).unwrap();
+        assert!(!listing.ready);
+        assert_eq!(listing.ready_refused, Some("is a symbolic link"));
+        std::fs::remove_file(&ready).unwrap();
+        std::fs::create_dir(&ready).unwrap();
+        assert_eq!(
+            list(&inbox, &set).unwrap().ready_refused,
+            Some("is a folder")
+        );
+        std::fs::remove_dir(&ready).unwrap();
+        std::fs::write(dir.path().join("outside"), b"").unwrap();
+        std::fs::hard_link(dir.path().join("outside"), &ready).unwrap();
+        assert!(!list(&inbox, &set).unwrap().ready);
+        std::fs::remove_file(dir.path().join("outside")).unwrap();
+        let listing = list(&inbox, &set).unwrap();
+        assert!(listing.ready && listing.ready_refused.is_none());
+    }
+
+    #[test]
+    fn a_folder_with_only_hidden_files_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = inbox("");
+        std::fs::write(dir.path().join(".DS_Store"), b"x").unwrap();
+        let listing = list(&inbox, dir.path()).unwrap();
+        assert!(listing.is_empty());
+        std::fs::write(dir.path().join("p2.png.part"), b"x").unwrap();
+        assert!(
+            !list(&inbox, dir.path()).unwrap().is_empty(),
+            "a file arriving"
+        );
     }
 }

@@ -285,6 +285,15 @@ pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()
 }
 
+/// When an entry arrived or last changed, in unix seconds: the kernel's change time (ctime),
+/// set by a create, a write or a rename into the folder, which no writer can set back (a copy
+/// that keeps the original's mtime may date a scan made today from 2019, or from 1970).
+/// `None` for a time not after the epoch: such an age would be nonsense, not a wait.
+pub fn changed_at_unix(meta: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    u64::try_from(meta.ctime()).ok().filter(|secs| *secs > 0)
+}
+
 /// `scan.jpg` → (`scan`, `.jpg`); `.hidden` and `noext` keep no extension.
 fn split_extension(name: &str) -> (&str, &str) {
     match name.rfind('.') {

@@ -761,3 +761,236 @@ async fn a_set_whose_name_is_taken_in_done_gets_a_numbered_name() {
         first
     );
 }
+
+/// A writer in its own thread, as a copy tool or scanner works: creates `temp` in `folder`,
+/// writes `bytes` in as many chunks as `pauses` while keeping it open (pausing after each),
+/// closes it and renames it to `name`.
+fn write_then_rename(
+    folder: PathBuf,
+    temp: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    pauses: &[u64],
+) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let (temp, name) = (folder.join(temp), folder.join(name));
+    let pauses = pauses.to_vec();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temp)?;
+        let chunks = bytes.chunks(bytes.len().div_ceil(pauses.len()));
+        for (chunk, pause) in chunks.zip(pauses) {
+            file.write_all(chunk)?;
+            file.sync_data()?;
+            std::thread::sleep(Duration::from_millis(pause));
+        }
+        drop(file);
+        std::fs::rename(&temp, &name)
+    })
+}
+
+/// A file of a set written under a temporary name (`p2.png.tmp`, a chunk now and then, each
+/// pause longer than `settle`) and renamed when complete holds the set: it is sent once,
+/// with that file, and the writer's rename works. Watched by events and by polling (where
+/// only the temporary name holds it).
+#[tokio::test]
+async fn a_set_waits_while_a_member_is_still_written_under_a_temporary_name() {
+    for watch in [
+        "watch = \"events\"",
+        "watch = \"poll\"\npoll_interval = \"100ms\"",
+    ] {
+        let env = env_with(&format!("sets = true\nsettle = \"500ms\"\n{watch}")).await;
+        let daemon = env.start();
+        let (p1, p2) = (page_png(11_001, None), page_png(11_002, None));
+        let folder = env.inboxes[0].path.join("tmpw");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("p1.png"), &p1).unwrap();
+        let writer = write_then_rename(
+            folder.clone(),
+            "p2.png.tmp",
+            "p2.png",
+            p2.clone(),
+            &[800, 800, 800, 800],
+        );
+        wait_until("the writer is done", || writer.is_finished()).await;
+        writer
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{watch}: the writer's rename failed: {e}"));
+        let (sidecar, done) = set_sidecar(&env, 0, "tmpw").await;
+        assert_eq!(sidecar.status, Status::Done, "{watch}: {:?}", sidecar.error);
+        let submits = env.submits();
+        assert_eq!(submits.len(), 1, "{watch}: sent once");
+        assert_eq!(
+            submits[0].image_sha256,
+            [sha256_hex(&p1), sha256_hex(&p2)],
+            "{watch}: sent with the file that was still arriving"
+        );
+        assert_eq!(names_in(&done), ["p1.png", "p2.png"], "{watch}");
+        daemon.stop().await;
+    }
+}
+
+/// A file of a set written under a hidden name (rsync's `.name.XXXXXX`) and left open
+/// through a pause longer than `settle` holds the set until it is closed and renamed in.
+#[tokio::test]
+async fn a_set_waits_while_a_hidden_file_in_it_is_open_for_writing() {
+    let env = env_with("sets = true\nsettle = \"500ms\"\nwatch = \"events\"").await;
+    let daemon = env.start();
+    let (p1, p2) = (page_png(11_101, None), page_png(11_102, None));
+    let folder = env.inboxes[0].path.join("rsynced");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("p1.png"), &p1).unwrap();
+    // The first pause is shorter than `settle`: a file created in a folder that appeared an
+    // instant before may beat the watch on that folder; its next write is seen.
+    let writer = write_then_rename(
+        folder.clone(),
+        ".p2.png.Xq81Zt",
+        "p2.png",
+        p2.clone(),
+        &[200, 1500, 0],
+    );
+    wait_until("the writer is done", || writer.is_finished()).await;
+    writer.join().unwrap().expect("the writer's rename works");
+    let (sidecar, _) = set_sidecar(&env, 0, "rsynced").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    let submits = env.submits();
+    assert_eq!(submits.len(), 1);
+    assert_eq!(submits[0].image_sha256, [sha256_hex(&p1), sha256_hex(&p2)]);
+    daemon.stop().await;
+}
+
+/// A temporary name left in a set (a copy that stopped) holds it for `hold_limit` without a
+/// change; then the set goes whole to failed/ as `invalid_file` naming the leftover, and is
+/// never sent without it.
+#[tokio::test]
+async fn a_set_left_with_a_temporary_name_fails_naming_it_and_is_never_sent() {
+    let mut env = env_with("sets = true\nsettle = \"300ms\"").await;
+    env.daemon_extra.push("hold_limit = \"2s\"".into());
+    let daemon = env.start();
+    let started = std::time::Instant::now();
+    put_set(
+        &env,
+        0,
+        "stopped",
+        &[
+            ("p1.png", page_png(11_201, None)),
+            ("p2.png.part", page_png(11_202, None)[..5000].to_vec()),
+        ],
+    );
+    let (sidecar, failed) = set_sidecar(&env, 0, "stopped").await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "held for hold_limit first"
+    );
+    assert_eq!(sidecar.status, Status::Failed);
+    let error = sidecar.error.expect("an error");
+    assert_eq!(error.kind, ErrorKind::InvalidFile);
+    assert!(
+        error.message.contains("p2.png.part") && error.message.contains("temporary name"),
+        "{}",
+        error.message
+    );
+    assert!(failed.starts_with(&env.inboxes[0].failed));
+    assert_eq!(names_in(&failed), ["p1.png", "p2.png.part"]);
+    assert!(env.submits().is_empty(), "never sent without the leftover");
+    daemon.stop().await;
+}
+
+/// Only a regular file counts as the `ready_file`: a symbolic link (`READY -> /etc/passwd`)
+/// or a folder named READY leaves the set waiting, with a WARN; a regular READY sends it.
+#[tokio::test]
+async fn only_a_regular_file_counts_as_the_ready_file() {
+    let env = env_with(&format!("ready_file = \"READY\"\n{KYC}")).await;
+    let daemon = env.start();
+    put_set(
+        &env,
+        0,
+        "kyc-r",
+        &[
+            ("passport.png", page_png(11_301, None)),
+            ("selfie.png", page_png(11_302, None)),
+        ],
+    );
+    let folder = env.inboxes[0].path.join("kyc-r");
+    let ready = folder.join("READY");
+    std::os::unix::fs::symlink("/etc/passwd", &ready).unwrap();
+    holds_for(
+        "a linked READY is not ready",
+        Duration::from_secs(2),
+        || folder.is_dir() && env.submits().is_empty(),
+    )
+    .await;
+    std::fs::remove_file(&ready).unwrap();
+    std::fs::create_dir(&ready).unwrap();
+    holds_for(
+        "a READY folder is not ready",
+        Duration::from_secs(2),
+        || folder.is_dir() && env.submits().is_empty(),
+    )
+    .await;
+    std::fs::remove_dir(&ready).unwrap();
+    std::fs::write(&ready, b"").unwrap();
+    let (sidecar, done) = set_sidecar(&env, 0, "kyc-r").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    assert!(
+        std::fs::symlink_metadata(done.join("READY"))
+            .unwrap()
+            .is_file()
+    );
+    daemon.stop().await;
+}
+
+/// `status` counts only set folders with something in them, and no age comes from the
+/// epoch: an empty folder and one holding only `.DS_Store` are not waiting; a set whose
+/// files carry a 1970 mtime (a copy that kept it) waits since it arrived, as does a single
+/// file with such an mtime.
+#[tokio::test]
+async fn status_counts_no_empty_set_folder_and_no_age_from_the_epoch() {
+    let mut env = env_with(&format!("ready_file = \"READY\"\n{KYC}")).await;
+    let single = env.add_inbox("PASSPORT", "single", "");
+    let daemon = env.start();
+    let inbox = env.inboxes[0].path.clone();
+    std::fs::create_dir(inbox.join("empty")).unwrap();
+    std::fs::create_dir(inbox.join("finder")).unwrap();
+    std::fs::write(inbox.join("finder").join(".DS_Store"), b"x").unwrap();
+    put_set(
+        &env,
+        0,
+        "kyc-1970",
+        &[
+            ("passport.png", page_png(11_401, None)),
+            ("selfie.png", page_png(11_402, None)),
+        ],
+    );
+    for name in ["passport.png", "selfie.png"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(inbox.join("kyc-1970").join(name))
+            .unwrap();
+        file.set_modified(std::time::UNIX_EPOCH).unwrap();
+    }
+    let snapshot = layout::status_path(&env.state_dir);
+    wait_until("the daemon's first snapshot", || snapshot.exists()).await;
+    let status = env.status();
+    assert_eq!(status["inboxes"][0]["waiting"], 1, "{status}");
+    let age = status["inboxes"][0]["oldest_waiting_seconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("an age: {status}"));
+    assert!(age < 3600, "waiting since it arrived, not 1970: {status}");
+    // A single file with a 1970 mtime, held (cut off) so that it stays waiting.
+    let held = env.inboxes[single].path.join("held.png");
+    std::fs::write(&held, &page_png(11_403, None)[..4000]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&held)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH)
+        .unwrap();
+    let status = env.status();
+    assert_eq!(status["inboxes"][single]["waiting"], 1, "{status}");
+    let age = status["inboxes"][single]["oldest_waiting_seconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("an age: {status}"));
+    assert!(age < 3600, "a single file too: {status}");
+    daemon.stop().await;
+}

@@ -1,11 +1,19 @@
 //! Intake of document sets: in a `sets` inbox each direct subfolder is a candidate set.
 //!
-//! A set is offered once its `ready_file` is there (when configured), its listing (names,
-//! sizes, mtimes of its members) has not changed for `settle`, and none of its members looks
-//! unfinished: open for writing (by events), a zero tail, or cut off before its format's end
-//! — the same holds as a single file, up to `hold_limit` without a change. A set still
-//! receiving files is never offered. Loose files directly in a sets inbox are left alone
-//! with one WARN each; folders inside a set are left to preflight (which refuses the set).
+//! A set is offered once its `ready_file` is there as a regular file (when configured), its
+//! listing has not changed for `settle`, and nothing in it looks unfinished. The listing is
+//! everything in the folder, not only the members: names, sizes and mtimes of the members,
+//! the hidden and temporary names, the inbox's `ignore` patterns, the ready file and folders
+//! inside; any of them changing restarts the settle time, and events (a file created or
+//! written to and not closed since, anywhere below the set folder) hold it while a writer
+//! has something open. A temporary name ([`super::is_temporary_name`]) holds the set even when
+//! quiet; a member holds it while it looks unfinished (a zero tail, cut off before its
+//! format's end) as a single file would. Holds last up to `hold_limit` without a change;
+//! then a set still holding a temporary name is offered only to be refused whole by
+//! preflight (it is never sent without that file), and any other hold is given up with a
+//! WARN. A set still receiving files is never offered. Loose files directly in a sets inbox
+//! are left alone with one WARN each; folders inside a set are left to preflight (which
+//! refuses the set).
 
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
@@ -23,17 +31,21 @@ pub(super) struct SetCandidate {
     seen: Option<Listing>,
     stable_since: Instant,
     detected_at: SystemTime,
-    /// Members a local writer has open (created or written to, no close since).
+    /// Paths below the set folder (`p2.png.tmp`, `inner/a.png`) a local writer has open:
+    /// created or written to, no close since. Any name counts, sent or not.
     open_for_write: HashSet<String>,
     /// Held as unfinished since then, without a change since.
     incomplete_since: Option<Instant>,
     /// Said once that it waits for its ready file.
     told_waiting: bool,
+    /// The file and hold last said at INFO: a temporary file growing chunk by chunk for an
+    /// hour is said once, not at every change.
+    told_hold: Option<(String, Hold)>,
 }
 
 /// Where a path in a sets inbox belongs.
 enum Place {
-    /// The set folder itself, or a file in it (its name).
+    /// The set folder itself, or something below it (its path below the set folder).
     Set {
         folder: PathBuf,
         member: Option<String>,
@@ -64,16 +76,17 @@ impl Intake {
                 member: None,
             },
             [_] => Place::Loose,
-            [first, member] => Place::Set {
+            [first, below @ ..] => Place::Set {
                 folder: root.join(first),
-                member: Some(member.clone()),
+                member: Some(below.join("/")),
             },
-            _ => Place::Elsewhere,
+            [] => Place::Elsewhere,
         }
     }
 
     /// A path of a sets inbox may be new or changed: track its set (and a writer's
-    /// open/close of its member), or warn once about a loose file.
+    /// open/close of anything in it: `event` is (closed, written) for an event that may be
+    /// a change), or warn once about a loose file.
     pub(super) fn look_at_in_sets_inbox(
         &mut self,
         index: usize,
@@ -109,9 +122,11 @@ impl Intake {
                         open_for_write: HashSet::new(),
                         incomplete_since: None,
                         told_waiting: false,
+                        told_hold: None,
                     }
                 });
-                let member = member.filter(|m| !is_ignored_name(m));
+                // Every name counts: a temporary or hidden file being written is a member
+                // still arriving.
                 if let (Some(member), Some((closed, written))) = (member, event) {
                     if closed {
                         candidate.open_for_write.remove(&member);
@@ -142,23 +157,31 @@ impl Intake {
             self.set_candidates.remove(folder);
             return;
         };
-        // A member renamed or deleted while open is no longer this set's writer.
+        // A file renamed or deleted while open is no longer this set's writer.
         c.open_for_write
-            .retain(|name| listing.files.iter().any(|f| &f.name == name));
+            .retain(|below| std::fs::symlink_metadata(folder.join(below)).is_ok());
         if c.seen.as_ref() != Some(&listing) {
             c.seen = Some(listing.clone());
             c.stable_since = now;
             c.incomplete_since = None;
         }
-        if inbox.ready_file.is_some() && !listing.ready {
-            if !c.told_waiting && !listing.files.is_empty() {
-                tracing::info!(set = %c.name, "waiting for its ready file {}", inbox.ready_file.as_deref().unwrap_or_default());
+        if let Some(ready_file) = inbox.ready_file.as_deref()
+            && !listing.ready
+        {
+            if let Some(why) = listing.ready_refused {
+                let path = folder.join(ready_file);
+                let what = format!(
+                    "{why}: only a regular file counts as the ready file; the set waits until {ready_file} is one (replace it with an empty file)"
+                );
+                self.warn_once(&path, &what);
+            } else if !c.told_waiting && !listing.is_empty() {
+                tracing::info!(set = %c.name, "waiting for its ready file {ready_file}");
                 c.told_waiting = true;
             }
             return;
         }
-        if listing.files.is_empty() && listing.folders.is_empty() && !listing.ready {
-            return; // an empty folder: nothing to send yet
+        if listing.is_empty() {
+            return; // nothing to send yet
         }
         let needed = if listing.files.iter().any(|f| f.size == 0) {
             inbox.settle.max(EMPTY_FILE_SETTLE)
@@ -171,8 +194,9 @@ impl Intake {
         if let Some((member, hold)) = set_hold(c, folder, &listing) {
             let since = *c.incomplete_since.get_or_insert(now);
             if now.duration_since(since) < self.hold_limit {
-                if since == now {
+                if c.told_hold.as_ref() != Some(&(member.clone(), hold)) {
                     tracing::info!(set = %c.name, file = %member, "{}", hold.waiting());
+                    c.told_hold = Some((member, hold));
                 }
                 c.stable_since = now;
                 return;
@@ -196,8 +220,12 @@ impl Intake {
     }
 }
 
-/// The first member that looks unfinished, and why.
+/// The first thing in the set that looks unfinished, and why: a temporary name, a file a
+/// writer has open, a member with a zero tail or cut off.
 fn set_hold(c: &SetCandidate, folder: &Path, listing: &Listing) -> Option<(String, Hold)> {
+    if let Some(name) = listing.temporary().next() {
+        return Some((name.to_string(), Hold::Temporary));
+    }
     if let Some(open) = c.open_for_write.iter().next() {
         return Some((open.clone(), Hold::Open));
     }
