@@ -167,27 +167,28 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
 /// existing sidecar is not rewritten.
 fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
-    let is_set = from.is_dir() || to.is_dir();
+    let moving = |e: std::io::Error| anyhow::anyhow!("moving to {}: {e}", to.display());
+    // The scanner's mode is often world-readable; a passport must not be. Set in the work
+    // folder, where a link is still seen as one; a move (rename or copy) keeps modes.
+    // (Repeated on a retry: a failure here must not leave the file as it was.)
+    let private =
+        |e: std::io::Error| anyhow::anyhow!("setting the mode of {}: {e}", from.display());
     if from.is_dir() {
-        crate::store::tree::move_dir_noclobber(from, to)
-            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
-    } else if from.exists() {
-        fsutil::move_file_noclobber(from, to)
-            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
+        crate::store::tree::make_tree_private(from, mode).map_err(private)?;
+        crate::store::tree::move_dir_noclobber(from, to).map_err(moving)?;
+    } else if fsutil::exists(from) {
+        if let fsutil::Privacy::LeftAsIs(what) =
+            fsutil::make_private(from, mode).map_err(private)?
+        {
+            tracing::warn!(file = %from.display(), to = %to.display(), "the file is {what}: its mode and owner are left as they are (not made {mode:04o})");
+        }
+        fsutil::move_file_noclobber(from, to).map_err(moving)?;
     } else if !to.exists() {
         anyhow::bail!(
             "the file is neither in the work folder nor at {}",
             to.display()
         );
     }
-    // The scanner's mode is often world-readable; a passport must not be. (Repeated on a
-    // retry: a failure here must not leave the file as it was.)
-    let made_private = if is_set {
-        crate::store::tree::ensure_tree_mode(to, mode)
-    } else {
-        fsutil::ensure_mode(to, mode)
-    };
-    made_private.map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
     let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
