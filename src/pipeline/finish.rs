@@ -124,6 +124,7 @@ async fn place(
         return Ok(Placed::Vanished);
     };
     *chosen = Some(final_path.clone());
+    let outcome = &told_where(job, outcome, &final_path).await;
     let file_name = file_name_of(&final_path);
     let sidecar = sidecar_of(job, inbox, outcome, &file_name).to_json();
     let delivery = crate::deliver::message::outcome(
@@ -162,6 +163,60 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
         return crate::store::tree::same_tree(work, chosen).unwrap_or(true);
     }
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
+}
+
+/// A set with entries the daemon leaves exactly as they were put in (symlinks, files with
+/// other hard links, special files): a failed set's message says where the set went and that
+/// those were not changed; any set logs it.
+async fn told_where(job: &Job, outcome: &Outcome, final_path: &Path) -> Outcome {
+    let mut outcome = outcome.clone();
+    if !job.is_set {
+        return outcome;
+    }
+    let (work, placed) = (job.work_path.clone(), final_path.to_path_buf());
+    let left = blocking(move || {
+        let folder = if work.is_dir() { work } else { placed };
+        Ok(crate::store::tree::left_as_is_below(&folder)?)
+    })
+    .await
+    .unwrap_or_default();
+    if left.is_empty() {
+        return outcome;
+    }
+    let sentence = where_left(final_path, &left);
+    tracing::warn!(file = %job.name, to = %final_path.display(), "{sentence}");
+    if let Some(error) = outcome.error.as_mut() {
+        error.message = format!("{} {sentence}", error.message);
+    }
+    outcome
+}
+
+/// "The set was moved to /srv/failed/kyc/seth2/ as it was; in it, selfie.png (a hard link to
+/// a file elsewhere) was not changed: its mode and owner are as they were."
+fn where_left(final_path: &Path, left: &[(String, &'static str)]) -> String {
+    let named: Vec<String> = left
+        .iter()
+        .map(|(name, what)| format!("{name} ({what})"))
+        .collect();
+    let (were, their) = if left.len() == 1 {
+        ("was", "its mode and owner are")
+    } else {
+        ("were", "their modes and owners are")
+    };
+    format!(
+        "The set was moved to {}/ as it was; in it, {} {were} not changed: {their} as they were.",
+        final_path.display(),
+        and_list(&named)
+    )
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
