@@ -105,10 +105,23 @@ fn copy_into_place(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// A dot-named temp file in `dir` holding `source`'s bytes, with `source`'s permission bits
-/// (without set-id bits: the copy belongs to the daemon's user), fsync'd.
+/// (never set-id bits) and, where the daemon may give it (as root), `source`'s owner and
+/// group, as `mv` does across filesystems; fsync'd.
 pub fn copy_keeping_mode(source: &File, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let mode = source.metadata()?.permissions().mode() & 0o777;
-    copy_to_temp(source, dir, mode)
+    use std::os::unix::fs::MetadataExt;
+    let meta = source.metadata()?;
+    let temp = copy_to_temp(source, dir, meta.mode() & 0o777)?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let copy = temp.as_file().metadata()?;
+    if (copy.uid(), copy.gid()) != (uid, gid) {
+        // Best effort: only root may give a file away; otherwise the copy is ours.
+        let (owner, group) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        let _ = rustix::fs::fchown(temp.as_file(), Some(owner), Some(group));
+    }
+    Ok(temp)
 }
 
 /// A dot-named temp file in `dir` holding `source`'s bytes with exactly `mode`, fsync'd.
