@@ -174,16 +174,22 @@ async fn told_where(job: &Job, outcome: &Outcome, final_path: &Path) -> Outcome 
         return outcome;
     }
     let (work, placed) = (job.work_path.clone(), final_path.to_path_buf());
-    let left = blocking(move || {
-        let folder = if work.is_dir() { work } else { placed };
-        Ok(crate::store::tree::left_as_is_below(&folder)?)
+    let surveyed = blocking(move || {
+        if !work.is_dir() {
+            // Placed by an earlier try: listed where it is now.
+            return Ok((crate::store::tree::left_as_is_below(&placed)?, false));
+        }
+        let crosses = crosses_filesystems(&work, placed.parent().unwrap_or(Path::new("/")));
+        Ok((crate::store::tree::left_as_is_below(&work)?, crosses))
     })
-    .await
-    .unwrap_or_default();
+    .await;
+    let Ok((left, crosses)) = surveyed else {
+        return outcome;
+    };
     if left.is_empty() {
         return outcome;
     }
-    let sentence = where_left(final_path, &left);
+    let sentence = where_left(final_path, &left, crosses);
     tracing::warn!(file = %job.name, to = %final_path.display(), "{sentence}");
     if let Some(error) = outcome.error.as_mut() {
         error.message = format!("{} {sentence}", error.message);
@@ -191,22 +197,40 @@ async fn told_where(job: &Job, outcome: &Outcome, final_path: &Path) -> Outcome 
     outcome
 }
 
+/// Whether moving `from` into the folder `to_dir` is a copy to another filesystem.
+fn crosses_filesystems(from: &Path, to_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    dev(from) != dev(to_dir)
+}
+
 /// "The set was moved to /srv/failed/kyc/seth2/ as it was; in it, selfie.png (a hard link to
-/// a file elsewhere) was not changed: its mode and owner are as they were."
-fn where_left(final_path: &Path, left: &[(String, &'static str)]) -> String {
+/// a file elsewhere) was not changed: its mode and owner are as they were." On another
+/// filesystem the links cannot move: they are copied (a symlink as a symlink).
+fn where_left(final_path: &Path, left: &[(String, &'static str)], crosses: bool) -> String {
     let named: Vec<String> = left
         .iter()
         .map(|(name, what)| format!("{name} ({what})"))
         .collect();
-    let (were, their) = if left.len() == 1 {
+    let one = left.len() == 1;
+    let (folder, named) = (final_path.display(), and_list(&named));
+    if crosses {
+        let (is, a_copy) = if one {
+            ("is", "a copy with the same mode")
+        } else {
+            ("are", "copies with the same modes")
+        };
+        return format!(
+            "The set was copied to {folder}/ (another filesystem) as it was; in it, {named} {is} {a_copy}, and the files they point to were not changed."
+        );
+    }
+    let (were, their) = if one {
         ("was", "its mode and owner are")
     } else {
         ("were", "their modes and owners are")
     };
     format!(
-        "The set was moved to {}/ as it was; in it, {} {were} not changed: {their} as they were.",
-        final_path.display(),
-        and_list(&named)
+        "The set was moved to {folder}/ as it was; in it, {named} {were} not changed: {their} as they were."
     )
 }
 

@@ -811,15 +811,31 @@ fn put_set_with_links(env: &TestEnv, set: &str) -> (PathBuf, PathBuf) {
 
 /// The refusal of a set with links names each, and says where the set went and that they
 /// were not changed.
-fn assert_says_where_each_file_is(sidecar: &Sidecar, folder: &Path) {
+fn assert_says_where_each_file_is(sidecar: &Sidecar, folder: &Path, copied: bool) {
     let error = sidecar.error.as_ref().expect("an error");
     assert_eq!(error.kind, ErrorKind::InvalidFile);
     let says = &error.message;
+    let (went, how) = if copied {
+        (
+            format!(
+                "The set was copied to {}/ (another filesystem) as it was",
+                folder.display()
+            ),
+            "are copies with the same modes, and the files they point to were not changed",
+        )
+    } else {
+        (
+            format!("The set was moved to {}/ as it was", folder.display()),
+            "were not changed",
+        )
+    };
     for part in [
         "face.png is a symbolic link",
         "selfie.png has other hard links",
-        &format!("The set was moved to {}/ as it was", folder.display()),
-        "face.png (a symbolic link) and selfie.png (a hard link to a file elsewhere) were not changed",
+        &went,
+        &format!(
+            "face.png (a symbolic link) and selfie.png (a hard link to a file elsewhere) {how}"
+        ),
     ] {
         assert!(says.contains(part), "{part:?} not in: {says}");
     }
@@ -859,7 +875,7 @@ async fn a_refused_set_never_changes_a_linked_file_and_says_where_each_file_is()
         "the symlink as it was"
     );
     assert_eq!(mode_of(&folder.join("passport.png")), 0o640, "file_mode");
-    assert_says_where_each_file_is(&sidecar, &folder);
+    assert_says_where_each_file_is(&sidecar, &folder, false);
     assert!(env.submits().is_empty());
     daemon.stop().await;
 }
@@ -908,7 +924,7 @@ async fn a_refused_set_copied_to_another_filesystem_keeps_its_symlink_and_every_
         ),
         "the outside file"
     );
-    assert_says_where_each_file_is(&sidecar, &folder);
+    assert_says_where_each_file_is(&sidecar, &folder, true);
     assert_eq!(names_in(&tmpfs.path), ["seth3", "seth3.json"]);
     daemon.stop().await;
 }
