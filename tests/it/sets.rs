@@ -928,3 +928,58 @@ async fn a_refused_set_copied_to_another_filesystem_keeps_its_symlink_and_every_
     assert_eq!(names_in(&tmpfs.path), ["seth3", "seth3.json"]);
     daemon.stop().await;
 }
+
+/// A symlink to a folder directly in a sets inbox is not a set: it is never followed,
+/// taken or changed, and the log says so once, while real sets go on.
+#[tokio::test]
+async fn a_symlinked_folder_in_a_sets_inbox_is_left_alone_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with(KYC).await;
+    let outside = env.dir.path().join("outside-set");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("passport.png"), page_png(10_901, None)).unwrap();
+    std::fs::write(outside.join("selfie.png"), page_png(10_902, None)).unwrap();
+    for name in ["passport.png", "selfie.png"] {
+        let path = outside.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let before: Vec<_> = ["passport.png", "selfie.png"]
+        .map(|n| stat_of(&outside.join(n)))
+        .into();
+    let link = env.inboxes[0].path.join("linked-set");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let mut daemon = env.spawn_binary(&[]);
+    put_set(
+        &env,
+        0,
+        "kyc-real",
+        &[
+            ("passport.png", page_png(10_903, None)),
+            ("selfie.png", page_png(10_904, None)),
+        ],
+    );
+    let (sidecar, _) = set_sidecar(&env, 0, "kyc-real").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    wait_until("the WARN about the link", || {
+        daemon
+            .stderr()
+            .contains("is a symbolic link in a sets inbox")
+    })
+    .await;
+    daemon.signal(Signal::TERM);
+    daemon.wait(Duration::from_secs(5)).await;
+    assert!(
+        link.symlink_metadata().unwrap().is_symlink(),
+        "left in place"
+    );
+    let after: Vec<_> = ["passport.png", "selfie.png"]
+        .map(|n| stat_of(&outside.join(n)))
+        .into();
+    assert_eq!(after, before, "the linked folder's files are unchanged");
+    assert_eq!(env.submits().len(), 1, "only the real set is sent");
+    let warnings = daemon
+        .stderr()
+        .matches("is a symbolic link in a sets inbox")
+        .count();
+    assert_eq!(warnings, 1, "one WARN: {}", daemon.stderr());
+}

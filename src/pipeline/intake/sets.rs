@@ -4,8 +4,9 @@
 //! sizes, mtimes of its members) has not changed for `settle`, and none of its members looks
 //! unfinished: open for writing (by events), a zero tail, or cut off before its format's end
 //! — the same holds as a single file, up to `hold_limit` without a change. A set still
-//! receiving files is never offered. Loose files directly in a sets inbox are left alone
-//! with one WARN each; folders inside a set are left to preflight (which refuses the set).
+//! receiving files is never offered. Loose files and symlinks (to a folder or not) directly
+//! in a sets inbox are left alone with one WARN each; folders inside a set are left to
+//! preflight (which refuses the set).
 
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
@@ -40,6 +41,8 @@ enum Place {
     },
     /// A file directly in the inbox.
     Loose,
+    /// A symlink directly in the inbox (to a folder or not): never a set, never followed.
+    Link,
     Elsewhere,
 }
 
@@ -57,8 +60,10 @@ impl Intake {
                 _ => None,
             })
             .collect();
+        let is_link = || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
         match parts.as_slice() {
             [first, ..] if is_ignored_name(first) => Place::Elsewhere,
+            [_] if is_link() => Place::Link,
             [first] if path.is_dir() => Place::Set {
                 folder: root.join(first),
                 member: None,
@@ -89,6 +94,10 @@ impl Intake {
                     );
                 }
             }
+            Place::Link => self.warn_once(
+                path,
+                "is a symbolic link in a sets inbox: links are never followed, so it is never a set; left in place",
+            ),
             Place::Elsewhere => {}
             Place::Set { folder, member } => {
                 if self.queue.is_taken(&folder) || !folder.is_dir() {
