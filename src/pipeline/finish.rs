@@ -124,6 +124,7 @@ async fn place(
         return Ok(Placed::Vanished);
     };
     *chosen = Some(final_path.clone());
+    let outcome = &told_where(job, outcome, &final_path).await;
     let file_name = file_name_of(&final_path);
     let sidecar = sidecar_of(job, inbox, outcome, &file_name).to_json();
     let delivery = crate::deliver::message::outcome(
@@ -164,30 +165,109 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
     !work.exists() || fsutil::same_content(work, chosen).unwrap_or(true)
 }
 
+/// A set with entries the daemon leaves exactly as they were put in (symlinks, files with
+/// other hard links, special files): a failed set's message says where the set went and that
+/// those were not changed; any set logs it.
+async fn told_where(job: &Job, outcome: &Outcome, final_path: &Path) -> Outcome {
+    let mut outcome = outcome.clone();
+    if !job.is_set {
+        return outcome;
+    }
+    let (work, placed) = (job.work_path.clone(), final_path.to_path_buf());
+    let surveyed = blocking(move || {
+        if !work.is_dir() {
+            // Placed by an earlier try: listed where it is now.
+            return Ok((crate::store::tree::left_as_is_below(&placed)?, false));
+        }
+        let crosses = crosses_filesystems(&work, placed.parent().unwrap_or(Path::new("/")));
+        Ok((crate::store::tree::left_as_is_below(&work)?, crosses))
+    })
+    .await;
+    let Ok((left, crosses)) = surveyed else {
+        return outcome;
+    };
+    if left.is_empty() {
+        return outcome;
+    }
+    let sentence = where_left(final_path, &left, crosses);
+    tracing::warn!(file = %job.name, to = %final_path.display(), "{sentence}");
+    if let Some(error) = outcome.error.as_mut() {
+        error.message = format!("{} {sentence}", error.message);
+    }
+    outcome
+}
+
+/// Whether moving `from` into the folder `to_dir` is a copy to another filesystem.
+fn crosses_filesystems(from: &Path, to_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    dev(from) != dev(to_dir)
+}
+
+/// "The set was moved to /srv/failed/kyc/seth2/ as it was; in it, selfie.png (a hard link to
+/// a file elsewhere) was not changed: its mode and owner are as they were." On another
+/// filesystem the links cannot move: they are copied (a symlink as a symlink).
+fn where_left(final_path: &Path, left: &[(String, &'static str)], crosses: bool) -> String {
+    let named: Vec<String> = left
+        .iter()
+        .map(|(name, what)| format!("{name} ({what})"))
+        .collect();
+    let one = left.len() == 1;
+    let (folder, named) = (final_path.display(), and_list(&named));
+    if crosses {
+        let (is, a_copy) = if one {
+            ("is", "a copy with the same mode")
+        } else {
+            ("are", "copies with the same modes")
+        };
+        return format!(
+            "The set was copied to {folder}/ (another filesystem) as it was; in it, {named} {is} {a_copy}, and the files they point to were not changed."
+        );
+    }
+    let (were, their) = if one {
+        ("was", "its mode and owner are")
+    } else {
+        ("were", "their modes and owners are")
+    };
+    format!(
+        "The set was moved to {folder}/ as it was; in it, {named} {were} not changed: {their} as they were."
+    )
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// The two filesystem steps, each safe to repeat: a moved original is not moved again, an
 /// existing sidecar is not rewritten.
 fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
-    let is_set = from.is_dir() || to.is_dir();
+    let moving = |e: std::io::Error| anyhow::anyhow!("moving to {}: {e}", to.display());
+    // The scanner's mode is often world-readable; a passport must not be. Set in the work
+    // folder, where a link is still seen as one; a move (rename or copy) keeps modes.
+    // (Repeated on a retry: a failure here must not leave the file as it was.)
+    let private =
+        |e: std::io::Error| anyhow::anyhow!("setting the mode of {}: {e}", from.display());
     if from.is_dir() {
-        crate::store::tree::move_dir_noclobber(from, to)
-            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
-    } else if from.exists() {
-        fsutil::move_file_noclobber(from, to)
-            .map_err(|e| anyhow::anyhow!("moving to {}: {e}", to.display()))?;
+        crate::store::tree::make_tree_private(from, mode).map_err(private)?;
+        crate::store::tree::move_dir_noclobber(from, to).map_err(moving)?;
+    } else if fsutil::exists(from) {
+        if let fsutil::Privacy::LeftAsIs(what) =
+            fsutil::make_private(from, mode).map_err(private)?
+        {
+            tracing::warn!(file = %from.display(), to = %to.display(), "the file is {what}: its mode and owner are left as they are (not made {mode:04o})");
+        }
+        fsutil::move_file_noclobber(from, to).map_err(moving)?;
     } else if !to.exists() {
         anyhow::bail!(
             "the file is neither in the work folder nor at {}",
             to.display()
         );
     }
-    // The scanner's mode is often world-readable; a passport must not be. (Repeated on a
-    // retry: a failure here must not leave the file as it was.)
-    let made_private = if is_set {
-        crate::store::tree::ensure_tree_mode(to, mode)
-    } else {
-        fsutil::ensure_mode(to, mode)
-    };
-    made_private.map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", to.display()))?;
     let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)

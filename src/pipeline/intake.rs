@@ -72,7 +72,8 @@ pub enum Verdict {
     /// Gone between the listing and the look.
     Gone,
     /// Never taken, and the user is told why (once): symlinks, hard-linked files, anything
-    /// but a regular file, names that are not UTF-8.
+    /// but a regular file, names that are not UTF-8. The text says what the entry is, not
+    /// where it stays: a single file stays in the inbox, a set's goes with its set.
     Refuse(&'static str),
 }
 
@@ -108,7 +109,7 @@ impl EntryRules {
     pub fn judge(&self, path: &Path) -> Verdict {
         let Some(rel) = path.strip_prefix(&self.root).ok().and_then(|r| r.to_str()) else {
             return Verdict::Refuse(
-                "its name is not valid UTF-8 (set the share's character set to UTF-8); left in place",
+                "its name is not valid UTF-8 (set the share's character set to UTF-8)",
             );
         };
         let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -130,16 +131,14 @@ impl EntryRules {
             };
         }
         if kind.is_symlink() {
-            return Verdict::Refuse(
-                "is a symbolic link: links are never followed or uploaded; left in place",
-            );
+            return Verdict::Refuse("is a symbolic link (links are never followed or uploaded)");
         }
         if !kind.is_file() {
-            return Verdict::Refuse("is not a regular file; left in place");
+            return Verdict::Refuse("is not a regular file");
         }
         if meta.nlink() > 1 {
             return Verdict::Refuse(
-                "has other hard links (possibly to a file outside the inbox): not uploaded; left in place",
+                "has other hard links (possibly to a file outside the inbox), so it is not uploaded",
             );
         }
         Verdict::Take {
@@ -848,7 +847,7 @@ impl Intake {
                 self.candidates.remove(path);
                 return;
             }
-            Verdict::Refuse(why) => return self.warn_once(path, why),
+            Verdict::Refuse(why) => return self.warn_once(path, &format!("{why}; left in place")),
         };
         let inbox = &self.inboxes[index];
         let (size, mtime) = (

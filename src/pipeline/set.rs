@@ -388,10 +388,8 @@ pub fn refusal(
             "{name} in the set {set} has a temporary name: a file still being written or copied (or left over from a copy that stopped), and the set is never sent without it. Finish or remove {name} and put the set in again."
         ));
     }
-    if let Some((name, why)) = listing.refused.first() {
-        return invalid(format!(
-            "{name} in the set {set} {why}: it cannot be sent. Replace it with the file itself and put the set in again."
-        ));
+    if !listing.refused.is_empty() {
+        return invalid(links_refused(set, &listing.refused));
     }
     if members.is_empty() {
         return invalid(format!(
@@ -422,6 +420,24 @@ pub fn refusal(
         ));
     }
     None
+}
+
+/// Every entry of the set that can never be sent, and what it is: "In the set seth2,
+/// selfie.png has other hard links (...), so it is not uploaded; ...".
+fn links_refused(set: &str, refused: &[(String, &'static str)]) -> String {
+    let each: Vec<String> = refused
+        .iter()
+        .map(|(name, why)| format!("{name} {why}"))
+        .collect();
+    let fix = if refused.len() == 1 {
+        "Replace it with the file itself and put the set in again."
+    } else {
+        "Replace each with the file itself and put the set in again."
+    };
+    format!(
+        "In the set {set}, {}. The set cannot be sent. {fix}",
+        each.join("; ")
+    )
 }
 
 /// Two files that claim one key.
@@ -739,6 +755,33 @@ mod tests {
         assert!(
             !list(&inbox, dir.path()).unwrap().is_empty(),
             "a file arriving"
+        );
+    }
+
+    /// Every entry that can never be sent is named with what it is, and nothing claims it
+    /// stays in the inbox (the set goes to failed/ with it).
+    #[test]
+    fn a_refusal_names_every_link_in_the_set() {
+        let inbox = inbox("");
+        let members = plan(&inbox, files(&["passport.jpg"]));
+        let listing = Listing {
+            refused: vec![
+                (
+                    "face.jpg".into(),
+                    "is a symbolic link (links are never followed or uploaded)",
+                ),
+                (
+                    "selfie.jpg".into(),
+                    "has other hard links (possibly to a file outside the inbox), so it is not uploaded",
+                ),
+            ],
+            ..Listing::default()
+        };
+        let (kind, message) = refusal(&inbox, "seth2", &listing, &members).unwrap();
+        assert_eq!(kind, ErrorKind::InvalidFile);
+        assert_eq!(
+            message,
+            "In the set seth2, face.jpg is a symbolic link (links are never followed or uploaded); selfie.jpg has other hard links (possibly to a file outside the inbox), so it is not uploaded. The set cannot be sent. Replace each with the file itself and put the set in again."
         );
     }
 }

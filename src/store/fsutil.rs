@@ -7,7 +7,11 @@
 //!   fsyncs it, links it into place, fsyncs the folder, and only then removes the source;
 //! - a move repeated after it failed part-way (or was killed) finishes the earlier one: a
 //!   target already holding the same bytes is kept and only the source is removed;
-//! - a written file (sidecar) appears under its final name complete, or not at all.
+//! - a written file (sidecar) appears under its final name complete, or not at all;
+//! - a file's mode is changed only through a descriptor opened without following links, and
+//!   only on a regular file with no other hard link ([`make_private`]): a symlink, or an
+//!   inode shared with a file outside the inbox, is left exactly as it is;
+//! - a copy (EXDEV) keeps the source's permission bits, so a move changes no mode.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -90,16 +94,57 @@ pub fn move_file_noclobber(from: &Path, to: &Path) -> io::Result<()> {
     sync_parent(to)
 }
 
-/// EXDEV: copy into a temp file beside `to`, fsync, link into place, fsync the folder. The
-/// caller removes the source.
+/// EXDEV: copy into a temp file beside `to` with the source's permission bits, fsync, link
+/// into place, fsync the folder. The caller removes the source.
 fn copy_into_place(from: &Path, to: &Path) -> io::Result<()> {
     let dir = parent_of(to);
-    let mut temp = temp_file_in(dir, FILE_MODE)?;
-    let mut source = File::open(from)?;
-    io::copy(&mut source, temp.as_file_mut())?;
-    temp.as_file().sync_all()?;
+    let source = open_no_follow(from)?;
+    let temp = copy_keeping_mode(&source, dir)?;
     temp.persist_noclobber(to).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// A dot-named temp file in `dir` holding `source`'s bytes, with `source`'s permission bits
+/// (never set-id bits) and, where the daemon may give it (as root), `source`'s owner and
+/// group, as `mv` does across filesystems; fsync'd.
+pub fn copy_keeping_mode(source: &File, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = source.metadata()?;
+    let temp = copy_to_temp(source, dir, meta.mode() & 0o777)?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let copy = temp.as_file().metadata()?;
+    if (copy.uid(), copy.gid()) != (uid, gid) {
+        // Best effort: only root may give a file away; otherwise the copy is ours.
+        let (owner, group) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        let _ = rustix::fs::fchown(temp.as_file(), Some(owner), Some(group));
+    }
+    Ok(temp)
+}
+
+/// A dot-named temp file in `dir` holding `source`'s bytes with exactly `mode`, fsync'd.
+fn copy_to_temp(mut source: &File, dir: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let mut temp = temp_file_in(dir, mode)?;
+    io::copy(&mut source, temp.as_file_mut())?;
+    // Exactly `mode`, whatever the umask took away at creation.
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    temp.as_file().sync_all()?;
+    Ok(temp)
+}
+
+/// Opens `path` for reading without following a symlink (ELOOP if it is one) and without
+/// blocking on a FIFO or taking a terminal.
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
 }
 
 /// Whether two paths hold the same bytes: the same file (a hard link), or equal contents.
@@ -161,13 +206,53 @@ pub fn replace_file_atomic(to: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives a file the daemon placed `mode` (a moved original keeps the scanner's mode, often
-/// world-readable). Only a file's owner may change its mode; an original written by another
-/// user (Samba, FTP) is therefore rewritten as the daemon's own file with `mode`.
-pub fn ensure_mode(path: &Path, mode: u32) -> io::Result<()> {
-    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => rewrite_as_own(path, mode),
-        other => other,
+/// What [`make_private`] did with a file the daemon is putting in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privacy {
+    /// It has `mode` now (changed on its descriptor, or replaced by a private copy of our own
+    /// when another user owns it).
+    Made,
+    /// Left exactly as it is (mode, owner, content), and what it is: not a file the daemon
+    /// may change.
+    LeftAsIs(&'static str),
+}
+
+/// What a symlink is called when [`make_private`] leaves it alone.
+pub const A_SYMLINK: &str = "a symbolic link";
+/// What a file with other hard links is called when [`make_private`] leaves it alone.
+pub const A_HARD_LINK: &str = "a hard link to a file elsewhere";
+/// What anything but a regular file or a symlink is called when [`make_private`] leaves it.
+pub const NOT_A_REGULAR_FILE: &str = "not a regular file";
+
+/// Gives a file the daemon is putting in place `mode` (a moved original keeps the scanner's
+/// mode, often world-readable) if, and only if, it is a regular file with no other hard link:
+/// the mode is changed on a descriptor opened without following links, so a symlink's target
+/// or an inode shared with a file elsewhere is never changed ([`Privacy::LeftAsIs`]). Only a
+/// file's owner may change its mode; an original written by another user (Samba, FTP) is
+/// therefore rewritten as the daemon's own file with `mode`.
+pub fn make_private(path: &Path, mode: u32) -> io::Result<Privacy> {
+    // Looked at first without opening: opening a device may do something.
+    if let Some(what) = left_as_is(&fs::symlink_metadata(path)?) {
+        return Ok(Privacy::LeftAsIs(what));
+    }
+    let file = match open_no_follow(path) {
+        Ok(file) => file,
+        // Swapped for a symlink since the look.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(Privacy::LeftAsIs(A_SYMLINK));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(what) = left_as_is(&file.metadata()?) {
+        return Ok(Privacy::LeftAsIs(what));
+    }
+    match file.set_permissions(fs::Permissions::from_mode(mode)) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            rewrite_as_own(&file, path, mode)?;
+            Ok(Privacy::Made)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(Privacy::Made),
     }
 }
 
@@ -194,12 +279,27 @@ pub fn restrict_open_file(file: &File, mode: u32) -> io::Result<Option<u32>> {
     }
 }
 
-/// Copies `path` into a temp file of ours with `mode`, fsyncs it and renames it over `path`.
-fn rewrite_as_own(path: &Path, mode: u32) -> io::Result<()> {
+/// Why an entry is not the daemon's to change: a symlink, a file with other hard links (the
+/// inode is shared with a name elsewhere), anything but a regular file.
+pub fn left_as_is(meta: &fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        Some(A_SYMLINK)
+    } else if !kind.is_file() {
+        Some(NOT_A_REGULAR_FILE)
+    } else if meta.nlink() > 1 {
+        Some(A_HARD_LINK)
+    } else {
+        None
+    }
+}
+
+/// Copies the open `file` into a temp file of ours with `mode`, fsyncs it and renames it over
+/// `path` (the name `file` was opened by).
+fn rewrite_as_own(file: &File, path: &Path, mode: u32) -> io::Result<()> {
     let dir = parent_of(path);
-    let mut temp = temp_file_in(dir, mode)?;
-    io::copy(&mut File::open(path)?, temp.as_file_mut())?;
-    temp.as_file().sync_all()?;
+    let temp = copy_to_temp(file, dir, mode)?;
     temp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }
@@ -501,6 +601,59 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 4, "no copies or temp files left: {names:?}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Only a regular file with no other hard link gets the mode; a symlink (its target) and
+    /// an inode shared with a file elsewhere are left exactly as they are, and named.
+    #[test]
+    fn make_private_changes_only_a_regular_file_with_no_other_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let private = |name: &str| {
+            let path = d.join(name);
+            fs::write(&path, name).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let (outside, target, own) = (private("outside"), private("target"), private("own"));
+        fs::set_permissions(&own, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::hard_link(&outside, d.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&target, d.join("symlink")).unwrap();
+        assert_eq!(make_private(&own, 0o640).unwrap(), Privacy::Made);
+        assert_eq!(mode_of(&own), 0o640);
+        assert_eq!(
+            make_private(&d.join("linked"), 0o640).unwrap(),
+            Privacy::LeftAsIs(A_HARD_LINK)
+        );
+        assert_eq!(
+            make_private(&d.join("symlink"), 0o640).unwrap(),
+            Privacy::LeftAsIs(A_SYMLINK)
+        );
+        assert_eq!(mode_of(&outside), 0o600, "the shared inode");
+        assert_eq!(mode_of(&target), 0o600, "the symlink's target");
+        assert_eq!(
+            make_private(d, 0o640).unwrap(),
+            Privacy::LeftAsIs(NOT_A_REGULAR_FILE)
+        );
+    }
+
+    /// A move across filesystems changes no mode: the copy has the source's bits, whatever
+    /// they are (the caller made the file private before, or left it as it was on purpose).
+    #[test]
+    fn a_copy_keeps_the_sources_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o600, 0o640, 0o644] {
+            let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+            fs::write(&a, b"payload").unwrap();
+            fs::set_permissions(&a, fs::Permissions::from_mode(mode)).unwrap();
+            copy_into_place(&a, &b).unwrap();
+            assert_eq!(mode_of(&b), mode, "{mode:o}");
+            fs::remove_file(&b).unwrap();
+        }
     }
 
     #[test]

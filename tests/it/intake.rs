@@ -1,6 +1,7 @@
 //! Intake that survives real scanners and shares, and preflight before paying.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant, SystemTime};
 
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
@@ -233,6 +234,7 @@ async fn a_hard_link_to_a_file_outside_the_inbox_is_not_uploaded() {
     let outside = env.dir.path().join("payroll.png");
     let outside_bytes = beorg_emulator::samples::page_png(63, None);
     std::fs::write(&outside, &outside_bytes).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::hard_link(&outside, env.inboxes[0].path.join("linked.png")).unwrap();
     let daemon = env.start();
     env.drop_scan(0, "real.png", 64, None);
@@ -244,6 +246,8 @@ async fn a_hard_link_to_a_file_outside_the_inbox_is_not_uploaded() {
         env.inboxes[0].path.join("linked.png").exists(),
         "left in place"
     );
+    let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "its mode is not changed");
 }
 
 #[tokio::test]

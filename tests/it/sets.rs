@@ -994,3 +994,225 @@ async fn status_counts_no_empty_set_folder_and_no_age_from_the_epoch() {
     assert!(age < 3600, "a single file too: {status}");
     daemon.stop().await;
 }
+
+/// Mode, owner, inode and link count of `path` itself (a symlink is not followed).
+fn stat_of(path: &Path) -> (u32, u32, u32, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.mode() & 0o7777, m.uid(), m.gid(), m.ino(), m.nlink())
+}
+
+/// A 0600 file outside the inbox, owned by another user (uid/gid 4321): what a refused set
+/// links to and must never change.
+fn private_file_outside(env: &TestEnv, name: &str, seed: u64) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let path = outside.join(name);
+    std::fs::write(&path, page_png(seed, None)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let owner = Some(rustix::fs::Uid::from_raw(4321));
+    let group = Some(rustix::fs::Gid::from_raw(4321));
+    let chowned = rustix::fs::chown(&path, owner, group);
+    assert!(
+        precondition(
+            chowned.is_ok(),
+            &format!("this test gives a file another owner and chown said {chowned:?}"),
+            "run the tests as root (CI does)",
+        ),
+        "skipped"
+    );
+    path
+}
+
+/// A set in the inbox with a plain passport, `selfie.png` hard-linked to a 0600 file outside
+/// the inbox and `face.png` a symlink to another: built in a hidden folder, renamed in whole.
+/// Returns the two outside files.
+fn put_set_with_links(env: &TestEnv, set: &str) -> (PathBuf, PathBuf) {
+    let (linked, target) = (
+        private_file_outside(env, "secret.png", 10_801),
+        private_file_outside(env, "face-secret.png", 10_802),
+    );
+    let hidden = env.inboxes[0].path.join(format!(".building-{set}"));
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(hidden.join("passport.png"), page_png(10_803, None)).unwrap();
+    std::fs::hard_link(&linked, hidden.join("selfie.png")).unwrap();
+    std::os::unix::fs::symlink(&target, hidden.join("face.png")).unwrap();
+    std::fs::rename(&hidden, env.inboxes[0].path.join(set)).unwrap();
+    (linked, target)
+}
+
+/// The refusal of a set with links names each, and says where the set went and that they
+/// were not changed.
+fn assert_says_where_each_file_is(sidecar: &Sidecar, folder: &Path, copied: bool) {
+    let error = sidecar.error.as_ref().expect("an error");
+    assert_eq!(error.kind, ErrorKind::InvalidFile);
+    let says = &error.message;
+    let (went, how) = if copied {
+        (
+            format!(
+                "The set was copied to {}/ (another filesystem) as it was",
+                folder.display()
+            ),
+            "are copies with the same modes, and the files they point to were not changed",
+        )
+    } else {
+        (
+            format!("The set was moved to {}/ as it was", folder.display()),
+            "were not changed",
+        )
+    };
+    for part in [
+        "face.png is a symbolic link",
+        "selfie.png has other hard links",
+        &went,
+        &format!(
+            "face.png (a symbolic link) and selfie.png (a hard link to a file elsewhere) {how}"
+        ),
+    ] {
+        assert!(says.contains(part), "{part:?} not in: {says}");
+    }
+    assert!(!says.contains("left in place"), "it is not: {says}");
+}
+
+/// A set with a member hard-linked to a private file outside the inbox and a member that is
+/// a symlink to another is refused and moved whole to failed/: the outside files keep their
+/// mode and owner, the link and the symlink are in failed/ exactly as they were (the same
+/// inode, the same target), only the set's own file is made private, and the message says
+/// where each file is.
+#[tokio::test]
+async fn a_refused_set_never_changes_a_linked_file_and_says_where_each_file_is() {
+    let env = env_with("sets = true").await;
+    let daemon = env.start();
+    let (linked, target) = put_set_with_links(&env, "seth2");
+    let (linked_before, target_before) = (stat_of(&linked), stat_of(&target));
+    let (sidecar, folder) = set_sidecar(&env, 0, "seth2").await;
+    assert_eq!(folder, env.inboxes[0].failed.join("seth2"));
+    assert_eq!(
+        names_in(&folder),
+        ["face.png", "passport.png", "selfie.png"]
+    );
+    let mode_of = |p: &Path| stat_of(p).0;
+    assert_eq!(mode_of(&linked), 0o600, "the hard-linked file outside");
+    assert_eq!(stat_of(&linked), linked_before, "mode, owner, inode, links");
+    assert_eq!(mode_of(&target), 0o600, "the symlink's target");
+    assert_eq!(stat_of(&target), target_before, "the symlink's target");
+    assert_eq!(
+        stat_of(&folder.join("selfie.png")),
+        linked_before,
+        "the link in failed/ is the same inode, unchanged"
+    );
+    assert_eq!(
+        std::fs::read_link(folder.join("face.png")).unwrap(),
+        target,
+        "the symlink as it was"
+    );
+    assert_eq!(mode_of(&folder.join("passport.png")), 0o640, "file_mode");
+    assert_says_where_each_file_is(&sidecar, &folder, false);
+    assert!(env.submits().is_empty());
+    daemon.stop().await;
+}
+
+/// The same set refused onto a failed/ on another filesystem: a symlink is copied as a
+/// symlink (never lost, never followed), the hard-linked file's copy keeps its 0600 (its
+/// content is not made group-readable), and the outside files are unchanged.
+#[tokio::test]
+async fn a_refused_set_copied_to_another_filesystem_keeps_its_symlink_and_every_mode() {
+    let mut env = env_with("sets = true").await;
+    let Some(tmpfs) = Tmpfs::mount(&env.dir.path().join("failed-tmpfs"), "32m") else {
+        return;
+    };
+    env.inboxes[0].failed = tmpfs.path.clone();
+    let daemon = env.start();
+    let (linked, target) = put_set_with_links(&env, "seth3");
+    let (linked_before, target_before) = (stat_of(&linked), stat_of(&target));
+    let (sidecar, folder) = set_sidecar(&env, 0, "seth3").await;
+    assert_eq!(folder, tmpfs.path.join("seth3"));
+    assert_eq!(
+        names_in(&folder),
+        ["face.png", "passport.png", "selfie.png"]
+    );
+    assert_eq!(
+        std::fs::read_link(folder.join("face.png")).unwrap(),
+        target,
+        "the symlink copied as a symlink"
+    );
+    let (copy_mode, copy_uid, copy_gid, _, _) = stat_of(&folder.join("selfie.png"));
+    assert_eq!(
+        (copy_mode, copy_uid, copy_gid),
+        (0o600, 4321, 4321),
+        "the copy's mode and owner"
+    );
+    assert_eq!(stat_of(&folder.join("passport.png")).0, 0o640, "file_mode");
+    assert_eq!(stat_of(&folder).0, 0o750, "the set's folder");
+    assert_eq!(stat_of(&target), target_before);
+    let (mode, uid, gid, ino, _) = stat_of(&linked);
+    assert_eq!(
+        (mode, uid, gid, ino),
+        (
+            linked_before.0,
+            linked_before.1,
+            linked_before.2,
+            linked_before.3
+        ),
+        "the outside file"
+    );
+    assert_says_where_each_file_is(&sidecar, &folder, true);
+    assert_eq!(names_in(&tmpfs.path), ["seth3", "seth3.json"]);
+    daemon.stop().await;
+}
+
+/// A symlink to a folder directly in a sets inbox is not a set: it is never followed,
+/// taken or changed, and the log says so once, while real sets go on.
+#[tokio::test]
+async fn a_symlinked_folder_in_a_sets_inbox_is_left_alone_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with(KYC).await;
+    let outside = env.dir.path().join("outside-set");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("passport.png"), page_png(10_901, None)).unwrap();
+    std::fs::write(outside.join("selfie.png"), page_png(10_902, None)).unwrap();
+    for name in ["passport.png", "selfie.png"] {
+        let path = outside.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let before: Vec<_> = ["passport.png", "selfie.png"]
+        .map(|n| stat_of(&outside.join(n)))
+        .into();
+    let link = env.inboxes[0].path.join("linked-set");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let mut daemon = env.spawn_binary(&[]);
+    put_set(
+        &env,
+        0,
+        "kyc-real",
+        &[
+            ("passport.png", page_png(10_903, None)),
+            ("selfie.png", page_png(10_904, None)),
+        ],
+    );
+    let (sidecar, _) = set_sidecar(&env, 0, "kyc-real").await;
+    assert_eq!(sidecar.status, Status::Done, "{:?}", sidecar.error);
+    wait_until("the WARN about the link", || {
+        daemon
+            .stderr()
+            .contains("is a symbolic link in a sets inbox")
+    })
+    .await;
+    daemon.signal(Signal::TERM);
+    daemon.wait(Duration::from_secs(5)).await;
+    assert!(
+        link.symlink_metadata().unwrap().is_symlink(),
+        "left in place"
+    );
+    let after: Vec<_> = ["passport.png", "selfie.png"]
+        .map(|n| stat_of(&outside.join(n)))
+        .into();
+    assert_eq!(after, before, "the linked folder's files are unchanged");
+    assert_eq!(env.submits().len(), 1, "only the real set is sent");
+    let warnings = daemon
+        .stderr()
+        .matches("is a symbolic link in a sets inbox")
+        .count();
+    assert_eq!(warnings, 1, "one WARN: {}", daemon.stderr());
+}

@@ -11,8 +11,8 @@
 //! format's end) as a single file would. Holds last up to `hold_limit` without a change;
 //! then a set still holding a temporary name is offered only to be refused whole by
 //! preflight (it is never sent without that file), and any other hold is given up with a
-//! WARN. A set still receiving files is never offered. Loose files directly in a sets inbox
-//! are left alone with one WARN each; folders inside a set are left to preflight (which
+//! WARN. A set still receiving files is never offered. Loose files and symlinks (to a folder
+//! or not) directly in a sets inbox are left alone with one WARN each; folders inside a set are left to preflight (which
 //! refuses the set).
 
 use std::collections::HashSet;
@@ -52,6 +52,8 @@ enum Place {
     },
     /// A file directly in the inbox.
     Loose,
+    /// A symlink directly in the inbox (to a folder or not): never a set, never followed.
+    Link,
     Elsewhere,
 }
 
@@ -69,8 +71,10 @@ impl Intake {
                 _ => None,
             })
             .collect();
+        let is_link = || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
         match parts.as_slice() {
             [first, ..] if is_ignored_name(first) => Place::Elsewhere,
+            [_] if is_link() => Place::Link,
             [first] if path.is_dir() => Place::Set {
                 folder: root.join(first),
                 member: None,
@@ -102,6 +106,10 @@ impl Intake {
                     );
                 }
             }
+            Place::Link => self.warn_once(
+                path,
+                "is a symbolic link in a sets inbox: links are never followed, so it is never a set; left in place",
+            ),
             Place::Elsewhere => {}
             Place::Set { folder, member } => {
                 if self.queue.is_taken(&folder) || !folder.is_dir() {
