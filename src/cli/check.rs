@@ -11,7 +11,7 @@
 //! | error | a folder the service's systemd sandbox hides or keeps read-only (`ProtectSystem=strict` without `ReadWritePaths=`, `PrivateTmp=`, `ProtectHome=`), when the unit runs this config |
 //! | error | a `ledger` whose folder is missing or not writable, an `exec` program (named by its path) that cannot be run: every delivery would fail |
 //! | error | `--online`: token or machine_uid rejected (401), API unreachable (connection error, 5xx), any other unexpected answer; the shared budget's Redis does not answer |
-//! | warning | (tolerated by `run`) the state folder is missing and only systemd's `StateDirectory=` can create it; a token readable by every user; an inbox with the sticky bit set that this user does not own (other users' files cannot be moved out); `--online`: the account has no money (402, submits pause until it is topped up) |
+//! | warning | (tolerated by `run`) the state folder is missing and only systemd's `StateDirectory=` can create it; a token readable by every user; an inbox with the sticky bit set that this user does not own (other users' files cannot be moved out); `--online`: the account has no money (402, submits pause until it is topped up); the limits stored with the shared budget's key differ from this config's `[api]` (the stricter of each holds; the finding says how to raise them for all) |
 //! | warning | an `exec` program named without a path that is not in `PATH` |
 //! | note | facts worth knowing: checked as root, token taken from `BEORG_TOKEN`, a webhook without a signing secret, the budget shared through Redis (`--online` says whether Redis answers and how many daemons used the key lately) |
 //!
