@@ -7,6 +7,12 @@
 -- daemons waiting for a submit (the one served least recently goes first), polls that leave
 -- a submit's slot to it when documents are the scarcer budget, and who used the budget lately.
 --
+-- The key keeps the limits it was created with (both periods, and the rates as the daemon's
+-- `[api]` wrote them, for messages). A daemon that asks with stricter ones tightens them
+-- (each limit on its own); nothing loosens them but the key's deletion or expiry. Every turn
+-- is measured with the stricter of the key's and the asking daemon's, so daemons configured
+-- with different limits together keep the stricter ones, whoever asks.
+--
 -- KEYS: 1 state (hash), 2 wants (zset: daemon -> until when its claim to a submit holds),
 --       3 served (hash: daemon -> when its last submit was granted), 4 seen (zset: daemon ->
 --       when it last asked). Times are microseconds of Redis's clock.
@@ -14,14 +20,19 @@
 --       5 grace (how long a refused daemon's claim outlives its wait), 6 the wait of a daemon
 --       that lets another go first, 7 account news (none | pause | clear_submit | clear_poll),
 --       8 its HTTP status, 9 its message, 10 the pause's length, 11 the keys' time to live (s),
---       12 the window of "used lately" (us), 13 whether this daemon has a submit waiting (1/0).
+--       12 the window of "used lately" (us), 13 whether this daemon has a submit waiting (1/0),
+--       14 requests per second and 15 documents per minute as configured (the rates of the
+--       periods 3 and 4), 16 whether stricter limits are stored with the key (1: a daemon; 0:
+--       `check`, whose config may be a draft).
 -- Returns: granted (0/1), this op's wait, the request budget's wait, the submit budget's
 --       wait, pause status (0: none), pause message, pause since (unix ms), pause left, probe
---       (0/1: this grant is the one try after a pause), daemons seen lately.
+--       (0/1: this grant is the one try after a pause), daemons seen lately, the key's
+--       requests per second and documents per minute before this turn ('' when it had none),
+--       the requests per second and documents per minute this turn was measured with.
 
 local state, wants, served, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op, me = ARGV[1], ARGV[2]
-local req_p, sub_p = tonumber(ARGV[3]), tonumber(ARGV[4])
+local own_req_p, own_sub_p = tonumber(ARGV[3]), tonumber(ARGV[4])
 local grace, yield_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
 local news = ARGV[7]
 local ttl, window = tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -31,7 +42,25 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or '?'
 
 local s = redis.call('HMGET', state, 'run_id', 'req_tat', 'sub_tat', 'pause_until',
-    'pause_status', 'pause_message', 'pause_since', 'pause_retry')
+    'pause_status', 'pause_message', 'pause_since', 'pause_retry', 'limit_req_p', 'limit_sub_p',
+    'limit_rps', 'limit_dpm')
+
+-- The key's limits, each tightened to the asking daemon's when those are stricter (a longer
+-- period); this turn and the plans below use them.
+local found_rps, found_dpm = s[11] or '', s[12] or ''
+local req_p, rps = tonumber(s[9]), found_rps
+local sub_p, dpm = tonumber(s[10]), found_dpm
+if not req_p or own_req_p > req_p then
+    req_p, rps = own_req_p, ARGV[14]
+end
+if not sub_p or own_sub_p > sub_p then
+    sub_p, dpm = own_sub_p, ARGV[15]
+end
+if ARGV[16] == '1' and (req_p ~= tonumber(s[9]) or sub_p ~= tonumber(s[10])) then
+    redis.call('HSET', state, 'limit_req_p', req_p, 'limit_sub_p', sub_p, 'limit_rps', rps,
+        'limit_dpm', dpm)
+end
+
 local req_tat = tonumber(s[2]) or 0
 local sub_tat = tonumber(s[3]) or 0
 if s[1] ~= run_id then
@@ -139,4 +168,5 @@ else
     pause_status, pause_message, pause_since = 0, '', 0
 end
 return { granted, wait, math.max(req_tat - now, 0), math.max(sub_tat - now, 0), pause_status,
-    pause_message, pause_since, pause_left, probe, redis.call('ZCARD', seen) }
+    pause_message, pause_since, pause_left, probe, redis.call('ZCARD', seen), found_rps,
+    found_dpm, rps, dpm }

@@ -4,7 +4,8 @@
 //! must share them. Each turn is one Lua script ([`SCRIPT`], `src/budget.lua`) evaluated
 //! atomically in Redis: both limits as GCRA with burst 1 on Redis's own clock, checked
 //! together so a refusal spends neither; the account pause every daemon obeys, with one probe
-//! when it ends; fairness between daemons waiting for a submit. This module is the client
+//! when it ends; fairness between daemons waiting for a submit; the limits stored with the
+//! key (the stricter of each holds for every daemon on it). This module is the client
 //! side: it asks for turns, carries this daemon's account news (a 401/402, a success) to
 //! Redis, and knows whether Redis answers. The scheduler's shared dispatcher
 //! (`scheduler/shared.rs`) decides which local waiter asks, and passes the turn on.
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::config::SharedBudgetConfig;
+use crate::config::{Limits, SharedBudgetConfig};
 
 /// The turn script (see its header for keys, arguments and the answer).
 pub const SCRIPT: &str = include_str!("budget.lua");
@@ -59,10 +60,18 @@ impl TurnKind {
 }
 
 /// The periods a turn is measured with (the scheduler's, margin included).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Periods {
     pub request: Duration,
     pub submit: Duration,
+}
+
+/// What a daemon asks its turns with: its limits (the key stores them, messages name them)
+/// and the periods the scheduler measures them with (margin included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TurnLimits {
+    pub limits: Limits,
+    pub periods: Periods,
 }
 
 /// Redis's answer to one turn.
@@ -82,6 +91,12 @@ pub struct Reply {
     pub probe: bool,
     /// Daemons that asked for a turn within [`SEEN_WINDOW`], this one included.
     pub daemons_seen: u64,
+    /// The limits stored with the key before this turn; `None` when it had none (this turn
+    /// stored them).
+    pub key_limits: Option<Limits>,
+    /// The limits this turn was measured with: the stricter of each of the key's and the
+    /// ones asked with. A daemon plans with these until its own `[api]` limits change.
+    pub limits: Option<Limits>,
 }
 
 /// A 401/402 one of the daemons saw, as Redis keeps it.
@@ -102,6 +117,16 @@ pub struct Health {
     pub unavailable_since: Option<SystemTime>,
     /// Why, in a few words (never the password: it is not in the URL).
     pub error: Option<String>,
+}
+
+/// Limits this daemon keeps that are not its own: the key's are stricter (for `status` and
+/// `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StricterLimits {
+    /// This daemon's `[api]` limits.
+    pub own: Limits,
+    /// The stricter of each of those and the key's: what this daemon keeps.
+    pub in_use: Limits,
 }
 
 /// This daemon's account news not yet written to Redis.
@@ -136,7 +161,10 @@ struct Inner {
     /// Account news waiting for Redis (sent with the next call, whichever comes first).
     news: Mutex<Option<News>>,
     health: Mutex<Health>,
-    /// Rung when Redis stops or starts answering: the status snapshot shows it at once.
+    /// Set by the dispatcher from Redis's answers.
+    stricter_limits: Mutex<Option<StricterLimits>>,
+    /// Rung when Redis stops or starts answering, or the limits kept change: the status
+    /// snapshot shows it at once.
     health_changed: tokio::sync::Notify,
 }
 
@@ -162,6 +190,7 @@ impl SharedBudget {
                 member: member_name(state_dir),
                 news: Mutex::new(None),
                 health: Mutex::new(Health::default()),
+                stricter_limits: Mutex::new(None),
                 health_changed: tokio::sync::Notify::new(),
             }),
         })
@@ -177,22 +206,37 @@ impl SharedBudget {
         &self.inner.shown_url
     }
 
-    /// Asks for a turn. `submit_waiting`: this daemon has a submit waiting (for a poll turn:
-    /// other daemons' polls then leave the submit's slot to it). `Err` when Redis does not
-    /// answer: then nothing may be sent.
+    /// Asks for a turn, measured with `limits` or the key's where those are stricter; the
+    /// key keeps the stricter of each. `submit_waiting`: this daemon has a submit waiting
+    /// (for a poll turn: other daemons' polls then leave the submit's slot to it). `Err` when
+    /// Redis does not answer: then nothing may be sent.
     pub async fn turn(
         &self,
         kind: TurnKind,
-        periods: Periods,
+        limits: TurnLimits,
         submit_waiting: bool,
     ) -> Result<Reply, Unavailable> {
-        self.call(kind.op(), periods, submit_waiting).await
+        self.call(kind.op(), limits, submit_waiting, true).await
+    }
+
+    /// Like [`SharedBudget::turn`], but `limits` are not stored with the key (for `check`,
+    /// whose config may be a draft): the turn is measured with the stricter of each.
+    pub async fn turn_without_storing_limits(
+        &self,
+        kind: TurnKind,
+        limits: TurnLimits,
+    ) -> Result<Reply, Unavailable> {
+        self.call(kind.op(), limits, false, false).await
     }
 
     /// Writes waiting account news now (a turn would carry it too). For a daemon that has
     /// seen a 401/402 and may have nothing else to ask for a while.
-    pub async fn sync(&self, periods: Periods, submit_waiting: bool) -> Result<Reply, Unavailable> {
-        self.call("sync", periods, submit_waiting).await
+    pub async fn sync(
+        &self,
+        limits: TurnLimits,
+        submit_waiting: bool,
+    ) -> Result<Reply, Unavailable> {
+        self.call("sync", limits, submit_waiting, true).await
     }
 
     /// A 401/402 this daemon saw: every daemon on the budget pauses for `retry`.
@@ -228,8 +272,30 @@ impl SharedBudget {
         )
     }
 
-    /// Resolves when Redis has stopped or started answering since the last call (for one
-    /// listener: the status snapshot).
+    /// The limits this daemon keeps when the key's are stricter than its own.
+    pub fn stricter_limits(&self) -> Option<StricterLimits> {
+        *self
+            .inner
+            .stricter_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records [`SharedBudget::stricter_limits`] (the dispatcher, from Redis's answers).
+    pub fn set_stricter_limits(&self, limits: Option<StricterLimits>) {
+        let mut kept = self
+            .inner
+            .stricter_limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *kept != limits {
+            *kept = limits;
+            self.inner.health_changed.notify_one();
+        }
+    }
+
+    /// Resolves when Redis has stopped or started answering, or the limits kept changed,
+    /// since the last call (for one listener: the status snapshot).
     pub async fn health_changed(&self) {
         self.inner.health_changed.notified().await
     }
@@ -246,8 +312,9 @@ impl SharedBudget {
     async fn call(
         &self,
         op: &str,
-        periods: Periods,
+        TurnLimits { limits, periods }: TurnLimits,
         submit_waiting: bool,
+        store_limits: bool,
     ) -> Result<Reply, Unavailable> {
         let news = self
             .inner
@@ -284,7 +351,10 @@ impl SharedBudget {
             .arg(micros(retry))
             .arg(KEY_TTL.as_secs())
             .arg(micros(SEEN_WINDOW))
-            .arg(u8::from(submit_waiting));
+            .arg(u8::from(submit_waiting))
+            .arg(limits.requests_per_second.to_string())
+            .arg(limits.documents_per_minute.to_string())
+            .arg(u8::from(store_limits));
         let mut connection = self.inner.connection.clone();
         let answer: redis::RedisResult<redis::Value> =
             invocation.invoke_async(&mut connection).await;
@@ -390,6 +460,7 @@ fn parse_reply(value: redis::Value) -> Result<Reply, String> {
         _ => String::new(),
     };
     let duration = |i: usize| int(i).map(|n| Duration::from_micros(n.max(0) as u64));
+    let limits = |i: usize| limits_from(&text(i), &text(i + 1));
     let pause_status = int(4)?;
     let pause = (pause_status > 0).then(|| -> Result<SharedPause, String> {
         Ok(SharedPause {
@@ -407,6 +478,21 @@ fn parse_reply(value: redis::Value) -> Result<Reply, String> {
         pause: pause.transpose()?,
         probe: int(8)? == 1,
         daemons_seen: int(9)?.max(0) as u64,
+        key_limits: limits(10),
+        limits: limits(12),
+    })
+}
+
+/// Limits as the script keeps them (the rates' text); `None` when absent or not rates.
+fn limits_from(requests_per_second: &str, documents_per_minute: &str) -> Option<Limits> {
+    let rate = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+    };
+    Some(Limits {
+        requests_per_second: rate(requests_per_second)?,
+        documents_per_minute: rate(documents_per_minute)?,
     })
 }
 
@@ -415,10 +501,12 @@ fn parse_reply(value: redis::Value) -> Result<Reply, String> {
 pub struct Probe {
     /// The daemons (`host:state_dir`) that asked for a turn within [`SEEN_WINDOW`].
     pub daemons: Vec<String>,
+    /// The limits stored with the key; `None` before a daemon used it (or after it expired).
+    pub limits: Option<Limits>,
 }
 
 /// Asks Redis whether it answers (and runs scripts, and lets this user read the budget's
-/// keys), and who used the budget lately. Changes nothing.
+/// keys), who used the budget lately and the limits stored with it. Changes nothing.
 pub async fn probe(config: &SharedBudgetConfig) -> anyhow::Result<Probe> {
     let client = client(config)?;
     let mut connection =
@@ -441,6 +529,14 @@ pub async fn probe(config: &SharedBudgetConfig) -> anyhow::Result<Probe> {
         .query_async(&mut connection)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (rps, dpm): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(format!("{}:state", config.key))
+        .arg("limit_rps")
+        .arg("limit_dpm")
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limits = limits_from(&rps.unwrap_or_default(), &dpm.unwrap_or_default());
     // Scripts may be refused (an ACL without +@scripting, or without +info inside them).
     let _: redis::Value = redis::cmd("SCRIPT")
         .arg("EXISTS")
@@ -448,7 +544,7 @@ pub async fn probe(config: &SharedBudgetConfig) -> anyhow::Result<Probe> {
         .query_async(&mut connection)
         .await
         .map_err(|e| anyhow::anyhow!("scripts are refused ({e})"))?;
-    Ok(Probe { daemons })
+    Ok(Probe { daemons, limits })
 }
 
 #[cfg(test)]
@@ -470,6 +566,10 @@ mod tests {
             int(2_000_000),
             int(0),
             int(3),
+            text("1"),
+            text("60"),
+            text("1"),
+            text("10"),
         ]))
         .unwrap();
         assert!(!reply.granted);
@@ -478,6 +578,12 @@ mod tests {
         assert_eq!((pause.status, pause.message.as_str()), (402, "no money"));
         assert_eq!(pause.left, Duration::from_secs(2));
         assert_eq!(reply.daemons_seen, 3);
+        let key = reply.key_limits.unwrap();
+        assert_eq!(
+            (key.requests_per_second, key.documents_per_minute),
+            (1.0, 60.0)
+        );
+        assert_eq!(reply.limits.unwrap().documents_per_minute, 10.0);
         let none = parse_reply(redis::Value::Array(vec![
             int(1),
             int(0),
@@ -489,9 +595,15 @@ mod tests {
             int(0),
             int(0),
             int(1),
+            text(""),
+            text(""),
+            text("0.5"),
+            text("10"),
         ]))
         .unwrap();
         assert!(none.granted && none.pause.is_none());
+        assert!(none.key_limits.is_none(), "a key without limits yet");
+        assert_eq!(none.limits.unwrap().requests_per_second, 0.5);
         assert!(parse_reply(redis::Value::Nil).is_err());
     }
 

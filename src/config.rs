@@ -104,6 +104,38 @@ pub struct Config {
     pub budget: BudgetConfig,
 }
 
+/// The two ceilings, from `[api]` (the scheduler paces by them).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub requests_per_second: f64,
+    pub documents_per_minute: f64,
+}
+
+impl Limits {
+    /// The stricter (the lower rate) of each limit of these and `other`.
+    pub fn stricter_of_each(&self, other: &Limits) -> Limits {
+        Limits {
+            requests_per_second: self.requests_per_second.min(other.requests_per_second),
+            documents_per_minute: self.documents_per_minute.min(other.documents_per_minute),
+        }
+    }
+}
+
+/// As a person reads them: `60 documents/min, 1 request/s`.
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |rate: f64| if rate == 1.0 { "" } else { "s" };
+        write!(
+            f,
+            "{} document{}/min, {} request{}/s",
+            self.documents_per_minute,
+            plural(self.documents_per_minute),
+            self.requests_per_second,
+            plural(self.requests_per_second)
+        )
+    }
+}
+
 /// How to reach the Beorg API and how hard we may use it.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -132,6 +164,16 @@ pub struct ApiConfig {
     pub retry_base: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
+}
+
+impl ApiConfig {
+    /// `requests_per_second` and `documents_per_minute`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            requests_per_second: self.requests_per_second,
+            documents_per_minute: self.documents_per_minute,
+        }
+    }
 }
 
 /// Settings of the process itself.

@@ -120,6 +120,9 @@ pub struct Metrics {
     /// Unix time since which the shared budget's Redis has not answered (0 while it does, or
     /// when the budget is this process's own): nothing is sent meanwhile.
     budget_unavailable_since: Gauge,
+    /// 1 while this daemon keeps the stricter limits stored with the shared budget's key
+    /// instead of its own `[api]` ones: the daemons on the key are configured differently.
+    budget_limits_stricter: Gauge,
 }
 
 impl Metrics {
@@ -141,6 +144,7 @@ impl Metrics {
         let retention_deleted = Family::<InboxLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let budget_unavailable_since = Gauge::default();
+        let budget_limits_stricter = Gauge::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -197,6 +201,11 @@ impl Metrics {
             Unit::Seconds,
             budget_unavailable_since.clone(),
         );
+        registry.register(
+            "beorg_budget_limits_stricter",
+            "1 while this daemon keeps the stricter limits stored with the shared budget's key instead of its own [api] limits (daemons on the key are configured differently); 0 otherwise",
+            budget_limits_stricter.clone(),
+        );
 
         Metrics {
             registry,
@@ -209,6 +218,7 @@ impl Metrics {
             retention_deleted,
             deliveries,
             budget_unavailable_since,
+            budget_limits_stricter,
         }
     }
 
@@ -217,6 +227,11 @@ impl Metrics {
     pub fn set_budget_unavailable_since(&self, since: u64) {
         self.budget_unavailable_since
             .set(i64::try_from(since).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this daemon keeps the shared budget's stricter limits instead of its own.
+    pub fn set_budget_limits_stricter(&self, stricter: bool) {
+        self.budget_limits_stricter.set(i64::from(stricter));
     }
 
     /// One delivery try of `kind` ended with `result`, or (`result` "given_up") a delivery

@@ -63,12 +63,8 @@ type Limiter = RateLimiter<
 /// waiting idle (at the end of a burst nothing else is left to send).
 pub const POLL_RESERVE: Duration = Duration::from_secs(1);
 
-/// The two ceilings, from `[api]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub requests_per_second: f64,
-    pub documents_per_minute: f64,
-}
+/// The two ceilings, from `[api]` (what the scheduler paces by is in the `impl` below).
+pub use crate::config::Limits;
 
 /// Longest period the scheduler works with, whatever the limits say (config allows far less):
 /// keeps every `Instant` sum and the limiter's nanosecond count far from overflowing.
@@ -92,12 +88,16 @@ impl Limits {
     fn poll_reserve(&self) -> usize {
         (POLL_RESERVE.as_secs_f64() / self.request_period().as_secs_f64()).max(1.0) as usize
     }
-    /// The periods a shared budget measures turns with: these plus [`PACING_SLACK`].
-    pub fn shared_periods(&self) -> crate::budget::Periods {
+    /// What a shared budget's turns are asked with: these limits, and the periods they give
+    /// plus [`PACING_SLACK`].
+    pub fn for_shared_budget(&self) -> crate::budget::TurnLimits {
         let with_slack = |p: Duration| p.saturating_add(PACING_SLACK).min(MAX_PERIOD);
-        crate::budget::Periods {
-            request: with_slack(self.request_period()),
-            submit: with_slack(self.submit_period()),
+        crate::budget::TurnLimits {
+            limits: *self,
+            periods: crate::budget::Periods {
+                request: with_slack(self.request_period()),
+                submit: with_slack(self.submit_period()),
+            },
         }
     }
 }

@@ -149,8 +149,20 @@ fn shown_budget(budget: Budget) -> Budget {
     }
 }
 
-/// The shared budget's line: where it lives, and whether Redis answers.
+/// The shared budget's line: where it lives, and whether Redis answers; and the limits kept
+/// when the key's are stricter than the daemon's own.
 fn budget_line(b: &Budget) -> String {
+    let mut line = budget_where(b);
+    if let Some(limits) = &b.stricter_limits {
+        line.push_str(&format!(
+            "budget limits: {} (the stricter stored with key {}; this daemon's [api] says {}: give every daemon on the key the same limits)\n",
+            limits.in_use, b.key, limits.own
+        ));
+    }
+    line
+}
+
+fn budget_where(b: &Budget) -> String {
     match &b.unavailable_since {
         Some(since) => format!(
             "budget: UNAVAILABLE since {since} (shared, key {} on {}: {}); nothing is sent until Redis answers\n",
@@ -344,6 +356,32 @@ mod tests {
         assert_eq!(
             budget.redis,
             "redis://***@redis.office.lan:6379/0?password=***"
+        );
+    }
+
+    /// Limits kept from the shared key, stricter than the daemon's own, are shown with both.
+    #[test]
+    fn the_stricter_limits_kept_from_the_shared_key_are_shown() {
+        use crate::config::Limits;
+        let budget = Budget {
+            redis: "redis://redis.office.lan:6379/0".into(),
+            key: "beorg:U_RATE_2".into(),
+            stricter_limits: Some(crate::budget::StricterLimits {
+                own: Limits {
+                    requests_per_second: 10.0,
+                    documents_per_minute: 600.0,
+                },
+                in_use: Limits {
+                    requests_per_second: 1.0,
+                    documents_per_minute: 60.0,
+                },
+            }),
+            ..Budget::default()
+        };
+        assert_eq!(
+            budget_line(&budget),
+            "budget: shared (key beorg:U_RATE_2 on redis://redis.office.lan:6379/0)\n\
+             budget limits: 60 documents/min, 1 request/s (the stricter stored with key beorg:U_RATE_2; this daemon's [api] says 600 documents/min, 10 requests/s: give every daemon on the key the same limits)\n"
         );
     }
 }

@@ -61,6 +61,10 @@ pub struct Budget {
     pub unavailable_since_unix: Option<u64>,
     /// Why it does not answer.
     pub error: Option<String>,
+    /// The limits this daemon keeps when the key's are stricter than its `[api]` ones;
+    /// `None` while it keeps its own (absent in older snapshots).
+    #[serde(default)]
+    pub stricter_limits: Option<crate::budget::StricterLimits>,
 }
 
 /// Deliveries (webhook, exec, ledger), all inboxes together.
@@ -250,6 +254,7 @@ fn budget(shared: &crate::budget::SharedBudget) -> Budget {
         unavailable_since: health.unavailable_since.map(rfc3339),
         unavailable_since_unix: health.unavailable_since.map(unix_secs),
         error: health.error,
+        stricter_limits: shared.stricter_limits(),
     }
 }
 
@@ -264,6 +269,11 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
     metrics.set_account_paused(s.account.paused);
     let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);
     metrics.set_budget_unavailable_since(unavailable.unwrap_or(0));
+    let stricter = s
+        .budget
+        .as_ref()
+        .is_some_and(|b| b.stricter_limits.is_some());
+    metrics.set_budget_limits_stricter(stricter);
 }
 
 /// The one line `systemctl status` shows.

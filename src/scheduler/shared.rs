@@ -5,6 +5,11 @@
 //! the account asks. Redis's answers also carry the account pause, which this dispatcher
 //! mirrors into the local [`AccountState`] (so `status` shows it) and obeys.
 //!
+//! Redis's answers also carry the limits stored with the key. Where they are stricter than
+//! this daemon's `[api]` ones, this daemon keeps them (asks and plans with the stricter of
+//! each) until its own limits change, so even a Redis that lost the key hears the stricter
+//! ones again from every daemon; a difference either way is one ERROR naming both.
+//!
 //! When Redis does not answer, no turn is given; it asks again, with a short backoff, while
 //! anything waits.
 
@@ -15,7 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{AccountProblem, AccountState, Kind, Limits, Message, News, Waiting, next_news};
-use crate::budget::{Periods, Reply, SharedBudget, SharedPause, TurnKind};
+use crate::budget::{Reply, SharedBudget, SharedPause, StricterLimits, TurnKind};
 
 /// While the shared account pause holds, a daemon with work waiting asks Redis this often
 /// whether another daemon's try has ended it.
@@ -27,7 +32,13 @@ const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 pub(super) struct SharedDispatcher {
     budget: SharedBudget,
+    /// This daemon's `[api]` limits.
+    own: Limits,
+    /// The limits turns are asked and planned with: the stricter of each of `own` and the
+    /// key's, as Redis last answered.
     limits: Limits,
+    /// The key's limits last named in an ERROR (each difference is reported once).
+    reported: Option<Limits>,
     incoming: mpsc::UnboundedReceiver<Message>,
     waiting: Waiting,
     /// From Redis's last answer: before these the request / submit budget is known to refuse
@@ -58,7 +69,9 @@ impl SharedDispatcher {
         let now = Instant::now();
         SharedDispatcher {
             budget,
+            own: limits,
             limits,
+            reported: None,
             incoming,
             waiting: Waiting::default(),
             request_free_at: now,
@@ -91,14 +104,14 @@ impl SharedDispatcher {
                 }
                 continue;
             }
-            let periods = self.periods();
+            let limits = self.limits.for_shared_budget();
             let submit_waiting = self.waiting.submits_wait();
             let answer = tokio::select! {
                 _ = cancel.cancelled() => return,
                 answer = async {
                     match asking {
-                        Some(kind) => self.budget.turn(kind, periods, submit_waiting).await,
-                        None => self.budget.sync(periods, submit_waiting).await,
+                        Some(kind) => self.budget.turn(kind, limits, submit_waiting).await,
+                        None => self.budget.sync(limits, submit_waiting).await,
                     }
                 } => answer,
             };
@@ -120,13 +133,10 @@ impl SharedDispatcher {
         }
     }
 
-    fn periods(&self) -> Periods {
-        self.limits.shared_periods()
-    }
-
     /// Acts on Redis's answer: hands a granted turn to the waiter, or notes when to ask again.
     fn follow(&mut self, asked: Option<TurnKind>, reply: Reply) {
         let now = Instant::now();
+        self.keep_key_limits(&reply);
         self.mirror_pause(reply.pause.as_ref(), now);
         self.request_free_at = now + reply.request_wait;
         self.submit_free_at = now + reply.submit_wait;
@@ -151,6 +161,33 @@ impl SharedDispatcher {
             (Some(TurnKind::Poll), false) => self.poll_retry_at = now + reply.wait,
             (None, _) => {}
         }
+    }
+
+    /// Takes the limits the turn was measured with (the stricter of each of the key's and the
+    /// ones asked with) for the next turns and the plans; names a difference between the
+    /// key's and this daemon's own limits in one ERROR.
+    fn keep_key_limits(&mut self, reply: &Reply) {
+        let Some(used) = reply.limits else {
+            return;
+        };
+        self.limits = used.stricter_of_each(&self.limits);
+        self.budget
+            .set_stricter_limits((self.limits != self.own).then_some(StricterLimits {
+                own: self.own,
+                in_use: self.limits,
+            }));
+        let key = reply.key_limits.unwrap_or(used);
+        if key == self.own || self.reported == Some(key) {
+            return;
+        }
+        self.reported = Some(key);
+        tracing::error!(
+            "the [api] limits of this daemon ({}) differ from those stored with the shared budget {} ({}); every daemon on it keeps the stricter of each: {}. Give every daemon that shares the budget the same [api] limits (`check --online` says how to raise them for all)",
+            self.own,
+            self.budget.key(),
+            key,
+            self.limits
+        );
     }
 
     /// Makes the local account state say what Redis says: a pause another daemon saw holds
@@ -278,10 +315,14 @@ impl SharedDispatcher {
     }
 
     fn receive(&mut self, message: Message) {
-        // Redis measures each turn with the periods sent with it: the next grant waits the
-        // period of the last one, so a change never squeezes two requests together.
+        // Redis measures each turn with the stricter of the key's periods and the ones sent
+        // with it: the next grant waits the period of the last one, so a change never
+        // squeezes two requests together. New own limits are asked with as they are (the
+        // key's stricter ones still hold, and come back with the next answer).
         if let Some(limits) = self.waiting.take(message) {
+            self.own = limits;
             self.limits = limits;
+            self.reported = None;
         }
     }
 }

@@ -5,11 +5,19 @@
 use std::time::Duration;
 
 use beorg_emulator::Endpoint;
+use beorg_hotfolder::scheduler::Limits;
 
 use crate::helpers::*;
 
 const REQUESTS_PER_SECOND: f64 = 5.0;
 const DOCUMENTS_PER_MINUTE: f64 = 120.0;
+
+/// The tests that judge the spacing of several daemons' requests at the emulator run one at
+/// a time. Each runs two or three daemons; side by side on the project's 2-core machine they
+/// delay the emulator's reading of an arrival by more than the 5 ms slack the daemons keep
+/// (one request recorded late, the next on time: 196.9 ms apart at 5 a second), which
+/// measures the machine, not the budget.
+static SPACING_JUDGED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `n` test environments whose daemons share `redis` and the first one's emulator.
 async fn daemons_on_one_account(n: usize, redis: &RedisServer, extra_api: &[&str]) -> Vec<TestEnv> {
@@ -46,6 +54,7 @@ fn all_requests(envs: &[TestEnv]) -> Vec<beorg_emulator::RequestRecord> {
 
 #[tokio::test]
 async fn issue_13_three_daemons_on_one_redis_never_exceed_either_limit_together() {
+    let _one_at_a_time = SPACING_JUDGED.lock().await;
     let redis = RedisServer::start(&[]);
     let envs = daemons_on_one_account(3, &redis, &[]).await;
     let mut daemons: Vec<_> = envs.iter().map(|e| e.spawn_binary(&[])).collect();
@@ -90,6 +99,7 @@ fn submits_with(envs: &[TestEnv], status: u16) -> Vec<beorg_emulator::RequestRec
 
 #[tokio::test]
 async fn issue_13_a_402_on_one_daemon_pauses_submits_on_all_and_one_probe_follows() {
+    let _one_at_a_time = SPACING_JUDGED.lock().await;
     const RETRY: Duration = Duration::from_millis(1500);
     let redis = RedisServer::start(&[]);
     let envs = daemons_on_one_account(3, &redis, &["account_retry = \"1500ms\""]).await;
@@ -165,6 +175,7 @@ async fn issue_13_a_402_on_one_daemon_pauses_submits_on_all_and_one_probe_follow
 #[tokio::test]
 async fn issue_13_redis_killed_mid_run_and_restarted_no_request_over_the_limits_and_all_files_done()
 {
+    let _one_at_a_time = SPACING_JUDGED.lock().await;
     let mut redis = RedisServer::start(&[]);
     let envs = daemons_on_one_account(3, &redis, &[]).await;
     let mut daemons: Vec<_> = envs.iter().map(|e| e.spawn_binary(&[])).collect();
@@ -280,7 +291,7 @@ async fn issue_13_a_daemon_started_while_redis_is_down_attaches_waits_and_sends_
 /// next request would go at once, however recently the last one went.
 #[tokio::test]
 async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
-    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let mut redis = RedisServer::start(&[]);
     let config = SharedBudgetConfig {
@@ -289,12 +300,13 @@ async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
         password: None,
     };
     let budget = SharedBudget::new(&config, std::path::Path::new("/test/a")).unwrap();
-    let periods = Periods {
-        request: Duration::from_millis(600),
-        submit: Duration::from_millis(900),
+    let limits = Limits {
+        requests_per_second: 2.0,
+        documents_per_minute: 60.0,
     };
+    let periods = limits.for_shared_budget().periods;
     let turn = async |kind| loop {
-        match budget.turn(kind, periods, false).await {
+        match budget.turn(kind, limits.for_shared_budget(), false).await {
             Ok(reply) if reply.granted => return std::time::Instant::now(),
             Ok(reply) => tokio::time::sleep(reply.wait).await,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -414,7 +426,7 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
 /// so none starves (whoever reaches Redis first would win every race otherwise).
 #[tokio::test]
 async fn issue_13_daemons_waiting_for_submits_take_turns() {
-    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);
     let config = SharedBudgetConfig {
@@ -422,9 +434,10 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
         key: "beorg:turns".into(),
         password: None,
     };
-    let periods = Periods {
-        request: Duration::from_millis(20),
-        submit: Duration::from_millis(80),
+    // Periods of about 25 ms and 86 ms.
+    let limits = Limits {
+        requests_per_second: 50.0,
+        documents_per_minute: 750.0,
     };
     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -438,7 +451,10 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
                 if order.lock().unwrap().len() >= 15 {
                     return;
                 }
-                match budget.turn(TurnKind::Submit, periods, true).await {
+                match budget
+                    .turn(TurnKind::Submit, limits.for_shared_budget(), true)
+                    .await
+                {
                     Ok(reply) if reply.granted => order.lock().unwrap().push(d),
                     Ok(reply) => tokio::time::sleep(reply.wait + Duration::from_millis(lag)).await,
                     Err(_) => panic!("redis answers"),
@@ -460,7 +476,7 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
 /// slot just before a submit that is due: that delay would be lost for good.
 #[tokio::test]
 async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
-    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);
     let config = SharedBudgetConfig {
@@ -470,13 +486,18 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
     };
     let a = SharedBudget::new(&config, std::path::Path::new("/test/a")).unwrap();
     let b = SharedBudget::new(&config, std::path::Path::new("/test/b")).unwrap();
-    let periods = Periods {
-        request: Duration::from_millis(400),
-        submit: Duration::from_secs(2),
+    // Periods of about 409 ms and 2.025 s.
+    let limits = Limits {
+        requests_per_second: 2.5,
+        documents_per_minute: 30.0,
     };
+    let periods = limits.for_shared_budget().periods;
     // Daemon a's submit, asked until granted; when it was.
     let submit_of_a = async || loop {
-        let reply = a.turn(TurnKind::Submit, periods, true).await.unwrap();
+        let reply = a
+            .turn(TurnKind::Submit, limits.for_shared_budget(), true)
+            .await
+            .unwrap();
         if reply.granted {
             break std::time::Instant::now();
         }
@@ -486,10 +507,18 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
     // Daemon a polls while its next submit waits (far from due): granted, and its claim on
     // the next submit slot is known.
     tokio::time::sleep_until((granted_submit + Duration::from_millis(500)).into()).await;
-    assert!(a.turn(TurnKind::Poll, periods, true).await.unwrap().granted);
+    assert!(
+        a.turn(TurnKind::Poll, limits.for_shared_budget(), true)
+            .await
+            .unwrap()
+            .granted
+    );
     // Daemon b polls 200 ms before a's submit is due: the slot stays free for the submit.
     tokio::time::sleep_until((granted_submit + Duration::from_millis(1800)).into()).await;
-    let poll = b.turn(TurnKind::Poll, periods, false).await.unwrap();
+    let poll = b
+        .turn(TurnKind::Poll, limits.for_shared_budget(), false)
+        .await
+        .unwrap();
     assert!(!poll.granted, "{poll:?}");
     assert!(poll.wait >= periods.request, "{poll:?}");
     // The submit goes when due, not a request period later.
@@ -505,7 +534,7 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
 /// result that then comes back fine (the token works again) ends it for all.
 #[tokio::test]
 async fn issue_13_a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
-    use beorg_hotfolder::budget::{Periods, SharedBudget, TurnKind};
+    use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);
     let config = SharedBudgetConfig {
@@ -515,17 +544,21 @@ async fn issue_13_a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     };
     let a = SharedBudget::new(&config, std::path::Path::new("/test/a")).unwrap();
     let b = SharedBudget::new(&config, std::path::Path::new("/test/b")).unwrap();
-    let periods = Periods {
-        request: Duration::from_millis(10),
-        submit: Duration::from_millis(10),
+    // Periods of about 15 ms.
+    let limits = Limits {
+        requests_per_second: 100.0,
+        documents_per_minute: 6000.0,
     };
     a.account_refused(401, "token not accepted", Duration::from_secs(60));
     assert!(a.has_news());
-    a.sync(periods, false).await.unwrap();
+    a.sync(limits.for_shared_budget(), false).await.unwrap();
     assert!(!a.has_news(), "the news reached Redis");
     tokio::time::sleep(Duration::from_millis(20)).await;
     for kind in [TurnKind::Poll, TurnKind::Submit] {
-        let reply = b.turn(kind, periods, false).await.unwrap();
+        let reply = b
+            .turn(kind, limits.for_shared_budget(), false)
+            .await
+            .unwrap();
         assert!(!reply.granted, "{kind:?}: {reply:?}");
         let pause = reply.pause.expect("b sees the pause");
         assert_eq!(
@@ -536,39 +569,301 @@ async fn issue_13_a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     }
     // A 402 instead: polls go, submits wait.
     a.account_refused(402, "no money", Duration::from_secs(60));
-    a.sync(periods, false).await.unwrap();
+    a.sync(limits.for_shared_budget(), false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
-        b.turn(TurnKind::Poll, periods, false)
+        b.turn(TurnKind::Poll, limits.for_shared_budget(), false)
             .await
             .unwrap()
             .granted
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
-        !b.turn(TurnKind::Submit, periods, false)
+        !b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
             .unwrap()
             .granted
     );
     // A result read fine clears a 401, not a 402; a submit that went through clears both.
     a.account_ok(false);
-    a.sync(periods, false).await.unwrap();
+    a.sync(limits.for_shared_budget(), false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
-        !b.turn(TurnKind::Submit, periods, false)
+        !b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
             .unwrap()
             .granted
     );
     a.account_ok(true);
-    let reply = a.sync(periods, false).await.unwrap();
+    let reply = a.sync(limits.for_shared_budget(), false).await.unwrap();
     assert!(reply.pause.is_none(), "{reply:?}");
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
-        b.turn(TurnKind::Submit, periods, false)
+        b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
             .unwrap()
             .granted
     );
+}
+
+/// Limits of the stricter daemon (A) and of the looser one (B) in the tests of daemons with
+/// different limits on one key: ten times apart, as in the review (60 and 600 a minute).
+const STRICT: Limits = Limits {
+    requests_per_second: 5.0,
+    documents_per_minute: 120.0,
+};
+const LOOSE: Limits = Limits {
+    requests_per_second: 20.0,
+    documents_per_minute: 1200.0,
+};
+
+/// Two daemons on one key and one emulator: the first with [`STRICT`] limits, the second
+/// with [`LOOSE`] ones and `/metrics` on the returned port.
+async fn strict_and_loose_daemons(redis: &RedisServer) -> (Vec<TestEnv>, u16) {
+    let mut envs = daemons_on_one_account(2, redis, &[]).await;
+    for (env, limits) in envs.iter_mut().zip([STRICT, LOOSE]) {
+        env.api(&format!(
+            "requests_per_second = {}",
+            limits.requests_per_second
+        ));
+        env.api(&format!(
+            "documents_per_minute = {}",
+            limits.documents_per_minute
+        ));
+    }
+    let port = free_port();
+    envs[1]
+        .extra_tables
+        .push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    (envs, port)
+}
+
+/// The submits the emulator saw, in order of arrival.
+fn submit_times(envs: &[TestEnv]) -> Vec<std::time::Instant> {
+    let mut times: Vec<_> = all_requests(envs)
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Submit)
+        .map(|r| r.at)
+        .collect();
+    times.sort();
+    times
+}
+
+#[tokio::test]
+async fn daemons_with_different_limits_on_one_key_keep_the_stricter_ones_together_and_say_so() {
+    let _one_at_a_time = SPACING_JUDGED.lock().await;
+    let redis = RedisServer::start(&[]);
+    let (envs, metrics_port) = strict_and_loose_daemons(&redis).await;
+    let mut daemons: Vec<_> = envs.iter().map(|e| e.spawn_binary(&[])).collect();
+    for (d, env) in envs.iter().enumerate() {
+        for n in 0..3u64 {
+            env.drop_scan(0, &format!("d{d}-{n}.png"), 1800 + 10 * d as u64 + n, None);
+        }
+    }
+    for (d, env) in envs.iter().enumerate() {
+        for n in 0..3 {
+            let sidecar = env.sidecar(0, &format!("d{d}-{n}.png")).await;
+            assert!(sidecar.document_id.is_some(), "d{d}-{n}: {sidecar:?}");
+        }
+    }
+    // Together, never over the stricter limits.
+    assert_within_limits(
+        &all_requests(&envs),
+        STRICT.requests_per_second,
+        STRICT.documents_per_minute,
+    );
+    assert_eq!(submit_times(&envs).len(), 6, "each file paid for once");
+    // The looser daemon says what differs, naming both, and shows the limits it keeps.
+    wait_until(
+        "the looser daemon's status shows the stricter limits",
+        || {
+            snapshot(&envs[1]).is_some_and(|s| {
+                s["budget"]["stricter_limits"]["in_use"]["documents_per_minute"] == 120.0
+            })
+        },
+    )
+    .await;
+    let gauge = metric_value(
+        &scrape_metrics(metrics_port).await,
+        "beorg_budget_limits_stricter",
+        &[],
+    );
+    assert_eq!(gauge, Some(1.0));
+    assert!(
+        snapshot(&envs[0]).is_some_and(|s| s["budget"]["stricter_limits"].is_null()),
+        "the stricter daemon keeps its own limits"
+    );
+    for daemon in &mut daemons {
+        daemon.signal(rustix::process::Signal::TERM);
+        daemon.wait(Duration::from_secs(10)).await;
+    }
+    let log = daemons[1].stderr();
+    let error = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("differ from those stored"))
+        .unwrap_or_else(|| panic!("no ERROR about the limits:\n{log}"));
+    assert!(
+        error.contains(
+            "the [api] limits of this daemon (1200 documents/min, 20 requests/s) differ from those stored with the shared budget beorg:test (120 documents/min"
+        ) && error.contains("keeps the stricter of each: 120 documents/min, 5 requests/s"),
+        "{error}"
+    );
+    // `check --online` says it for the looser config, with how to raise them for all.
+    let (code, out) = run_bin(&["check", "--online"], &envs[1].write_config(), &[]);
+    assert!(
+        out.contains(
+            "but the limits stored with the key (120 documents/min, 5 requests/s) differ from this config's [api] (1200 documents/min, 20 requests/s)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "redis-cli -u {} DEL beorg:test:state",
+            redis.url()
+        )),
+        "{out}"
+    );
+    assert_eq!(code, Some(0), "a warning, not an error: {out}");
+    let (_, out) = run_bin(&["check", "--online"], &envs[0].write_config(), &[]);
+    assert!(!out.contains("differ from this config"), "{out}");
+}
+
+/// A Redis that restarts forgets the key's limits; the looser daemon, the only one with work
+/// then, asks with the stricter limits it learned, so they still hold.
+#[tokio::test]
+async fn after_a_redis_restart_the_looser_daemon_keeps_the_stricter_limits_it_learned() {
+    let _one_at_a_time = SPACING_JUDGED.lock().await;
+    let mut redis = RedisServer::start(&[]);
+    let (envs, _) = strict_and_loose_daemons(&redis).await;
+    let mut daemons: Vec<_> = envs.iter().map(|e| e.spawn_binary(&[])).collect();
+    for (d, env) in envs.iter().enumerate() {
+        env.drop_scan(0, &format!("d{d}.png"), 1900 + d as u64, None);
+    }
+    for (d, env) in envs.iter().enumerate() {
+        let sidecar = env.sidecar(0, &format!("d{d}.png")).await;
+        assert!(sidecar.document_id.is_some(), "d{d}: {sidecar:?}");
+    }
+    wait_until("the looser daemon learned the stricter limits", || {
+        snapshot(&envs[1]).is_some_and(|s| s["budget"]["stricter_limits"].is_object())
+    })
+    .await;
+    redis.kill();
+    redis.restart();
+    let before = submit_times(&envs).len();
+    for n in 0..4u64 {
+        envs[1].drop_scan(0, &format!("after-{n}.png"), 1910 + n, None);
+    }
+    for n in 0..4 {
+        let sidecar = envs[1].sidecar(0, &format!("after-{n}.png")).await;
+        assert!(sidecar.document_id.is_some(), "after-{n}: {sidecar:?}");
+    }
+    for daemon in &mut daemons {
+        daemon.signal(rustix::process::Signal::TERM);
+        daemon.wait(Duration::from_secs(10)).await;
+    }
+    let after = &submit_times(&envs)[before..];
+    assert_eq!(after.len(), 4, "each file paid for once");
+    let stricter = Duration::from_secs_f64(60.0 / STRICT.documents_per_minute);
+    for pair in after.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= stricter,
+            "two submits {:?} apart after Redis restarted",
+            pair[1] - pair[0]
+        );
+    }
+    assert_within_limits(
+        &all_requests(&envs),
+        STRICT.requests_per_second,
+        STRICT.documents_per_minute,
+    );
+}
+
+/// The key stores the limits of its first turn; a daemon with stricter ones tightens them,
+/// each limit on its own; every turn, whoever asks, is measured with the stricter; `check`'s
+/// turn uses them but stores none of its own.
+#[tokio::test]
+async fn a_shared_budget_keeps_the_stricter_of_each_limit_and_a_check_stores_none() {
+    use beorg_hotfolder::budget::{SharedBudget, TurnKind, probe};
+    use beorg_hotfolder::config::SharedBudgetConfig;
+    let redis = RedisServer::start(&[]);
+    let config = SharedBudgetConfig {
+        url: redis.url(),
+        key: "beorg:limits".into(),
+        password: None,
+    };
+    let budget = |name: &str| SharedBudget::new(&config, std::path::Path::new(name)).unwrap();
+    let (loose, strict, check) = (budget("/test/loose"), budget("/test/strict"), budget("/c"));
+    let first = loose
+        .turn(TurnKind::Poll, LOOSE.for_shared_budget(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.key_limits, first.limits),
+        (None, Some(LOOSE)),
+        "stored at the first turn"
+    );
+    // A draft config's check: measured with its stricter limits, stored nowhere.
+    let draft = Limits {
+        requests_per_second: 0.5,
+        documents_per_minute: 1.0,
+    };
+    let checked = check
+        .turn_without_storing_limits(TurnKind::Poll, draft.for_shared_budget())
+        .await
+        .unwrap();
+    assert_eq!(
+        (checked.key_limits, checked.limits),
+        (Some(LOOSE), Some(draft))
+    );
+    assert_eq!(probe(&config).await.unwrap().limits, Some(LOOSE));
+    // Stricter requests, looser documents: the key tightens the one, keeps the other.
+    let mixed = Limits {
+        requests_per_second: STRICT.requests_per_second,
+        documents_per_minute: 2400.0,
+    };
+    let kept = Limits {
+        requests_per_second: STRICT.requests_per_second,
+        documents_per_minute: LOOSE.documents_per_minute,
+    };
+    let tightened = strict
+        .turn(TurnKind::Poll, mixed.for_shared_budget(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (tightened.key_limits, tightened.limits),
+        (Some(LOOSE), Some(kept))
+    );
+    assert_eq!(probe(&config).await.unwrap().limits, Some(kept));
+    // The looser daemon's turns are measured with the key's stricter request limit.
+    let mut grants = Vec::new();
+    while grants.len() < 3 {
+        let reply = loose
+            .turn(TurnKind::Poll, LOOSE.for_shared_budget(), false)
+            .await
+            .unwrap();
+        assert_eq!((reply.key_limits, reply.limits), (Some(kept), Some(kept)));
+        if reply.granted {
+            grants.push(std::time::Instant::now());
+        } else {
+            tokio::time::sleep(reply.wait).await;
+        }
+    }
+    let period = Duration::from_secs_f64(1.0 / STRICT.requests_per_second);
+    for pair in grants.windows(2) {
+        assert!(pair[1] - pair[0] >= period, "{:?}", pair[1] - pair[0]);
+    }
+    // Raising them for all, as the README says: the stored ones deleted, the next daemon to
+    // ask stores its own.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("beorg:limits:state")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let raised = loose
+        .turn(TurnKind::Poll, LOOSE.for_shared_budget(), false)
+        .await
+        .unwrap();
+    assert_eq!((raised.key_limits, raised.limits), (None, Some(LOOSE)));
 }

@@ -1,14 +1,16 @@
 //! `check`'s look at the shared request budget (`[budget] redis`): without `--online` a note
 //! that it is shared; with it, whether Redis answers (and runs the budget's script), how many
-//! daemons used the key lately, and a turn from the budget for each test request, so the
-//! check itself never pushes the daemons on the account over a limit. Shows the URL only as
+//! daemons used the key lately, whether the limits stored with the key are this config's
+//! (and how to raise them for all), and a turn from the budget for each test request, so the
+//! check itself never pushes the daemons on the account over a limit (and never stores its
+//! own limits with the key: its config may be a draft). Shows the URL only as
 //! [`crate::redact`] lets it (and the password is never in it).
 
 use std::time::{Duration, Instant};
 
 use super::{Finding, Severity};
 use crate::budget::{SEEN_WINDOW, SharedBudget, TurnKind};
-use crate::config::{Config, SharedBudgetConfig};
+use crate::config::{Config, Limits, SharedBudgetConfig};
 
 /// The finding for the budget, `None` when it is this process's own.
 pub(super) async fn finding(config: &Config, online: bool) -> Option<Finding> {
@@ -42,10 +44,14 @@ pub(super) async fn finding(config: &Config, online: bool) -> Option<Finding> {
                     probe.daemons.join(", ")
                 ),
             };
-            finding(
-                Severity::Ok,
-                format!("Redis at {} answers; {who}", shared.shown_url()),
-            )
+            let answers = format!("Redis at {} answers; {who}", shared.shown_url());
+            match probe.limits.filter(|stored| *stored != config.api.limits()) {
+                None => finding(Severity::Ok, answers),
+                Some(stored) => finding(
+                    Severity::Warning,
+                    format!("{answers}; {}", limits_differ(config, shared, &stored)),
+                ),
+            }
         }
         Err(e) => finding(
             Severity::Error,
@@ -57,6 +63,17 @@ pub(super) async fn finding(config: &Config, online: bool) -> Option<Finding> {
     }
 }
 
+/// The key's limits are not this config's: what holds, and how to raise them for all.
+fn limits_differ(config: &Config, shared: &SharedBudgetConfig, stored: &Limits) -> String {
+    let own = config.api.limits();
+    format!(
+        "but the limits stored with the key ({stored}) differ from this config's [api] ({own}): every daemon on the key keeps the stricter of each ({}). Give every daemon on the key the same [api] limits; to raise them for all, set them in every daemon's config, reload every daemon, then delete the stored ones: redis-cli -u {} DEL {}:state (the next request then waits one period)",
+        own.stricter_of_each(stored),
+        shared.shown_url(),
+        shared.key
+    )
+}
+
 /// Waits for a request turn from the shared budget (as a poll: the test request creates no
 /// document). `Err` when the budget does not grant one within `limit`.
 pub(super) async fn request_turn(
@@ -66,14 +83,13 @@ pub(super) async fn request_turn(
 ) -> Result<(), String> {
     let budget =
         SharedBudget::new(shared, &config.daemon.state_dir).map_err(|e| format!("{e:#}"))?;
-    let limits = crate::scheduler::Limits {
-        requests_per_second: config.api.requests_per_second,
-        documents_per_minute: config.api.documents_per_minute,
-    };
-    let periods = limits.shared_periods();
+    let limits = config.api.limits().for_shared_budget();
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        match budget.turn(TurnKind::Poll, periods, false).await {
+        match budget
+            .turn_without_storing_limits(TurnKind::Poll, limits)
+            .await
+        {
             Ok(reply) if reply.granted => return Ok(()),
             Ok(reply) => tokio::time::sleep(reply.wait.max(Duration::from_millis(5))).await,
             Err(_) => {
