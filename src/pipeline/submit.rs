@@ -454,9 +454,10 @@ pub async fn submit(
                 return match answer_from_earlier(p, job, &sha256, &request).await {
                     Earlier::Answered => Step::Next,
                     Earlier::Stopped => Step::Stopped,
-                    Earlier::None => {
-                        Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt))
-                    }
+                    Earlier::None => match own_earlier(p, job).await {
+                        Some(own) => Step::Finish(refused_as_ours(&failure, job, &own)),
+                        None => Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt)),
+                    },
                 };
             }
             Err(ApiFailure::Account { status, message }) => {
@@ -615,7 +616,7 @@ async fn record_document(
 ) -> bool {
     let inbox = &job.inbox;
     tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
-    let stored = store(p, "document", || {
+    let stored = store(p, "document_id", || {
         p.journal.record_document(
             job.id,
             document_id.to_string(),
@@ -836,6 +837,33 @@ async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Re
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// The documents this daemon was given for `job` before its content changed, if any (so a
+/// 409 for the parts that did not change is not reported as someone else's file).
+async fn own_earlier(p: &Context, job: &Job) -> Option<Vec<String>> {
+    let superseded = p.journal.superseded_of(job.id).await.ok()?;
+    (!superseded.is_empty()).then(|| superseded.into_iter().map(|s| s.document_id).collect())
+}
+
+/// A 409 for content this daemon sent itself as `own` before the file (or a file of the set)
+/// changed: the service will not process those bytes again, and the earlier document
+/// describes the earlier bytes, so it is not used as this content's answer.
+fn refused_as_ours(failure: &ApiFailure, job: &Job, own: &[String]) -> Outcome {
+    let what = if job.is_set {
+        "files of this set"
+    } else {
+        "this file"
+    };
+    Outcome::failed(
+        ErrorKind::Duplicate,
+        failure.http_status(),
+        format!(
+            "The service will not process {what} again (HTTP 409: {}): this daemon sent them as document {} before something changed in the work folder (see superseded); that result describes the earlier version. Put the scans in again as a new set, or look the document up in the Beorg portal.",
+            failure.message(),
+            own.join(", ")
+        ),
+    )
 }
 
 /// Exponential backoff from `retry_base`, capped at `retry_max`, with jitter in [½, 1].

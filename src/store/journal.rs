@@ -970,6 +970,59 @@ mod tests {
         assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
     }
 
+    /// Every document the API gave is kept with the content and request it answers: it
+    /// answers that content again (the file's own, as its own answer; another file's, as a
+    /// duplicate), and a superseded one is listed with why until it is used after all.
+    #[tokio::test]
+    async fn recorded_documents_answer_their_content_and_keep_why_they_were_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let a = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.mark_submitting(a, "r".into()).await.unwrap();
+        j.record_document(a, "s-1".into(), "aa".into(), "r".into())
+            .await
+            .unwrap();
+        j.supersede_document("s-1".into(), "changed".into())
+            .await
+            .unwrap();
+        let why = j.superseded_of(a).await.unwrap();
+        assert_eq!(why.len(), 1);
+        assert_eq!(
+            (why[0].document_id.as_str(), why[0].why.as_str()),
+            ("s-1", "changed")
+        );
+        let own = j
+            .same_content(a, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&own, SameContent::Document { document_id, ours: true, .. } if document_id == "s-1"),
+            "{own:?}"
+        );
+        let b = j.insert_claimed(claim("b.jpg")).await.unwrap();
+        let other = j
+            .same_content(b, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&other, SameContent::Document { ours: false, name, .. } if name == "a.jpg"),
+            "{other:?}"
+        );
+        assert_eq!(
+            j.same_content(b, "aa".into(), "other".into(), "/in".into())
+                .await
+                .unwrap(),
+            SameContent::None
+        );
+        assert_eq!(
+            j.request_of_document("s-1".into()).await.unwrap(),
+            Some(Some("r".into()))
+        );
+        // Used after all (its content came back): no longer superseded.
+        j.mark_submitted(a, "s-1".into()).await.unwrap();
+        assert!(j.superseded_of(a).await.unwrap().is_empty());
+    }
+
     /// Two processes opening an older journal at once (the daemon starting, and `status` or
     /// a test) both find columns to add: only one adds them, neither fails.
     /// A journal written before the `request` column existed gains it at open.

@@ -289,3 +289,44 @@ async fn a_set_deleted_from_the_work_folder_while_polled_keeps_its_result_in_fai
         .unwrap();
     assert!(kept.contains("\"result\""), "the journal keeps the result");
 }
+
+/// A file of a set rewritten while the set was sent: the set is sent again, the service
+/// answers 409 for the files that did not change, and the set fails naming this daemon's own
+/// earlier document (listed under `superseded`), not as someone else's duplicate.
+#[tokio::test]
+async fn a_set_member_rewritten_while_sent_names_its_own_earlier_document_on_409() {
+    let env = slow_submit_env("sets = true").await;
+    let daemon = env.start();
+    put_set(
+        &env,
+        "rewritten",
+        &[
+            ("p1.png", page_png(19_261, None)),
+            ("p2.png", page_png(19_262, None)),
+        ],
+    );
+    let member = claimed_while_sent(&env).await.join("p2.png");
+    std::fs::write(&member, page_png(19_263, None)).unwrap();
+    let sidecar = sidecar_in(&env.inboxes[0].failed, "rewritten").await;
+    daemon.stop().await;
+    let paid = paid(&env);
+    assert_eq!(paid.len(), 1, "{:?}", env.submits());
+    let error = sidecar.error.clone().unwrap();
+    assert_eq!(error.kind, ErrorKind::Duplicate);
+    assert!(
+        error
+            .message
+            .contains(&format!("this daemon sent them as document {}", paid[0])),
+        "{}",
+        error.message
+    );
+    assert_eq!(sidecar.superseded.len(), 1, "{:?}", sidecar.superseded);
+    assert_eq!(sidecar.superseded[0].document_id, paid[0]);
+    assert!(
+        sidecar.superseded[0]
+            .why
+            .starts_with("p2.png of this set changed"),
+        "{}",
+        sidecar.superseded[0].why
+    );
+}
