@@ -330,3 +330,46 @@ async fn a_set_member_rewritten_while_sent_names_its_own_earlier_document_on_409
         sidecar.superseded[0].why
     );
 }
+
+/// Rewritten while sent (its answer superseded), then deleted before it could be sent
+/// again: the paid document is not lost with it; its sidecar alone goes to failed/ (kind
+/// `deleted`) listing the document under `superseded`.
+#[tokio::test]
+async fn a_file_deleted_after_its_paid_answer_was_superseded_keeps_it_in_failed() {
+    let mut env = slow_submit_env("").await;
+    // Long enough a settle that the file is deleted while it waits to be sent again.
+    env.inboxes[0].extra = "settle = \"2s\"".into();
+    let daemon = env.start();
+    env.drop_scan(0, "short-lived.png", 19_271, None);
+    let work_file = claimed_while_sent(&env).await;
+    std::fs::write(&work_file, page_png(19_272, None)).unwrap();
+    let journal = Journal::open(&env.state_dir).unwrap();
+    let start = std::time::Instant::now();
+    while journal.unfinished().await.unwrap()[0].stage != Stage::Claimed {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the answer was never superseded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&work_file).unwrap();
+    let sidecar = sidecar_in(&env.inboxes[0].failed, "short-lived.png").await;
+    daemon.stop().await;
+    let paid = paid(&env);
+    assert_eq!(paid.len(), 1, "{:?}", env.submits());
+    assert_eq!(
+        sidecar.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Deleted)
+    );
+    assert_eq!(sidecar.document_id, None);
+    assert_eq!(sidecar.superseded.len(), 1, "{:?}", sidecar.superseded);
+    assert_eq!(sidecar.superseded[0].document_id, paid[0]);
+    assert!(
+        sidecar
+            .error
+            .unwrap()
+            .message
+            .contains("listed under superseded"),
+        "the message says where the paid document is"
+    );
+}
