@@ -373,3 +373,28 @@ async fn a_file_deleted_after_its_paid_answer_was_superseded_keeps_it_in_failed(
         "the message says where the paid document is"
     );
 }
+
+/// The single-file equivalent: deleted from the work folder while its result is asked for.
+#[tokio::test]
+async fn a_file_deleted_from_the_work_folder_while_polled_keeps_its_result_in_failed() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    env.api("request_timeout = \"10s\"");
+    env.emulator
+        .delay_next(Endpoint::Result, Duration::from_millis(800), 100);
+    let daemon = env.start();
+    env.drop_scan(0, "polled.png", 19_281, None);
+    wait_until("a result request", || {
+        !env.requests(Endpoint::Result).is_empty()
+    })
+    .await;
+    std::fs::remove_file(claimed_entry(&env)).unwrap();
+    let sidecar = sidecar_in(&env.inboxes[0].failed, "polled.png").await;
+    assert_eq!(finished_row(&env, "polled.png").await, Stage::Failed);
+    daemon.stop().await;
+    assert_eq!(
+        sidecar.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Deleted)
+    );
+    assert!(sidecar.result.is_some(), "the fetched result is kept");
+    assert_answer_kept(&sidecar, &env);
+}
