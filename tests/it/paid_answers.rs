@@ -398,3 +398,54 @@ async fn a_file_deleted_from_the_work_folder_while_polled_keeps_its_result_in_fa
     assert!(sidecar.result.is_some(), "the fetched result is kept");
     assert_answer_kept(&sidecar, &env);
 }
+
+/// A crash between deciding a paid file's outcome and moving it, then the work file deleted
+/// by hand before the next start: the stored result still goes to failed/ (kind `deleted`),
+/// not "lost".
+#[tokio::test]
+async fn a_paid_file_deleted_during_an_interrupted_finish_keeps_its_result_in_failed() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let inbox = &env.inboxes[0];
+    let journal = Journal::open(&env.state_dir).unwrap();
+    let id = journal
+        .insert_claimed(beorg_hotfolder::store::journal::NewClaim {
+            inbox: inbox.path.clone(),
+            name: "crashed.png".into(),
+            work_path: layout::work_dir(&inbox.path).join("1700000000000-1_crashed.png"),
+            size: 5,
+            detected_at: SystemTime::now(),
+            claimed_at: SystemTime::now(),
+        })
+        .await
+        .unwrap();
+    journal.mark_submitting(id, "r".into()).await.unwrap();
+    journal.mark_submitted(id, "s-77".into()).await.unwrap();
+    let stored = serde_json::json!({
+        "sidecar_version": 3, "status": "done", "type": "PASSPORT", "document_id": "s-77",
+        "file": "crashed.png",
+        "source": {"name": "crashed.png", "inbox": inbox.path, "sha256": null, "size": 5},
+        "result": {"document_id": "s-77", "documents": []},
+        "timestamps": {"detected": "x", "claimed": "x", "submitted": "x", "finished": "x"},
+        "written_by": "beorg-hotfolder"
+    });
+    journal
+        .mark_finishing(id, inbox.done.join("crashed.png"), stored.to_string())
+        .await
+        .unwrap();
+    drop(journal);
+
+    let daemon = env.start();
+    let sidecar = sidecar_in(&inbox.failed, "crashed.png").await;
+    assert_eq!(finished_row(&env, "crashed.png").await, Stage::Failed);
+    daemon.stop().await;
+    assert_eq!(
+        sidecar.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Deleted)
+    );
+    assert_eq!(sidecar.document_id.as_deref(), Some("s-77"));
+    assert_eq!(
+        sidecar.result,
+        Some(serde_json::json!({"document_id": "s-77", "documents": []}))
+    );
+    assert!(!layout::sidecar_path(&inbox.done.join("crashed.png")).exists());
+}
