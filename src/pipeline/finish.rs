@@ -13,6 +13,12 @@
 //! per try. An unmounted share is noticed by its folder's filesystem changing ([`MountGuard`](crate::store::mounts::MountGuard)):
 //! its empty mount point is still a folder, and filling it would put passports on the
 //! server's own disk.
+//!
+//! Nothing paid for is lost with its file: a file, a file of a set, or a set's folder deleted
+//! from the work folder after it was sent goes to failed/ as kind `deleted`, with what is left
+//! of it and a sidecar holding the result, the `document_id` and any `superseded` documents
+//! (the sidecar alone when nothing is left). Only a file nothing was paid for is recorded as
+//! `lost`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

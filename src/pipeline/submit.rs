@@ -4,7 +4,9 @@
 //! request leaves the moment the turn is granted; its body is streamed from the open file
 //! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
 //! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
-//! returns. Server and network errors are retried with exponential backoff and jitter, a
+//! returns, before anything else is decided about it. A file whose metadata moved while it
+//! was sent is judged by its content: the same bytes keep the answer, other bytes supersede
+//! it (kept in the journal and the sidecar) and are sent again. Server and network errors are retried with exponential backoff and jitter, a
 //! bounded number of times; account refusals (401/402) pause the account and retry without
 //! counting against the file.
 
