@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 /// Version of the sidecar layout. 2 added `documents` and `review` (and the status
-/// `review`); every key of version 1 is unchanged.
-pub const SIDECAR_VERSION: u32 = 2;
+/// `review`); 3 added `superseded` (and the error kind `deleted`); every key of the earlier
+/// versions is unchanged.
+pub const SIDECAR_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +47,9 @@ pub enum ErrorKind {
     ServerError,
     /// The result arrived but is not JSON; the raw text is in `result_raw`.
     BadResponse,
+    /// The original (or a file of a set) was deleted from the work folder after it was sent:
+    /// the result paid for is kept in the sidecar, the original cannot be.
+    Deleted,
 }
 
 impl ErrorKind {
@@ -62,6 +66,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::ServerError => "server_error",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Deleted => "deleted",
         }
     }
 }
@@ -125,6 +130,10 @@ pub struct Sidecar {
     /// from (no new submit was paid for). Equal to `document_id`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duplicate_of: Option<String>,
+    /// Documents the API gave for this file whose answers it does not use (the file changed
+    /// after it was sent), each with why: paid for, so never only in a log.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub superseded: Vec<Superseded>,
     /// Name of the original beside this sidecar (differs from `source.name` after a clash).
     pub file: String,
     pub source: Source,
@@ -144,6 +153,14 @@ pub struct Sidecar {
     pub timestamps: Timestamps,
     /// `beorg-hotfolder <version>` that wrote it.
     pub written_by: String,
+}
+
+/// A document paid for and not used as this file's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    pub document_id: String,
+    /// Why its answer is not this file's, in plain words.
+    pub why: String,
 }
 
 /// How a file's journey ended, before it is written down.
@@ -231,6 +248,10 @@ mod tests {
             doc_type: "PASSPORT".into(),
             document_id: Some("s-10001".into()),
             duplicate_of: None,
+            superseded: vec![Superseded {
+                document_id: "s-10000".into(),
+                why: "the file changed while it was sent".into(),
+            }],
             file: "scan (2).jpg".into(),
             source: Source {
                 name: "scan.jpg".into(),
@@ -258,10 +279,16 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 2,
+  "sidecar_version": 3,
   "status": "failed",
   "type": "PASSPORT",
   "document_id": "s-10001",
+  "superseded": [
+    {
+      "document_id": "s-10000",
+      "why": "the file changed while it was sent"
+    }
+  ],
   "file": "scan (2).jpg",
   "source": {
     "name": "scan.jpg",
@@ -312,6 +339,7 @@ mod tests {
             doc_type: "PASSPORT".into(),
             document_id: Some("12345".into()),
             duplicate_of: None,
+            superseded: vec![],
             file: "scan.jpg".into(),
             source: Source {
                 name: "scan.jpg".into(),
@@ -334,7 +362,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 2,
+  "sidecar_version": 3,
   "status": "review",
   "type": "PASSPORT",
   "document_id": "12345",
@@ -412,6 +440,7 @@ mod tests {
             doc_type: "PASSPORT".into(),
             document_id: Some("s-10002".into()),
             duplicate_of: None,
+            superseded: vec![],
             file: "kyc-1".into(),
             source: Source {
                 name: "kyc-1".into(),
@@ -449,7 +478,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 2,
+  "sidecar_version": 3,
   "status": "done",
   "type": "PASSPORT",
   "document_id": "s-10002",
@@ -509,6 +538,7 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::ServerError,
             ErrorKind::BadResponse,
+            ErrorKind::Deleted,
         ] {
             let json = serde_json::to_value(kind).unwrap();
             assert_eq!(json.as_str(), Some(kind.as_str()));

@@ -24,7 +24,7 @@ pub(super) async fn drive(cx: Arc<Context>, mut job: Job, permit: Option<OwnedSe
     };
     match step {
         Step::Finish(outcome) => finish::finish(&cx, &job, outcome).await,
-        Step::Vanished => finish::lost(&cx, &job).await,
+        Step::Vanished => finish::vanished(&cx, &job).await,
         Step::Next | Step::Stopped => {}
     }
 }

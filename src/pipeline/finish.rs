@@ -13,6 +13,12 @@
 //! per try. An unmounted share is noticed by its folder's filesystem changing ([`MountGuard`](crate::store::mounts::MountGuard)):
 //! its empty mount point is still a folder, and filling it would put passports on the
 //! server's own disk.
+//!
+//! Nothing paid for is lost with its file: a file, a file of a set, or a set's folder deleted
+//! from the work folder after it was sent goes to failed/ as kind `deleted`, with what is left
+//! of it and a sidecar holding the result, the `document_id` and any `superseded` documents
+//! (the sidecar alone when nothing is left). Only a file nothing was paid for is recorded as
+//! `lost`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -22,7 +28,7 @@ use crate::pipeline::Context;
 use crate::pipeline::Job;
 use crate::results;
 use crate::sidecar::{
-    Outcome, SIDECAR_VERSION, Sidecar, Source, SourceFile, Status, Timestamps, rfc3339,
+    ErrorKind, Outcome, SIDECAR_VERSION, Sidecar, Source, SourceFile, Status, Timestamps, rfc3339,
 };
 use crate::store::fsutil;
 use crate::store::journal::{Record, Stage, until_stored};
@@ -43,20 +49,36 @@ enum Placed {
 
 /// Moves `job`'s original to done/ or failed/ and writes its sidecar, retrying until it can
 /// (a missing, full or unmounted folder); a stop leaves the decision in the journal for the
-/// next start.
+/// next start. A file (or a file of a set) deleted from the work folder after it was sent is
+/// not lost: what was paid for (the result, the document ids) goes to failed/ in its sidecar,
+/// with kind `deleted` (see [`deleted`]).
 pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
     let inbox = &job.inbox;
-    let outcome = reviewed(job, outcome);
-    let dest_dir = match (outcome.status, &inbox.review) {
-        (Status::Review, Some(review)) => review.clone(),
-        (Status::Done | Status::Review, _) => inbox.done.clone(),
-        (Status::Failed, _) => inbox.failed.clone(),
+    let Some(superseded) = until_stored(&p.stop, "superseded documents", || {
+        p.journal.superseded_of(job.id)
+    })
+    .await
+    else {
+        return;
+    };
+    let paid = job.document_id.is_some() || !superseded.is_empty();
+    let mut outcome = match missing_after_send(job, paid).await {
+        Some(missing) => deleted(job, outcome, &missing),
+        None => reviewed(job, outcome),
     };
     let mut retry = crate::retry::Retry::new(&p.stop, FINISH_BACKOFF);
     // Kept across tries: once the original has moved, a retry must finish at the same name.
     let mut chosen: Option<PathBuf> = None;
     loop {
-        match place(p, job, &outcome, &dest_dir, &mut chosen).await {
+        let dest_dir = destination(inbox, &outcome);
+        let sidecar_alone = is_deleted(&outcome);
+        let placing = Placing {
+            outcome: &outcome,
+            dest_dir: &dest_dir,
+            superseded: &superseded,
+            sidecar_alone,
+        };
+        match place(p, job, &placing, &mut chosen).await {
             Ok(Placed::At(final_path)) => {
                 log_finished(inbox.path.as_path(), job, &outcome, &final_path);
                 let label = match (&outcome.error, outcome.status) {
@@ -68,6 +90,11 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
                 p.metrics
                     .file_finished(&inbox.path.to_string_lossy(), label, latency);
                 return;
+            }
+            Ok(Placed::Vanished) if paid && !sidecar_alone => {
+                // Deleted between the look above and the move: only the sidecar is left.
+                outcome = deleted(job, outcome, &Missing::All);
+                chosen = None;
             }
             Ok(Placed::Vanished) => {
                 lost(p, job).await;
@@ -88,15 +115,123 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
     }
 }
 
+/// Where an outcome sends the original: done/, the review folder, or failed/.
+fn destination(inbox: &InboxConfig, outcome: &Outcome) -> PathBuf {
+    match (outcome.status, &inbox.review) {
+        (Status::Review, Some(review)) => review.clone(),
+        (Status::Done | Status::Review, _) => inbox.done.clone(),
+        (Status::Failed, _) => inbox.failed.clone(),
+    }
+}
+
+/// What of a sent file is no longer in the work folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Missing {
+    /// The file, or the set's whole folder.
+    All,
+    /// These files of the set (by name).
+    Members(Vec<String>),
+}
+
+/// What of `job` was deleted from the work folder since it was sent (`paid`: it has a
+/// document, its own or superseded); `None` when nothing is missing or nothing was paid.
+async fn missing_after_send(job: &Job, paid: bool) -> Option<Missing> {
+    if !paid {
+        return None;
+    }
+    let (work, is_set) = (job.work_path.clone(), job.is_set);
+    let names: Vec<String> = job.members.iter().map(|m| m.name.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        if !fsutil::exists(&work) {
+            return Some(Missing::All);
+        }
+        let gone: Vec<String> = names
+            .into_iter()
+            .filter(|name| is_set && !fsutil::exists(&work.join(name)))
+            .collect();
+        (!gone.is_empty()).then_some(Missing::Members(gone))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+fn is_deleted(outcome: &Outcome) -> bool {
+    outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| e.kind == ErrorKind::Deleted)
+}
+
+/// The outcome of a file (or set) deleted from the work folder after it was sent: failed,
+/// kind `deleted`, with the result and the reason it had kept, and a message that says
+/// where what was paid for is (this sidecar) and that nothing was sent again.
+fn deleted(job: &Job, outcome: Outcome, missing: &Missing) -> Outcome {
+    if is_deleted(&outcome) {
+        return outcome;
+    }
+    let what = match (missing, job.is_set) {
+        (Missing::All, false) => {
+            "The file was deleted from the daemon's work folder after it was sent, so it is not here.".to_string()
+        }
+        (Missing::All, true) => {
+            "The set was deleted from the daemon's work folder after it was sent, so its files are not here.".to_string()
+        }
+        (Missing::Members(names), _) => format!(
+            "{} deleted from this set's work folder after the set was sent; the other files are here.",
+            match names.as_slice() {
+                [one] => format!("{one} was"),
+                many => format!("{} were", many.join(", ")),
+            }
+        ),
+    };
+    let kept = match (&job.document_id, &outcome.result, &outcome.result_raw) {
+        (Some(id), Some(_), _) | (Some(id), _, Some(_)) => format!(
+            " The service's result (document {id}, already paid for) is in this sidecar; nothing was sent again."
+        ),
+        (Some(id), None, None) => format!(
+            " The service has it as document {id} (already paid for); nothing was sent again."
+        ),
+        (None, _, _) => {
+            " The documents the service made of it are listed under superseded.".to_string()
+        }
+    };
+    let before = match &outcome.error {
+        Some(e) => format!(" Before that: {}", e.message),
+        None => String::new(),
+    };
+    let http_status = outcome.error.as_ref().and_then(|e| e.http_status);
+    let mut failed = Outcome::failed(
+        ErrorKind::Deleted,
+        http_status,
+        format!("{what}{kept}{before}"),
+    );
+    failed.result = outcome.result;
+    failed.result_raw = outcome.result_raw;
+    failed
+}
+
+/// What one try of [`place`] puts where.
+struct Placing<'a> {
+    outcome: &'a Outcome,
+    dest_dir: &'a Path,
+    /// Documents paid for this file and not used, for the sidecar.
+    superseded: &'a [crate::store::journal::Superseded],
+    /// The original is gone (kind `deleted`): the sidecar is written alone.
+    sidecar_alone: bool,
+}
+
 /// One try: check the folders, choose a free name (or keep the one chosen before, if the
 /// original already moved there), record the decision, move, write the sidecar, record done.
+/// A sidecar written alone (the original deleted after it was sent) gets the name the
+/// original would have had.
 async fn place(
     p: &Context,
     job: &Job,
-    outcome: &Outcome,
-    dest_dir: &Path,
+    placing: &Placing<'_>,
     chosen: &mut Option<PathBuf>,
 ) -> anyhow::Result<Placed> {
+    let (outcome, dest_dir) = (placing.outcome, placing.dest_dir);
     let inbox = &job.inbox;
     p.mounts.check(dest_dir)?;
     p.mounts.check(&inbox.path)?;
@@ -106,8 +241,9 @@ async fn place(
         None => (dest_dir.to_path_buf(), job.name.clone()),
     };
     let (work, previous) = (job.work_path.clone(), chosen.clone());
+    let alone = placing.sidecar_alone;
     let final_path = blocking(move || {
-        if !work.exists() && previous.as_ref().is_none_or(|p| !p.exists()) {
+        if !alone && !work.exists() && previous.as_ref().is_none_or(|p| !p.exists()) {
             return Ok(None);
         }
         // A name chosen by an earlier try is kept while it is still free or holds this very
@@ -126,7 +262,7 @@ async fn place(
     *chosen = Some(final_path.clone());
     let outcome = &told_where(job, outcome, &final_path).await;
     let file_name = file_name_of(&final_path);
-    let sidecar = sidecar_of(job, inbox, outcome, &file_name).to_json();
+    let sidecar = sidecar_of(job, inbox, outcome, &file_name, placing.superseded).to_json();
     let delivery = crate::deliver::message::outcome(
         inbox,
         &sidecar,
@@ -138,7 +274,13 @@ async fn place(
         .await?;
     let (from, to) = (job.work_path.clone(), final_path.clone());
     let mode = p.config.daemon.file_mode;
-    blocking(move || move_and_write(&from, &to, &sidecar, mode)).await?;
+    blocking(move || {
+        if alone && !from.exists() {
+            return write_sidecar(&to, &sidecar, mode);
+        }
+        move_and_write(&from, &to, &sidecar, mode)
+    })
+    .await?;
     let stage = match outcome.status {
         Status::Done => Stage::Done,
         Status::Review => Stage::Review,
@@ -268,6 +410,12 @@ fn move_and_write(from: &Path, to: &Path, sidecar: &str, mode: u32) -> anyhow::R
             to.display()
         );
     }
+    write_sidecar(to, sidecar, mode)
+}
+
+/// Writes the sidecar of the original at `to` (which may be absent: deleted after it was
+/// sent), unless it is there already.
+fn write_sidecar(to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
     let sidecar_path = crate::store::layout::sidecar_path(to);
     if !sidecar_path.exists() {
         fsutil::write_new_file_atomic(&sidecar_path, sidecar.as_bytes(), mode)
@@ -285,8 +433,18 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
         tracing::error!(file = %job.name, work_path = %job.work_path.display(), "the journal says this file was being finished but not where to; it stays in the work folder");
         return;
     };
-    if !job.work_path.exists() && !final_path.exists() {
-        lost(p, job).await;
+    let stored: Option<Sidecar> = serde_json::from_str(&sidecar).ok();
+    let alone = stored.as_ref().is_some_and(|s| {
+        s.error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Deleted)
+    });
+    if !alone && !job.work_path.exists() && !final_path.exists() {
+        // Deleted by hand meanwhile: what was paid for still goes to failed/.
+        match stored.filter(|s| s.document_id.is_some() || !s.superseded.is_empty()) {
+            Some(stored) => finish(p, job, outcome_of(stored)).await,
+            None => lost(p, job).await,
+        }
         return;
     }
     let in_review = |review: &PathBuf| final_path.starts_with(review);
@@ -310,6 +468,9 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
         let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mode = p.config.daemon.file_mode;
         let attempt = match p.mounts.check(&dir) {
+            Ok(()) if alone && !from.exists() => {
+                blocking(move || write_sidecar(&to, &text, mode)).await
+            }
             Ok(()) => blocking(move || move_and_write(&from, &to, &text, mode)).await,
             Err(e) => Err(e),
         };
@@ -332,6 +493,43 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
                 }
             }
         }
+    }
+}
+
+/// A claimed file's work copy is gone before it had an answer of its own (a stage said
+/// [`Step::Vanished`](crate::pipeline::Step::Vanished)): if documents were paid for it
+/// anyway (answers superseded while it changed), they go to failed/ in a sidecar of kind
+/// `deleted`; otherwise it is recorded as lost.
+pub async fn vanished(p: &Context, job: &Job) {
+    let Some(superseded) = until_stored(&p.stop, "superseded documents", || {
+        p.journal.superseded_of(job.id)
+    })
+    .await
+    else {
+        return;
+    };
+    if superseded.is_empty() && job.document_id.is_none() {
+        lost(p, job).await;
+        return;
+    }
+    let nothing = Outcome {
+        status: Status::Failed,
+        result: None,
+        result_raw: None,
+        error: None,
+        review: Vec::new(),
+    };
+    finish(p, job, nothing).await;
+}
+
+/// The outcome a stored sidecar records (to finish it again elsewhere).
+fn outcome_of(sidecar: Sidecar) -> Outcome {
+    Outcome {
+        status: sidecar.status,
+        result: sidecar.result,
+        result_raw: sidecar.result_raw,
+        error: sidecar.error,
+        review: sidecar.review,
     }
 }
 
@@ -371,13 +569,26 @@ fn log_finished(inbox: &Path, job: &Job, outcome: &Outcome, final_path: &Path) {
 }
 
 /// The sidecar for `job` ending with `outcome`, its original named `file` in done/failed.
-fn sidecar_of(job: &Job, inbox: &InboxConfig, outcome: &Outcome, file: &str) -> Sidecar {
+fn sidecar_of(
+    job: &Job,
+    inbox: &InboxConfig,
+    outcome: &Outcome,
+    file: &str,
+    superseded: &[crate::store::journal::Superseded],
+) -> Sidecar {
     Sidecar {
         sidecar_version: SIDECAR_VERSION,
         status: outcome.status,
         doc_type: inbox.doc_type.clone(),
         document_id: job.document_id.clone(),
         duplicate_of: job.duplicate_of.clone(),
+        superseded: superseded
+            .iter()
+            .map(|s| crate::sidecar::Superseded {
+                document_id: s.document_id.clone(),
+                why: s.why.clone(),
+            })
+            .collect(),
         file: file.to_string(),
         source: Source {
             name: job.name.clone(),

@@ -4,7 +4,9 @@
 //! request leaves the moment the turn is granted; its body is streamed from the open file
 //! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
 //! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
-//! returns. Server and network errors are retried with exponential backoff and jitter, a
+//! returns, before anything else is decided about it. A file whose metadata moved while it
+//! was sent is judged by its content: the same bytes keep the answer, other bytes supersede
+//! it (kept in the journal and the sidecar) and are sent again. Server and network errors are retried with exponential backoff and jitter, a
 //! bounded number of times; account refusals (401/402) pause the account and retry without
 //! counting against the file.
 
@@ -31,6 +33,78 @@ struct Prepared {
     /// Kept open until the answer is in (each file of a set): its `fstat` after the send
     /// tells whether the file changed while it was read or sent.
     files: Vec<(std::fs::File, Stamp)>,
+    /// Each file's path, name (for messages) and the SHA-256 of the bytes read for the send.
+    sent: Vec<Sent>,
+}
+
+/// One file as it was read for a submit.
+#[derive(Debug, Clone)]
+struct Sent {
+    path: std::path::PathBuf,
+    /// Its name in the set (empty for a single file).
+    name: String,
+    sha256: String,
+}
+
+/// What is in the work folder now, compared by content with what was sent.
+enum Now {
+    /// The same bytes (only the metadata moved: a `touch`, the same file copied over it).
+    Same,
+    /// Deleted after it was sent (for a set: these of its files, named).
+    Deleted(String),
+    /// Other bytes now (for a set: these of its files, named).
+    Changed(String),
+}
+
+impl Now {
+    /// Why an answer is not used, in plain words (for the log and the sidecar).
+    fn why(&self, is_set: bool) -> String {
+        match (self, is_set) {
+            (Now::Changed(names), true) => {
+                format!("{names} of this set changed while the set was sent (other bytes now)")
+            }
+            (Now::Deleted(names), true) => {
+                format!("{names} of this set was deleted while the set was sent")
+            }
+            (Now::Changed(_), false) => {
+                "the file changed while it was sent (other bytes now)".to_string()
+            }
+            (Now::Deleted(_), false) => "the file was deleted while it was sent".to_string(),
+            (Now::Same, _) => "unchanged".to_string(),
+        }
+    }
+}
+
+/// Reads the files that were sent again from the work folder and compares their content with
+/// what was sent: metadata that moved is not a change by itself.
+async fn content_now(sent: &[Sent]) -> Now {
+    let sent = sent.to_vec();
+    let compared = tokio::task::spawn_blocking(move || {
+        let (mut deleted, mut changed) = (Vec::new(), Vec::new());
+        for file in &sent {
+            match crate::store::fsutil::sha256_hex_of_file(&file.path) {
+                Ok(sha256) if sha256 == file.sha256 => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => deleted.push(&file.name),
+                // Other bytes, or unreadable now: not known to be what was sent.
+                _ => changed.push(&file.name),
+            }
+        }
+        let names = |list: Vec<&String>| {
+            list.iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !changed.is_empty() {
+            Now::Changed(names(changed))
+        } else if !deleted.is_empty() {
+            Now::Deleted(names(deleted))
+        } else {
+            Now::Same
+        }
+    })
+    .await;
+    compared.unwrap_or_else(|_| Now::Changed(String::new()))
 }
 
 /// Whether every open file is still as it was read.
@@ -296,31 +370,73 @@ pub async fn submit(
             Err(failure) => failure.http_status(),
         };
         p.metrics.api_request("submit", status);
+        // Every document the API gives is stored before anything else is decided about it:
+        // used as this file's answer, or listed in its sidecar as superseded.
+        if let Ok(document_id) = &reply
+            && !record_document(p, job, document_id, &sha256, &request).await
+        {
+            return Step::Stopped;
+        }
         // Verify after the send: the open file's size, mtime and ctime as when it was hashed.
-        // A file written to meanwhile is not finished with an answer about other bytes (one
-        // whose size changed while it was streamed has already broken the request off).
-        let unchanged = all_unchanged(&prepared.files);
-        if !unchanged && !matches!(reply, Err(ApiFailure::Account { .. })) {
-            let document = match &reply {
-                Ok(document_id) => format!("document {document_id} (its answer) describes"),
-                Err(_) => "the answer describes".to_string(),
-            };
-            tracing::warn!(
-                inbox = %inbox.path.display(), file = %job.name,
-                "the file changed while it was read and sent; {document} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
-            );
-            if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                .await
-                .is_none()
-            {
-                return Step::Stopped;
+        // If they moved, the content decides: the same bytes (a `touch`, a copy of the same
+        // file over it) keep the answer; a file deleted after it was sent keeps it too (the
+        // result is kept in failed/); other bytes are sent again once they stop changing,
+        // the earlier answer superseded. (A file whose size changed while it was streamed has
+        // already broken the request off.)
+        if !all_unchanged(&prepared.files) && !matches!(reply, Err(ApiFailure::Account { .. })) {
+            let now = content_now(&prepared.sent).await;
+            let document = reply.as_ref().ok();
+            match (&now, document) {
+                (Now::Same, _) => {
+                    tracing::info!(
+                        inbox = %inbox.path.display(), file = %job.name,
+                        "touched while it was sent, but its bytes are the ones sent: the answer is used"
+                    );
+                }
+                (Now::Deleted(_), Some(document_id)) => {
+                    tracing::warn!(
+                        inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
+                        "{} (from the work folder): its answer is used, the result goes to failed/ with what is left",
+                        now.why(job.is_set)
+                    );
+                }
+                (now, _) => {
+                    let why = now.why(job.is_set);
+                    let answer = match document {
+                        Some(document_id) => {
+                            if store(p, "superseded document", || {
+                                p.journal
+                                    .supersede_document(document_id.clone(), why.clone())
+                            })
+                            .await
+                            .is_none()
+                            {
+                                return Step::Stopped;
+                            }
+                            format!(
+                                "document {document_id} (its answer, kept in the journal and listed in the sidecar under superseded) describes"
+                            )
+                        }
+                        None => "the answer describes".to_string(),
+                    };
+                    tracing::warn!(
+                        inbox = %inbox.path.display(), file = %job.name,
+                        "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
+                    );
+                    if store(p, "claimed", || p.journal.mark_claimed(job.id))
+                        .await
+                        .is_none()
+                    {
+                        return Step::Stopped;
+                    }
+                    drop((_permit, holding, expected.take()));
+                    if !wait_until_unchanged(p, job).await {
+                        return Step::Stopped;
+                    }
+                    job.sha256 = None;
+                    continue;
+                }
             }
-            drop((_permit, holding, expected.take()));
-            if !wait_until_unchanged(p, job).await {
-                return Step::Stopped;
-            }
-            job.sha256 = None;
-            continue;
         }
         match reply {
             Ok(document_id) => {
@@ -333,6 +449,18 @@ pub async fn submit(
             }) if asked_the_same(p, &document_id, &request).await => {
                 tracing::info!(file = %job.name, document_id = %document_id, "the service already has this content (409); using its document");
                 return answered_from(p, job, document_id, &request).await;
+            }
+            // A 409 for content this daemon sent itself (its document recorded since the
+            // lookup before the send) is answered from that document, never a duplicate.
+            Err(failure @ ApiFailure::Duplicate { .. }) => {
+                return match answer_from_earlier(p, job, &sha256, &request).await {
+                    Earlier::Answered => Step::Next,
+                    Earlier::Stopped => Step::Stopped,
+                    Earlier::None => match own_earlier(p, job).await {
+                        Some(own) => Step::Finish(refused_as_ours(&failure, job, &own)),
+                        None => Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt)),
+                    },
+                };
             }
             Err(ApiFailure::Account { status, message }) => {
                 if store(p, "claimed", || p.journal.mark_claimed(job.id))
@@ -455,7 +583,20 @@ async fn answer_from_earlier(p: &Context, job: &mut Job, sha256: &str, request: 
     match found {
         None => Earlier::Stopped,
         Some(SameContent::None) => Earlier::None,
-        Some(SameContent::Document { document_id, name }) => {
+        Some(SameContent::Document {
+            document_id,
+            ours: true,
+            ..
+        }) => {
+            tracing::info!(file = %job.name, document_id = %document_id, "this content was sent for this file before and its document is in the journal: that answer is used, no new submit");
+            match submitted(p, job, document_id).await {
+                Step::Next => Earlier::Answered,
+                _ => Earlier::Stopped,
+            }
+        }
+        Some(SameContent::Document {
+            document_id, name, ..
+        }) => {
             tracing::info!(file = %job.name, document_id = %document_id, "same content as {name}: answered from its document, no new submit");
             match answered_from(p, job, document_id, request).await {
                 Step::Next => Earlier::Answered,
@@ -466,10 +607,38 @@ async fn answer_from_earlier(p: &Context, job: &mut Job, sha256: &str, request: 
 }
 
 /// Logs the fresh `document_id` the moment it arrives (so it reaches the log even if the
-/// journal cannot take it), then records it before anything else.
-async fn submitted(p: &Context, job: &mut Job, document_id: String) -> Step {
+/// journal cannot take it) and records it in the journal's documents before anything else is
+/// decided about it. False if the daemon stopped before it could be stored.
+async fn record_document(
+    p: &Context,
+    job: &Job,
+    document_id: &str,
+    sha256: &str,
+    request: &str,
+) -> bool {
     let inbox = &job.inbox;
     tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
+    let stored = store(p, "document_id", || {
+        p.journal.record_document(
+            job.id,
+            document_id.to_string(),
+            sha256.to_string(),
+            request.to_string(),
+        )
+    })
+    .await;
+    if stored.is_none() {
+        tracing::error!(
+            inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
+            "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
+        );
+    }
+    stored.is_some()
+}
+
+/// Makes `document_id` (recorded by [`record_document`]) the file's own answer.
+async fn submitted(p: &Context, job: &mut Job, document_id: String) -> Step {
+    let inbox = &job.inbox;
     let stored = store(p, "document_id", || {
         p.journal.mark_submitted(job.id, document_id.clone())
     })
@@ -607,10 +776,16 @@ async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> 
             size: before.size,
         }];
         let body = api.submit_body(files, &info);
+        let sent = vec![Sent {
+            path,
+            name: String::new(),
+            sha256: sha256.clone(),
+        }];
         Ok(Read::Ready(Prepared {
             body,
             sha256,
             files: vec![(file, before)],
+            sent,
         }))
     })
     .await
@@ -647,14 +822,50 @@ async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Re
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let body = api.submit_body(body_files, &info);
+        let sent = members
+            .iter()
+            .map(|m| Sent {
+                path: folder.join(&m.name),
+                name: m.name.clone(),
+                sha256: m.sha256.clone(),
+            })
+            .collect();
         Ok(Read::Ready(Prepared {
             body,
             sha256: crate::pipeline::set::set_sha256(&members),
             files,
+            sent,
         }))
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// The documents this daemon was given for `job` before its content changed, if any (so a
+/// 409 for the parts that did not change is not reported as someone else's file).
+async fn own_earlier(p: &Context, job: &Job) -> Option<Vec<String>> {
+    let superseded = p.journal.superseded_of(job.id).await.ok()?;
+    (!superseded.is_empty()).then(|| superseded.into_iter().map(|s| s.document_id).collect())
+}
+
+/// A 409 for content this daemon sent itself as `own` before the file (or a file of the set)
+/// changed: the service will not process those bytes again, and the earlier document
+/// describes the earlier bytes, so it is not used as this content's answer.
+fn refused_as_ours(failure: &ApiFailure, job: &Job, own: &[String]) -> Outcome {
+    let what = if job.is_set {
+        "files of this set"
+    } else {
+        "this file"
+    };
+    Outcome::failed(
+        ErrorKind::Duplicate,
+        failure.http_status(),
+        format!(
+            "The service will not process {what} again (HTTP 409: {}): this daemon sent them as document {} before something changed in the work folder (see superseded); that result describes the earlier version. Put the scans in again as a new set, or look the document up in the Beorg portal.",
+            failure.message(),
+            own.join(", ")
+        ),
+    )
 }
 
 /// Exponential backoff from `retry_base`, capped at `retry_max`, with jitter in [½, 1].

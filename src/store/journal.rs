@@ -1,7 +1,9 @@
 //! The durable record of every claimed file: SQLite in WAL mode at `state_dir/journal.sqlite`.
 //!
 //! A file's row is written right after the claim and before its submit; the `document_id` is
-//! stored the moment the submit returns. Each change of stage is one transaction, committed
+//! stored the moment the submit returns, in the `documents` table (every document the API
+//! gave us, with the content and request it answers, and why it was not used if it was not),
+//! before anything else is decided about it. Each change of stage is one transaction, committed
 //! with `synchronous=FULL`, so after a power cut the journal says exactly how far each file
 //! got. Operators can read it with `sqlite3 journal.sqlite 'select * from files'`.
 
@@ -133,8 +135,18 @@ pub enum SameContent {
     Document {
         document_id: String,
         name: String,
+        /// The document was paid for by this very file (an answer recorded but not used, or
+        /// not yet marked as its own): it is the file's own submit, not a duplicate.
+        ours: bool,
     },
     None,
+}
+
+/// A document the API gave for a file whose answer was not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub document_id: String,
+    pub why: String,
 }
 
 /// One inbox's numbers for `status`.
@@ -213,6 +225,16 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_stage ON files(stage);
 CREATE INDEX IF NOT EXISTS files_sha256 ON files(sha256);
 CREATE INDEX IF NOT EXISTS files_finished ON files(finished_at);
+CREATE TABLE IF NOT EXISTS documents (
+    document_id     TEXT PRIMARY KEY,
+    file_id         INTEGER NOT NULL,
+    sha256          TEXT NOT NULL,
+    request         TEXT NOT NULL,
+    received_at     INTEGER NOT NULL,
+    superseded      TEXT
+);
+CREATE INDEX IF NOT EXISTS documents_content ON documents(sha256, request);
+CREATE INDEX IF NOT EXISTS documents_file ON documents(file_id);
 ";
 
 /// Columns added after the first layout, as `(name, declaration)`: a journal written by an
@@ -428,7 +450,65 @@ impl Journal {
                  updated_at = ?3 WHERE id = ?1",
                 params![id, document_id, now],
             )?;
+            // The file's own answer, used after all (its content is back to what was sent).
+            conn.execute(
+                "UPDATE documents SET superseded = NULL WHERE document_id = ?1 AND file_id = ?2",
+                params![document_id, id],
+            )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// A document the API just gave for file `id`, answering `sha256` asked as `request`:
+    /// stored before anything else is decided about it (used, or superseded), so no paid
+    /// answer exists only in the log.
+    pub async fn record_document(
+        &self,
+        id: FileId,
+        document_id: String,
+        sha256: String,
+        request: String,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO documents (document_id, file_id, sha256, request, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![document_id, id, sha256, request, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `document_id` is not the answer its file ends with: `why`, in plain words. It stays
+    /// in the journal (and answers its content if that is asked for again) and is listed in
+    /// the file's sidecar under `superseded`.
+    pub async fn supersede_document(&self, document_id: String, why: String) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE documents SET superseded = ?2 WHERE document_id = ?1",
+                params![document_id, why],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The documents paid for file `id` whose answers it does not use, oldest first.
+    pub async fn superseded_of(&self, id: FileId) -> anyhow::Result<Vec<Superseded>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id, superseded FROM documents
+                 WHERE file_id = ?1 AND superseded IS NOT NULL ORDER BY received_at, rowid",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Superseded {
+                    document_id: r.get(0)?,
+                    why: r.get(1)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
     }
@@ -564,7 +644,10 @@ impl Journal {
     /// The earliest other file with the same content, asked for the same way (`request`),
     /// that the API has a document for: a duplicate is answered from it instead of paying
     /// again. A row written before requests were recorded counts as the same request when it
-    /// came from the same inbox folder.
+    /// came from the same inbox folder. Failing that, any document the API gave us for this
+    /// content and request (see [`Journal::record_document`]), this file's own included: an
+    /// answer that was not used when it came (the file was touched while it was sent, the
+    /// daemon stopped before using it) still answers the same bytes.
     pub async fn same_content(
         &self,
         id: FileId,
@@ -583,8 +666,29 @@ impl Journal {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            Ok(match with_document {
-                Some((document_id, name)) => SameContent::Document { document_id, name },
+            if let Some((document_id, name)) = with_document {
+                return Ok(SameContent::Document {
+                    document_id,
+                    name,
+                    ours: false,
+                });
+            }
+            let recorded: Option<(String, String, FileId)> = conn
+                .query_row(
+                    "SELECT d.document_id, COALESCE(f.name, '?'), d.file_id FROM documents d
+                     LEFT JOIN files f ON f.id = d.file_id
+                     WHERE d.sha256 = ?1 AND d.request = ?2
+                     ORDER BY d.file_id = ?3 DESC, d.received_at LIMIT 1",
+                    params![sha256, request, id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match recorded {
+                Some((document_id, name, file)) => SameContent::Document {
+                    document_id,
+                    name,
+                    ours: file == id,
+                },
                 None => SameContent::None,
             })
         })
@@ -598,10 +702,20 @@ impl Journal {
         document_id: String,
     ) -> anyhow::Result<Option<Option<String>>> {
         self.with(move |conn| {
+            let of_file: Option<Option<String>> = conn
+                .query_row(
+                    "SELECT request FROM files WHERE document_id = ?1 ORDER BY id LIMIT 1",
+                    [&document_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if of_file.is_some() {
+                return Ok(of_file);
+            }
             conn.query_row(
-                "SELECT request FROM files WHERE document_id = ?1 ORDER BY id LIMIT 1",
-                [document_id],
-                |r| r.get(0),
+                "SELECT request FROM documents WHERE document_id = ?1",
+                [&document_id],
+                |r| r.get::<_, String>(0).map(Some),
             )
             .optional()
         })
@@ -612,10 +726,15 @@ impl Journal {
     pub async fn prune(&self, keep: Duration) -> anyhow::Result<usize> {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
         self.with(move |conn| {
-            conn.execute(
+            let forgotten = conn.execute(
                 "DELETE FROM files WHERE stage IN ('done', 'review', 'failed', 'lost') AND finished_at < ?1",
                 [cutoff],
-            )
+            )?;
+            conn.execute(
+                "DELETE FROM documents WHERE file_id NOT IN (SELECT id FROM files)",
+                [],
+            )?;
+            Ok(forgotten)
         })
         .await
     }
@@ -849,6 +968,59 @@ mod tests {
             SameContent::Document { .. }
         ));
         assert_eq!(other("/elsewhere").await.unwrap(), SameContent::None);
+    }
+
+    /// Every document the API gave is kept with the content and request it answers: it
+    /// answers that content again (the file's own, as its own answer; another file's, as a
+    /// duplicate), and a superseded one is listed with why until it is used after all.
+    #[tokio::test]
+    async fn recorded_documents_answer_their_content_and_keep_why_they_were_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let a = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.mark_submitting(a, "r".into()).await.unwrap();
+        j.record_document(a, "s-1".into(), "aa".into(), "r".into())
+            .await
+            .unwrap();
+        j.supersede_document("s-1".into(), "changed".into())
+            .await
+            .unwrap();
+        let why = j.superseded_of(a).await.unwrap();
+        assert_eq!(why.len(), 1);
+        assert_eq!(
+            (why[0].document_id.as_str(), why[0].why.as_str()),
+            ("s-1", "changed")
+        );
+        let own = j
+            .same_content(a, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&own, SameContent::Document { document_id, ours: true, .. } if document_id == "s-1"),
+            "{own:?}"
+        );
+        let b = j.insert_claimed(claim("b.jpg")).await.unwrap();
+        let other = j
+            .same_content(b, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&other, SameContent::Document { ours: false, name, .. } if name == "a.jpg"),
+            "{other:?}"
+        );
+        assert_eq!(
+            j.same_content(b, "aa".into(), "other".into(), "/in".into())
+                .await
+                .unwrap(),
+            SameContent::None
+        );
+        assert_eq!(
+            j.request_of_document("s-1".into()).await.unwrap(),
+            Some(Some("r".into()))
+        );
+        // Used after all (its content came back): no longer superseded.
+        j.mark_submitted(a, "s-1".into()).await.unwrap();
+        assert!(j.superseded_of(a).await.unwrap().is_empty());
     }
 
     /// Two processes opening an older journal at once (the daemon starting, and `status` or

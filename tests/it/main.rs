@@ -17,6 +17,7 @@ mod intake;
 mod journal;
 mod metrics;
 mod pacing;
+mod paid_answers;
 mod preflight;
 mod projects;
 mod redaction;

@@ -153,23 +153,31 @@ async fn a_file_moved_before_a_crash_gets_its_sidecar_at_the_next_start() {
 async fn a_claimed_file_deleted_by_hand_is_reported_not_crashed_on() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "first_poll = \"1s\"\nmax_poll_interval = \"1s\"".into();
+    // Nothing paid for it (the account is out of money until it is reported): it is lost,
+    // nothing more. (One deleted after it was sent keeps its result in failed/: see
+    // `paid_answers`.)
+    env.emulator.set_no_money(true);
     let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "gone.png", 35, None);
-    wait_until("submitted", || !env.submits().is_empty()).await;
+    wait_until("refused for money", || {
+        env.submits().iter().any(|r| r.status == 402)
+    })
+    .await;
     let work = layout::work_dir(&env.inboxes[0].path);
     for name in files_in(&work) {
         std::fs::remove_file(work.join(name)).unwrap();
     }
+    wait_until("reported", || {
+        daemon.stderr().contains("disappeared from the work folder")
+    })
+    .await;
+    env.emulator.set_no_money(false);
     env.drop_scan(0, "after.png", 36, None);
     assert_eq!(
         env.sidecar(0, "after.png").await.status,
         Status::Done,
         "the daemon carries on"
     );
-    wait_until("reported", || {
-        daemon.stderr().contains("disappeared from the work folder")
-    })
-    .await;
     // The status snapshot is rewritten every 2 s: wait for one that shows it.
     wait_until("status shows the lost file", || {
         env.status()["inboxes"][0]["lost"] == 1
