@@ -336,9 +336,17 @@ fn reachable(graph: &Edges, from: &str) -> BTreeSet<String> {
     seen
 }
 
-/// The groups of siblings that import each other in a cycle, each as one shortest cycle
-/// through its first member (`a -> b -> a`) and every edge inside the group.
-fn cycles(graph: &Edges) -> Vec<(Vec<String>, Vec<(String, String)>)> {
+/// A group of siblings that import each other in a cycle.
+#[derive(Debug)]
+struct Cycle {
+    /// One shortest cycle through the group's first member: `a -> b -> a`.
+    path: Vec<String>,
+    /// Every edge inside the group (each is a way round, so each may need cutting).
+    edges: Vec<(String, String)>,
+}
+
+/// The groups of siblings that import each other in a cycle.
+fn cycles(graph: &Edges) -> Vec<Cycle> {
     let mut found = Vec::new();
     let mut placed = BTreeSet::new();
     for node in graph.keys() {
@@ -363,7 +371,10 @@ fn cycles(graph: &Edges) -> Vec<(Vec<String>, Vec<(String, String)>)> {
                     .map(move |b| (a.clone(), b.clone()))
             })
             .collect();
-        found.push((shortest_cycle(graph, node, &group), edges));
+        found.push(Cycle {
+            path: shortest_cycle(graph, node, &group),
+            edges,
+        });
     }
     found
 }
@@ -404,13 +415,13 @@ fn level_name(level: &str) -> String {
 fn cycle_report(levels: &BTreeMap<String, Edges>) -> String {
     let mut report = String::new();
     for (level, graph) in levels {
-        for (cycle, edges) in cycles(graph) {
+        for cycle in cycles(graph) {
             report.push_str(&format!(
                 "\nunder {}: {}\n",
                 level_name(level),
-                cycle.join(" -> ")
+                cycle.path.join(" -> ")
             ));
-            for (a, b) in edges {
+            for (a, b) in cycle.edges {
                 report.push_str(&format!("  {a} -> {b}:\n"));
                 for place in &graph[&a][&b] {
                     report.push_str(&format!("    {place}\n"));
@@ -496,10 +507,10 @@ fn the_cycle_check_takes_each_module_with_its_descendants_at_every_level() {
     );
     let crate_cycles = cycles(&levels[""]);
     assert_eq!(crate_cycles.len(), 1, "{crate_cycles:?}");
-    assert_eq!(crate_cycles[0].0, ["a", "b", "a"]);
+    assert_eq!(crate_cycles[0].path, ["a", "b", "a"]);
     let deeper = cycles(&levels["c"]);
     assert_eq!(deeper.len(), 1, "{deeper:?}");
-    assert_eq!(deeper[0].0, ["p", "q", "p"]);
+    assert_eq!(deeper[0].path, ["p", "q", "p"]);
 
     let report = cycle_report(&levels);
     for expected in [
