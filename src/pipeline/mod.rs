@@ -6,6 +6,7 @@
 //! `daemon::drive`.
 
 pub mod claim;
+pub mod entries;
 pub mod finish;
 pub mod intake;
 pub mod poll;
