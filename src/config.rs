@@ -6,6 +6,10 @@
 //! where it was found ([`TokenSource`]), and the folder layout checked so that no inbox can
 //! feed on another's output. Every error names the key and says how to fix it. A config
 //! loaded for a command that never calls the API may say "no token" (`api.token == None`).
+//!
+//! Settings only: what the daemon creates inside the configured folders (the work folder,
+//! sidecar names) is [`crate::store::layout`]'s, and storage reads settings, never the
+//! reverse.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -329,14 +333,6 @@ pub enum WatchMode {
     Events,
     /// List the folder every `poll_interval`.
     Poll,
-}
-
-impl InboxConfig {
-    /// The folder claimed files wait in: inside the inbox, so the claim is a same-filesystem
-    /// rename, and dot-named, so intake never takes it for a scan.
-    pub fn work_dir(&self) -> PathBuf {
-        crate::store::layout::work_dir(&self.path)
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -32,7 +32,11 @@
 //! is the `beorg-emulator` crate.
 //!
 //! Dependencies point one way: `cli` → `daemon` → `pipeline` → (`store`, `api`, `scheduler`,
-//! `sidecar`, `config`, ...); a test (`tests/it/architecture.rs`) fails on any import cycle.
+//! `sidecar`, ...) → `config`, which names only [`redact`] (storage reads settings, settings
+//! never read storage). Inside `pipeline`, the stages name [`pipeline::set`] and
+//! [`pipeline::entries`] (which entries of a folder are taken); those two name no stage. A
+//! test (`tests/it/architecture.rs`) takes each module with its descendants and fails on any
+//! import cycle between siblings, at every level.
 
 pub mod api;
 pub mod budget;

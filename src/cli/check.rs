@@ -326,7 +326,7 @@ fn folder_findings(config: &Config, user: &str, sandbox: Option<&Sandbox>) -> Ve
             }
         }
         out.extend(delivery::findings(i, inbox, user, config.daemon.file_mode));
-        let work = inbox.work_dir();
+        let work = crate::store::layout::work_dir(&inbox.path);
         if work.is_dir()
             && let Err(problem) = writable(&work)
         {

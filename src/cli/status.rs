@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::daemon::telemetry::{
     Account, Budget, Deliveries, HEARTBEAT, LastError, STATUS_FILE, Snapshot, unix_secs,
 };
-use crate::pipeline::intake::{EntryRules, Verdict};
+use crate::pipeline::entries::{EntryRules, Verdict};
 use crate::store::fsutil;
 
 // ---------------------------------------------------------------------------------------

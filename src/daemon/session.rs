@@ -20,6 +20,7 @@ use crate::pipeline::finish;
 use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
 use crate::pipeline::{Context, Inbox, Job};
 use crate::store::journal::{Journal, Stage};
+use crate::store::layout;
 
 /// How many files may be claimed and opened ahead of their submit turn. One is being
 /// uploaded, one waits with its body ready, one is being hashed: the upload link never idles.
@@ -305,7 +306,7 @@ fn remove_stale_temp_files(config: &Config) {
     let dirs = config
         .inboxes
         .iter()
-        .flat_map(|i| [i.done.clone(), i.failed.clone(), i.work_dir()])
+        .flat_map(|i| [i.done.clone(), i.failed.clone(), layout::work_dir(&i.path)])
         .chain(config.inboxes.iter().filter_map(|i| i.review.clone()))
         .chain([config.daemon.state_dir.clone()]);
     for dir in dirs {

@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pipeline::intake::ReadyFile;
 use crate::pipeline::{Context, Inbox, Job, Step};
-use crate::store::fsutil;
 use crate::store::journal::{Journal, NewClaim, Record, until_stored};
+use crate::store::{fsutil, layout};
 use tokio_util::sync::CancellationToken;
 
 /// Why a ready file was not claimed. None of these loses the file: it stays in the inbox.
@@ -41,7 +41,7 @@ pub async fn claim(
     journal: &Journal,
     stop: &CancellationToken,
 ) -> Result<Job, ClaimError> {
-    let work_dir = inbox.work_dir();
+    let work_dir = layout::work_dir(&inbox.path);
     // Flat in the work folder under the file's own name; its path below the inbox (a
     // subfolder of a recursive inbox) is kept in the journal.
     let base_name = file.name.rsplit('/').next().unwrap_or(&file.name);
@@ -226,7 +226,7 @@ pub async fn adopt_orphans(
 ) -> anyhow::Result<Vec<Job>> {
     let mut adopted = Vec::new();
     for inbox in inboxes {
-        let Ok(entries) = std::fs::read_dir(inbox.work_dir()) else {
+        let Ok(entries) = std::fs::read_dir(layout::work_dir(&inbox.path)) else {
             continue;
         };
         for entry in entries.flatten() {

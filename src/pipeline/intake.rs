@@ -14,7 +14,9 @@
 //! inotify never hears writes made by other hosts to an NFS or SMB mount). A lost event
 //! (queue overflow) costs a rescan; a watch that cannot be added falls back to polling; an
 //! inbox that is missing, deleted and recreated, or remounted is (re)attached by path.
-//! Symlinks, hard-linked files and anything but regular files are never taken.
+//! Symlinks, hard-linked files and anything but regular files are never taken (which entries
+//! count is [`entries`](crate::pipeline::entries)' rule, shared with a set's listing and
+//! `status`).
 //!
 //! Intake is blocking filesystem work, so it runs on a thread of its own ([`run`]).
 
@@ -25,128 +27,16 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{InboxConfig, WatchMode};
+use crate::pipeline::entries::{EntryRules, Verdict};
 use crate::pipeline::preflight;
 
 mod sets;
-
-/// Names intake never takes: hidden files (and our own work folder and temp files), editors'
-/// backups (`name~`), and the [temporary names](is_temporary_name).
-pub fn is_ignored_name(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with('~') || is_temporary_name(name)
-}
-
-/// Names of files another program is still busy with: the partial-download suffixes of
-/// browsers, FTP clients and copy tools (`.tmp`, `.part`, `.partial`, `.crdownload`), an
-/// editor's swap file (`.swp`), and the lock files of Office (`~$name`) and LibreOffice
-/// (`.~lock.name#`). In a set folder such a name holds the set: a set is never sent without
-/// the file still arriving under it.
-pub fn is_temporary_name(name: &str) -> bool {
-    const SUFFIXES: [&str; 5] = [".tmp", ".part", ".partial", ".crdownload", ".swp"];
-    let lower = name.to_lowercase();
-    name.starts_with("~$")
-        || name.starts_with(".~lock.")
-        || SUFFIXES.iter().any(|s| lower.ends_with(s))
-}
-
-/// What intake does with one entry of an inbox folder: [`EntryRules::judge`]'s answer.
-#[derive(Debug)]
-pub enum Verdict {
-    /// A regular file with no other hard link: taken once it has settled. `rel` is its path
-    /// below the inbox (`scan.jpg`, or `2026/11/scan.jpg` in a recursive inbox).
-    Take {
-        rel: String,
-        meta: std::fs::Metadata,
-    },
-    /// A folder of a recursive inbox: its entries are judged in turn.
-    Descend,
-    /// Left alone without a word: hidden and temporary names, the inbox's `ignore`
-    /// patterns, folders of an inbox that is not recursive.
-    Skip,
-    /// Gone between the listing and the look.
-    Gone,
-    /// Never taken, and the user is told why (once): symlinks, hard-linked files, anything
-    /// but a regular file, names that are not UTF-8. The text says what the entry is, not
-    /// where it stays: a single file stays in the inbox, a set's goes with its set.
-    Refuse(&'static str),
-}
-
-/// One inbox's rule for its entries: the one place that says which entries intake takes
-/// (the `status` command counts waiting files with it too).
-pub struct EntryRules {
-    root: PathBuf,
-    recursive: bool,
-    /// The user's `ignore` patterns: without "/" matched against the name, with "/"
-    /// against the path below the inbox.
-    ignore_names: GlobSet,
-    ignore_paths: GlobSet,
-}
-
-impl EntryRules {
-    pub fn new(inbox: &InboxConfig) -> EntryRules {
-        EntryRules::within(inbox, &inbox.path)
-    }
-
-    /// The inbox's rules for the entries of `root` (a set's folder, in the inbox or claimed).
-    pub fn within(inbox: &InboxConfig, root: &Path) -> EntryRules {
-        let (ignore_names, ignore_paths) = ignore_sets(&inbox.ignore);
-        EntryRules {
-            root: root.to_path_buf(),
-            recursive: inbox.recursive,
-            ignore_names,
-            ignore_paths,
-        }
-    }
-
-    /// What intake does with `path`, an entry of the inbox folder or (recursive inbox) of
-    /// one of its subfolders. Looks at the entry itself (`lstat`), never follows a link.
-    pub fn judge(&self, path: &Path) -> Verdict {
-        let Some(rel) = path.strip_prefix(&self.root).ok().and_then(|r| r.to_str()) else {
-            return Verdict::Refuse(
-                "its name is not valid UTF-8 (set the share's character set to UTF-8)",
-            );
-        };
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        if is_ignored_name(name)
-            || self.ignore_names.is_match(name)
-            || self.ignore_paths.is_match(rel)
-        {
-            return Verdict::Skip;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return Verdict::Gone;
-        };
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            return if self.recursive {
-                Verdict::Descend
-            } else {
-                Verdict::Skip
-            };
-        }
-        if kind.is_symlink() {
-            return Verdict::Refuse("is a symbolic link (links are never followed or uploaded)");
-        }
-        if !kind.is_file() {
-            return Verdict::Refuse("is not a regular file");
-        }
-        if meta.nlink() > 1 {
-            return Verdict::Refuse(
-                "has other hard links (possibly to a file outside the inbox), so it is not uploaded",
-            );
-        }
-        Verdict::Take {
-            rel: rel.to_string(),
-            meta,
-        }
-    }
-}
 
 /// An empty file is often a scanner that has created its output and not written yet: it must
 /// stay unchanged at least this long before it is taken (and then refused by preflight).
@@ -491,7 +381,7 @@ enum Hold {
     Zeros,
     /// It stops before its format's end: still being written or copied, or cut off.
     CutOff,
-    /// A set folder holds a [temporary name](is_temporary_name): a file still arriving.
+    /// A set folder holds a [temporary name](crate::pipeline::entries::is_temporary_name): a file still arriving.
     Temporary,
 }
 
@@ -1094,24 +984,6 @@ fn tail_is_zeros(path: &Path, size: u64) -> bool {
         .is_ok_and(|()| tail.iter().all(|b| *b == 0))
 }
 
-/// Compiles `ignore` patterns (already validated by config) into name and path sets.
-fn ignore_sets(patterns: &[String]) -> (GlobSet, GlobSet) {
-    let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-    for pattern in patterns {
-        if let Ok(glob) = Glob::new(pattern) {
-            if pattern.contains('/') {
-                paths.add(glob);
-            } else {
-                names.add(glob);
-            }
-        }
-    }
-    (
-        names.build().unwrap_or_else(|_| GlobSet::empty()),
-        paths.build().unwrap_or_else(|_| GlobSet::empty()),
-    )
-}
-
 /// For "no space left" from inotify: which sysctl to raise.
 fn watch_limit_hint(e: &notify::Error) -> &'static str {
     match &e.kind {
@@ -1128,27 +1000,6 @@ fn watch_limit_hint(e: &notify::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ignored_names() {
-        for n in [
-            ".hidden",
-            "~$lock.docx",
-            "a.tmp",
-            "a.PART",
-            "a.partial",
-            "a.crdownload",
-            ".a.swp",
-            "a.swp",
-            "backup~",
-            crate::store::layout::WORK_DIR,
-        ] {
-            assert!(is_ignored_name(n), "{n}");
-        }
-        for n in ["scan.jpg", "скан 1.pdf", "a~b.png", "tmp.jpg"] {
-            assert!(!is_ignored_name(n), "{n}");
-        }
-    }
 
     fn ready(name: &str, secs: u64) -> ReadyFile {
         ReadyFile {
@@ -1233,14 +1084,5 @@ mod tests {
         assert!(!tail_is_zeros(&p, 4096));
         std::fs::write(&p, [0u8; 10]).unwrap();
         assert!(!tail_is_zeros(&p, 10), "tiny files are left to preflight");
-    }
-
-    #[test]
-    fn ignore_patterns_match_names_or_paths() {
-        let (names, paths) = ignore_sets(&["*.bak".into(), "drafts/*".into()]);
-        assert!(names.is_match("scan.bak"));
-        assert!(!names.is_match("scan.jpg"));
-        assert!(paths.is_match("drafts/a.jpg"));
-        assert!(!paths.is_match("final/a.jpg"));
     }
 }

@@ -3,9 +3,12 @@
 //! alone. What they share is defined here: the claimed file ([`Job`]), the inbox it came
 //! from ([`Inbox`]), the context every file's task holds ([`Context`]), and the one answer
 //! every stage gives ([`Step`]). The order in which the stages run is written once, in
-//! `daemon::drive`.
+//! `daemon::drive`. Beside the stages: [`entries`] (which entries of a folder are taken) and
+//! [`set`] (what a document set is), which the stages use and which name no stage, and
+//! [`ready_times`] (when to ask for a result).
 
 pub mod claim;
+pub mod entries;
 pub mod finish;
 pub mod intake;
 pub mod poll;

@@ -5,16 +5,17 @@
 //! `ready_file`, in **natural name order** (`page2` before `page10`). Each member gets its
 //! `process_info` from the first `[[inbox.documents]]` rule whose `match` fits its name, else
 //! from the inbox's `type`, `key` and `stages`. A rule's `key` goes to the files it matches
-//! (two files with one key are refused by [`refusal`]); a file without a key gets
+//! (two files with one key are refused by preflight); a file without a key gets
 //! `<TYPE>1`, `<TYPE>2`, ... in name order, skipping keys already given.
 //!
 //! The set's SHA-256 is the SHA-256 of its members' lines `<file sha256>  <file name>\n`,
 //! sorted (byte order) and concatenated: the same files under the same names give the same
 //! hash wherever the folder is.
 //!
-//! This module owns the listing, the plan, the hash, and the set's own checks before anything
-//! is paid ([`refusal`]); the stages call into it for a [`Job`] that is a set (preflight's
-//! `sets` module runs the checks, poll names a broken set's files).
+//! This module owns the listing, the plan and the hash; the stages call into it for a [`Job`]
+//! that is a set (preflight's `sets` module holds the set's own checks before anything is
+//! paid, poll names a broken set's files). It names no other stage: which entries count is
+//! [`entries`](crate::pipeline::entries)' rule, shared with intake.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -25,14 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
-use crate::pipeline::intake::{EntryRules, Verdict, is_ignored_name, is_temporary_name};
-use crate::pipeline::preflight::MAX_REQUEST_BYTES;
+use crate::pipeline::entries::{EntryRules, Verdict, is_ignored_name, is_temporary_name};
 use crate::pipeline::{Context, Job};
-use crate::sidecar::ErrorKind;
 use crate::store::fsutil;
-
-/// Most files in one request (the vendor's basic scenario: 1 to 10 documents).
-pub const MAX_MEMBERS: usize = 10;
 
 /// One file of a set as recorded in the journal once hashed: what was read and what is asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,126 +365,6 @@ pub fn read_members(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Vec<M
     Ok(plan(inbox, files))
 }
 
-/// The set's own rules, checked before anything is paid: why it cannot be sent, if it
-/// cannot (`listing` is the claimed folder as it is now).
-pub fn refusal(
-    inbox: &InboxConfig,
-    set: &str,
-    listing: &Listing,
-    members: &[Member],
-) -> Option<(ErrorKind, String)> {
-    let invalid = |message: String| Some((ErrorKind::InvalidFile, message));
-    if let Some(folder) = listing.folders.first() {
-        return invalid(format!(
-            "The set {set} has a folder inside it ({folder}); a set is the files directly in its folder. Move the files of {folder} up (or the folder out) and put the set in again."
-        ));
-    }
-    if let Some(name) = listing.temporary().next() {
-        return invalid(format!(
-            "{name} in the set {set} has a temporary name: a file still being written or copied (or left over from a copy that stopped), and the set is never sent without it. Finish or remove {name} and put the set in again."
-        ));
-    }
-    if !listing.refused.is_empty() {
-        return invalid(links_refused(set, &listing.refused));
-    }
-    if members.is_empty() {
-        return invalid(format!(
-            "The set {set} has no files to send. Put its scans in the folder and put the set in again."
-        ));
-    }
-    if members.len() > MAX_MEMBERS {
-        return invalid(format!(
-            "The set {set} has {} files; the service takes 1 to {MAX_MEMBERS} documents in one request. Split it into sets of at most {MAX_MEMBERS} files.",
-            members.len()
-        ));
-    }
-    if let Some(message) = key_clash(inbox, members) {
-        return invalid(message);
-    }
-    if let Some(message) = missing_relation(inbox, members) {
-        return invalid(message);
-    }
-    let total: u64 = members.iter().map(|m| m.size).sum();
-    if total > MAX_REQUEST_BYTES {
-        return Some((
-            ErrorKind::TooLarge,
-            format!(
-                "The set {set} is {} MB in all; the service takes at most {} MB in one request. Scan with a lower resolution or split the set.",
-                total / crate::pipeline::preflight::MB,
-                MAX_REQUEST_BYTES / crate::pipeline::preflight::MB
-            ),
-        ));
-    }
-    None
-}
-
-/// Every entry of the set that can never be sent, and what it is: "In the set seth2,
-/// selfie.png has other hard links (...), so it is not uploaded; ...".
-fn links_refused(set: &str, refused: &[(String, &'static str)]) -> String {
-    let each: Vec<String> = refused
-        .iter()
-        .map(|(name, why)| format!("{name} {why}"))
-        .collect();
-    let fix = if refused.len() == 1 {
-        "Replace it with the file itself and put the set in again."
-    } else {
-        "Replace each with the file itself and put the set in again."
-    };
-    format!(
-        "In the set {set}, {}. The set cannot be sent. {fix}",
-        each.join("; ")
-    )
-}
-
-/// Two files that claim one key.
-fn key_clash(inbox: &InboxConfig, members: &[Member]) -> Option<String> {
-    for (i, a) in members.iter().enumerate() {
-        if let Some(b) = members[i + 1..].iter().find(|b| b.key == a.key) {
-            let why = match inbox.documents.iter().find(|r| r.matcher.is_match(&a.name)) {
-                Some(rule) => format!(
-                    "the rule match = \"{}\" gives key {} to one file only",
-                    rule.pattern, a.key
-                ),
-                None => format!("the inbox's key {} goes to one file only", a.key),
-            };
-            return Some(format!(
-                "{} and {} both claim the key {} ({why}). Keep one of them in the set, or rename the other so another rule matches it.",
-                a.name, b.name, a.key
-            ));
-        }
-    }
-    None
-}
-
-/// A `relation` pointing at a key no member has: "this set needs a selfie for the face match;
-/// none of its files matches *selfie*".
-fn missing_relation(inbox: &InboxConfig, members: &[Member]) -> Option<String> {
-    for member in members {
-        for (stage, target) in &member.relation {
-            if members.iter().any(|m| &m.key == target) {
-                continue;
-            }
-            let giver = inbox
-                .documents
-                .iter()
-                .find(|r| r.key.as_deref() == Some(target));
-            let (what, pattern) = match giver {
-                Some(rule) => (rule.doc_type.to_lowercase(), rule.pattern.clone()),
-                None => (target.to_lowercase(), target.clone()),
-            };
-            let check = match stage.as_str() {
-                "biometry_match" => "the face match".to_string(),
-                other => other.to_string(),
-            };
-            return Some(format!(
-                "This set needs a {what} for {check} of {} ({}); none of its files matches {pattern}. Add the {what} to the set and put it in again.",
-                member.name, member.key
-            ));
-        }
-    }
-    None
-}
-
 /// Hashes the claimed set's members, plans them and stores both with the set's hash in the
 /// journal. `Ok(None)`: stopped before the journal took it.
 pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
@@ -512,10 +388,10 @@ pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Opt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn inbox(extra: &str) -> InboxConfig {
+    pub(crate) fn inbox(extra: &str) -> InboxConfig {
         let text = format!(
             "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\nsets = true\n{extra}\n"
         );
@@ -525,9 +401,9 @@ mod tests {
             .clone()
     }
 
-    const KYC: &str = "[[inbox.documents]]\nmatch = \"*selfie*\"\ntype = \"SELFIE\"\nkey = \"SELFIE1\"\nstages = [\"biometry_liveness\"]\n[[inbox.documents]]\nmatch = \"*\"\ntype = \"PASSPORT\"\nkey = \"PASSPORT1\"\nstages = [\"biometry_match\"]\nrelation = { biometry_match = \"SELFIE1\" }\n";
+    pub(crate) const KYC: &str = "[[inbox.documents]]\nmatch = \"*selfie*\"\ntype = \"SELFIE\"\nkey = \"SELFIE1\"\nstages = [\"biometry_liveness\"]\n[[inbox.documents]]\nmatch = \"*\"\ntype = \"PASSPORT\"\nkey = \"PASSPORT1\"\nstages = [\"biometry_match\"]\nrelation = { biometry_match = \"SELFIE1\" }\n";
 
-    fn files(names: &[&str]) -> Vec<(String, String, u64)> {
+    pub(crate) fn files(names: &[&str]) -> Vec<(String, String, u64)> {
         names
             .iter()
             .map(|n| (n.to_string(), "00".repeat(32), 20_000))
@@ -599,67 +475,6 @@ mod tests {
                 "PASSPORT_REG2"
             ]
         );
-    }
-
-    #[test]
-    fn two_files_for_one_key_are_refused_naming_both() {
-        let inbox = inbox(KYC);
-        let members = plan(&inbox, files(&["a.jpg", "b.jpg", "selfie.jpg"]));
-        let listing = Listing::default();
-        let (kind, message) = refusal(&inbox, "kyc-1", &listing, &members).unwrap();
-        assert_eq!(kind, ErrorKind::InvalidFile);
-        assert!(
-            message.contains("a.jpg and b.jpg both claim the key PASSPORT1"),
-            "{message}"
-        );
-        assert!(message.contains("match = \"*\""), "{message}");
-    }
-
-    #[test]
-    fn a_missing_selfie_is_refused_with_the_fix() {
-        let inbox = inbox(KYC);
-        let members = plan(&inbox, files(&["passport.jpg"]));
-        let (_, message) = refusal(&inbox, "kyc-1", &Listing::default(), &members).unwrap();
-        assert!(
-            message.contains("This set needs a selfie for the face match"),
-            "{message}"
-        );
-        assert!(
-            message.contains("none of its files matches *selfie*"),
-            "{message}"
-        );
-        let complete = plan(&inbox, files(&["passport.jpg", "selfie.jpg"]));
-        assert_eq!(
-            refusal(&inbox, "kyc-1", &Listing::default(), &complete),
-            None
-        );
-    }
-
-    #[test]
-    fn one_to_ten_files_folders_inside_and_the_request_limit() {
-        let inbox = inbox("");
-        let none = refusal(&inbox, "s", &Listing::default(), &[]).unwrap();
-        assert!(none.1.contains("no files"), "{}", none.1);
-        let names: Vec<String> = (1..=11).map(|n| format!("p{n}.jpg")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let eleven = plan(&inbox, files(&names));
-        let (_, message) = refusal(&inbox, "s", &Listing::default(), &eleven).unwrap();
-        assert!(message.contains("11 files"), "{message}");
-        assert_eq!(
-            refusal(&inbox, "s", &Listing::default(), &eleven[..10]),
-            None
-        );
-        let nested = Listing {
-            folders: vec!["more".into()],
-            ..Listing::default()
-        };
-        let (_, message) = refusal(&inbox, "s", &nested, &eleven[..2]).unwrap();
-        assert!(message.contains("(more)"), "{message}");
-        let mut big = plan(&inbox, files(&["a.tif", "b.tif"]));
-        big[0].size = MAX_REQUEST_BYTES;
-        big[1].size = 1;
-        let (kind, _) = refusal(&inbox, "s", &Listing::default(), &big).unwrap();
-        assert_eq!(kind, ErrorKind::TooLarge);
     }
 
     #[test]
@@ -755,33 +570,6 @@ mod tests {
         assert!(
             !list(&inbox, dir.path()).unwrap().is_empty(),
             "a file arriving"
-        );
-    }
-
-    /// Every entry that can never be sent is named with what it is, and nothing claims it
-    /// stays in the inbox (the set goes to failed/ with it).
-    #[test]
-    fn a_refusal_names_every_link_in_the_set() {
-        let inbox = inbox("");
-        let members = plan(&inbox, files(&["passport.jpg"]));
-        let listing = Listing {
-            refused: vec![
-                (
-                    "face.jpg".into(),
-                    "is a symbolic link (links are never followed or uploaded)",
-                ),
-                (
-                    "selfie.jpg".into(),
-                    "has other hard links (possibly to a file outside the inbox), so it is not uploaded",
-                ),
-            ],
-            ..Listing::default()
-        };
-        let (kind, message) = refusal(&inbox, "seth2", &listing, &members).unwrap();
-        assert_eq!(kind, ErrorKind::InvalidFile);
-        assert_eq!(
-            message,
-            "In the set seth2, face.jpg is a symbolic link (links are never followed or uploaded); selfie.jpg has other hard links (possibly to a file outside the inbox), so it is not uploaded. The set cannot be sent. Replace each with the file itself and put the set in again."
         );
     }
 }

@@ -1,12 +1,37 @@
-//! The product's module graph has no cycle: every `crate::` and `super::` path in `src/`
-//! (outside `#[cfg(test)]` blocks) is an edge from the module that writes it to the module it
-//! names, and a stage that imports the wiring (or storage that imports a stage) fails here,
-//! naming the cycle.
+//! The product's module graph has no cycle, at any level. Every `crate::` and `super::` path in
+//! `src/` (outside `#[cfg(test)]` items and comments) is a use of the module it names. At
+//! every level of the tree, each child module is taken together with all its descendants:
+//! child `a` depends on its sibling `b` when any module under `a` names any module under `b`.
+//! The graph of siblings must be acyclic under every parent (the crate included), so
+//! `config → store::layout` with `store::retention → config` is a cycle between `config` and
+//! `store`, even though no single file names the other's file back. A failure names the cycle
+//! and the lines (file:line) that make each of its edges.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-/// `src/pipeline/claim.rs` → `pipeline::claim`; `src/pipeline/mod.rs` → `pipeline`.
+/// A line of the product's code that names another module.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Use {
+    /// The file, relative to the folder above `src/` (`src/config.rs`).
+    file: String,
+    /// 1-based.
+    line: usize,
+    /// The line as written, trimmed.
+    text: String,
+}
+
+impl std::fmt::Display for Use {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.text)
+    }
+}
+
+/// From one module to the modules it names, each with the lines that name it.
+type Edges = BTreeMap<String, BTreeMap<String, Vec<Use>>>;
+
+/// `src/pipeline/claim.rs` → `pipeline::claim`; `src/pipeline/mod.rs` → `pipeline`;
+/// `src/lib.rs` → `` (the crate).
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Vec<String> = rel
@@ -31,13 +56,13 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The code of a file without its `#[cfg(test)]` items (unit tests may use anything) and
-/// without comments.
-fn product_code(text: &str) -> String {
-    let mut out = String::new();
+/// without comments, line by line: (1-based line number, code).
+fn product_code(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     let mut skip_depth: Option<i32> = None;
     let mut depth = 0i32;
     let mut pending_cfg_test = false;
-    for line in text.lines() {
+    for (index, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let trimmed = code.trim();
         if trimmed.starts_with("#[cfg(test)]") {
@@ -59,93 +84,137 @@ fn product_code(text: &str) -> String {
             }
             continue;
         }
-        out.push_str(code);
-        out.push('\n');
+        out.push((index + 1, code.to_string()));
     }
     out
 }
 
-/// Paths named in `code` as written (`crate::a::b`, `super::c`, and `use crate::{a, b::c}`
-/// groups), resolved to module names relative to `module`.
-fn named_paths(module: &str, code: &str) -> Vec<String> {
+/// The code's words joined by single spaces (so a `use` group spread over lines reads as
+/// one), with the line each word came from.
+struct Flat {
+    text: String,
+    /// (offset in `text` where a word starts, its line), in order.
+    words: Vec<(usize, usize)>,
+}
+
+impl Flat {
+    fn new(lines: &[(usize, String)]) -> Flat {
+        let mut flat = Flat {
+            text: String::new(),
+            words: Vec::new(),
+        };
+        for (line, code) in lines {
+            for word in code.split_whitespace() {
+                flat.words.push((flat.text.len(), *line));
+                flat.text.push_str(word);
+                flat.text.push(' ');
+            }
+        }
+        flat
+    }
+
+    /// The line of the part of `text` that `piece` (a slice of it) starts at.
+    fn line_of(&self, piece: &str) -> usize {
+        let at = piece.as_ptr() as usize - self.text.as_ptr() as usize;
+        let index = self.words.partition_point(|(start, _)| *start <= at);
+        self.words[index.saturating_sub(1)].1
+    }
+}
+
+/// Paths named in `code` as written (`crate::a::b`, `super::c`, `super::super::d` and
+/// `use crate::{a, b::c}` groups), resolved to full paths from the crate, each with the line
+/// where the name (for a group: the group's member) is written.
+fn named_paths(module: &str, code: &[(usize, String)]) -> Vec<(String, usize)> {
+    let flat = Flat::new(code);
     let mut found = Vec::new();
-    let flat: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (prefix, base) in [("crate::", String::new()), ("super::", parent(module))] {
-        let mut rest = flat.as_str();
-        while let Some(at) = rest.find(prefix) {
-            let before = rest[..at].chars().last();
-            rest = &rest[at + prefix.len()..];
+    for prefix in ["crate::", "super::"] {
+        for (at, _) in flat.text.match_indices(prefix) {
+            let before = flat.text[..at].chars().last();
             if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
                 continue;
             }
-            for path in expand(rest) {
+            let rest = &flat.text[at + prefix.len()..];
+            let mut base = if prefix == "super::" {
+                parent(module)
+            } else {
+                String::new()
+            };
+            let mut path_text = rest;
+            if prefix == "super::" {
+                while let Some(up) = path_text.strip_prefix("super::") {
+                    base = parent(&base);
+                    path_text = up;
+                }
+            }
+            for (path, piece) in expand(path_text) {
                 let full = if base.is_empty() {
                     path
                 } else {
                     format!("{base}::{path}")
                 };
-                found.push(full);
+                found.push((full, flat.line_of(piece)));
             }
         }
     }
     found
 }
 
-/// `a::b::{c, d::e}` → [`a::b::c`, `a::b::d::e`]; `a::b::C;` → [`a::b::C`].
-fn expand(text: &str) -> Vec<String> {
+/// `a::b::{c, d::e}` → [`a::b::c`, `a::b::d::e`, `a::b`]; `a::b::C;` → [`a::b::C`]; each
+/// with the slice of `text` where it is written.
+fn expand(text: &str) -> Vec<(String, &str)> {
     let head: String = text
         .chars()
         .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
         .collect();
     let head = head.trim_end_matches(':').to_string();
-    let after = &text[head.len()..].trim_start_matches(':');
-    if after.starts_with('{') {
-        let mut depth = 0;
-        let mut end = after.len();
-        for (i, c) in after.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let inner = &after[1..end];
-        let mut parts = Vec::new();
-        let (mut depth, mut start) = (0, 0);
-        for (i, c) in inner.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    parts.push(&inner[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        parts.push(&inner[start..]);
-        return parts
-            .into_iter()
-            .map(str::trim)
-            .filter(|p| !p.is_empty() && *p != "self")
-            .flat_map(expand)
-            .map(|p| {
-                if head.is_empty() {
-                    p
-                } else {
-                    format!("{head}::{p}")
-                }
-            })
-            .chain(std::iter::once(head.clone()).filter(|h| !h.is_empty()))
-            .collect();
+    let after = text[head.len()..].trim_start_matches(':');
+    if !after.starts_with('{') {
+        return vec![(head, text)];
     }
-    vec![head]
+    let mut depth = 0;
+    let mut end = after.len();
+    for (i, c) in after.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let inner = &after[1..end];
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "self")
+        .flat_map(expand)
+        .map(|(p, piece)| {
+            if head.is_empty() {
+                (p, piece)
+            } else {
+                (format!("{head}::{p}"), piece)
+            }
+        })
+        .chain(std::iter::once((head.clone(), text)).filter(|(h, _)| !h.is_empty()))
+        .collect()
 }
 
 fn parent(module: &str) -> String {
@@ -155,140 +224,307 @@ fn parent(module: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The longest known module that `path` starts with.
-fn owner<'a>(path: &str, modules: &'a BTreeSet<String>) -> Option<&'a String> {
+/// The longest known module that `path` starts with (the crate, ``, if none).
+fn owner(path: &str, modules: &BTreeSet<String>) -> String {
     let mut candidate = path.to_string();
     loop {
-        if let Some(m) = modules.get(&candidate) {
-            return Some(m);
+        if modules.contains(&candidate) {
+            return candidate;
         }
-        candidate = candidate.rsplit_once("::")?.0.to_string();
+        match candidate.rsplit_once("::") {
+            Some((up, _)) => candidate = up.to_string(),
+            None => return String::new(),
+        }
     }
 }
 
-fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+/// Which module names which, file by file, with the lines that do it.
+fn module_uses(src: &Path) -> Edges {
     let mut files = Vec::new();
     rust_files(src, &mut files);
     files.retain(|f| f.file_name().is_some_and(|n| n != "main.rs"));
-    let modules: BTreeSet<String> = files.iter().map(|f| module_of(src, f)).collect();
-    let mut graph = BTreeMap::new();
+    let mut modules: BTreeSet<String> = files.iter().map(|f| module_of(src, f)).collect();
+    // A folder of modules without a file of its own is still a module.
+    for module in modules.clone() {
+        let mut up = module;
+        while !up.is_empty() {
+            up = parent(&up);
+            modules.insert(up.clone());
+        }
+    }
+    let shown_root = src.parent().unwrap_or(src);
+    let mut uses = Edges::new();
     for file in &files {
         let module = module_of(src, file);
-        let code = product_code(&std::fs::read_to_string(file).unwrap());
-        let mut edges = BTreeSet::new();
-        for path in named_paths(&module, &code) {
-            if let Some(target) = owner(&path, &modules) {
-                // A module naming its own descendants or itself is not an edge between peers;
-                // a child naming its ancestor is (that is how a cycle through `mod.rs` shows).
-                if *target != module
-                    && !target.starts_with(&format!("{module}::"))
-                    && !target.is_empty()
-                {
-                    edges.insert(target.clone());
-                }
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = file.strip_prefix(shown_root).unwrap_or(file);
+        let named = uses.entry(module.clone()).or_default();
+        for (path, line) in named_paths(&module, &product_code(&text)) {
+            let target = owner(&path, &modules);
+            if target == module {
+                continue;
+            }
+            let places = named.entry(target).or_default();
+            let place = Use {
+                file: shown.display().to_string(),
+                line,
+                text: lines[line - 1].trim().to_string(),
+            };
+            if !places.contains(&place) {
+                places.push(place);
             }
         }
-        graph.insert(module, edges);
     }
-    graph
+    uses
 }
 
-/// A cycle in `graph`, as the modules on it in order, if there is one.
-fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Closed,
+/// Where a use from `from` to `to` counts: under their nearest common ancestor, as an edge
+/// from the child of it that holds `from` to the child that holds `to`. `None` when one is
+/// an ancestor of the other (a module and its own descendants are one node at every level
+/// above it, and a parent is not one of its children's siblings).
+fn sibling_edge(from: &str, to: &str) -> Option<(String, String, String)> {
+    let from_parts: Vec<&str> = from.split("::").filter(|p| !p.is_empty()).collect();
+    let to_parts: Vec<&str> = to.split("::").filter(|p| !p.is_empty()).collect();
+    let common = from_parts
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == from_parts.len() || common == to_parts.len() {
+        return None;
     }
-    fn visit(
-        node: &str,
-        graph: &BTreeMap<String, BTreeSet<String>>,
-        marks: &mut BTreeMap<String, Mark>,
-        stack: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        marks.insert(node.to_string(), Mark::Open);
-        stack.push(node.to_string());
-        for next in graph.get(node).into_iter().flatten() {
-            match marks.get(next.as_str()).copied().unwrap_or(Mark::New) {
-                Mark::Open => {
-                    let from = stack.iter().position(|m| m == next).unwrap();
-                    let mut cycle = stack[from..].to_vec();
-                    cycle.push(next.clone());
-                    return Some(cycle);
-                }
-                Mark::New => {
-                    if let Some(c) = visit(next, graph, marks, stack) {
-                        return Some(c);
-                    }
-                }
-                Mark::Closed => {}
+    let level = from_parts[..common].join("::");
+    Some((
+        level,
+        from_parts[common].to_string(),
+        to_parts[common].to_string(),
+    ))
+}
+
+/// For every parent module (the crate is ``): the graph of its children, each taken with
+/// its descendants, with the lines that make each edge.
+fn sibling_graphs(uses: &Edges) -> BTreeMap<String, Edges> {
+    let mut levels: BTreeMap<String, Edges> = BTreeMap::new();
+    for (from, named) in uses {
+        for (to, places) in named {
+            if let Some((level, a, b)) = sibling_edge(from, to) {
+                levels
+                    .entry(level)
+                    .or_default()
+                    .entry(a)
+                    .or_default()
+                    .entry(b)
+                    .or_default()
+                    .extend(places.iter().cloned());
             }
         }
-        stack.pop();
-        marks.insert(node.to_string(), Mark::Closed);
-        None
     }
-    let mut marks = BTreeMap::new();
+    levels
+}
+
+fn reachable(graph: &Edges, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from([from.to_string()]);
+    while let Some(node) = queue.pop_front() {
+        for next in graph.get(&node).into_iter().flat_map(|n| n.keys()) {
+            if seen.insert(next.clone()) {
+                queue.push_back(next.clone());
+            }
+        }
+    }
+    seen
+}
+
+/// A group of siblings that import each other in a cycle.
+#[derive(Debug)]
+struct Cycle {
+    /// One shortest cycle through the group's first member: `a -> b -> a`.
+    path: Vec<String>,
+    /// Every edge inside the group (each is a way round, so each may need cutting).
+    edges: Vec<(String, String)>,
+}
+
+/// The groups of siblings that import each other in a cycle.
+fn cycles(graph: &Edges) -> Vec<Cycle> {
+    let mut found = Vec::new();
+    let mut placed = BTreeSet::new();
     for node in graph.keys() {
-        if marks.get(node.as_str()).copied().unwrap_or(Mark::New) == Mark::New {
-            let mut stack = Vec::new();
-            if let Some(c) = visit(node, graph, &mut marks, &mut stack) {
-                return Some(c);
+        if placed.contains(node) {
+            continue;
+        }
+        let ahead = reachable(graph, node);
+        if !ahead.contains(node) {
+            continue;
+        }
+        let group: BTreeSet<String> = ahead
+            .into_iter()
+            .filter(|other| reachable(graph, other).contains(node))
+            .collect();
+        placed.extend(group.iter().cloned());
+        let edges = group
+            .iter()
+            .flat_map(|a| {
+                graph[a]
+                    .keys()
+                    .filter(|b| group.contains(*b))
+                    .map(move |b| (a.clone(), b.clone()))
+            })
+            .collect();
+        found.push(Cycle {
+            path: shortest_cycle(graph, node, &group),
+            edges,
+        });
+    }
+    found
+}
+
+/// A shortest way from `start` back to itself inside `group`.
+fn shortest_cycle(graph: &Edges, start: &str, group: &BTreeSet<String>) -> Vec<String> {
+    let mut came_from: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue = VecDeque::from([start.to_string()]);
+    while let Some(node) = queue.pop_front() {
+        for next in graph[&node].keys().filter(|n| group.contains(*n)) {
+            if next == start {
+                let mut path = vec![start.to_string(), node.clone()];
+                while let Some(before) = came_from.get(path.last().unwrap()) {
+                    path.push(before.clone());
+                }
+                path.reverse();
+                return path;
+            }
+            if !came_from.contains_key(next) && next != start {
+                came_from.insert(next.clone(), node.clone());
+                queue.push_back(next.clone());
             }
         }
     }
-    None
+    unreachable!("{start} is on a cycle inside {group:?}")
+}
+
+fn level_name(level: &str) -> String {
+    if level.is_empty() {
+        "crate".to_string()
+    } else {
+        format!("crate::{level}")
+    }
+}
+
+/// Every cycle at every level, written out with the lines that make each edge; empty when
+/// there is none.
+fn cycle_report(levels: &BTreeMap<String, Edges>) -> String {
+    let mut report = String::new();
+    for (level, graph) in levels {
+        for cycle in cycles(graph) {
+            report.push_str(&format!(
+                "\nunder {}: {}\n",
+                level_name(level),
+                cycle.path.join(" -> ")
+            ));
+            for (a, b) in cycle.edges {
+                report.push_str(&format!("  {a} -> {b}:\n"));
+                for place in &graph[&a][&b] {
+                    report.push_str(&format!("    {place}\n"));
+                }
+            }
+        }
+    }
+    report
 }
 
 #[test]
-fn the_module_graph_has_no_cycle() {
+fn no_module_and_its_descendants_import_a_sibling_that_imports_them_back() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
+    let uses = module_uses(&src);
     assert!(
-        graph.len() > 20 && graph.contains_key("pipeline::submit"),
-        "the module graph was not read: {graph:?}"
+        uses.len() > 20 && uses.contains_key("pipeline::submit"),
+        "the module graph was not read: {uses:?}"
+    );
+    let levels = sibling_graphs(&uses);
+    assert!(
+        levels.contains_key("") && levels.contains_key("pipeline"),
+        "no sibling graph for the crate or the pipeline: {levels:?}"
     );
     // The commands sit above the daemon, never below it (status's reader once shared a
     // module with the daemon's snapshot writer).
-    let daemon_names_cli = graph
-        .iter()
-        .filter(|(m, _)| m.as_str() == "daemon" || m.starts_with("daemon::"))
-        .find(|(_, to)| to.iter().any(|t| t == "cli" || t.starts_with("cli::")));
+    let daemon_names_cli = levels[""].get("daemon").and_then(|to| to.get("cli"));
     assert!(
         daemon_names_cli.is_none(),
-        "the daemon imports a command module: {daemon_names_cli:?}"
+        "the daemon imports a command module: {daemon_names_cli:#?}"
     );
-    if let Some(cycle) = find_cycle(&graph) {
-        panic!(
-            "the modules import each other in a cycle: {}. A stage must not import the wiring \
-             (daemon), storage must not import a stage, and cli may import daemon but not the \
-             reverse; move what both need into the module they both may import.",
-            cycle.join(" -> ")
-        );
-    }
+    let report = cycle_report(&levels);
+    assert!(
+        report.is_empty(),
+        "modules import each other in a cycle (each module taken with its descendants, \
+         against its siblings):\n{report}\nA stage must not import the wiring (daemon), \
+         storage must not import a stage, and cli may import daemon but not the reverse; move \
+         what both need into the module they both may import."
+    );
 }
 
-/// The checker itself: a cycle through a parent module, a `use crate::{..}` group and a
-/// `super::` path is found; a unit test module's imports are not edges.
+/// The checker itself: a use from a module's descendant, a `use crate::{..}` group spread
+/// over lines, `super::` and `super::super::` paths all make edges between siblings, at the
+/// crate and deeper; a unit test module's imports are not edges, nor is a child naming its
+/// parent; the report names the lines.
 #[test]
-fn the_cycle_check_sees_groups_super_and_parents() {
+fn the_cycle_check_takes_each_module_with_its_descendants_at_every_level() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path();
-    std::fs::create_dir_all(src.join("a")).unwrap();
-    std::fs::write(src.join("lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
-    std::fs::write(src.join("a/mod.rs"), "pub mod x;\nuse crate::{b::Thing};\n").unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("a/x")).unwrap();
+    std::fs::create_dir_all(src.join("c/q")).unwrap();
+    std::fs::write(src.join("lib.rs"), "pub mod a;\npub mod b;\npub mod c;\n").unwrap();
+    // a names b only from its grandchild, inside a group over several lines.
+    std::fs::write(src.join("a/mod.rs"), "pub mod x;\npub struct Y;\n").unwrap();
+    std::fs::write(src.join("a/x.rs"), "pub mod deep;\nuse super::Y;\n").unwrap();
     std::fs::write(
-        src.join("a/x.rs"),
-        "use super::Y;\n#[cfg(test)]\nmod tests {\n    use crate::b::Z;\n}\n",
+        src.join("a/x/deep.rs"),
+        "use crate::{\n    c::C,\n    b::Thing,\n};\n#[cfg(test)]\nmod tests {\n    use crate::b::Z;\n}\n",
     )
     .unwrap();
-    std::fs::write(src.join("b.rs"), "pub fn f() { crate::a::x::g(); }\n").unwrap();
-    let graph = module_graph(src);
-    assert_eq!(graph["a"], BTreeSet::from(["b".to_string()]));
-    assert_eq!(graph["a::x"], BTreeSet::from(["a".to_string()]));
-    assert_eq!(graph["b"], BTreeSet::from(["a::x".to_string()]));
-    let cycle = find_cycle(&graph).expect("a -> b -> a::x -> a");
-    assert_eq!(cycle.first(), cycle.last());
-    assert_eq!(cycle.len(), 4, "{cycle:?}");
+    // b names a's child x.
+    std::fs::write(src.join("b.rs"), "pub fn f() {\n    crate::a::x::g();\n}\n").unwrap();
+    // Under c: p and q name each other through super:: and super::super::.
+    std::fs::write(src.join("c/mod.rs"), "pub mod p;\npub mod q;\n").unwrap();
+    std::fs::write(src.join("c/p.rs"), "use super::q::Q;\n").unwrap();
+    std::fs::write(src.join("c/q.rs"), "pub mod r;\n").unwrap();
+    std::fs::write(src.join("c/q/r.rs"), "use super::super::p::P;\n").unwrap();
+
+    let uses = module_uses(&src);
+    assert_eq!(
+        uses["a::x::deep"].keys().collect::<Vec<_>>(),
+        ["b", "c"],
+        "{uses:#?}"
+    );
+    assert_eq!(uses["a::x::deep"]["b"][0].line, 3);
+    assert_eq!(uses["a::x"].keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(uses["c::q::r"].keys().collect::<Vec<_>>(), ["c::p"]);
+
+    let levels = sibling_graphs(&uses);
+    assert_eq!(
+        levels.keys().collect::<Vec<_>>(),
+        ["", "c"],
+        "a child naming its parent is no edge between siblings: {levels:#?}"
+    );
+    let crate_cycles = cycles(&levels[""]);
+    assert_eq!(crate_cycles.len(), 1, "{crate_cycles:?}");
+    assert_eq!(crate_cycles[0].path, ["a", "b", "a"]);
+    let deeper = cycles(&levels["c"]);
+    assert_eq!(deeper.len(), 1, "{deeper:?}");
+    assert_eq!(deeper[0].path, ["p", "q", "p"]);
+
+    let report = cycle_report(&levels);
+    for expected in [
+        "under crate: a -> b -> a",
+        "src/a/x/deep.rs:3: b::Thing,",
+        "src/b.rs:2: crate::a::x::g();",
+        "under crate::c: p -> q -> p",
+        "src/c/p.rs:1: use super::q::Q;",
+        "src/c/q/r.rs:1: use super::super::p::P;",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
+    assert!(
+        !report.contains("Z;"),
+        "a unit test's import counted:\n{report}"
+    );
 }

@@ -6,7 +6,7 @@
 //! the hidden and temporary names, the inbox's `ignore` patterns, the ready file and folders
 //! inside; any of them changing restarts the settle time, and events (a file created or
 //! written to and not closed since, anywhere below the set folder) hold it while a writer
-//! has something open. A temporary name ([`super::is_temporary_name`]) holds the set even when
+//! has something open. A temporary name ([`is_temporary_name`](crate::pipeline::entries::is_temporary_name)) holds the set even when
 //! quiet; a member holds it while it looks unfinished (a zero tail, cut off before its
 //! format's end) as a single file would. Holds last up to `hold_limit` without a change;
 //! then a set still holding a temporary name is offered only to be refused whole by
@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use super::{EMPTY_FILE_SETTLE, Hold, Intake, ReadyFile, is_ignored_name, tail_is_zeros};
+use super::{EMPTY_FILE_SETTLE, Hold, Intake, ReadyFile, tail_is_zeros};
+use crate::pipeline::entries::is_ignored_name;
 use crate::pipeline::preflight;
 use crate::pipeline::set::{self, Listing};
 
