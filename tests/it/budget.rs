@@ -53,7 +53,7 @@ fn all_requests(envs: &[TestEnv]) -> Vec<beorg_emulator::RequestRecord> {
 }
 
 #[tokio::test]
-async fn issue_13_three_daemons_on_one_redis_never_exceed_either_limit_together() {
+async fn three_daemons_on_one_redis_never_exceed_either_limit_together() {
     let _one_at_a_time = SPACING_JUDGED.lock().await;
     let redis = RedisServer::start(&[]);
     let envs = daemons_on_one_account(3, &redis, &[]).await;
@@ -98,7 +98,7 @@ fn submits_with(envs: &[TestEnv], status: u16) -> Vec<beorg_emulator::RequestRec
 }
 
 #[tokio::test]
-async fn issue_13_a_402_on_one_daemon_pauses_submits_on_all_and_one_probe_follows() {
+async fn a_402_on_one_daemon_pauses_submits_on_all_and_one_probe_follows() {
     let _one_at_a_time = SPACING_JUDGED.lock().await;
     const RETRY: Duration = Duration::from_millis(1500);
     let redis = RedisServer::start(&[]);
@@ -173,8 +173,8 @@ async fn issue_13_a_402_on_one_daemon_pauses_submits_on_all_and_one_probe_follow
 }
 
 #[tokio::test]
-async fn issue_13_redis_killed_mid_run_and_restarted_no_request_over_the_limits_and_all_files_done()
-{
+async fn redis_killed_mid_run_and_restarted_sends_no_request_over_the_limits_and_finishes_all_files()
+ {
     let _one_at_a_time = SPACING_JUDGED.lock().await;
     let mut redis = RedisServer::start(&[]);
     let envs = daemons_on_one_account(3, &redis, &[]).await;
@@ -236,7 +236,7 @@ async fn issue_13_redis_killed_mid_run_and_restarted_no_request_over_the_limits_
 }
 
 #[tokio::test]
-async fn issue_13_a_daemon_started_while_redis_is_down_attaches_waits_and_sends_once_it_is_up() {
+async fn a_daemon_started_while_redis_is_down_attaches_waits_and_sends_once_it_is_up() {
     let mut redis = RedisServer::not_started(&[]);
     let mut envs = daemons_on_one_account(1, &redis, &[]).await;
     let port = free_port();
@@ -290,7 +290,7 @@ async fn issue_13_a_daemon_started_while_redis_is_down_attaches_waits_and_sends_
 /// A Redis that restarts loses the budget's state (here: no persistence). Without care the
 /// next request would go at once, however recently the last one went.
 #[tokio::test]
-async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
+async fn after_a_redis_restart_the_next_turn_waits_a_full_period() {
     use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let mut redis = RedisServer::start(&[]);
@@ -333,7 +333,7 @@ async fn issue_13_after_a_redis_restart_the_next_turn_waits_a_full_period() {
 }
 
 #[tokio::test]
-async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key() {
+async fn check_online_says_whether_redis_answers_and_who_shares_the_key() {
     // An ACL user with exactly the rights the README lists, and a password from a file.
     let mut redis = RedisServer::start(&[
         "--user",
@@ -425,7 +425,7 @@ async fn issue_13_check_online_says_whether_redis_answers_and_who_shares_the_key
 /// Daemons that all wait for submits take turns: the one served least recently goes first,
 /// so none starves (whoever reaches Redis first would win every race otherwise).
 #[tokio::test]
-async fn issue_13_daemons_waiting_for_submits_take_turns() {
+async fn daemons_waiting_for_submits_take_turns() {
     use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);
@@ -475,7 +475,7 @@ async fn issue_13_daemons_waiting_for_submits_take_turns() {
 /// When documents are the scarcer budget, a poll (of any daemon) does not take the request
 /// slot just before a submit that is due: that delay would be lost for good.
 #[tokio::test]
-async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
+async fn a_poll_leaves_the_slot_of_a_due_submit_to_it() {
     use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);
@@ -533,7 +533,7 @@ async fn issue_13_a_poll_leaves_the_slot_of_a_due_submit_to_it() {
 /// A 401 seen by one daemon holds polls on all of them too (a 402 holds only submits); a
 /// result that then comes back fine (the token works again) ends it for all.
 #[tokio::test]
-async fn issue_13_a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
+async fn a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     use beorg_hotfolder::budget::{SharedBudget, TurnKind};
     use beorg_hotfolder::config::SharedBudgetConfig;
     let redis = RedisServer::start(&[]);

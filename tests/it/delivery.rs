@@ -169,8 +169,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn issue11_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_after_the_sidecar()
-{
+async fn a_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_after_the_sidecar() {
     let receiver = Receiver::start(Script {
         status: 500,
         times: 2,
@@ -237,7 +236,7 @@ async fn issue11_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_
 }
 
 #[tokio::test]
-async fn issue11_a_webhook_receiver_down_across_a_restart_gets_the_outcome_after_it() {
+async fn a_webhook_receiver_down_across_a_restart_gets_the_outcome_after_it() {
     // A port nobody listens on yet: connection refused. Below the kernel's ephemeral range
     // (32768-60999 by default), so no outgoing connection of another test takes it before
     // the receiver binds it after the restart.
@@ -288,7 +287,7 @@ async fn issue11_a_webhook_receiver_down_across_a_restart_gets_the_outcome_after
 }
 
 #[tokio::test]
-async fn issue11_a_webhook_answered_410_is_never_tried_again() {
+async fn a_webhook_answered_410_is_never_tried_again() {
     let receiver = Receiver::start(Script {
         status: 410,
         times: usize::MAX,
@@ -316,7 +315,7 @@ async fn issue11_a_webhook_answered_410_is_never_tried_again() {
 }
 
 #[tokio::test]
-async fn issue11_exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit() {
+async fn exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let dir = env.dir.path().to_path_buf();
     let script = dir.join("import.sh");
@@ -364,8 +363,7 @@ async fn issue11_exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit
 }
 
 #[tokio::test]
-async fn issue11_exec_past_its_timeout_is_killed_with_its_children_and_given_up_after_the_last_try()
-{
+async fn exec_past_its_timeout_is_killed_with_its_children_and_given_up_after_the_last_try() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let dir = env.dir.path().to_path_buf();
     let script = dir.join("slow.sh");
@@ -408,7 +406,7 @@ const LEDGER_FILES: usize = 12;
 const LEDGER_KILLS: usize = 8;
 
 #[tokio::test]
-async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
+async fn the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.api("requests_per_second = 20.0");
     env.api("documents_per_minute = 240");
@@ -522,7 +520,7 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
 }
 
 #[tokio::test]
-async fn issue11_webhook_url_credentials_and_secret_never_reach_the_log_and_given_up_is_counted() {
+async fn webhook_url_credentials_and_secret_never_reach_the_log_and_given_up_is_counted() {
     let receiver = Receiver::start(Script {
         status: 500,
         times: usize::MAX,
@@ -592,7 +590,7 @@ async fn issue11_webhook_url_credentials_and_secret_never_reach_the_log_and_give
 }
 
 #[tokio::test]
-async fn issue11_a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() {
+async fn a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let secret_file = env.dir.path().join("webhook-secret");
     std::fs::write(&secret_file, "not-a-standard-webhooks-secret\n").unwrap();
@@ -627,7 +625,7 @@ async fn issue11_a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() 
 }
 
 #[tokio::test]
-async fn issue11_check_names_a_missing_ledger_folder_and_an_exec_program_that_cannot_run() {
+async fn check_names_a_missing_ledger_folder_and_an_exec_program_that_cannot_run() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let missing = env.dir.path().join("no-such-folder");
     env.inboxes[0].extra = format!(

@@ -50,7 +50,7 @@ fn work_dir(env: &TestEnv) -> PathBuf {
 /// made immutable): six copies `a.png`, `a (2).png`, ... appeared, none with a sidecar. Now the
 /// copy is made once; when the fault clears the work copy is removed and the sidecar written.
 #[tokio::test]
-async fn finding_3_a_failing_unlink_after_a_cross_filesystem_move_makes_no_second_copy() {
+async fn a_failing_unlink_after_a_cross_filesystem_move_makes_no_second_copy() {
     let (env, tmpfs) = env_with_done_on_tmpfs().await;
     let done = tmpfs.path.clone();
     let daemon = env.start();
@@ -81,7 +81,7 @@ async fn finding_3_a_failing_unlink_after_a_cross_filesystem_move_makes_no_secon
 /// stayed `finishing` forever ("File exists" every minute). Now the next start recognises
 /// its own copy, removes the work copy and writes the sidecar.
 #[tokio::test]
-async fn finding_3_a_crash_between_copy_and_unlink_completes_at_the_next_start() {
+async fn a_crash_between_copy_and_unlink_completes_at_the_next_start() {
     let (env, tmpfs) = env_with_done_on_tmpfs().await;
     let done = tmpfs.path.clone();
     let mut first = env.spawn_binary(&[]);
@@ -131,7 +131,7 @@ fn sidecar_in(dir: &Path, name: &str) -> PathBuf {
 /// accepts is processed: it keeps its name in done/ when that fits with `.json`, and is
 /// shortened on a character boundary otherwise; the sidecar keeps the full original name.
 #[tokio::test]
-async fn finding_9_names_as_long_as_the_filesystem_allows_are_processed() {
+async fn names_as_long_as_the_filesystem_allows_are_processed() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let done = env.inboxes[0].done.clone();
     let daemon = env.start();
@@ -190,7 +190,7 @@ fn samples_png(seed: u64) -> Vec<u8> {
 /// next start the file went to failed/ as `timeout` without one result request, though the
 /// result was ready. Now the downtime does not count, and the result is asked for.
 #[tokio::test]
-async fn finding_4_a_result_ready_during_a_long_downtime_is_fetched_after_restart() {
+async fn a_result_ready_during_a_long_downtime_is_fetched_after_restart() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra =
         "first_poll = \"1s\"\nmax_poll_interval = \"1s\"\nresult_timeout = \"2s\"".into();

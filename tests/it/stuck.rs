@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// of inbox B, and later files of A itself, are sent meanwhile. The same after A is retired
 /// from the config with that row left. The refused file's sidecar carries its SHA-256.
 #[tokio::test]
-async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
+async fn a_file_that_cannot_finish_holds_back_no_other_file() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let sick = env.inboxes[0].clone();
     std::fs::remove_dir(&sick.failed).unwrap();
@@ -71,7 +71,7 @@ async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
 /// sent again as SNILS (not answered with the passport's result); dropped again into the
 /// PASSPORT inbox it is answered from the journal, nothing paid.
 #[tokio::test]
-async fn finding_7_the_same_scan_in_another_kind_of_inbox_is_sent_again() {
+async fn the_same_scan_in_another_kind_of_inbox_is_sent_again() {
     let env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let daemon = env.start();
     let bytes = beorg_emulator::samples::page_png(70, None);
@@ -106,7 +106,7 @@ async fn finding_7_the_same_scan_in_another_kind_of_inbox_is_sent_again() {
 /// finished with the answer about the earlier bytes: it waits until it stops changing and is
 /// sent again; done/ holds the bytes the sidecar describes.
 #[tokio::test]
-async fn finding_6_a_file_changed_while_sent_is_sent_again() {
+async fn a_file_changed_while_sent_is_sent_again() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     // The delayed answer must not time out (a retry would read the file again anyway).
     env.api("request_timeout = \"10s\"");
