@@ -305,11 +305,19 @@ async fn after_a_redis_restart_the_next_turn_waits_a_full_period() {
         documents_per_minute: 60.0,
     };
     let periods = limits.for_shared_budget().periods;
-    let turn = async |kind| loop {
-        match budget.turn(kind, limits.for_shared_budget(), false).await {
-            Ok(reply) if reply.granted => return std::time::Instant::now(),
-            Ok(reply) => tokio::time::sleep(reply.wait).await,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+    let turn = async |kind| {
+        let asked = std::time::Instant::now();
+        loop {
+            match budget.turn(kind, limits.for_shared_budget(), false).await {
+                Ok(reply) if reply.granted => return std::time::Instant::now(),
+                // Not a wait on a condition: the pause the budget asks for, obeyed as a daemon does.
+                Ok(reply) => tokio::time::sleep(reply.wait).await,
+                // Redis does not answer yet after its restart: the poll step of a wait for it.
+                Err(e) => {
+                    assert!(asked.elapsed() < DEADLINE, "redis never answered: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+            }
         }
     };
     let started = std::time::Instant::now();
@@ -456,6 +464,8 @@ async fn daemons_waiting_for_submits_take_turns() {
                     .await
                 {
                     Ok(reply) if reply.granted => order.lock().unwrap().push(d),
+                    // Not a wait on a condition: the pause the budget asks for, plus this
+                    // daemon's lag, obeyed as a daemon does.
                     Ok(reply) => tokio::time::sleep(reply.wait + Duration::from_millis(lag)).await,
                     Err(_) => panic!("redis answers"),
                 }
@@ -501,6 +511,7 @@ async fn a_poll_leaves_the_slot_of_a_due_submit_to_it() {
         if reply.granted {
             break std::time::Instant::now();
         }
+        // Not a wait on a condition: the pause the budget asks for, obeyed as a daemon does.
         tokio::time::sleep(reply.wait).await;
     };
     let granted_submit = submit_of_a().await;
@@ -549,11 +560,14 @@ async fn a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
         requests_per_second: 100.0,
         documents_per_minute: 6000.0,
     };
+    // Not a wait on a condition: one period passes, so a turn refused below is refused by the
+    // pause, never by the rate.
+    let one_period = || tokio::time::sleep(Duration::from_millis(20));
     a.account_refused(401, "token not accepted", Duration::from_secs(60));
     assert!(a.has_news());
     a.sync(limits.for_shared_budget(), false).await.unwrap();
     assert!(!a.has_news(), "the news reached Redis");
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    one_period().await;
     for kind in [TurnKind::Poll, TurnKind::Submit] {
         let reply = b
             .turn(kind, limits.for_shared_budget(), false)
@@ -570,14 +584,14 @@ async fn a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     // A 402 instead: polls go, submits wait.
     a.account_refused(402, "no money", Duration::from_secs(60));
     a.sync(limits.for_shared_budget(), false).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    one_period().await;
     assert!(
         b.turn(TurnKind::Poll, limits.for_shared_budget(), false)
             .await
             .unwrap()
             .granted
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    one_period().await;
     assert!(
         !b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
@@ -587,7 +601,7 @@ async fn a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     // A result read fine clears a 401, not a 402; a submit that went through clears both.
     a.account_ok(false);
     a.sync(limits.for_shared_budget(), false).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    one_period().await;
     assert!(
         !b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
@@ -597,7 +611,7 @@ async fn a_401_on_one_daemon_holds_polls_on_all_until_one_succeeds() {
     a.account_ok(true);
     let reply = a.sync(limits.for_shared_budget(), false).await.unwrap();
     assert!(reply.pause.is_none(), "{reply:?}");
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    one_period().await;
     assert!(
         b.turn(TurnKind::Submit, limits.for_shared_budget(), false)
             .await
@@ -845,6 +859,7 @@ async fn a_shared_budget_keeps_the_stricter_of_each_limit_and_a_check_stores_non
         if reply.granted {
             grants.push(std::time::Instant::now());
         } else {
+            // Not a wait on a condition: the pause the budget asks for, obeyed as a daemon does.
             tokio::time::sleep(reply.wait).await;
         }
     }

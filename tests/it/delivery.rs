@@ -437,6 +437,7 @@ async fn the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
     for kill in 0..LEDGER_KILLS {
         let mut daemon = env.spawn_binary(&[]);
         if kill % 2 == 0 {
+            // Not a wait: the random moment of the kill is the behaviour under test.
             tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
         } else {
             // Right after a line is appended, before the daemon may have recorded it: the
@@ -446,6 +447,8 @@ async fn the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
             while std::fs::metadata(&ledger).map_or(0, |m| m.len()) == before
                 && start.elapsed() < Duration::from_secs(2)
             {
+                // A tight spin, not a wait on the daemon: the kill must land within the
+                // moment after the append, which a 20 ms condition poll would miss.
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
@@ -550,15 +553,9 @@ async fn webhook_url_credentials_and_secret_never_reach_the_log_and_given_up_is_
     .await;
     assert_eq!(receiver.received().len(), 2);
     // status and metrics count it.
-    let mut given_up = 0;
-    for _ in 0..40 {
-        given_up = env.status()["deliveries"]["given_up"].as_u64().unwrap_or(0);
-        if given_up == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(given_up, 1);
+    let given_up = || env.status()["deliveries"]["given_up"].as_u64().unwrap_or(0);
+    wait_until("status counts the given-up delivery", || given_up() == 1).await;
+    assert_eq!(given_up(), 1);
     let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .await
         .unwrap()
@@ -783,6 +780,8 @@ async fn a_hanging_webhook_receiver_holds_up_neither_the_ledger_nor_the_command(
         if ledger_at.len() == FILES && run_at.len() == FILES || start.elapsed() > DEADLINE {
             break;
         }
+        // A measurement, not a plain wait: this step is the resolution of the times recorded,
+        // and at DEADLINE the loop ends so the assertion below names the late files.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let late: Vec<String> = names

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use beorg_emulator::Endpoint;
 use beorg_hotfolder::sidecar::Status;
-use beorg_hotfolder::store::journal::{Journal, Stage};
+use beorg_hotfolder::store::journal::Stage;
 use rustix::process::Signal;
 
 use crate::helpers::*;
@@ -27,19 +27,10 @@ async fn env_with_done_on_tmpfs() -> (TestEnv, Tmpfs) {
 /// Waits until the journal has the file's `document_id` (stage `submitted`): stopped from
 /// here on, the daemon never sends it again.
 async fn wait_submitted(env: &TestEnv) {
-    let start = Instant::now();
-    loop {
-        let journal = Journal::open(&env.state_dir).unwrap();
-        let rows = journal.unfinished().await.unwrap();
-        if rows.iter().any(|r| r.stage == Stage::Submitted) {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting for a submitted row"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_journal(&env.state_dir, "a submitted row", |rows| {
+        rows.iter().any(|r| r.stage == Stage::Submitted)
+    })
+    .await
 }
 
 fn work_dir(env: &TestEnv) -> PathBuf {
@@ -204,9 +195,8 @@ async fn a_result_ready_during_a_long_downtime_is_fetched_after_restart() {
         "stopped before the first result request"
     );
     // The downtime: longer than result_timeout (the result is ready well before).
-    while submitted.elapsed() < Duration::from_millis(2500) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Not a wait for the daemon: the downtime itself, the behaviour under test.
+    tokio::time::sleep_until((submitted + Duration::from_millis(2500)).into()).await;
 
     let daemon = env.start();
     let sidecar = env.sidecar(0, "p.png").await;

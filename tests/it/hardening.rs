@@ -182,7 +182,8 @@ async fn panicking_child() {
     env.drop_scan(0, "alive.png", 801, None);
     assert_eq!(env.sidecar(0, "alive.png").await.status, Status::Done);
     tokio::spawn(async { panic!("task-h3-marker") });
-    // Without the hook the task dies alone and this process carries on and exits 0.
+    // Without the hook the task dies alone and this process carries on and exits 0. Not a
+    // wait: the time the hook has to end this process (the parent fails on exit status 0).
     tokio::time::sleep(Duration::from_secs(5)).await;
 }
 

@@ -48,7 +48,10 @@ async fn a_file_open_for_writing_is_not_taken_when_its_writer_pauses_longer_than
     let sidecar = env.sidecar(0, "slow.pdf").await;
     assert_eq!(sidecar.status, Status::Done);
     assert_eq!(sidecar.source.size, whole.len() as u64);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    holds_for("slow.pdf is sent once", Duration::from_millis(300), || {
+        env.submits().len() == 2
+    })
+    .await;
     daemon.stop().await;
     let submits = env.submits();
     assert_eq!(submits.len(), 2, "first.png, then slow.pdf once");
@@ -113,7 +116,12 @@ async fn a_cut_off_file_is_held_until_it_is_complete_then_sent_once() {
     drop(file);
     let sidecar = env.sidecar(0, "copied.png").await;
     assert_eq!(sidecar.status, Status::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    holds_for(
+        "copied.png is sent once",
+        Duration::from_millis(300),
+        || env.submits().len() == 1,
+    )
+    .await;
     daemon.stop().await;
     let submits = env.submits();
     assert_eq!(submits.len(), 1);

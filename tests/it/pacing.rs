@@ -108,8 +108,13 @@ async fn an_idle_daemon_leaves_its_status_snapshot_alone() {
     let status = env.state_dir.join(layout::STATUS_FILE);
     wait_until("first snapshot", || status.exists()).await;
     let mtime = || std::fs::metadata(&status).and_then(|m| m.modified()).ok();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle = mtime();
+    // Started: unchanged for longer than the 2 s between two snapshots, nothing is pending.
+    let idle = wait_until_quiet(
+        "the start's snapshots written",
+        Duration::from_secs(3),
+        mtime,
+    )
+    .await;
     holds_for(
         "snapshot untouched while idle",
         Duration::from_secs(5),

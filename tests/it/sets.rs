@@ -230,6 +230,8 @@ async fn a_set_written_file_by_file_is_sent_once_complete() {
     let pages: Vec<Vec<u8>> = (0..4).map(|n| page_png(10_200 + n, None)).collect();
     for (n, bytes) in pages.iter().enumerate().take(3) {
         put(&env, 0, "slow", &format!("p{n}.png"), bytes);
+        // Not a wait: the copier's gap between files (shorter than `settle`), the behaviour
+        // under test.
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     {
@@ -240,7 +242,12 @@ async fn a_set_written_file_by_file_is_sent_once_complete() {
         file.write_all(&pages[3][..half]).unwrap();
         file.sync_all().unwrap();
         // Longer than `settle`: the open writer and the cut-off file hold the set.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        holds_for(
+            "nothing sent while the set grows",
+            Duration::from_millis(1500),
+            || env.submits().is_empty(),
+        )
+        .await;
         assert!(env.submits().is_empty(), "nothing sent while the set grows");
         file.write_all(&pages[3][half..]).unwrap();
     }
@@ -781,6 +788,7 @@ fn write_then_rename(
         for (chunk, pause) in chunks.zip(pauses) {
             file.write_all(chunk)?;
             file.sync_data()?;
+            // Not a wait: the slow writer's pause between chunks, the behaviour under test.
             std::thread::sleep(Duration::from_millis(pause));
         }
         drop(file);

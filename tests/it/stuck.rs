@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beorg_emulator::Endpoint;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
-use beorg_hotfolder::store::journal::{Journal, Stage};
+use beorg_hotfolder::store::journal::Stage;
 use rustix::process::Signal;
 
 use crate::helpers::*;
@@ -189,17 +189,8 @@ async fn a_document_id_the_journal_cannot_store_still_reaches_the_log() {
 
 /// Waits until a journal row is at `stage` (read through a second connection).
 async fn wait_for_stage(state_dir: &std::path::Path, stage: Stage) {
-    let journal = Journal::open(state_dir).unwrap();
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let rows = journal.unfinished().await.unwrap();
-        if rows.iter().any(|r| r.stage == stage) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no row reached {stage:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_journal(state_dir, &format!("a row at {stage:?}"), |rows| {
+        rows.iter().any(|r| r.stage == stage)
+    })
+    .await
 }
