@@ -1461,7 +1461,7 @@ first_poll = "1s"
     /// Issue 10: a project per inbox (own, else `[defaults]`, else `[api]`), the name it
     /// travels under, and the tariff.
     #[test]
-    fn issue_10_project_field_and_tariff_per_inbox_and_in_defaults() {
+    fn project_field_and_tariff_are_taken_per_inbox_else_from_defaults() {
         let d = parse(GOOD).unwrap();
         let i = &d.inboxes[0];
         assert_eq!(i.project_id, "U_RATE_2", "[api].project_id by default");
@@ -1492,7 +1492,7 @@ first_poll = "1s"
     /// or `[defaults]`') are refused with it, and bad values are refused naming the key and
     /// the allowed values.
     #[test]
-    fn issue_10_refusals_name_the_key() {
+    fn project_field_and_tariff_refusals_name_the_key() {
         let inbox = |extra: &str| GOOD.replace("first_poll = \"1s\"", extra);
         for extra in [
             "tariff = \"passport_auto\"\nkey = \"PASSPORT1\"",
@@ -1572,7 +1572,7 @@ first_poll = "1s"
     /// Issue 9: `load_without_token` injected a fake token string, and `check` re-parsed the
     /// TOML to learn where the token came from. The model now says both.
     #[test]
-    fn finding_config_can_say_no_token_and_where_the_token_came_from() {
+    fn config_can_say_no_token_and_where_the_token_came_from() {
         let dir = tempfile::tempdir().unwrap();
         let origin = dir.path().join("config.toml");
         let load = |text: &str, env: Option<&str>, rule| {
@@ -1677,7 +1677,7 @@ first_poll = "1s"
     /// Finding 5 (issue 8): toml's error quoted the line (and serde the value) of a bad
     /// `token`: unquoted, a number, an unterminated string.
     #[test]
-    fn finding_5_config_errors_never_show_the_token() {
+    fn config_errors_never_show_the_token() {
         for (line, secret) in [
             ("token = SECRET-abc", "SECRET-abc"),
             ("token = 987654321987", "987654321987"),
@@ -1698,7 +1698,7 @@ first_poll = "1s"
 
     /// Finding 8 (issue 8): `http://127.0.0.1:99999` was accepted, then panicked a task.
     #[test]
-    fn finding_8_base_url_is_parsed_fully_and_a_bad_one_names_the_key() {
+    fn base_url_is_parsed_fully_and_a_bad_one_names_the_key() {
         for bad in [
             "http://127.0.0.1:99999",
             "http://",
@@ -1727,7 +1727,7 @@ first_poll = "1s"
 
     /// Finding 11 (issue 8): `requests_per_second = 1e-20` passed and panicked at start.
     #[test]
-    fn finding_11_out_of_range_rates_and_durations_are_refused_with_key_and_range() {
+    fn out_of_range_rates_and_durations_are_refused_with_key_and_range() {
         let api = |line: &str| GOOD.replace("token = \"t0k3n\"", &format!("token = \"t\"\n{line}"));
         let daemon = |line: &str| GOOD.replace("[daemon]\n", &format!("[daemon]\n{line}\n"));
         let inbox = |line: &str| GOOD.replace("first_poll = \"1s\"", line);
@@ -1895,7 +1895,7 @@ first_poll = "1s"
     /// value is refused naming the key; a review folder is apart from every other folder,
     /// though inboxes may share one.
     #[test]
-    fn issue_11_review_min_confidence_and_retention() {
+    fn review_min_confidence_and_retention_are_taken_per_inbox_and_refused_naming_the_key() {
         let c = parse(GOOD).unwrap();
         let i = &c.inboxes[0];
         assert_eq!(

@@ -247,7 +247,7 @@ mod tests {
 
     /// Finding 12 (issue 8): a name with a newline printed a forged line of its own.
     #[test]
-    fn finding_12_control_characters_are_escaped() {
+    fn control_characters_are_escaped() {
         let forged =
             "a.png\n2026-01-01T00:00:00Z ERROR forged (HTTP 402)\r\u{1b}[31m\u{85}\u{2028}";
         let escaped = escape_controls(forged);

@@ -146,7 +146,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn issue9_finding_6_a_repeated_error_is_reported_once_and_a_new_one_again() {
+    async fn a_repeated_error_is_reported_once_and_a_new_one_again() {
         let stop = CancellationToken::new();
         let results = [
             "disk full",
@@ -178,7 +178,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn issue9_finding_6_a_stop_ends_the_wait_at_once() {
+    async fn a_stop_ends_the_wait_at_once() {
         let stop = CancellationToken::new();
         let mut retry = Retry::new(&stop, Backoff::every(Duration::from_secs(3600)));
         let canceller = stop.clone();

@@ -832,7 +832,7 @@ mod tests {
     /// Issue 12: when documents are the scarce budget, a poll never takes the slot a submit
     /// due before the next slot needs, and a due submit never yields to a poll.
     #[test]
-    fn issue_12_a_poll_never_pushes_back_a_due_submit_when_documents_are_scarce() {
+    fn a_poll_never_pushes_back_a_due_submit_when_documents_are_scarce() {
         let now = Instant::now();
         let mut d = dispatcher(DOCUMENT_BOUND, &[7], 3, 0);
         let request = DOCUMENT_BOUND.request_period();
@@ -876,7 +876,7 @@ mod tests {
     /// its grant: a task whose thread was busy for a while after its turn does not send its
     /// request squeezed against the next one.
     #[tokio::test]
-    async fn issue_12_the_next_turn_waits_a_period_from_when_the_last_request_went() {
+    async fn the_next_turn_waits_a_period_from_when_the_last_request_went() {
         let limits = Limits {
             requests_per_second: 20.0,
             documents_per_minute: 6000.0,
@@ -909,7 +909,7 @@ mod tests {
     /// Issue 12: a later file's submit waits while an earlier claimed file is still preparing
     /// its body; spare polls wait for that too (a submit is coming).
     #[test]
-    fn issue_12_a_submit_waits_for_an_earlier_file_still_preparing() {
+    fn a_submit_waits_for_an_earlier_file_still_preparing() {
         let now = Instant::now();
         let mut d = dispatcher(DOCUMENT_BOUND, &[5], 0, 1);
         d.receive(Message::Expect(4));
@@ -1015,7 +1015,7 @@ mod tests {
     /// start (and would have killed the dispatcher on a reload). No value of the limits, not
     /// even one the config refuses, may panic here.
     #[tokio::test]
-    async fn finding_11_the_scheduler_cannot_panic_on_any_limits() {
+    async fn the_scheduler_cannot_panic_on_any_limits() {
         let odd = [
             1e-20,
             f64::MIN_POSITIVE,

@@ -308,7 +308,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issue_10_the_kyc_line_shows_match_and_liveness() {
+    fn the_kyc_line_shows_match_and_liveness() {
         let result = serde_json::json!({"documents": [
             {"key": "PASSPORT1", "biometrics": {"match_faces": {"match_faces": 1, "similarity": 0.93, "comment": "Success"}}},
             {"key": "SELFIE1", "biometrics": {"liveness": {"liveness": 1, "probability": 0.97}}}
@@ -327,7 +327,7 @@ mod tests {
 
     /// The demo's kyc inbox is a valid sets inbox with the issue's rules.
     #[test]
-    fn issue_10_the_demo_kyc_inbox_is_valid() {
+    fn the_demo_kyc_inbox_is_valid() {
         let text = format!(
             "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n{KYC_INBOX}"
         );

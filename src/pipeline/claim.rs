@@ -283,7 +283,7 @@ mod tests {
 
     /// Finding 9 (issue 8): the prefix must not push a long name past NAME_MAX.
     #[test]
-    fn finding_9_work_names_fit_name_max() {
+    fn work_names_fit_name_max() {
         let long = format!("{}.jpg", "ы".repeat(125));
         let work = work_name(&long, 255);
         assert!(work.len() <= 255, "{}", work.len());
@@ -293,7 +293,7 @@ mod tests {
 
     /// Finding 1: an empty (or any refused) file still has its content hash for the sidecar.
     #[test]
-    fn finding_1_an_empty_file_has_a_sha256() {
+    fn an_empty_file_has_a_sha256() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.png");
         std::fs::write(&path, b"").unwrap();

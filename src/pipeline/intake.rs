@@ -1029,7 +1029,7 @@ mod tests {
     /// Issue 12: the files of a first listing settle in listing order; a settled file waits
     /// while an older one, seen just now, is still settling, so the oldest is queued first.
     #[tokio::test]
-    async fn issue_12_a_settled_file_waits_for_an_older_one_still_settling() {
+    async fn a_settled_file_waits_for_an_older_one_still_settling() {
         let dir = tempfile::tempdir().unwrap();
         let inbox = dir.path().join("in");
         std::fs::create_dir(&inbox).unwrap();

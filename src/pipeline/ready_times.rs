@@ -240,7 +240,7 @@ mod tests {
     /// Issue 12: with enough samples the first sure ask comes when nine in ten were ready,
     /// spare asks before it from the quickest one's time; then the asks back off.
     #[test]
-    fn issue_12_the_learned_schedule_asks_when_nine_in_ten_were_ready() {
+    fn the_learned_schedule_asks_when_nine_in_ten_were_ready() {
         let samples: Vec<Sample> = (0..10)
             .map(|n| Sample {
                 pending: None,

@@ -926,7 +926,7 @@ mod tests {
 
     /// Finding 1: a wait longer than a minute is reported once, not every time it is checked.
     #[test]
-    fn finding_1_a_long_wait_is_reported_once() {
+    fn a_long_wait_is_reported_once() {
         let mut wait = LongWait::new();
         let start = wait.since;
         assert!(!wait.due(start, LONG_WAIT));
@@ -949,7 +949,7 @@ mod tests {
     /// an inbox that sets none of them asks exactly as older daemons recorded it, so their
     /// journal rows keep answering re-scans.
     #[test]
-    fn issue_10_the_request_includes_project_field_and_tariff() {
+    fn the_request_includes_project_field_and_tariff() {
         assert_eq!(
             request_key(&inbox("")),
             r#"{"project":"U_RATE_2","type":"PASSPORT","key":null,"stages":[]}"#
@@ -989,7 +989,7 @@ mod tests {
 
     /// Finding 1: one request on its way holds only files with the same content and request.
     #[test]
-    fn finding_1_only_the_same_request_waits() {
+    fn only_the_same_request_waits() {
         let same = SameRequest::default();
         let held = same.enter("aa", "PASSPORT", "a.jpg").unwrap();
         assert_eq!(

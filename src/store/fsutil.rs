@@ -429,7 +429,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issue9_finding_10_content_hashes_are_lowercase_hex_and_agree_for_bytes_and_files() {
+    fn content_hashes_are_lowercase_hex_and_agree_for_bytes_and_files() {
         // sha256("abc"), as `sha256sum` prints it.
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(sha256_hex(b"abc"), abc);
@@ -454,7 +454,7 @@ mod tests {
     /// Finding 9 (issue 8): a name as long as the filesystem allows lands in done/failed,
     /// shortened on a character boundary so that it and its sidecar fit, the `(2)` variant too.
     #[test]
-    fn finding_9_long_names_are_shortened_to_fit_with_their_sidecar() {
+    fn long_names_are_shortened_to_fit_with_their_sidecar() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // 125 Cyrillic letters and ".png": 254 bytes, which the inbox accepts, but not with
@@ -574,7 +574,7 @@ mod tests {
     /// filesystems, or a hard link) and before the source was removed completes on the next
     /// try; it never fails with "File exists" and never makes a second copy.
     #[test]
-    fn finding_3_a_repeated_move_completes_a_half_done_one() {
+    fn a_repeated_move_completes_a_half_done_one() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // Interrupted copy: the target holds the same bytes in a file of its own.

@@ -936,7 +936,7 @@ mod tests {
     /// project) is a new request; the same content asked the same way is answered from the
     /// journal; a row from before requests were recorded matches within its own inbox only.
     #[tokio::test]
-    async fn finding_7_the_duplicate_rule_matches_content_and_request() {
+    async fn the_duplicate_rule_matches_content_and_request() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let sent = j.insert_claimed(claim("a.jpg")).await.unwrap();
@@ -1070,7 +1070,7 @@ mod tests {
     /// Issue 9, finding 9: a stage this daemon does not know is an error naming the row, never
     /// "claimed" (which would send the file again).
     #[tokio::test]
-    async fn issue9_finding_9_an_unknown_stage_is_an_error_naming_the_row() {
+    async fn an_unknown_stage_is_an_error_naming_the_row() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let id = j.insert_claimed(claim("a.jpg")).await.unwrap();

@@ -110,7 +110,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issue9_finding_5_names_stay_as_documented() {
+    fn folder_and_file_names_stay_as_documented() {
         // The README, the systemd unit and users' tools know these names: never rename.
         assert_eq!(work_dir(Path::new("/in")), Path::new("/in/.beorg-work"));
         assert_eq!(

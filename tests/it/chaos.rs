@@ -36,7 +36,8 @@ async fn sigkill_at_random_moments_loses_no_file_and_pays_for_none_twice() {
 /// every file finishes within the same deadline, paid once; the stuck files stay claimed in
 /// their work folder, each exactly once, and complete once failed/ exists.
 #[tokio::test]
-async fn finding_1_sigkill_with_a_second_inbox_whose_failed_folder_is_missing() {
+async fn sigkill_at_random_moments_with_a_second_inbox_whose_failed_folder_is_missing_holds_back_no_file()
+ {
     chaos(KILLS / 2, true).await;
 }
 

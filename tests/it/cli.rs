@@ -13,7 +13,7 @@ use crate::helpers::*;
 /// `ignore` patterns exclude and hard-linked ones, which intake never takes. It now asks
 /// intake's own rule: the count is what the daemon then takes, and the rest stays in place.
 #[tokio::test]
-async fn finding_status_waiting_count_is_what_intake_takes() {
+async fn the_status_waiting_count_is_what_intake_takes() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "recursive = true\nignore = [\"*.bak\", \"drafts/*\"]".into();
     // A snapshot to read: one daemon run, stopped, with an empty inbox.

@@ -169,8 +169,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn issue11_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_after_the_sidecar()
-{
+async fn a_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_after_the_sidecar() {
     let receiver = Receiver::start(Script {
         status: 500,
         times: 2,
@@ -237,7 +236,7 @@ async fn issue11_webhook_is_signed_retried_after_500s_with_the_same_id_and_sent_
 }
 
 #[tokio::test]
-async fn issue11_a_webhook_receiver_down_across_a_restart_gets_the_outcome_after_it() {
+async fn a_webhook_receiver_down_across_a_restart_gets_the_outcome_after_it() {
     // A port nobody listens on yet: connection refused. Below the kernel's ephemeral range
     // (32768-60999 by default), so no outgoing connection of another test takes it before
     // the receiver binds it after the restart.
@@ -288,7 +287,7 @@ async fn issue11_a_webhook_receiver_down_across_a_restart_gets_the_outcome_after
 }
 
 #[tokio::test]
-async fn issue11_a_webhook_answered_410_is_never_tried_again() {
+async fn a_webhook_answered_410_is_never_tried_again() {
     let receiver = Receiver::start(Script {
         status: 410,
         times: usize::MAX,
@@ -316,7 +315,7 @@ async fn issue11_a_webhook_answered_410_is_never_tried_again() {
 }
 
 #[tokio::test]
-async fn issue11_exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit() {
+async fn exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let dir = env.dir.path().to_path_buf();
     let script = dir.join("import.sh");
@@ -364,8 +363,7 @@ async fn issue11_exec_gets_the_sidecar_path_and_is_retried_after_a_non_zero_exit
 }
 
 #[tokio::test]
-async fn issue11_exec_past_its_timeout_is_killed_with_its_children_and_given_up_after_the_last_try()
-{
+async fn exec_past_its_timeout_is_killed_with_its_children_and_given_up_after_the_last_try() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let dir = env.dir.path().to_path_buf();
     let script = dir.join("slow.sh");
@@ -408,7 +406,7 @@ const LEDGER_FILES: usize = 12;
 const LEDGER_KILLS: usize = 8;
 
 #[tokio::test]
-async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
+async fn the_ledger_has_one_line_per_outcome_after_sigkill_at_random_moments() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.api("requests_per_second = 20.0");
     env.api("documents_per_minute = 240");
@@ -439,6 +437,7 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
     for kill in 0..LEDGER_KILLS {
         let mut daemon = env.spawn_binary(&[]);
         if kill % 2 == 0 {
+            // Not a wait: the random moment of the kill is the behaviour under test.
             tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
         } else {
             // Right after a line is appended, before the daemon may have recorded it: the
@@ -448,6 +447,8 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
             while std::fs::metadata(&ledger).map_or(0, |m| m.len()) == before
                 && start.elapsed() < Duration::from_secs(2)
             {
+                // A tight spin, not a wait on the daemon: the kill must land within the
+                // moment after the append, which a 20 ms condition poll would miss.
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
@@ -522,7 +523,7 @@ async fn issue11_the_ledger_has_one_line_per_outcome_after_sigkill_at_random_mom
 }
 
 #[tokio::test]
-async fn issue11_webhook_url_credentials_and_secret_never_reach_the_log_and_given_up_is_counted() {
+async fn webhook_url_credentials_and_secret_never_reach_the_log_and_given_up_is_counted() {
     let receiver = Receiver::start(Script {
         status: 500,
         times: usize::MAX,
@@ -552,15 +553,9 @@ async fn issue11_webhook_url_credentials_and_secret_never_reach_the_log_and_give
     .await;
     assert_eq!(receiver.received().len(), 2);
     // status and metrics count it.
-    let mut given_up = 0;
-    for _ in 0..40 {
-        given_up = env.status()["deliveries"]["given_up"].as_u64().unwrap_or(0);
-        if given_up == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(given_up, 1);
+    let given_up = || env.status()["deliveries"]["given_up"].as_u64().unwrap_or(0);
+    wait_until("status counts the given-up delivery", || given_up() == 1).await;
+    assert_eq!(given_up(), 1);
     let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .await
         .unwrap()
@@ -592,7 +587,7 @@ async fn issue11_webhook_url_credentials_and_secret_never_reach_the_log_and_give
 }
 
 #[tokio::test]
-async fn issue11_a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() {
+async fn a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let secret_file = env.dir.path().join("webhook-secret");
     std::fs::write(&secret_file, "not-a-standard-webhooks-secret\n").unwrap();
@@ -627,7 +622,7 @@ async fn issue11_a_bad_webhook_secret_file_is_refused_at_start_naming_the_key() 
 }
 
 #[tokio::test]
-async fn issue11_check_names_a_missing_ledger_folder_and_an_exec_program_that_cannot_run() {
+async fn check_names_a_missing_ledger_folder_and_an_exec_program_that_cannot_run() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let missing = env.dir.path().join("no-such-folder");
     env.inboxes[0].extra = format!(
@@ -785,6 +780,8 @@ async fn a_hanging_webhook_receiver_holds_up_neither_the_ledger_nor_the_command(
         if ledger_at.len() == FILES && run_at.len() == FILES || start.elapsed() > DEADLINE {
             break;
         }
+        // A measurement, not a plain wait: this step is the resolution of the times recorded,
+        // and at DEADLINE the loop ends so the assertion below names the late files.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let late: Vec<String> = names

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use beorg_emulator::Endpoint;
 use beorg_hotfolder::sidecar::Status;
-use beorg_hotfolder::store::journal::{Journal, Stage};
+use beorg_hotfolder::store::journal::Stage;
 use rustix::process::Signal;
 
 use crate::helpers::*;
@@ -27,19 +27,10 @@ async fn env_with_done_on_tmpfs() -> (TestEnv, Tmpfs) {
 /// Waits until the journal has the file's `document_id` (stage `submitted`): stopped from
 /// here on, the daemon never sends it again.
 async fn wait_submitted(env: &TestEnv) {
-    let start = Instant::now();
-    loop {
-        let journal = Journal::open(&env.state_dir).unwrap();
-        let rows = journal.unfinished().await.unwrap();
-        if rows.iter().any(|r| r.stage == Stage::Submitted) {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting for a submitted row"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_journal(&env.state_dir, "a submitted row", |rows| {
+        rows.iter().any(|r| r.stage == Stage::Submitted)
+    })
+    .await
 }
 
 fn work_dir(env: &TestEnv) -> PathBuf {
@@ -50,7 +41,7 @@ fn work_dir(env: &TestEnv) -> PathBuf {
 /// made immutable): six copies `a.png`, `a (2).png`, ... appeared, none with a sidecar. Now the
 /// copy is made once; when the fault clears the work copy is removed and the sidecar written.
 #[tokio::test]
-async fn finding_3_a_failing_unlink_after_a_cross_filesystem_move_makes_no_second_copy() {
+async fn a_failing_unlink_after_a_cross_filesystem_move_makes_no_second_copy() {
     let (env, tmpfs) = env_with_done_on_tmpfs().await;
     let done = tmpfs.path.clone();
     let daemon = env.start();
@@ -81,7 +72,7 @@ async fn finding_3_a_failing_unlink_after_a_cross_filesystem_move_makes_no_secon
 /// stayed `finishing` forever ("File exists" every minute). Now the next start recognises
 /// its own copy, removes the work copy and writes the sidecar.
 #[tokio::test]
-async fn finding_3_a_crash_between_copy_and_unlink_completes_at_the_next_start() {
+async fn a_crash_between_copy_and_unlink_completes_at_the_next_start() {
     let (env, tmpfs) = env_with_done_on_tmpfs().await;
     let done = tmpfs.path.clone();
     let mut first = env.spawn_binary(&[]);
@@ -131,7 +122,7 @@ fn sidecar_in(dir: &Path, name: &str) -> PathBuf {
 /// accepts is processed: it keeps its name in done/ when that fits with `.json`, and is
 /// shortened on a character boundary otherwise; the sidecar keeps the full original name.
 #[tokio::test]
-async fn finding_9_names_as_long_as_the_filesystem_allows_are_processed() {
+async fn names_as_long_as_the_filesystem_allows_are_processed() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let done = env.inboxes[0].done.clone();
     let daemon = env.start();
@@ -190,7 +181,7 @@ fn samples_png(seed: u64) -> Vec<u8> {
 /// next start the file went to failed/ as `timeout` without one result request, though the
 /// result was ready. Now the downtime does not count, and the result is asked for.
 #[tokio::test]
-async fn finding_4_a_result_ready_during_a_long_downtime_is_fetched_after_restart() {
+async fn a_result_ready_during_a_long_downtime_is_fetched_after_restart() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra =
         "first_poll = \"1s\"\nmax_poll_interval = \"1s\"\nresult_timeout = \"2s\"".into();
@@ -204,9 +195,8 @@ async fn finding_4_a_result_ready_during_a_long_downtime_is_fetched_after_restar
         "stopped before the first result request"
     );
     // The downtime: longer than result_timeout (the result is ready well before).
-    while submitted.elapsed() < Duration::from_millis(2500) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Not a wait for the daemon: the downtime itself, the behaviour under test.
+    tokio::time::sleep_until((submitted + Duration::from_millis(2500)).into()).await;
 
     let daemon = env.start();
     let sidecar = env.sidecar(0, "p.png").await;

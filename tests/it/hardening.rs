@@ -21,7 +21,7 @@ const RUNNING: &str = concat!("beorg-hotfolder ", env!("CARGO_PKG_VERSION"), " r
 /// `status` and `check` work beside the running daemon; after kill -9 the kernel has released
 /// the lock and a new daemon starts and finishes the work.
 #[tokio::test]
-async fn finding_2_a_second_daemon_on_the_same_state_dir_exits_at_once_naming_the_first() {
+async fn a_second_daemon_on_the_same_state_dir_exits_at_once_naming_the_first() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let mut first = env.spawn_binary(&[]);
     env.drop_scan(0, "one.png", 201, None);
@@ -68,7 +68,7 @@ const BAD_TOKEN_LINES: [(&str, &str); 3] = [
 
 /// `run`, `check` and a SIGHUP reload printed the offending TOML line, token included.
 #[tokio::test]
-async fn finding_5_no_config_error_of_run_check_or_reload_shows_the_token() {
+async fn no_config_error_of_run_check_or_reload_shows_the_token() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let good = env.config_text();
     let token_line = format!("token = \"{TOKEN}\"");
@@ -110,7 +110,7 @@ async fn finding_5_no_config_error_of_run_check_or_reload_shows_the_token() {
 /// `http://127.0.0.1:99999` passed `check`; the daemon started, and the resumed poll task
 /// panicked (InvalidPort) while the daemon went on looking healthy.
 #[tokio::test]
-async fn finding_8_a_bad_base_url_is_refused_by_check_and_run_naming_the_key() {
+async fn a_bad_base_url_is_refused_by_check_and_run_naming_the_key() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     for url in ["http://127.0.0.1:99999", "http://", "http://exa mple.com"] {
         env.base_url = url.to_string();
@@ -132,13 +132,13 @@ const PANIC_CHILD: &str = "BEORG_TEST_PANIC_CHILD";
 /// itself again as a child process with the binary's panic hook installed: the real daemon
 /// runs, a contained panic (a crashed preflight check) is only logged, then a task panics.
 #[tokio::test]
-async fn finding_8_a_panic_in_any_task_stops_the_process_with_a_non_zero_status() {
+async fn a_panic_in_any_task_stops_the_process_with_a_non_zero_status() {
     if std::env::var_os(PANIC_CHILD).is_some() {
         return panicking_child().await;
     }
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
-            "hardening::finding_8_a_panic_in_any_task_stops_the_process_with_a_non_zero_status",
+            "hardening::a_panic_in_any_task_stops_the_process_with_a_non_zero_status",
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -182,7 +182,8 @@ async fn panicking_child() {
     env.drop_scan(0, "alive.png", 801, None);
     assert_eq!(env.sidecar(0, "alive.png").await.status, Status::Done);
     tokio::spawn(async { panic!("task-h3-marker") });
-    // Without the hook the task dies alone and this process carries on and exits 0.
+    // Without the hook the task dies alone and this process carries on and exits 0. Not a
+    // wait: the time the hook has to end this process (the parent fails on exit status 0).
     tokio::time::sleep(Duration::from_secs(5)).await;
 }
 
@@ -194,7 +195,7 @@ async fn panicking_child() {
 /// refuse it naming the key and the range, and a reload to it is refused while the running
 /// daemon goes on sending.
 #[tokio::test]
-async fn finding_11_a_tiny_rate_is_refused_by_check_run_and_reload() {
+async fn a_tiny_rate_is_refused_by_check_run_and_reload() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let mut daemon = env.spawn_binary(&[]);
     wait_until("the daemon runs", || daemon.stderr().contains(RUNNING)).await;
@@ -231,7 +232,7 @@ async fn finding_11_a_tiny_rate_is_refused_by_check_run_and_reload() {
 
 /// A file name with a newline and `ERROR … (HTTP 402)` printed forged ERROR lines.
 #[tokio::test]
-async fn finding_12_file_names_cannot_forge_log_lines() {
+async fn file_names_cannot_forge_log_lines() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let mut daemon = env.spawn_binary(&[("RUST_LOG", "debug")]);
     let name = "bad\nFORGED ERROR the Beorg account refused (HTTP 402)\r\u{1b}[2K.png";

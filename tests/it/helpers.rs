@@ -441,6 +441,33 @@ impl Binary {
         rustix::process::kill_process(pid, signal).unwrap();
     }
 
+    /// Waits until the daemon has logged `text` at least `times` times, or panics after
+    /// [`DEADLINE`] showing the log.
+    pub async fn logged(&self, text: &str, times: usize) {
+        let start = Instant::now();
+        while self.stderr().matches(text).count() < times {
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {times} x {text:?} in the log:\n{}",
+                    self.stderr()
+                );
+            }
+            // The poll step of this condition wait.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits (at most 5 s) for a clean exit, as [`Daemon::stop`] does.
+    pub async fn stop(&mut self) {
+        self.signal(rustix::process::Signal::TERM);
+        let status = self.wait(Duration::from_secs(5)).await;
+        assert!(
+            status.success(),
+            "exited with {status}; log:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Waits for the process to exit, at most `limit`.
     pub async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(limit, self.child.wait())
@@ -460,6 +487,7 @@ pub async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T 
         if start.elapsed() > DEADLINE {
             panic!("timed out after {DEADLINE:?} waiting for {what}");
         }
+        // The poll step of this condition wait.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -469,11 +497,73 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     wait_for(what, || cond().then_some(())).await
 }
 
+/// [`wait_for`] with a probe that is itself async (an HTTP scrape, a journal read): polls it
+/// every `step` until it gives `Some`, or panics after [`DEADLINE`].
+pub async fn wait_for_async<T, F>(what: &str, step: Duration, mut probe: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        // The poll step of this condition wait.
+        tokio::time::sleep(step).await;
+    }
+}
+
+/// Waits until the journal's unfinished rows (read through a second connection, as the
+/// `status` command reads them) satisfy `cond`. It looks every 5 ms: a stage that lasts only
+/// while a body is on the wire is still seen.
+pub async fn wait_for_journal(
+    state_dir: &Path,
+    what: &str,
+    cond: impl Fn(&[beorg_hotfolder::store::journal::Record]) -> bool,
+) {
+    let journal = beorg_hotfolder::store::journal::Journal::open(state_dir).unwrap();
+    let cond = &cond;
+    let journal = &journal;
+    wait_for_async(what, Duration::from_millis(5), || async move {
+        cond(&journal.unfinished().await.unwrap()).then_some(())
+    })
+    .await
+}
+
+/// Waits until `probe` has given the same value for `quiet` in a row (what it watches has
+/// stopped changing), or panics after [`DEADLINE`]; returns that value.
+pub async fn wait_until_quiet<T: PartialEq>(
+    what: &str,
+    quiet: Duration,
+    mut probe: impl FnMut() -> T,
+) -> T {
+    let start = Instant::now();
+    let (mut last, mut since) = (probe(), Instant::now());
+    loop {
+        if since.elapsed() >= quiet {
+            return last;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        // The poll step of this condition wait.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = probe();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+}
+
 /// Asserts `cond` stays true for `period` (checked every 20 ms).
 pub async fn holds_for(what: &str, period: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < period {
         assert!(cond(), "{what} stopped holding");
+        // The check step of this bounded negative check.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -843,6 +933,7 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen");
+            // The poll step of a condition wait (synchronous: called outside the runtime).
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -896,6 +987,7 @@ impl TestEnv {
         let mut logs = String::new();
         for _ in 0..kills {
             let mut daemon = self.spawn_binary(&[]);
+            // Not a wait: the random moment of the kill is the behaviour under test.
             tokio::time::sleep(Duration::from_millis(rng.u64(50..700))).await;
             daemon.signal(rustix::process::Signal::KILL);
             daemon.wait(Duration::from_secs(5)).await;

@@ -24,8 +24,7 @@ fn pdf_in_two_parts(first: usize, rest: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[tokio::test]
-async fn finding_6_a_file_open_for_writing_is_not_taken_when_its_writer_pauses_longer_than_settle()
-{
+async fn a_file_open_for_writing_is_not_taken_when_its_writer_pauses_longer_than_settle() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
     // Events tell an open writer: wait until the inbox is watched (a first scan went through).
@@ -49,7 +48,10 @@ async fn finding_6_a_file_open_for_writing_is_not_taken_when_its_writer_pauses_l
     let sidecar = env.sidecar(0, "slow.pdf").await;
     assert_eq!(sidecar.status, Status::Done);
     assert_eq!(sidecar.source.size, whole.len() as u64);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    holds_for("slow.pdf is sent once", Duration::from_millis(300), || {
+        env.submits().len() == 2
+    })
+    .await;
     daemon.stop().await;
     let submits = env.submits();
     assert_eq!(submits.len(), 2, "first.png, then slow.pdf once");
@@ -61,7 +63,7 @@ async fn finding_6_a_file_open_for_writing_is_not_taken_when_its_writer_pauses_l
 }
 
 #[tokio::test]
-async fn finding_6_a_file_left_open_is_taken_after_hold_limit_with_a_warn() {
+async fn a_file_left_open_is_taken_after_hold_limit_with_a_warn() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.daemon_extra.push("hold_limit = \"1s\"".into());
     let mut daemon = env.spawn_binary(&[]);
@@ -92,7 +94,7 @@ async fn finding_6_a_file_left_open_is_taken_after_hold_limit_with_a_warn() {
 }
 
 #[tokio::test]
-async fn issue_14_a_cut_off_file_is_held_until_it_is_complete_then_sent_once() {
+async fn a_cut_off_file_is_held_until_it_is_complete_then_sent_once() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
     let full = beorg_emulator::samples::page_png(62, None);
@@ -114,7 +116,12 @@ async fn issue_14_a_cut_off_file_is_held_until_it_is_complete_then_sent_once() {
     drop(file);
     let sidecar = env.sidecar(0, "copied.png").await;
     assert_eq!(sidecar.status, Status::Done);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    holds_for(
+        "copied.png is sent once",
+        Duration::from_millis(300),
+        || env.submits().len() == 1,
+    )
+    .await;
     daemon.stop().await;
     let submits = env.submits();
     assert_eq!(submits.len(), 1);
@@ -122,7 +129,7 @@ async fn issue_14_a_cut_off_file_is_held_until_it_is_complete_then_sent_once() {
 }
 
 #[tokio::test]
-async fn issue_14_a_file_that_stays_cut_off_fails_after_hold_limit_without_a_request() {
+async fn a_file_that_stays_cut_off_fails_after_hold_limit_without_a_request() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.daemon_extra.push("hold_limit = \"1s\"".into());
     let daemon = env.start();
@@ -145,7 +152,7 @@ async fn issue_14_a_file_that_stays_cut_off_fails_after_hold_limit_without_a_req
 }
 
 #[tokio::test]
-async fn finding_10_a_file_over_the_800_mb_request_limit_fails_as_too_large_without_a_request() {
+async fn a_file_over_the_800_mb_request_limit_fails_as_too_large_without_a_request() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     env.inboxes[0].extra = "preflight = \"off\"".into();
     env.inboxes[1].extra = "preflight = \"warn\"".into();

@@ -27,6 +27,7 @@ async fn a_preallocating_writer_that_keeps_mtime_still_is_not_taken_half_filled(
     file.set_modified(stamp).unwrap();
     let part = full.len().div_ceil(4);
     for (n, chunk) in full.chunks(part).enumerate() {
+        // Not a wait: the writer's pause between parts, the behaviour under test.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             env.submits().is_empty(),
@@ -50,7 +51,12 @@ async fn a_file_renamed_into_place_from_a_partial_name_is_taken_once_complete() 
     let full = beorg_emulator::samples::page_png(52, None);
     let partial = env.inboxes[0].path.join("upload.png.part");
     std::fs::write(&partial, &full[..full.len() / 2]).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    holds_for(
+        ".part files are never taken",
+        Duration::from_millis(500),
+        || env.submits().is_empty(),
+    )
+    .await;
     assert!(env.submits().is_empty(), ".part files are never taken");
     std::fs::write(&partial, &full).unwrap();
     std::fs::rename(&partial, env.inboxes[0].path.join("upload.png")).unwrap();
@@ -63,8 +69,8 @@ async fn a_file_renamed_into_place_from_a_partial_name_is_taken_once_complete() 
 async fn a_file_closed_by_a_local_writer_goes_without_waiting_the_whole_settle_time() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "settle = \"10s\"".into();
-    let daemon = env.start();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut daemon = env.spawn_binary(&[]);
+    daemon.logged("watching for events", 1).await;
     let written = Instant::now();
     std::fs::write(
         env.inboxes[0].path.join("closed.png"),
@@ -89,11 +95,11 @@ async fn an_inbox_created_after_start_is_attached_and_the_others_work_meanwhile(
     let late = env.inboxes[1].path.clone();
     std::fs::remove_dir(&late).unwrap();
     env.inboxes[1].extra = "poll_interval = \"200ms\"".into();
-    let daemon = env.start();
+    let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "now.png", 54, None);
     assert_eq!(env.sidecar(0, "now.png").await.status, Status::Done);
     std::fs::create_dir(&late).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    daemon.logged("inbox folder is there now", 1).await;
     env.drop_scan(1, "late.png", 55, None);
     assert_eq!(env.sidecar(1, "late.png").await.status, Status::Done);
     daemon.stop().await;
@@ -104,14 +110,14 @@ async fn an_inbox_deleted_and_recreated_is_watched_again() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "watch = \"events\"\npoll_interval = \"200ms\"".into();
     env.daemon_extra.push("rescan_interval = \"1h\"".into());
-    let daemon = env.start();
+    let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "before.png", 56, None);
     env.sidecar(0, "before.png").await;
     let inbox = env.inboxes[0].path.clone();
     std::fs::remove_dir_all(&inbox).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    daemon.logged("inbox folder does not exist", 1).await;
     std::fs::create_dir(&inbox).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    daemon.logged("inbox folder is there now", 1).await;
     env.drop_scan(0, "after.png", 57, None);
     assert_eq!(env.sidecar(0, "after.png").await.status, Status::Done);
     daemon.stop().await;
@@ -208,10 +214,19 @@ async fn a_symlink_to_a_secret_file_is_never_followed_or_uploaded() {
     let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "real.png", 62, None);
     env.sidecar(0, "real.png").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let secret_sha = sha256_hex(&secret_bytes);
+    holds_for(
+        "the secret is never uploaded",
+        Duration::from_millis(400),
+        || {
+            env.submits()
+                .iter()
+                .all(|r| !r.image_sha256.contains(&secret_sha))
+        },
+    )
+    .await;
     daemon.signal(Signal::TERM);
     daemon.wait(Duration::from_secs(5)).await;
-    let secret_sha = sha256_hex(&secret_bytes);
     assert!(
         env.submits()
             .iter()
@@ -239,7 +254,12 @@ async fn a_hard_link_to_a_file_outside_the_inbox_is_not_uploaded() {
     let daemon = env.start();
     env.drop_scan(0, "real.png", 64, None);
     env.sidecar(0, "real.png").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    holds_for(
+        "only the real file is sent",
+        Duration::from_millis(400),
+        || env.submits().len() == 1,
+    )
+    .await;
     daemon.stop().await;
     assert_eq!(env.submits().len(), 1);
     assert!(
@@ -294,7 +314,12 @@ async fn a_recursive_inbox_keeps_the_subfolder_path_under_done() {
     let s = read_sidecar(&done.join("2026/11/a.png.json"));
     assert_eq!(s.source.name, "2026/11/a.png");
     assert_eq!(s.file, "a.png");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    holds_for(
+        "no ignored file is sent",
+        Duration::from_millis(400),
+        || env.submits().len() == 2,
+    )
+    .await;
     daemon.stop().await;
     assert_eq!(
         env.submits().len(),
@@ -369,7 +394,14 @@ async fn a_file_that_cannot_be_claimed_stays_and_is_reported_once() {
     env.drop_scan(0, "fine.png", 100, None);
     env.sidecar(0, "fine.png").await;
     // Offered again every few hundred ms for a second and a half: reported once.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    holds_for("reported at most once", Duration::from_millis(1500), || {
+        daemon
+            .stderr()
+            .matches("not claimed, left in the inbox")
+            .count()
+            <= 1
+    })
+    .await;
     daemon.signal(Signal::TERM);
     daemon.wait(Duration::from_secs(5)).await;
     let log = daemon.stderr();

@@ -12,7 +12,7 @@ use beorg_hotfolder::store::journal::{Journal, NewClaim};
 use crate::helpers::*;
 
 #[tokio::test]
-async fn issue9_finding_9_an_unknown_journal_stage_stops_the_start_and_nothing_is_sent() {
+async fn an_unknown_journal_stage_stops_the_start_and_nothing_is_sent() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let inbox = &env.inboxes[0];
     // A claimed file whose row carries a stage this daemon does not know (another version
@@ -56,7 +56,7 @@ async fn issue9_finding_9_an_unknown_journal_stage_stops_the_start_and_nothing_i
 /// try. That write used to be dropped silently when it failed (`let _ = ...`); now it is
 /// reported like every journal write, retried until it lands, and the file still completes.
 #[tokio::test]
-async fn issue9_finding_9_a_failed_journal_write_after_a_refused_submit_is_reported_and_retried() {
+async fn a_failed_journal_write_after_a_refused_submit_is_reported_and_retried() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     // Long enough a backoff to see the row while the file waits for its second try.
     env.api("retry_base = \"3s\"").api("retry_max = \"3s\"");

@@ -145,6 +145,7 @@ async fn a_file_still_being_written_is_not_taken_until_it_settles() {
                 env.submits().is_empty(),
                 "submitted while still being written"
             );
+            // Not a wait: the slow writer's pause between chunks, the behaviour under test.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -185,8 +186,13 @@ async fn ignored_names_and_folders_are_left_alone() {
     let daemon = env.start();
     env.drop_scan(0, "real.png", 300, None);
     env.sidecar(0, "real.png").await;
-    // One more rescan after the real file, to be sure nothing else is picked up later.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Longer than the 150 ms settle after the real file: nothing else is picked up later.
+    holds_for(
+        "only the real file is sent",
+        Duration::from_millis(400),
+        || env.submits().len() == 1,
+    )
+    .await;
     assert_eq!(env.submits().len(), 1);
     for name in ignored {
         assert!(inbox.join(name).exists(), "{name} was taken");
@@ -582,7 +588,13 @@ async fn the_token_appears_in_no_log_line_and_no_sidecar() {
     env.drop_scan(0, "late.png", 19, Some("BEORG-EMU:never"));
     wait_until("late submitted", || env.submits().len() >= 4).await;
     env.emulator.shutdown();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the transport error on late.png is logged", || {
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("late.png") && l.contains("result request failed"))
+    })
+    .await;
     daemon.signal(rustix::process::Signal::TERM);
     assert!(daemon.wait(Duration::from_secs(5)).await.success());
     let log = daemon.stderr();
@@ -641,7 +653,12 @@ async fn sigterm_mid_flight_exits_quickly_leaves_nothing_half_moved_and_a_restar
     let submits_before = env.submits().len();
     let again = env.start();
     env.sidecar(0, "normal.png").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    holds_for(
+        "nothing is submitted again",
+        Duration::from_millis(300),
+        || env.submits().len() == submits_before,
+    )
+    .await;
     assert_eq!(
         env.submits().len(),
         submits_before,

@@ -23,7 +23,7 @@ fn put(env: &TestEnv, i: usize, name: &str, bytes: &[u8], mtime: SystemTime) -> 
 /// when the oldest file is large and its body takes longest to prepare: the files claimed
 /// after it, ready sooner, wait for it.
 #[tokio::test]
-async fn issue_12_oldest_first_across_inboxes_also_while_bodies_are_prepared() {
+async fn files_go_oldest_first_across_inboxes_also_while_bodies_are_prepared() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     for inbox in &mut env.inboxes {
         inbox.extra = "preflight = \"off\"".into();
@@ -62,7 +62,7 @@ async fn issue_12_oldest_first_across_inboxes_also_while_bodies_are_prepared() {
 /// restart the first result request of a new document comes when such results were ready
 /// (about 0.5 s here), not at `first_poll` (50 ms).
 #[tokio::test]
-async fn issue_12_the_learned_ready_time_survives_a_restart() {
+async fn the_learned_ready_time_survives_a_restart() {
     let mut env = TestEnv::with_emulator(
         &["PASSPORT"],
         EmulatorConfig {
@@ -102,14 +102,19 @@ async fn issue_12_the_learned_ready_time_survives_a_restart() {
 /// Issue 12: idle, the daemon does not rewrite its status snapshot (it did every 2 s); it
 /// writes it again when something happens.
 #[tokio::test]
-async fn issue_12_an_idle_daemon_leaves_its_status_snapshot_alone() {
+async fn an_idle_daemon_leaves_its_status_snapshot_alone() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
     let status = env.state_dir.join(layout::STATUS_FILE);
     wait_until("first snapshot", || status.exists()).await;
     let mtime = || std::fs::metadata(&status).and_then(|m| m.modified()).ok();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle = mtime();
+    // Started: unchanged for longer than the 2 s between two snapshots, nothing is pending.
+    let idle = wait_until_quiet(
+        "the start's snapshots written",
+        Duration::from_secs(3),
+        mtime,
+    )
+    .await;
     holds_for(
         "snapshot untouched while idle",
         Duration::from_secs(5),

@@ -76,19 +76,12 @@ fn put_set(env: &TestEnv, set: &str, files: &[(&str, Vec<u8>)]) {
 
 /// The journal row of `name` once it is finished (read through a second connection).
 async fn finished_row(env: &TestEnv, name: &str) -> Stage {
-    let journal = Journal::open(&env.state_dir).unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let open = journal.unfinished().await.unwrap();
-        if !open.iter().any(|r| r.name == name) {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{name} never finished in the journal"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_journal(
+        &env.state_dir,
+        &format!("{name} finished in the journal"),
+        |open| !open.iter().any(|r| r.name == name),
+    )
+    .await;
     let db = rusqlite::Connection::open(layout::journal_path(&env.state_dir)).unwrap();
     let stage: String = db
         .query_row("SELECT stage FROM files WHERE name = ?1", [name], |r| {
@@ -343,15 +336,10 @@ async fn a_file_deleted_after_its_paid_answer_was_superseded_keeps_it_in_failed(
     env.drop_scan(0, "short-lived.png", 19_271, None);
     let work_file = claimed_while_sent(&env).await;
     std::fs::write(&work_file, page_png(19_272, None)).unwrap();
-    let journal = Journal::open(&env.state_dir).unwrap();
-    let start = std::time::Instant::now();
-    while journal.unfinished().await.unwrap()[0].stage != Stage::Claimed {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the answer was never superseded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_journal(&env.state_dir, "the answer superseded", |rows| {
+        rows[0].stage == Stage::Claimed
+    })
+    .await;
     std::fs::remove_file(&work_file).unwrap();
     let sidecar = sidecar_in(&env.inboxes[0].failed, "short-lived.png").await;
     daemon.stop().await;

@@ -605,7 +605,7 @@ fn small_files() -> Vec<(&'static str, Vec<u8>, usize)> {
 }
 
 #[test]
-fn issue_14_a_file_cut_off_at_any_point_is_held_and_refused_as_cut_off() {
+fn a_file_cut_off_at_any_point_is_held_and_refused_as_cut_off() {
     let dir = Folder::new();
     for (ext, full, end) in small_files() {
         let path = dir.write(&format!("whole.{ext}"), &full);
@@ -650,7 +650,7 @@ fn issue_14_a_file_cut_off_at_any_point_is_held_and_refused_as_cut_off() {
 }
 
 #[test]
-fn issue_14_damaged_headers_are_refused_with_a_message() {
+fn damaged_headers_are_refused_with_a_message() {
     let dir = Folder::new();
     // PNG: the IHDR checksum does not match (a flipped bit in the width).
     let mut png = sized_png(1240, 1754, 12, None);
@@ -687,7 +687,7 @@ fn issue_14_damaged_headers_are_refused_with_a_message() {
 }
 
 #[test]
-fn issue_14_valid_files_are_not_refused() {
+fn valid_files_of_every_format_are_not_refused() {
     let dir = Folder::new();
     // The project's sample scans.
     for seed in 0..12 {
@@ -734,12 +734,12 @@ fn issue_14_valid_files_are_not_refused() {
     assert!(dir.check("long.webp", &w).is_ok());
 }
 
-/// The environment variable that replays [`issue_14_mangled_files_never_panic_hang_or_pass_cut_off`]
+/// The environment variable that replays [`mangled_files_never_panic_hang_or_pass_cut_off`]
 /// with a given seed.
 const SEED_ENV: &str = "BEORG_PREFLIGHT_SEED";
 
 #[test]
-fn issue_14_mangled_files_never_panic_hang_or_pass_cut_off() {
+fn mangled_files_never_panic_hang_or_pass_cut_off() {
     let seed = std::env::var(SEED_ENV)
         .ok()
         .map(|s| {

@@ -39,7 +39,7 @@ fn pair(field: &str, value: &str) -> (String, String) {
 }
 
 #[tokio::test]
-async fn issue_10_passport_auto_sends_no_process_info_and_keeps_the_flat_result() {
+async fn passport_auto_sends_no_process_info_and_keeps_the_flat_result() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "tariff = \"passport_auto\"".into();
     let daemon = env.start();
@@ -62,7 +62,7 @@ async fn issue_10_passport_auto_sends_no_process_info_and_keeps_the_flat_result(
 
 /// A broken document in the flat shape (`broken` at the top) fails like one in `documents`.
 #[tokio::test]
-async fn issue_10_a_broken_passport_auto_result_goes_to_failed() {
+async fn a_broken_passport_auto_result_goes_to_failed() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     env.inboxes[0].extra = "tariff = \"passport_auto\"".into();
     let daemon = env.start();
@@ -78,7 +78,7 @@ async fn issue_10_a_broken_passport_auto_result_goes_to_failed() {
 }
 
 #[tokio::test]
-async fn issue_10_each_inbox_sends_its_project_under_its_field_name() {
+async fn each_inbox_sends_its_project_under_its_field_name() {
     let mut env = TestEnv::new(&["PASSPORT", "OTPR"]).await;
     env.inboxes[1].extra = "project_id = \"U_RATE_3\"\nproject_field = \"campaign_id\"".into();
     env.extra_tables = "project_id = \"U_RATE_7\"\n".into();
@@ -117,7 +117,7 @@ async fn issue_10_each_inbox_sends_its_project_under_its_field_name() {
 /// the request too, see `submit::request_key`'s unit test; the emulator, like the vendor's
 /// pages, takes both names for one project, so it is not exercised here.)
 #[tokio::test]
-async fn issue_10_the_same_scan_differing_only_in_project_or_tariff_is_sent_again() {
+async fn the_same_scan_differing_only_in_project_or_tariff_is_sent_again() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let other_project = add_inbox(&mut env, "project", "PASSPORT", "project_id = \"U_RATE_3\"");
     let auto = add_inbox(&mut env, "auto", "PASSPORT", "tariff = \"passport_auto\"");
@@ -164,7 +164,7 @@ async fn issue_10_the_same_scan_differing_only_in_project_or_tariff_is_sent_agai
 /// Refused at start with the key named: "Passport Auto" with `key` or `stages`, and values
 /// that are not among the allowed ones.
 #[tokio::test]
-async fn issue_10_bad_tariff_or_project_settings_are_refused_at_start() {
+async fn bad_tariff_or_project_settings_are_refused_at_start() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let cases = [
         (

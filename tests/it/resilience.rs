@@ -78,7 +78,7 @@ async fn sigterm_during_a_backoff_exits_at_once_and_the_restart_carries_on() {
     let mut daemon = env.spawn_binary(&[]);
     env.drop_scan(0, "backoff.png", 33, None);
     wait_until("the 503", || !env.submits().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    daemon.logged("submit failed", 1).await;
     let asked = Instant::now();
     daemon.signal(Signal::TERM);
     assert!(daemon.wait(Duration::from_secs(5)).await.success());
@@ -273,7 +273,18 @@ async fn a_full_done_disk_keeps_the_file_claimed_logs_once_and_completes_when_sp
     })
     .await;
     // Several retries happen meanwhile; the error is logged once, the file waits claimed.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    holds_for(
+        "the error is logged once",
+        Duration::from_millis(2500),
+        || {
+            daemon
+                .stderr()
+                .matches("cannot put the file in place")
+                .count()
+                == 1
+        },
+    )
+    .await;
     let work = layout::work_dir(&env.inboxes[0].path);
     assert_eq!(files_in(&work).len(), 1, "still claimed");
     assert!(

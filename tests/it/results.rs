@@ -7,7 +7,7 @@ use crate::helpers::*;
 use beorg_hotfolder::sidecar::{SIDECAR_VERSION, Status};
 
 #[tokio::test]
-async fn issue_11_each_shape_is_normalised_beside_the_raw_result() {
+async fn each_result_shape_is_normalised_beside_the_raw_result() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS", "FPRN", "OTPR"]).await;
     let auto = env.add_inbox("PASSPORT", "passport-auto", "tariff = \"passport_auto\"");
     let daemon = env.start();
@@ -92,7 +92,7 @@ async fn issue_11_each_shape_is_normalised_beside_the_raw_result() {
 }
 
 #[tokio::test]
-async fn issue_11_a_failed_file_with_a_result_has_its_documents_and_no_review() {
+async fn a_failed_file_with_a_result_has_its_documents_and_no_review() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
     env.drop_scan(0, "blurred.png", 1200, Some("BEORG-EMU:broken"));

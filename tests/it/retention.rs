@@ -19,7 +19,7 @@ fn age(path: &Path, age: Duration) {
 }
 
 #[tokio::test]
-async fn issue_11_retention_deletes_old_outcomes_and_keeps_young_ones() {
+async fn retention_deletes_old_outcomes_and_keeps_young_ones() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let review = env.review_folder(0, true);
     env.inboxes[0].extra.push_str("retention = \"2h\"\n");

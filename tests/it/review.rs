@@ -9,7 +9,7 @@ use crate::helpers::*;
 use beorg_hotfolder::sidecar::Status;
 
 #[tokio::test]
-async fn issue_11_each_review_reason_sends_the_result_to_review() {
+async fn each_review_reason_sends_the_result_to_review() {
     let mut env = TestEnv::new(&["PASSPORT", "SELFIE"]).await;
     env.inboxes[0].extra.push_str("min_confidence = 0.9\n");
     let passports = env.review_folder(0, true);
@@ -95,7 +95,7 @@ async fn issue_11_each_review_reason_sends_the_result_to_review() {
 }
 
 #[tokio::test]
-async fn issue_11_without_a_review_folder_the_result_goes_to_done_with_its_reasons() {
+async fn without_a_review_folder_the_result_goes_to_done_with_its_reasons() {
     let env = TestEnv::new(&["PASSPORT"]).await;
     let daemon = env.start();
     env.drop_scan(
@@ -116,7 +116,7 @@ async fn issue_11_without_a_review_folder_the_result_goes_to_done_with_its_reaso
 }
 
 #[tokio::test]
-async fn issue_11_a_missing_review_folder_is_not_created_the_file_waits_and_check_names_it() {
+async fn a_missing_review_folder_is_not_created_the_file_waits_and_check_names_it() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     let review = env.review_folder(0, false);
     let (code, out) = run_bin(&["check"], &env.write_config(), &[]);

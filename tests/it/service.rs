@@ -232,16 +232,19 @@ async fn the_metrics_endpoint_counts_files_requests_and_latency() {
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     // A file is counted just after its sidecar appears: scrape until both are.
-    let mut all = Vec::new();
-    for _ in 0..100 {
-        let scrape = client.get(format!("{url}/metrics")).send().await.unwrap();
-        assert_eq!(scrape.status(), 200);
-        all = parse_metrics(&scrape.text().await.unwrap());
-        if all.iter().filter(|s| s.name == "beorg_files_total").count() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (client, url) = (&client, &url);
+    let all = wait_for_async(
+        "both files counted",
+        Duration::from_millis(50),
+        || async move {
+            let scrape = client.get(format!("{url}/metrics")).send().await.unwrap();
+            assert_eq!(scrape.status(), 200);
+            let all = parse_metrics(&scrape.text().await.unwrap());
+            let counted = all.iter().filter(|s| s.name == "beorg_files_total").count();
+            (counted == 2).then_some(all)
+        },
+    )
+    .await;
     assert_eq!(
         sample(
             &all,

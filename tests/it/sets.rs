@@ -88,7 +88,7 @@ fn names_in(folder: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn issue_10_a_passport_and_selfie_set_is_one_request_with_its_process_info() {
+async fn a_passport_and_selfie_set_is_one_request_with_its_process_info() {
     let env = env_with(KYC).await;
     let daemon = env.start();
     let (passport, selfie) = (page_png(10_001, None), page_png(10_002, None));
@@ -185,7 +185,7 @@ async fn issue_10_a_passport_and_selfie_set_is_one_request_with_its_process_info
 
 /// Natural order (`page2` before `page10`), and keys made unique in that order.
 #[tokio::test]
-async fn issue_10_images_go_in_natural_name_order_with_unique_keys() {
+async fn a_sets_images_go_in_natural_name_order_with_unique_keys() {
     let env = env_with("sets = true").await;
     let daemon = env.start();
     let pages: Vec<(&str, Vec<u8>)> = ["page10.png", "page2.png", "page1.png"]
@@ -224,12 +224,14 @@ async fn issue_10_images_go_in_natural_name_order_with_unique_keys() {
 /// file written in two halves with a pause longer than `settle` while open) is sent once,
 /// complete.
 #[tokio::test]
-async fn issue_10_a_set_written_file_by_file_is_sent_once_complete() {
+async fn a_set_written_file_by_file_is_sent_once_complete() {
     let env = env_with("sets = true\nsettle = \"1s\"").await;
     let daemon = env.start();
     let pages: Vec<Vec<u8>> = (0..4).map(|n| page_png(10_200 + n, None)).collect();
     for (n, bytes) in pages.iter().enumerate().take(3) {
         put(&env, 0, "slow", &format!("p{n}.png"), bytes);
+        // Not a wait: the copier's gap between files (shorter than `settle`), the behaviour
+        // under test.
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     {
@@ -240,7 +242,12 @@ async fn issue_10_a_set_written_file_by_file_is_sent_once_complete() {
         file.write_all(&pages[3][..half]).unwrap();
         file.sync_all().unwrap();
         // Longer than `settle`: the open writer and the cut-off file hold the set.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        holds_for(
+            "nothing sent while the set grows",
+            Duration::from_millis(1500),
+            || env.submits().is_empty(),
+        )
+        .await;
         assert!(env.submits().is_empty(), "nothing sent while the set grows");
         file.write_all(&pages[3][half..]).unwrap();
     }
@@ -255,7 +262,7 @@ async fn issue_10_a_set_written_file_by_file_is_sent_once_complete() {
 }
 
 #[tokio::test]
-async fn issue_10_a_set_with_a_ready_file_waits_for_it() {
+async fn a_set_with_a_ready_file_waits_for_it() {
     let env = env_with(&format!("ready_file = \"READY\"\n{KYC}")).await;
     let daemon = env.start();
     put_set(
@@ -291,7 +298,7 @@ async fn issue_10_a_set_with_a_ready_file_waits_for_it() {
 /// each set goes to failed/ whole as `invalid_file` naming the file and the fix, and no
 /// request is made.
 #[tokio::test]
-async fn issue_10_sets_that_cannot_be_sent_fail_before_any_request() {
+async fn sets_that_cannot_be_sent_fail_before_any_request() {
     let env = env_with(KYC).await;
     let daemon = env.start();
     let page = |seed: u64| page_png(10_400 + seed, None);
@@ -346,7 +353,7 @@ async fn issue_10_sets_that_cannot_be_sent_fail_before_any_request() {
 }
 
 #[tokio::test]
-async fn issue_10_a_set_with_a_broken_document_fails_naming_the_file() {
+async fn a_set_with_a_broken_document_fails_naming_the_file() {
     let env = env_with(KYC).await;
     let daemon = env.start();
     put_set(
@@ -379,7 +386,7 @@ async fn issue_10_a_set_with_a_broken_document_fails_naming_the_file() {
 /// done/ on another filesystem: the folder is copied whole, then the work copy removed;
 /// nothing is left behind in the work folder or as a temp folder in done/.
 #[tokio::test]
-async fn issue_10_a_set_moves_whole_to_done_on_another_filesystem() {
+async fn a_set_moves_whole_to_done_on_another_filesystem() {
     let mut env = env_with(KYC).await;
     let tmpfs = Tmpfs::mount(&env.dir.path().join("done-tmpfs"), "32m").expect(
         "mounting a tmpfs failed: this test needs root (CI runs as root); run `cargo test` as root",
@@ -416,7 +423,7 @@ async fn issue_10_a_set_moves_whole_to_done_on_another_filesystem() {
 
 /// A loose file in a sets inbox is left alone (with a WARN), not sent.
 #[tokio::test]
-async fn issue_10_a_loose_file_in_a_sets_inbox_is_left_alone() {
+async fn a_loose_file_in_a_sets_inbox_is_left_alone() {
     let env = env_with(KYC).await;
     let daemon = env.start();
     env.drop_scan(0, "loose.png", 10_701, None);
@@ -442,7 +449,7 @@ const CHAOS_KILLS: usize = 10;
 /// SIGKILL at random moments while sets flow: each set ends once, whole, with its sidecar,
 /// and the API accepts each set at most once.
 #[tokio::test]
-async fn issue_10_sigkill_at_random_moments_while_sets_flow() {
+async fn sigkill_at_random_moments_while_sets_flow_ends_each_set_once_whole_and_paid_once() {
     let mut env = env_with(KYC).await;
     env.api("requests_per_second = 20.0");
     // Two sets a second: the batch spans most of the kills.
@@ -522,7 +529,7 @@ async fn issue_10_sigkill_at_random_moments_while_sets_flow() {
 
 /// `check` refuses what the daemon refuses at start, naming the key and the fix.
 #[tokio::test]
-async fn issue_10_check_refuses_bad_set_configs_naming_the_key() {
+async fn check_refuses_bad_set_configs_naming_the_key() {
     let cases = [
         (
             "sets = true\nrecursive = true",
@@ -558,7 +565,7 @@ async fn issue_10_check_refuses_bad_set_configs_naming_the_key() {
 
 /// `status` counts a set as one, waiting in the inbox or claimed, and done today.
 #[tokio::test]
-async fn issue_10_status_counts_a_set_as_one() {
+async fn status_counts_a_set_as_one() {
     let env = env_with(&format!("ready_file = \"READY\"\n{KYC}")).await;
     let daemon = env.start();
     for set in ["kyc-a", "kyc-b"] {
@@ -594,7 +601,7 @@ async fn issue_10_status_counts_a_set_as_one() {
 /// 402 pauses a set (it waits, claimed, never fails); server errors are retried; the set is
 /// accepted once, whole.
 #[tokio::test]
-async fn issue_10_a_set_waits_out_402_and_retries_server_errors() {
+async fn a_set_waits_out_402_and_retries_server_errors() {
     let env = env_with(KYC).await;
     // Both faults are set before anything is sent: the emulator picks a forced status when a
     // request arrives, so setting it between two requests could miss one already on its way.
@@ -637,7 +644,7 @@ async fn issue_10_a_set_waits_out_402_and_retries_server_errors() {
 /// The duplicate rule on the set as a whole: the same files under the same names, asked the
 /// same way, are answered from the first set's document; nothing is paid twice.
 #[tokio::test]
-async fn issue_10_the_same_set_again_is_answered_from_its_document() {
+async fn the_same_set_again_is_answered_from_its_document() {
     let env = env_with(KYC).await;
     let daemon = env.start();
     let files = [
@@ -659,7 +666,7 @@ async fn issue_10_the_same_set_again_is_answered_from_its_document() {
 /// Killed between the claim's rename and its journal row: the set's folder waits in the work
 /// folder without a row; the next start adopts it as a set and finishes it.
 #[tokio::test]
-async fn issue_10_a_set_folder_left_in_the_work_folder_is_adopted() {
+async fn a_set_folder_left_in_the_work_folder_is_adopted() {
     let env = env_with(KYC).await;
     let work = layout::work_dir(&env.inboxes[0].path);
     let orphan = work.join("1700000000000-0_kyc-7");
@@ -781,6 +788,7 @@ fn write_then_rename(
         for (chunk, pause) in chunks.zip(pauses) {
             file.write_all(chunk)?;
             file.sync_data()?;
+            // Not a wait: the slow writer's pause between chunks, the behaviour under test.
             std::thread::sleep(Duration::from_millis(pause));
         }
         drop(file);

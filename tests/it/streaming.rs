@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beorg_emulator::Endpoint;
 use beorg_hotfolder::sidecar::Status;
-use beorg_hotfolder::store::journal::{Journal, Stage};
+use beorg_hotfolder::store::journal::Stage;
 
 use crate::helpers::*;
 
@@ -71,6 +71,8 @@ async fn a_file_that_changes_size_while_sent_is_not_finished_with_a_wrong_body()
         .unwrap()
         .set_len(1024 * 1024)
         .unwrap();
+    // Not a wait for the daemon: the file stays short this long, the window in which the
+    // upload may read it short.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let last = pattern(24 * 1024 * 1024 + 5, 2);
     std::fs::write(&work_file, &last).unwrap();
@@ -103,14 +105,8 @@ async fn a_file_that_changes_size_while_sent_is_not_finished_with_a_wrong_body()
 
 /// Waits until the journal says a submit is under way (read through a second connection).
 async fn until_submitting(state_dir: &std::path::Path) {
-    let journal = Journal::open(state_dir).unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let rows = journal.unfinished().await.unwrap();
-        if rows.iter().any(|r| r.stage == Stage::Submitting) {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "no row reached Submitting");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_journal(state_dir, "a row at Submitting", |rows| {
+        rows.iter().any(|r| r.stage == Stage::Submitting)
+    })
+    .await
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beorg_emulator::Endpoint;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
-use beorg_hotfolder::store::journal::{Journal, Stage};
+use beorg_hotfolder::store::journal::Stage;
 use rustix::process::Signal;
 
 use crate::helpers::*;
@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// of inbox B, and later files of A itself, are sent meanwhile. The same after A is retired
 /// from the config with that row left. The refused file's sidecar carries its SHA-256.
 #[tokio::test]
-async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
+async fn a_file_that_cannot_finish_holds_back_no_other_file() {
     let mut env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let sick = env.inboxes[0].clone();
     std::fs::remove_dir(&sick.failed).unwrap();
@@ -71,7 +71,7 @@ async fn finding_1_a_file_that_cannot_finish_holds_back_no_other_file() {
 /// sent again as SNILS (not answered with the passport's result); dropped again into the
 /// PASSPORT inbox it is answered from the journal, nothing paid.
 #[tokio::test]
-async fn finding_7_the_same_scan_in_another_kind_of_inbox_is_sent_again() {
+async fn the_same_scan_in_another_kind_of_inbox_is_sent_again() {
     let env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
     let daemon = env.start();
     let bytes = beorg_emulator::samples::page_png(70, None);
@@ -106,7 +106,7 @@ async fn finding_7_the_same_scan_in_another_kind_of_inbox_is_sent_again() {
 /// finished with the answer about the earlier bytes: it waits until it stops changing and is
 /// sent again; done/ holds the bytes the sidecar describes.
 #[tokio::test]
-async fn finding_6_a_file_changed_while_sent_is_sent_again() {
+async fn a_file_changed_while_sent_is_sent_again() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     // The delayed answer must not time out (a retry would read the file again anyway).
     env.api("request_timeout = \"10s\"");
@@ -189,17 +189,8 @@ async fn a_document_id_the_journal_cannot_store_still_reaches_the_log() {
 
 /// Waits until a journal row is at `stage` (read through a second connection).
 async fn wait_for_stage(state_dir: &std::path::Path, stage: Stage) {
-    let journal = Journal::open(state_dir).unwrap();
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let rows = journal.unfinished().await.unwrap();
-        if rows.iter().any(|r| r.stage == stage) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no row reached {stage:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_journal(state_dir, &format!("a row at {stage:?}"), |rows| {
+        rows.iter().any(|r| r.stage == stage)
+    })
+    .await
 }

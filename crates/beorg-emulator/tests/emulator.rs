@@ -531,7 +531,7 @@ async fn repeated_content_is_409_without_an_id_by_default() {
 /// Issue 8, finding 7: the same picture asked for as another document type is a new request
 /// (a misfiled scan re-dropped into the right inbox), not a duplicate.
 #[tokio::test]
-async fn finding_7_the_same_content_asked_as_another_type_is_a_new_document() {
+async fn the_same_content_asked_as_another_type_is_a_new_document() {
     let api = start(config()).await;
     let scan = file("misfiled");
     let passport = api
@@ -747,7 +747,7 @@ async fn shutdown_refuses_new_and_pooled_connections() {
 /// Issue 10: the request log says which project field arrived with which value, and whether
 /// `process_info` was there at all (absent for "Passport Auto").
 #[tokio::test]
-async fn issue_10_the_request_log_names_the_project_field_and_whether_process_info_came() {
+async fn the_request_log_names_the_project_field_and_whether_process_info_came() {
     let api = start(config()).await;
     let (universal, auto) = (file("project universal"), file("project auto"));
     api.accepted(&body(&[&universal], Some(info(&[("OTPR", None)]))))
@@ -786,7 +786,7 @@ async fn issue_10_the_request_log_names_the_project_field_and_whether_process_in
 /// Issue 10: a document belongs to its project: the same picture sent to another project is
 /// a new document there; sent to the same project again (under either field name), a 409.
 #[tokio::test]
-async fn issue_10_the_same_content_in_another_project_is_a_new_document() {
+async fn the_same_content_in_another_project_is_a_new_document() {
     let api = start(config()).await;
     let scan = file("two projects");
     let in_project = |project: &str, field: &str| {
@@ -820,7 +820,7 @@ fn kyc_info() -> Value {
 }
 
 #[tokio::test]
-async fn issue_11_verification_marker_answers_each_status_with_the_seeds_text() {
+async fn the_verification_marker_answers_each_status_with_the_seeds_text() {
     let api = start(config()).await;
     let expected = [
         (1, "одно или несколько обязательных полей"),
@@ -857,7 +857,7 @@ async fn issue_11_verification_marker_answers_each_status_with_the_seeds_text() 
 }
 
 #[tokio::test]
-async fn issue_11_not_live_and_other_face_markers_fail_checks_that_ran() {
+async fn not_live_and_other_face_markers_fail_checks_that_ran() {
     let api = start(config()).await;
     let (passport, selfie) = (file("kyc passport"), file("kyc selfie BEORG-EMU:not-live"));
     let id = api
@@ -900,7 +900,7 @@ async fn issue_11_not_live_and_other_face_markers_fail_checks_that_ran() {
 }
 
 #[tokio::test]
-async fn issue_11_low_confidence_marker_lowers_one_confidence_keeping_its_form() {
+async fn the_low_confidence_marker_lowers_one_confidence_keeping_its_form() {
     let api = start(config()).await;
     let passport = file("passport BEORG-EMU:low-confidence");
     let snils = file("snils BEORG-EMU:low-confidence");
@@ -935,7 +935,7 @@ async fn issue_11_low_confidence_marker_lowers_one_confidence_keeping_its_form()
 /// `match_faces` (similarity, "Success"), the selfie `liveness`, neither is broken; the
 /// request log keeps `process_info` exactly as sent.
 #[tokio::test]
-async fn issue_10_a_passport_and_selfie_set_gets_match_and_liveness() {
+async fn a_passport_and_selfie_set_gets_match_and_liveness() {
     let api = start(config()).await;
     let (passport, selfie) = (file("kyc passport"), file("kyc selfie"));
     let process_info = json!([
@@ -962,7 +962,7 @@ async fn issue_10_a_passport_and_selfie_set_gets_match_and_liveness() {
 /// Issue 10: a relation naming a key no image of the set has is a match without its selfie:
 /// that document is broken.
 #[tokio::test]
-async fn issue_10_a_relation_to_a_missing_key_is_broken() {
+async fn a_relation_to_a_missing_key_makes_that_document_broken() {
     let api = start(config()).await;
     let (a, b) = (file("passport one"), file("passport two"));
     let process_info = json!([
