@@ -343,7 +343,8 @@ pub async fn submit(
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind. (Tried once, as the daemon is
                 // stopping; if that fails, the next start treats the file as in doubt.)
-                store(p, "claimed", || p.journal.mark_claimed(job.id)).await;
+                let reason = "the daemon stopped before its turn to be sent".to_string();
+                store(p, "claimed", || p.journal.mark_claimed(job.id, reason.clone())).await;
                 return Step::Stopped;
             }
             turn = p.scheduler.submit_turn(job.id) => match turn {
@@ -423,9 +424,12 @@ pub async fn submit(
                         inbox = %inbox.path.display(), file = %job.name,
                         "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
                     );
-                    if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                        .await
-                        .is_none()
+                    let reason = format!("{why}: sent again once it stops changing");
+                    if store(p, "claimed", || {
+                        p.journal.mark_claimed(job.id, reason.clone())
+                    })
+                    .await
+                    .is_none()
                     {
                         return Step::Stopped;
                     }
@@ -463,9 +467,13 @@ pub async fn submit(
                 };
             }
             Err(ApiFailure::Account { status, message }) => {
-                if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                    .await
-                    .is_none()
+                let reason =
+                    format!("HTTP {status} ({message}): an account problem, sending pauses");
+                if store(p, "claimed", || {
+                    p.journal.mark_claimed(job.id, reason.clone())
+                })
+                .await
+                .is_none()
                 {
                     return Step::Stopped;
                 }
@@ -473,9 +481,17 @@ pub async fn submit(
                     .account_refused(status, &message, p.config.api.account_retry);
             }
             Err(ApiFailure::Transient { status, message }) => {
-                if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                    .await
-                    .is_none()
+                let answer = status.map_or("no answer".to_string(), |s| format!("HTTP {s}"));
+                let reason = format!(
+                    "{answer} ({message}): try {} of {}",
+                    server_errors + 1,
+                    p.config.api.submit_attempts
+                );
+                if store(p, "claimed", || {
+                    p.journal.mark_claimed(job.id, reason.clone())
+                })
+                .await
+                .is_none()
                 {
                     return Step::Stopped;
                 }
