@@ -55,6 +55,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put originals (files or set folders) from an inbox's failed/ or review/ folder back
+    /// into that inbox, to be sent again as new; their sidecars are removed (kept in the
+    /// journal's history). Exit status 1 if any path was refused (each refusal says why).
+    Requeue {
+        /// Originals in failed/ or review/ (not their sidecars).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The TOML config file the daemon runs with.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Serve the local stand-in for the Beorg API (for trying a config without a contract).
     Emulator {
         /// Address to listen on.
@@ -111,6 +122,7 @@ async fn main() -> ExitCode {
             config,
             json,
         } => return finish(explain(config, &query, json)),
+        Command::Requeue { paths, config } => return finish(requeue(config, &paths).await),
         Command::Check {
             config,
             online,
@@ -203,6 +215,23 @@ fn explain(config_path: PathBuf, query: &str, json: bool) -> anyhow::Result<bool
         eprintln!("beorg-hotfolder: {}", explain::unknown(&config, query));
     }
     Ok(!stories.is_empty())
+}
+
+/// Requeues `paths`, one line each; false if any was refused.
+async fn requeue(config_path: PathBuf, paths: &[PathBuf]) -> anyhow::Result<bool> {
+    let config = Config::load_without_token(&config_path)?;
+    let answers = beorg_hotfolder::cli::requeue::requeue(&config, paths).await?;
+    let mut all = true;
+    for answer in answers {
+        match answer {
+            Ok(done) => println!("{done}"),
+            Err(refused) => {
+                all = false;
+                eprintln!("beorg-hotfolder: {refused}");
+            }
+        }
+    }
+    Ok(all)
 }
 
 fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {

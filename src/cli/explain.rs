@@ -65,7 +65,7 @@ pub fn explain(config: &Config, query: &str) -> anyhow::Result<Vec<Story>> {
         stories.push(story_of_row(&conn, id)?);
     }
     if stories.is_empty() {
-        stories = pruned_stories(config, query, &paths);
+        stories = pruned_stories(&conn, config, query, &paths)?;
     }
     Ok(stories)
 }
@@ -217,7 +217,12 @@ fn story_of_row(conn: &Connection, id: i64) -> rusqlite::Result<Story> {
 
 /// Files the journal no longer has whose sidecars are still there: found by path, or by
 /// name in every inbox's done/, review/ and failed/ folder.
-fn pruned_stories(config: &Config, query: &str, paths: &[String]) -> Vec<Story> {
+fn pruned_stories(
+    conn: &Connection,
+    config: &Config,
+    query: &str,
+    paths: &[String],
+) -> rusqlite::Result<Vec<Story>> {
     let mut originals: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     if !query.contains('/') {
         for inbox in &config.inboxes {
@@ -242,6 +247,10 @@ fn pruned_stories(config: &Config, query: &str, paths: &[String]) -> Vec<Story> 
             continue;
         }
         let original_text = original.to_string_lossy().into_owned();
+        let history = history::requeues_without_row(conn, &original_text)?
+            .into_iter()
+            .map(entry)
+            .collect();
         stories.push(Story {
             file_id: None,
             name: sidecar.source.name.clone(),
@@ -251,10 +260,10 @@ fn pruned_stories(config: &Config, query: &str, paths: &[String]) -> Vec<Story> 
             document_id: sidecar.document_id.clone(),
             pruned: true,
             sidecar: Some(sidecar_path.to_string_lossy().into_owned()),
-            history: sidecar_entries(&sidecar),
+            history: [sidecar_entries(&sidecar), history].concat(),
         });
     }
-    stories
+    Ok(stories)
 }
 
 fn read_sidecar(path: &Path) -> Option<Sidecar> {
@@ -438,6 +447,12 @@ fn describe(line: &Line) -> String {
                 s("attempts")
             )
         }
+        transition::REQUEUED => format!(
+            "from {} back to {}; its sidecar {} was removed (kept here, see --json)",
+            s("from"),
+            s("to"),
+            s("sidecar")
+        ),
         _ => d.to_string(),
     }
 }

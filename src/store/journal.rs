@@ -153,6 +153,33 @@ pub struct Superseded {
     pub why: String,
 }
 
+/// An original in failed/ or review/ that `requeue` puts back into its inbox.
+#[derive(Debug, Clone)]
+pub struct Requeue {
+    /// Its path in failed/ or review/ (the row's `final_path`).
+    pub from: PathBuf,
+    /// Its path in the inbox.
+    pub to: PathBuf,
+    /// Its sidecar, removed once the requeue is recorded (its content kept in the history).
+    pub sidecar: PathBuf,
+    pub sidecar_json: String,
+    /// The documents its sidecar names (`document_id`, `duplicate_of`, `superseded`).
+    pub documents: Vec<String>,
+}
+
+/// What [`Journal::requeue`] did.
+#[derive(Debug)]
+pub enum Requeued {
+    /// Recorded and moved; the file's row id, `None` when the journal no longer has it
+    /// (pruned after keep_history).
+    Moved(Option<FileId>),
+    /// The journal's newest row for this original is not finished in failed/ or review/
+    /// (its stage is given): nothing recorded, nothing moved.
+    NotFinished(String),
+    /// The move itself failed: nothing recorded.
+    MoveFailed(std::io::Error),
+}
+
 /// One inbox's numbers for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboxCounts {
@@ -652,6 +679,79 @@ impl Journal {
         .await
     }
 
+    /// Records `r` and calls `make_move` (the move into the inbox) inside one write
+    /// transaction: the requeue is stored only if the move happened, and a move whose record
+    /// cannot be committed is undone. Every document of the requeued outcome (the row's own
+    /// and those its sidecar names) no longer answers the duplicate rule before a submit
+    /// (the `requeued_documents` table): the file is sent again, as the operator asked.
+    pub async fn requeue<M>(&self, r: Requeue, make_move: M) -> anyhow::Result<Requeued>
+    where
+        M: FnOnce() -> std::io::Result<()> + Send + 'static,
+    {
+        self.with(move |conn| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let newest: Option<(FileId, String)> = tx
+                .query_row(
+                    "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
+                    [path_text(&r.from)],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if let Some((_, stage)) = newest.as_ref().filter(|(_, stage)| {
+                stage.as_str() != Stage::Failed.as_str() && stage.as_str() != Stage::Review.as_str()
+            }) {
+                return Ok(Requeued::NotFinished(stage.clone()));
+            }
+            let row = newest.map(|(id, _)| id);
+            let mut documents = r.documents.clone();
+            if let Some(id) = row {
+                let mut stmt = tx.prepare(
+                    "SELECT document_id FROM files WHERE id = ?1 AND document_id IS NOT NULL
+                     UNION SELECT document_id FROM documents WHERE file_id = ?1",
+                )?;
+                for document in stmt.query_map([id], |row| row.get::<_, String>(0))? {
+                    documents.push(document?);
+                }
+            }
+            documents.sort();
+            documents.dedup();
+            let now = ms(SystemTime::now());
+            for document in &documents {
+                tx.execute(
+                    "INSERT OR IGNORE INTO requeued_documents (document_id, file_id, at) VALUES (?1, ?2, ?3)",
+                    params![document, row, now],
+                )?;
+            }
+            let details = serde_json::json!({
+                "from": path_text(&r.from),
+                "to": path_text(&r.to),
+                "sidecar": path_text(&r.sidecar),
+                "sidecar_json": serde_json::from_str::<serde_json::Value>(&r.sidecar_json)
+                    .unwrap_or(serde_json::Value::String(r.sidecar_json.clone())),
+                "documents": documents,
+            });
+            history::append(&tx, row, transition::REQUEUED, details)?;
+            if let Err(e) = make_move() {
+                return Ok(Requeued::MoveFailed(e));
+            }
+            if let Err(e) = tx.commit() {
+                if let Err(undo) = crate::store::fsutil::rename_noclobber(&r.to, &r.from) {
+                    tracing::error!(
+                        "the requeue of {} could not be recorded ({e}) and moving it back failed ({undo}): it is in the inbox as {}",
+                        r.from.display(),
+                        r.to.display()
+                    );
+                }
+                return Err(e);
+            }
+            Ok(Requeued::Moved(row))
+        })
+        .await
+    }
+
     /// Every file not yet done or failed, oldest claim first.
     pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
         self.with(|conn| {
@@ -767,6 +867,9 @@ impl Journal {
     /// content and request (see [`Journal::record_document`]), this file's own included: an
     /// answer that was not used when it came (the file was touched while it was sent, the
     /// daemon stopped before using it) still answers the same bytes.
+    ///
+    /// Documents of an outcome the operator requeued are skipped: the file is sent again
+    /// (see [`Journal::requeue`]); [`Journal::same_content_after_conflict`] still uses them.
     pub async fn same_content(
         &self,
         id: FileId,
@@ -774,7 +877,21 @@ impl Journal {
         request: String,
         inbox: PathBuf,
     ) -> anyhow::Result<SameContent> {
-        self.with(move |conn| lookup_same_content(conn, id, &sha256, &request, &inbox))
+        self.with(move |conn| lookup_same_content(conn, id, &sha256, &request, &inbox, true))
+            .await
+    }
+
+    /// Like [`Journal::same_content`], after the service answered 409 (it has this content
+    /// and will not process it again): any document the journal has for it answers, a
+    /// requeued outcome's included, rather than failing the file as a duplicate.
+    pub async fn same_content_after_conflict(
+        &self,
+        id: FileId,
+        sha256: String,
+        request: String,
+        inbox: PathBuf,
+    ) -> anyhow::Result<SameContent> {
+        self.with(move |conn| lookup_same_content(conn, id, &sha256, &request, &inbox, false))
             .await
     }
 
@@ -820,9 +937,17 @@ impl Journal {
                 "DELETE FROM documents WHERE file_id NOT IN (SELECT id FROM files)",
                 [],
             )?;
-            // A file's history goes with its row.
+            // A file's history goes with its row; a requeue recorded without a row (its row
+            // was pruned before) goes after keep_history like the rows.
             conn.execute(
-                "DELETE FROM history WHERE file_id NOT IN (SELECT id FROM files)",
+                "DELETE FROM history WHERE (file_id IS NOT NULL AND file_id NOT IN (SELECT id FROM files))
+                    OR (file_id IS NULL AND at < ?1)",
+                [cutoff],
+            )?;
+            conn.execute(
+                "DELETE FROM requeued_documents WHERE document_id NOT IN
+                    (SELECT document_id FROM files WHERE document_id IS NOT NULL
+                     UNION SELECT document_id FROM documents)",
                 [],
             )?;
             tx.commit()?;
@@ -917,21 +1042,24 @@ fn finishing_details(final_path: &Path, sidecar: &str) -> serde_json::Value {
     })
 }
 
-/// The duplicate rule's lookup (see [`Journal::same_content`]).
+/// The duplicate rule's lookup (see [`Journal::same_content`]); `skip_requeued` leaves out
+/// the documents of requeued outcomes.
 fn lookup_same_content(
     conn: &Connection,
     id: FileId,
     sha256: &str,
     request: &str,
     inbox: &Path,
+    skip_requeued: bool,
 ) -> rusqlite::Result<SameContent> {
     let with_document: Option<(String, String)> = conn
         .query_row(
             "SELECT document_id, name FROM files
              WHERE sha256 = ?1 AND id != ?2 AND document_id IS NOT NULL
                AND (request = ?3 OR (request IS NULL AND inbox = ?4))
+               AND NOT (?5 AND document_id IN (SELECT document_id FROM requeued_documents))
              ORDER BY id LIMIT 1",
-            params![sha256, id, request, path_text(inbox)],
+            params![sha256, id, request, path_text(inbox), skip_requeued],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -947,8 +1075,9 @@ fn lookup_same_content(
             "SELECT d.document_id, COALESCE(f.name, '?'), d.file_id FROM documents d
              LEFT JOIN files f ON f.id = d.file_id
              WHERE d.sha256 = ?1 AND d.request = ?2
+               AND NOT (?4 AND d.document_id IN (SELECT document_id FROM requeued_documents))
              ORDER BY d.file_id = ?3 DESC, d.received_at LIMIT 1",
-            params![sha256, request, id],
+            params![sha256, request, id, skip_requeued],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;

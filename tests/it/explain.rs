@@ -1,9 +1,12 @@
-//! `explain`, the real binary against the journal of a real daemon run: a file's history by
-//! path, name or document id (text and `--json`), for a done, a refused, a delivered, a set
-//! and a pruned file.
+//! `explain` and `requeue`, the real binary against the journal of a real daemon run: a
+//! file's history by path, name or document id (text and `--json`), for a done, a refused, a
+//! delivered, a set and a pruned file; requeue of failed/ and review/ originals while the
+//! daemon runs, sent again (never answered from their own earlier outcome), and each refusal
+//! with nothing moved.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use beorg_emulator::Endpoint;
 use beorg_emulator::samples::kyc_set;
 use beorg_hotfolder::sidecar::{ErrorKind, Status};
 
@@ -261,9 +264,10 @@ async fn explain_of_a_file_pruned_after_keep_history_says_its_history_was_pruned
     daemon.stop().await;
 }
 
-/// A set is one story: claimed as a set, its files hashed together.
+/// A set is one story: claimed as a set, its files hashed together; in review it can be
+/// requeued as a folder.
 #[tokio::test]
-async fn a_document_set_is_explained_as_one() {
+async fn a_document_set_is_explained_as_one_and_requeued_as_a_folder() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
     // `review` before the documents tables (keys after them would belong to the last one).
     let review = env.review_folder(0, true);
@@ -286,7 +290,25 @@ async fn a_document_set_is_explained_as_one() {
     assert!(text.contains("claimed         set from"), "{text}");
     assert!(text.contains("(2 files,"), "{text}");
 
+    let submits = env.submits().len();
+    let (code, text) = run_bin(&["requeue", in_review.to_str().unwrap()], &config, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    wait_for_second_run(&env, "client-1", &in_review).await;
+    assert_eq!(env.submits().len(), submits + 1, "sent again");
+    assert!(in_review.exists() && layout::sidecar_path(&in_review).exists());
     daemon.stop().await;
+}
+
+/// Waits until the newest run of `name` (a row not requeued) finished with its sidecar
+/// beside `original`.
+async fn wait_for_second_run(env: &TestEnv, name: &str, original: &Path) {
+    wait_until(&format!("{name} processed again"), || {
+        let history = transitions_of(env, name);
+        history.iter().any(|t| t == "finished")
+            && !history.iter().any(|t| t == "requeued")
+            && layout::sidecar_path(original).exists()
+    })
+    .await
 }
 
 const KYC: &str = r#"sets = true
@@ -303,3 +325,184 @@ key = "PASSPORT1"
 stages = ["biometry_match"]
 relation = { biometry_match = "SELFIE1" }
 "#;
+
+/// A file the service refused (HTTP 400) is requeued from failed/ while the daemon runs: it
+/// is taken from the inbox again, sent, and finishes with a new sidecar; its history keeps
+/// the first outcome and the requeue.
+#[tokio::test]
+async fn a_file_requeued_from_failed_while_the_daemon_runs_is_sent_again_with_a_new_sidecar() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let config = env.write_config();
+    env.emulator.fail_next(Endpoint::Submit, 400, 1);
+    let daemon = env.start();
+    env.drop_scan(0, "retry.png", 7006, None);
+    let first = env.sidecar(0, "retry.png").await;
+    assert_eq!(first.error.unwrap().kind, ErrorKind::Rejected);
+    wait_for_transition(&env, "retry.png", "finished", 1).await;
+    let failed = env.inboxes[0].failed.join("retry.png");
+
+    let (code, text) = run_bin(&["requeue", failed.to_str().unwrap()], &config, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("requeued"), "{text}");
+    let done = env.inboxes[0].done.join("retry.png");
+    wait_for_second_run(&env, "retry.png", &done).await;
+    let sidecar = env.sidecar(0, "retry.png").await;
+    assert_eq!(sidecar.status, Status::Done, "{sidecar:?}");
+    assert!(!failed.exists() && !layout::sidecar_path(&failed).exists());
+    assert_eq!(env.submits().len(), 2);
+
+    let stories = explain_json(&config, "retry.png");
+    assert_eq!(
+        stories.len(),
+        2,
+        "the requeued run and the first one: {stories:?}"
+    );
+    let first_run = transitions(&stories[1]);
+    assert_eq!(
+        first_run.last().map(String::as_str),
+        Some("requeued"),
+        "{first_run:?}"
+    );
+    let requeued = stories[1]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        requeued["details"]["sidecar_json"]["error"]["kind"],
+        "rejected"
+    );
+    assert_eq!(transitions(&stories[0]), DONE_JOURNEY);
+    daemon.stop().await;
+}
+
+/// The duplicate rule never answers a requeued file from its own earlier outcome: it is
+/// submitted again (the operator asked to pay again). The service still refuses content it
+/// has (409): then the journal's document answers, as for any 409 of our own content.
+#[tokio::test]
+async fn a_requeued_file_is_sent_again_not_answered_from_its_own_earlier_document() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let config = env.write_config();
+    let daemon = env.start();
+    env.drop_scan(0, "blurred.png", 7007, Some("BEORG-EMU:broken"));
+    let first = env.sidecar(0, "blurred.png").await;
+    let first_document = first.document_id.clone();
+    assert_eq!(first.error.unwrap().kind, ErrorKind::Broken);
+    wait_for_transition(&env, "blurred.png", "finished", 1).await;
+    let failed = env.inboxes[0].failed.join("blurred.png");
+    assert_eq!(env.submits().len(), 1);
+
+    let (code, text) = run_bin(&["requeue", failed.to_str().unwrap()], &config, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    wait_for_second_run(&env, "blurred.png", &failed).await;
+    let history = transitions_of(&env, "blurred.png");
+    assert!(
+        history.contains(&"submitting".to_string()),
+        "sent again, not answered from its earlier document: {history:?}"
+    );
+    assert_eq!(env.submits().len(), 2, "one more submit");
+    // The service answered 409 (it has these bytes): the earlier document answers, the
+    // file is not failed as a duplicate.
+    assert_eq!(env.submits()[1].status, 409);
+    let again = read_sidecar(&layout::sidecar_path(&failed));
+    assert_eq!(again.error.unwrap().kind, ErrorKind::Broken);
+    assert_eq!(again.duplicate_of, first_document);
+    daemon.stop().await;
+}
+
+/// Each refusal says why, and nothing moves: no sidecar, a sidecar naming another file,
+/// done/, outside every folder, another inbox's folder, a sidecar given, a name clash.
+#[tokio::test]
+async fn requeue_refuses_what_the_daemon_did_not_finish_there_and_moves_nothing() {
+    let env = TestEnv::new(&["PASSPORT", "SNILS"]).await;
+    let config = env.write_config();
+    let daemon = env.start();
+    env.drop_bytes(0, "refused.txt", b"not a scan\n");
+    env.drop_bytes(0, "clash.txt", b"not a scan either\n");
+    env.drop_scan(0, "good.png", 7008, None);
+    for name in ["refused.txt", "clash.txt", "good.png"] {
+        env.sidecar(0, name).await;
+        wait_for_transition(&env, name, "finished", 1).await;
+    }
+    let (failed, other_failed) = (&env.inboxes[0].failed, &env.inboxes[1].failed);
+    let put = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap();
+        path.to_path_buf()
+    };
+    let unsidecarred = put(&failed.join("by-hand.png"), "x");
+    let misnamed = put(&failed.join("misnamed.png"), "x");
+    std::fs::copy(
+        layout::sidecar_path(&failed.join("refused.txt")),
+        layout::sidecar_path(&misnamed),
+    )
+    .unwrap();
+    let outside = put(&env.dir.path().join("elsewhere.png"), "x");
+    // A finished original moved by hand into another inbox's failed/ with its sidecar.
+    let moved = other_failed.join("refused.txt");
+    std::fs::rename(failed.join("refused.txt"), &moved).unwrap();
+    std::fs::rename(
+        layout::sidecar_path(&failed.join("refused.txt")),
+        layout::sidecar_path(&moved),
+    )
+    .unwrap();
+    // The name is taken in the inbox again (a new scan of the same name waits there).
+    let clash = failed.join("clash.txt");
+    let waiting = env.inboxes[0].path.join("clash.txt");
+    let cases: [(PathBuf, &str); 7] = [
+        (unsidecarred, "it has no sidecar"),
+        (misnamed, "names another file (refused.txt)"),
+        (env.inboxes[0].done.join("good.png"), "it is in done/"),
+        (outside, "not in any inbox's failed/ or review/ folder"),
+        (moved, "moved here from another inbox's folder"),
+        (layout::sidecar_path(&clash), "this is a sidecar"),
+        (clash.clone(), "already exists in the inbox"),
+    ];
+    let before_inbox = files_in(&env.inboxes[0].path);
+    for (path, why) in &cases {
+        let clashing = path == &clash;
+        if clashing {
+            // The name is taken in the inbox (a folder of that name, which intake leaves
+            // alone in a plain inbox, so the daemon does not take it meanwhile).
+            std::fs::create_dir(&waiting).unwrap();
+        }
+        let listing = |p: &Path| files_in(p.parent().unwrap());
+        let before = listing(path);
+        let (code, text) = run_bin(&["requeue", path.to_str().unwrap()], &config, &[]);
+        assert_eq!(code, Some(1), "{}: {text}", path.display());
+        assert!(text.contains("not requeued"), "{text}");
+        assert!(
+            text.contains(why),
+            "{}: expected \"{why}\": {text}",
+            path.display()
+        );
+        assert_eq!(listing(path), before, "nothing moved: {text}");
+        if clashing {
+            std::fs::remove_dir(&waiting).unwrap();
+        }
+    }
+    assert_eq!(files_in(&env.inboxes[0].path), before_inbox);
+    for name in ["refused.txt", "clash.txt", "good.png"] {
+        assert!(
+            !transitions_of(&env, name).contains(&"requeued".to_string()),
+            "{name}"
+        );
+    }
+    // Several paths: each is answered on its own; one refusal makes the exit status 1.
+    let by_hand = failed.join("by-hand.png");
+    let (code, text) = run_bin(
+        &[
+            "requeue",
+            clash.to_str().unwrap(),
+            by_hand.to_str().unwrap(),
+        ],
+        &config,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("clash.txt: requeued"), "{text}");
+    assert!(text.contains("by-hand.png: not requeued"), "{text}");
+    assert!(by_hand.exists());
+    wait_for_second_run(&env, "clash.txt", &clash).await;
+    daemon.stop().await;
+}

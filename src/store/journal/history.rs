@@ -4,7 +4,7 @@
 //! or deliveries), in the same SQLite transaction, so the history never disagrees with the
 //! row: claimed, hashed, preflight, each submit and its answer, documents recorded and
 //! superseded, the polls (one aggregate line when polling ends), finishing, finished or lost,
-//! each delivery try. `details` is a JSON object whose keys depend on the
+//! each delivery try, requeued. `details` is a JSON object whose keys depend on the
 //! transition ([`transition`] lists them). Pruning by `keep_history` removes a file's lines
 //! with its row. `sqlite3 journal.sqlite 'select * from history where file_id = 7'` shows
 //! them.
@@ -23,9 +23,14 @@ CREATE TABLE IF NOT EXISTS history (
     details     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_file ON history(file_id, id);
+CREATE TABLE IF NOT EXISTS requeued_documents (
+    document_id TEXT PRIMARY KEY,
+    file_id     INTEGER,
+    at          INTEGER NOT NULL
+);
 ";
 
-/// Creates the table in a journal that lacks them (a new one, or one from an older daemon:
+/// Creates the tables in a journal that lacks them (a new one, or one from an older daemon:
 /// its files simply have no history before the upgrade).
 pub(super) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
@@ -69,6 +74,10 @@ pub mod transition {
     /// `kind`, `delivery_id`, `attempts`, `state` (delivered, given_up, gone, dropped),
     /// `error`.
     pub const DELIVERY_CLOSED: &str = "delivery_closed";
+    /// `from` (its path in failed/ or review/), `to` (its path in the inbox), `sidecar` (the
+    /// removed sidecar's path) and `sidecar_json` (its content), `documents` (those the
+    /// duplicate rule no longer answers it from).
+    pub const REQUEUED: &str = "requeued";
 }
 
 /// Appends one line for `file_id` at the current time (inside the caller's transaction).
@@ -148,6 +157,29 @@ pub fn of_file(conn: &Connection, file_id: FileId) -> rusqlite::Result<Vec<Line>
     let mut stmt =
         conn.prepare("SELECT at, transition, details FROM history WHERE file_id = ?1 ORDER BY id")?;
     let rows = stmt.query_map([file_id], |r| {
+        let details: String = r.get(2)?;
+        Ok(Line {
+            at_ms: r.get(0)?,
+            transition: r.get(1)?,
+            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Requeue lines kept for an original whose row was pruned before it was requeued (they
+/// have no file id), matching `path` as `from` or `to`.
+pub fn requeues_without_row(conn: &Connection, path: &str) -> rusqlite::Result<Vec<Line>> {
+    if !has_table(conn, "history")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT at, transition, details FROM history
+         WHERE file_id IS NULL AND (json_extract(details, '$.from') = ?1
+                                    OR json_extract(details, '$.to') = ?1)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map([path], |r| {
         let details: String = r.get(2)?;
         Ok(Line {
             at_ms: r.get(0)?,
