@@ -1505,6 +1505,75 @@ mod tests {
         assert!(transitions(&j, id).is_empty(), "pruned with its row");
     }
 
+    /// A requeued outcome's documents no longer answer its content before a submit (the
+    /// file is sent again), but still do after the service's 409; the requeue is in the
+    /// history, and only recorded when the move happened.
+    #[tokio::test]
+    async fn a_requeued_outcome_answers_its_content_only_after_a_409() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let first = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.set_sha256(first, "aa".into()).await.unwrap();
+        j.mark_submitting(first, "r".into()).await.unwrap();
+        j.record_document(first, "s-1".into(), "aa".into(), "r".into())
+            .await
+            .unwrap();
+        j.mark_submitted(first, "s-1".into()).await.unwrap();
+        j.mark_finishing(first, "/failed/a.jpg".into(), "{}".into())
+            .await
+            .unwrap();
+        j.mark_finished(first, Stage::Failed).await.unwrap();
+        let requeue = |moved: bool| Requeue {
+            from: "/failed/a.jpg".into(),
+            to: "/in/a.jpg".into(),
+            sidecar: "/failed/a.jpg.json".into(),
+            sidecar_json: format!("{{\"moved\": {moved}}}"),
+            documents: Vec::new(),
+        };
+        let refused = j
+            .requeue(requeue(false), || {
+                Err(std::io::ErrorKind::AlreadyExists.into())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(refused, Requeued::MoveFailed(_)), "{refused:?}");
+        assert!(!transitions(&j, first).contains(&"requeued".to_string()));
+        let again = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        let before = j
+            .same_content(again, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(before, SameContent::Document { .. }),
+            "not requeued yet"
+        );
+
+        let done = j.requeue(requeue(true), || Ok(())).await.unwrap();
+        assert!(
+            matches!(done, Requeued::Moved(Some(id)) if id == first),
+            "{done:?}"
+        );
+        assert_eq!(
+            transitions(&j, first).last().map(String::as_str),
+            Some("requeued")
+        );
+        assert_eq!(
+            j.same_content(again, "aa".into(), "r".into(), "/in".into())
+                .await
+                .unwrap(),
+            SameContent::None,
+            "sent again"
+        );
+        let after_409 = j
+            .same_content_after_conflict(again, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&after_409, SameContent::Document { document_id, .. } if document_id == "s-1"),
+            "{after_409:?}"
+        );
+    }
+
     /// A journal written before the history existed gains its tables at open and keeps
     /// working.
     #[tokio::test]
