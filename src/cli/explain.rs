@@ -237,7 +237,10 @@ fn pruned_stories(
     let mut stories = Vec::new();
     for original in originals {
         let sidecar_path = layout::sidecar_path(&original);
-        let Some(sidecar) = read_sidecar(&sidecar_path) else {
+        // Only a sidecar that names this original (the daemon wrote both).
+        let Some(sidecar) = read_sidecar(&sidecar_path)
+            .filter(|s| original.file_name().is_some_and(|n| *n == *s.file))
+        else {
             continue;
         };
         if stories

@@ -261,6 +261,13 @@ async fn explain_of_a_file_pruned_after_keep_history_says_its_history_was_pruned
     }
     let stories = explain_json(&config, "old.png");
     assert_eq!(stories[0]["pruned"], true);
+    // A sidecar that names another file says nothing about this one: unknown.
+    let stranger = env.inboxes[0].done.join("stranger.png");
+    std::fs::write(&stranger, "x").unwrap();
+    std::fs::copy(layout::sidecar_path(&done), layout::sidecar_path(&stranger)).unwrap();
+    let (code, text) = explain(&config, &[stranger.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no file matches"), "{text}");
     daemon.stop().await;
 }
 
