@@ -41,6 +41,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what happened to a file: one line per transition from the journal (claimed,
+    /// hashed, preflight, submits, polls, where it was finished, deliveries, requeues).
+    /// Exit status 1 if nothing matches.
+    Explain {
+        /// The original's path (in done/, review/, failed/, the inbox or its work folder),
+        /// its name as the scanner wrote it (every match, newest first), or a document id.
+        query: String,
+        /// The TOML config file the daemon runs with.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Print a JSON array (one object per file, with its history) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put originals (files or set folders) from an inbox's failed/ or review/ folder back
+    /// into that inbox, to be sent again as new; their sidecars are removed (kept in the
+    /// journal's history). Exit status 1 if any path was refused (each refusal says why).
+    Requeue {
+        /// Originals in failed/ or review/ (not their sidecars).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The TOML config file the daemon runs with.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Serve the local stand-in for the Beorg API (for trying a config without a contract).
     Emulator {
         /// Address to listen on.
@@ -92,6 +117,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config).await,
         Command::Status { config, json } => status(config, json),
+        Command::Explain {
+            query,
+            config,
+            json,
+        } => return finish(explain(config, &query, json)),
+        Command::Requeue { paths, config } => return finish(requeue(config, &paths).await),
         Command::Check {
             config,
             online,
@@ -154,6 +185,53 @@ async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::UnboundedSe
             Err(e) => tracing::error!("the new config is refused ({e}); the running one stays"),
         }
     }
+}
+
+/// The exit status of a command that answers found / not found: 0, 1, or 1 after an error.
+fn finish(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("beorg-hotfolder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the stories of the files `query` names; false (and says so) if it names none.
+fn explain(config_path: PathBuf, query: &str, json: bool) -> anyhow::Result<bool> {
+    use beorg_hotfolder::cli::explain;
+    let config = Config::load_without_token(&config_path)?;
+    let stories = explain::explain(&config, query)?;
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&stories)?)
+    } else {
+        explain::render(&config, &stories)
+    };
+    // A reader that stops early (`| head`) is no error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    if stories.is_empty() {
+        eprintln!("beorg-hotfolder: {}", explain::unknown(&config, query));
+    }
+    Ok(!stories.is_empty())
+}
+
+/// Requeues `paths`, one line each; false if any was refused.
+async fn requeue(config_path: PathBuf, paths: &[PathBuf]) -> anyhow::Result<bool> {
+    let config = Config::load_without_token(&config_path)?;
+    let answers = beorg_hotfolder::cli::requeue::requeue(&config, paths).await?;
+    let mut all = true;
+    for answer in answers {
+        match answer {
+            Ok(done) => println!("{done}"),
+            Err(refused) => {
+                all = false;
+                eprintln!("beorg-hotfolder: {refused}");
+            }
+        }
+    }
+    Ok(all)
 }
 
 fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {

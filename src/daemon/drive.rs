@@ -37,8 +37,26 @@ async fn send(cx: &Context, job: &mut Job, permit: Option<OwnedSemaphorePermit>)
         Step::Next => {}
         decided => return decided,
     }
-    match preflight::preflight(job).await {
+    let verdict = preflight::preflight(job).await;
+    record_preflight(cx, job, &verdict).await;
+    match verdict {
         Step::Next => submit::submit(cx, job, permit, expected).await,
         decided => decided,
+    }
+}
+
+/// Preflight's verdict in the file's history. A history line only (the row changes when a
+/// refusal is finished, and that line says why too): a failed write is logged, not waited on.
+async fn record_preflight(cx: &Context, job: &Job, verdict: &Step) {
+    let refused = match verdict {
+        Step::Next => None,
+        Step::Finish(outcome) => outcome
+            .error
+            .as_ref()
+            .map(|e| (e.kind.as_str().to_string(), e.message.clone())),
+        Step::Vanished | Step::Stopped => return,
+    };
+    if let Err(e) = cx.journal.record_preflight(job.id, refused).await {
+        tracing::warn!(file = %job.name, "cannot store the preflight verdict in the history: {e:#}");
     }
 }

@@ -96,7 +96,12 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
         };
         asked_once = true;
         // Best effort: if it cannot be stored, a restart counts some asking time again.
-        if let Err(e) = p.journal.set_poll_asked(job.id, clock.asked()).await {
+        let still_processing = matches!(reply, Ok(ResultReply::Pending));
+        if let Err(e) = p
+            .journal
+            .set_poll_asked(job.id, clock.asked(), still_processing)
+            .await
+        {
             tracing::debug!(file = %job.name, "cannot store the asking time: {e:#}");
         }
         let status = match &reply {

@@ -276,7 +276,7 @@ pub async fn submit(
         if expected.is_none() {
             expected = Some(p.scheduler.expect_submit(job.id));
         }
-        match answer_from_earlier(p, job, &sha256, &request).await {
+        match answer_from_earlier(p, job, &sha256, &request, Asking::BeforeSubmit).await {
             Earlier::Answered => return Step::Next,
             Earlier::None => {}
             Earlier::Stopped => return Step::Stopped,
@@ -343,7 +343,8 @@ pub async fn submit(
             _ = p.stop.cancelled() => {
                 // Nothing was sent: no doubt to leave behind. (Tried once, as the daemon is
                 // stopping; if that fails, the next start treats the file as in doubt.)
-                store(p, "claimed", || p.journal.mark_claimed(job.id)).await;
+                let reason = "the daemon stopped before its turn to be sent".to_string();
+                store(p, "claimed", || p.journal.mark_claimed(job.id, reason.clone())).await;
                 return Step::Stopped;
             }
             turn = p.scheduler.submit_turn(job.id) => match turn {
@@ -423,9 +424,12 @@ pub async fn submit(
                         inbox = %inbox.path.display(), file = %job.name,
                         "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
                     );
-                    if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                        .await
-                        .is_none()
+                    let reason = format!("{why}: sent again once it stops changing");
+                    if store(p, "claimed", || {
+                        p.journal.mark_claimed(job.id, reason.clone())
+                    })
+                    .await
+                    .is_none()
                     {
                         return Step::Stopped;
                     }
@@ -453,7 +457,9 @@ pub async fn submit(
             // A 409 for content this daemon sent itself (its document recorded since the
             // lookup before the send) is answered from that document, never a duplicate.
             Err(failure @ ApiFailure::Duplicate { .. }) => {
-                return match answer_from_earlier(p, job, &sha256, &request).await {
+                return match answer_from_earlier(p, job, &sha256, &request, Asking::AfterConflict)
+                    .await
+                {
                     Earlier::Answered => Step::Next,
                     Earlier::Stopped => Step::Stopped,
                     Earlier::None => match own_earlier(p, job).await {
@@ -463,9 +469,13 @@ pub async fn submit(
                 };
             }
             Err(ApiFailure::Account { status, message }) => {
-                if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                    .await
-                    .is_none()
+                let reason =
+                    format!("HTTP {status} ({message}): an account problem, sending pauses");
+                if store(p, "claimed", || {
+                    p.journal.mark_claimed(job.id, reason.clone())
+                })
+                .await
+                .is_none()
                 {
                     return Step::Stopped;
                 }
@@ -473,9 +483,17 @@ pub async fn submit(
                     .account_refused(status, &message, p.config.api.account_retry);
             }
             Err(ApiFailure::Transient { status, message }) => {
-                if store(p, "claimed", || p.journal.mark_claimed(job.id))
-                    .await
-                    .is_none()
+                let answer = status.map_or("no answer".to_string(), |s| format!("HTTP {s}"));
+                let reason = format!(
+                    "{answer} ({message}): try {} of {}",
+                    server_errors + 1,
+                    p.config.api.submit_attempts
+                );
+                if store(p, "claimed", || {
+                    p.journal.mark_claimed(job.id, reason.clone())
+                })
+                .await
+                .is_none()
                 {
                     return Step::Stopped;
                 }
@@ -567,17 +585,44 @@ enum Earlier {
     Stopped,
 }
 
+/// When the duplicate rule is asked.
+#[derive(Clone, Copy)]
+enum Asking {
+    /// Before paying for a submit: a requeued outcome's documents do not answer (the
+    /// operator asked for the file to be sent again).
+    BeforeSubmit,
+    /// After the service answered 409: any document the journal has for the content does.
+    AfterConflict,
+}
+
 /// The duplicate rule: the same request (content and what is asked) is never paid for twice.
 /// If the journal has a document for it, this file is answered from that document.
-async fn answer_from_earlier(p: &Context, job: &mut Job, sha256: &str, request: &str) -> Earlier {
+async fn answer_from_earlier(
+    p: &Context,
+    job: &mut Job,
+    sha256: &str,
+    request: &str,
+    asking: Asking,
+) -> Earlier {
     let inbox = job.inbox.path.clone();
     let found = store(p, "duplicate lookup", || {
-        p.journal.same_content(
+        let (id, sha256, request, inbox) = (
             job.id,
             sha256.to_string(),
             request.to_string(),
             inbox.clone(),
-        )
+        );
+        let journal = p.journal.clone();
+        async move {
+            match asking {
+                Asking::BeforeSubmit => journal.same_content(id, sha256, request, inbox).await,
+                Asking::AfterConflict => {
+                    journal
+                        .same_content_after_conflict(id, sha256, request, inbox)
+                        .await
+                }
+            }
+        }
     })
     .await;
     match found {

@@ -5,7 +5,9 @@
 //! gave us, with the content and request it answers, and why it was not used if it was not),
 //! before anything else is decided about it. Each change of stage is one transaction, committed
 //! with `synchronous=FULL`, so after a power cut the journal says exactly how far each file
-//! got. Operators can read it with `sqlite3 journal.sqlite 'select * from files'`.
+//! got. Each such transaction also appends the file's history line ([`history`]), so the
+//! history never disagrees with the row. Operators can read it with
+//! `sqlite3 journal.sqlite 'select * from files'`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod deliveries;
+pub mod history;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
+use history::transition;
 
 /// Row id of a file in the journal.
 pub type FileId = i64;
@@ -149,6 +153,33 @@ pub struct Superseded {
     pub why: String,
 }
 
+/// An original in failed/ or review/ that `requeue` puts back into its inbox.
+#[derive(Debug, Clone)]
+pub struct Requeue {
+    /// Its path in failed/ or review/ (the row's `final_path`).
+    pub from: PathBuf,
+    /// Its path in the inbox.
+    pub to: PathBuf,
+    /// Its sidecar, removed once the requeue is recorded (its content kept in the history).
+    pub sidecar: PathBuf,
+    pub sidecar_json: String,
+    /// The documents its sidecar names (`document_id`, `duplicate_of`, `superseded`).
+    pub documents: Vec<String>,
+}
+
+/// What [`Journal::requeue`] did.
+#[derive(Debug)]
+pub enum Requeued {
+    /// Recorded and moved; the file's row id, `None` when the journal no longer has it
+    /// (pruned after keep_history).
+    Moved(Option<FileId>),
+    /// The journal's newest row for this original is not finished in failed/ or review/
+    /// (its stage is given): nothing recorded, nothing moved.
+    NotFinished(String),
+    /// The move itself failed: nothing recorded.
+    MoveFailed(std::io::Error),
+}
+
 /// One inbox's numbers for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboxCounts {
@@ -256,6 +287,10 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     // The poll stage learns from them when to ask (see `pipeline::ready_times`).
     ("ready_ms", "INTEGER"),
     ("pending_ms", "INTEGER"),
+    // How many times the result was asked for, and how many answers were 425 (still
+    // processing): the history's one "polled" line is written from them when polling ends.
+    ("polls", "INTEGER NOT NULL DEFAULT 0"),
+    ("polls_pending", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Adds each of [`ADDED_COLUMNS`] that the `files` table lacks (inside [`migrate`]'s write
@@ -288,6 +323,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
     add_missing_columns(&tx)?;
     deliveries::create_table(&tx)?;
+    history::create_table(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -386,7 +422,8 @@ impl Journal {
 
     async fn insert(&self, c: NewClaim, kind: Option<&'static str>) -> anyhow::Result<FileId> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
                  VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
                 params![
@@ -400,14 +437,37 @@ impl Journal {
                     kind,
                 ],
             )?;
-            Ok(conn.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            let details = serde_json::json!({
+                "from": path_text(&c.inbox.join(&c.name)),
+                "work_path": path_text(&c.work_path),
+                "size": c.size,
+                "seen_ms": ms(c.detected_at),
+                "set": kind == Some("set"),
+            });
+            history::append(&tx, Some(id), transition::CLAIMED, details)?;
+            tx.commit()?;
+            Ok(id)
         })
         .await
     }
 
     /// Stores the content hash once the file has been read.
     pub async fn set_sha256(&self, id: FileId, sha256: String) -> anyhow::Result<()> {
-        self.set(id, "sha256 = ?2", sha256).await
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE files SET sha256 = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, sha256, ms(SystemTime::now())],
+            )?;
+            let size: Option<i64> = tx
+                .query_row("SELECT size FROM files WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            let details = serde_json::json!({"sha256": sha256, "size": size});
+            history::append(&tx, Some(id), transition::HASHED, details)?;
+            tx.commit()
+        })
+        .await
     }
 
     /// A set's files once hashed (JSON) and the set's hash, in one transaction.
@@ -418,11 +478,16 @@ impl Journal {
         files: String,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            let size = set_size(&files);
+            tx.execute(
                 "UPDATE files SET sha256 = ?2, set_files = ?3, size = ?4, updated_at = ?5 WHERE id = ?1",
-                params![id, sha256, files, set_size(&files), ms(SystemTime::now())],
+                params![id, sha256, files, size, ms(SystemTime::now())],
             )?;
-            Ok(())
+            let count = serde_json::from_str::<Vec<serde_json::Value>>(&files).map_or(0, |f| f.len());
+            let details = serde_json::json!({"sha256": sha256, "size": size, "files": count});
+            history::append(&tx, Some(id), transition::HASHED, details)?;
+            tx.commit()
         })
         .await
     }
@@ -431,12 +496,22 @@ impl Journal {
     /// [`Journal::mark_submitted`] the outcome is unknown if the process dies.
     pub async fn mark_submitting(&self, id: FileId, request: String) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 "UPDATE files SET stage = 'submitting', submit_attempts = submit_attempts + 1,
                  request = ?3, updated_at = ?2 WHERE id = ?1",
                 params![id, ms(SystemTime::now()), request],
             )?;
-            Ok(())
+            let attempt: Option<i64> = tx
+                .query_row(
+                    "SELECT submit_attempts FROM files WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let details = serde_json::json!({"attempt": attempt});
+            history::append(&tx, Some(id), transition::SUBMITTING, details)?;
+            tx.commit()
         })
         .await
     }
@@ -444,18 +519,21 @@ impl Journal {
     /// The API accepted the file: store its `document_id` before doing anything else.
     pub async fn mark_submitted(&self, id: FileId, document_id: String) -> anyhow::Result<()> {
         self.with(move |conn| {
+            let tx = conn.unchecked_transaction()?;
             let now = ms(SystemTime::now());
-            conn.execute(
+            tx.execute(
                 "UPDATE files SET stage = 'submitted', document_id = ?2, submitted_at = ?3,
                  updated_at = ?3 WHERE id = ?1",
                 params![id, document_id, now],
             )?;
             // The file's own answer, used after all (its content is back to what was sent).
-            conn.execute(
+            tx.execute(
                 "UPDATE documents SET superseded = NULL WHERE document_id = ?1 AND file_id = ?2",
                 params![document_id, id],
             )?;
-            Ok(())
+            let details = serde_json::json!({"document_id": document_id});
+            history::append(&tx, Some(id), transition::SUBMITTED, details)?;
+            tx.commit()
         })
         .await
     }
@@ -471,12 +549,17 @@ impl Journal {
         request: String,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            let added = tx.execute(
                 "INSERT OR IGNORE INTO documents (document_id, file_id, sha256, request, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![document_id, id, sha256, request, ms(SystemTime::now())],
             )?;
-            Ok(())
+            if added > 0 {
+                let details = serde_json::json!({"document_id": document_id, "http_status": 200});
+                history::append(&tx, Some(id), transition::DOCUMENT, details)?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -486,11 +569,21 @@ impl Journal {
     /// the file's sidecar under `superseded`.
     pub async fn supersede_document(&self, document_id: String, why: String) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 "UPDATE documents SET superseded = ?2 WHERE document_id = ?1",
                 params![document_id, why],
             )?;
-            Ok(())
+            let file: Option<FileId> = tx
+                .query_row(
+                    "SELECT file_id FROM documents WHERE document_id = ?1",
+                    [&document_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let details = serde_json::json!({"document_id": document_id, "why": why});
+            history::append(&tx, file, transition::SUPERSEDED, details)?;
+            tx.commit()
         })
         .await
     }
@@ -513,9 +606,39 @@ impl Journal {
         .await
     }
 
-    /// The submit did not go through (server error, account problem): back to waiting.
-    pub async fn mark_claimed(&self, id: FileId) -> anyhow::Result<()> {
-        self.set(id, "stage = ?2", Stage::Claimed.as_str()).await
+    /// The submit did not go through (server error, account problem), or was not made (the
+    /// daemon is stopping, the file changed): back to waiting, `reason` in plain words.
+    pub async fn mark_claimed(&self, id: FileId, reason: String) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE files SET stage = 'claimed', updated_at = ?2 WHERE id = ?1",
+                params![id, ms(SystemTime::now())],
+            )?;
+            let details = serde_json::json!({"reason": reason});
+            history::append(&tx, Some(id), transition::NOT_SENT, details)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Preflight's verdict on a file about to be sent: "ok", or refused with the error kind
+    /// and message (a history line only: the row changes when the refusal is finished).
+    pub async fn record_preflight(
+        &self,
+        id: FileId,
+        refused: Option<(String, String)>,
+    ) -> anyhow::Result<()> {
+        self.with(move |conn| {
+            let details = match refused {
+                None => serde_json::json!({"verdict": "ok"}),
+                Some((kind, message)) => {
+                    serde_json::json!({"verdict": "refused", "kind": kind, "message": message})
+                }
+            };
+            history::append(conn, Some(id), transition::PREFLIGHT, details)
+        })
+        .await
     }
 
     /// The outcome is decided: remember where the file goes and what its sidecar says, so a
@@ -527,25 +650,104 @@ impl Journal {
         sidecar: String,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            let was: Option<String> = tx
+                .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            tx.execute(
                 "UPDATE files SET stage = 'finishing', final_path = ?2, sidecar = ?3,
                  updated_at = ?4 WHERE id = ?1",
                 params![id, path_text(&final_path), sidecar, ms(SystemTime::now())],
             )?;
-            Ok(())
+            if was.as_deref() != Some("finishing") {
+                history::append_polled(&tx, id)?;
+                let details = finishing_details(&final_path, &sidecar);
+                history::append(&tx, Some(id), transition::FINISHING, details)?;
+            }
+            tx.commit()
         })
         .await
     }
 
-    /// The original and its sidecar are in place.
+    /// The original and its sidecar are in place (or, as [`Stage::Lost`], the file is gone).
     pub async fn mark_finished(&self, id: FileId, stage: Stage) -> anyhow::Result<()> {
         self.with(move |conn| {
-            let now = ms(SystemTime::now());
-            conn.execute(
-                "UPDATE files SET stage = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
-                params![id, stage.as_str(), now],
+            let tx = conn.unchecked_transaction()?;
+            finish_row(&tx, id, stage)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Records `r` and calls `make_move` (the move into the inbox) inside one write
+    /// transaction: the requeue is stored only if the move happened, and a move whose record
+    /// cannot be committed is undone. Every document of the requeued outcome (the row's own
+    /// and those its sidecar names) no longer answers the duplicate rule before a submit
+    /// (the `requeued_documents` table): the file is sent again, as the operator asked.
+    pub async fn requeue<M>(&self, r: Requeue, make_move: M) -> anyhow::Result<Requeued>
+    where
+        M: FnOnce() -> std::io::Result<()> + Send + 'static,
+    {
+        self.with(move |conn| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
             )?;
-            Ok(())
+            let newest: Option<(FileId, String)> = tx
+                .query_row(
+                    "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
+                    [path_text(&r.from)],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if let Some((_, stage)) = newest.as_ref().filter(|(_, stage)| {
+                stage.as_str() != Stage::Failed.as_str() && stage.as_str() != Stage::Review.as_str()
+            }) {
+                return Ok(Requeued::NotFinished(stage.clone()));
+            }
+            let row = newest.map(|(id, _)| id);
+            let mut documents = r.documents.clone();
+            if let Some(id) = row {
+                let mut stmt = tx.prepare(
+                    "SELECT document_id FROM files WHERE id = ?1 AND document_id IS NOT NULL
+                     UNION SELECT document_id FROM documents WHERE file_id = ?1",
+                )?;
+                for document in stmt.query_map([id], |row| row.get::<_, String>(0))? {
+                    documents.push(document?);
+                }
+            }
+            documents.sort();
+            documents.dedup();
+            let now = ms(SystemTime::now());
+            for document in &documents {
+                tx.execute(
+                    "INSERT OR IGNORE INTO requeued_documents (document_id, file_id, at) VALUES (?1, ?2, ?3)",
+                    params![document, row, now],
+                )?;
+            }
+            let details = serde_json::json!({
+                "from": path_text(&r.from),
+                "to": path_text(&r.to),
+                "sidecar": path_text(&r.sidecar),
+                "sidecar_json": serde_json::from_str::<serde_json::Value>(&r.sidecar_json)
+                    .unwrap_or(serde_json::Value::String(r.sidecar_json.clone())),
+                "documents": documents,
+            });
+            history::append(&tx, row, transition::REQUEUED, details)?;
+            if let Err(e) = make_move() {
+                return Ok(Requeued::MoveFailed(e));
+            }
+            if let Err(e) = tx.commit() {
+                if let Err(undo) = crate::store::fsutil::rename_noclobber(&r.to, &r.from) {
+                    tracing::error!(
+                        "the requeue of {} could not be recorded ({e}) and moving it back failed ({undo}): it is in the inbox as {}",
+                        r.from.display(),
+                        r.to.display()
+                    );
+                }
+                return Err(e);
+            }
+            Ok(Requeued::Moved(row))
         })
         .await
     }
@@ -575,10 +777,24 @@ impl Journal {
         .await
     }
 
-    /// Stores how long the daemon has been asking for this file's result.
-    pub async fn set_poll_asked(&self, id: FileId, asked: Duration) -> anyhow::Result<()> {
+    /// Stores how long the daemon has been asking for this file's result, and counts the ask
+    /// (and whether it answered "still processing") for the history's "polled" line.
+    pub async fn set_poll_asked(
+        &self,
+        id: FileId,
+        asked: Duration,
+        still_processing: bool,
+    ) -> anyhow::Result<()> {
         let asked_ms = i64::try_from(asked.as_millis()).unwrap_or(i64::MAX);
-        self.set(id, "poll_asked_ms = ?2", asked_ms).await
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE files SET poll_asked_ms = ?2, polls = polls + 1,
+                 polls_pending = polls_pending + ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, asked_ms, still_processing as i64, ms(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records when this file's result was found ready and when it was last still pending
@@ -630,13 +846,16 @@ impl Journal {
         request: String,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
+            let tx = conn.unchecked_transaction()?;
             let now = ms(SystemTime::now());
-            conn.execute(
+            tx.execute(
                 "UPDATE files SET stage = 'submitted', document_id = ?2, duplicate_of = ?2,
                  submitted_at = ?3, updated_at = ?3, request = ?4 WHERE id = ?1",
                 params![id, document_id, now, request],
             )?;
-            Ok(())
+            let details = serde_json::json!({"document_id": document_id});
+            history::append(&tx, Some(id), transition::ANSWERED_FROM, details)?;
+            tx.commit()
         })
         .await
     }
@@ -648,6 +867,9 @@ impl Journal {
     /// content and request (see [`Journal::record_document`]), this file's own included: an
     /// answer that was not used when it came (the file was touched while it was sent, the
     /// daemon stopped before using it) still answers the same bytes.
+    ///
+    /// Documents of an outcome the operator requeued are skipped: the file is sent again
+    /// (see [`Journal::requeue`]); [`Journal::same_content_after_conflict`] still uses them.
     pub async fn same_content(
         &self,
         id: FileId,
@@ -655,44 +877,22 @@ impl Journal {
         request: String,
         inbox: PathBuf,
     ) -> anyhow::Result<SameContent> {
-        self.with(move |conn| {
-            let with_document: Option<(String, String)> = conn
-                .query_row(
-                    "SELECT document_id, name FROM files
-                     WHERE sha256 = ?1 AND id != ?2 AND document_id IS NOT NULL
-                       AND (request = ?3 OR (request IS NULL AND inbox = ?4))
-                     ORDER BY id LIMIT 1",
-                    params![sha256, id, request, path_text(&inbox)],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((document_id, name)) = with_document {
-                return Ok(SameContent::Document {
-                    document_id,
-                    name,
-                    ours: false,
-                });
-            }
-            let recorded: Option<(String, String, FileId)> = conn
-                .query_row(
-                    "SELECT d.document_id, COALESCE(f.name, '?'), d.file_id FROM documents d
-                     LEFT JOIN files f ON f.id = d.file_id
-                     WHERE d.sha256 = ?1 AND d.request = ?2
-                     ORDER BY d.file_id = ?3 DESC, d.received_at LIMIT 1",
-                    params![sha256, request, id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            Ok(match recorded {
-                Some((document_id, name, file)) => SameContent::Document {
-                    document_id,
-                    name,
-                    ours: file == id,
-                },
-                None => SameContent::None,
-            })
-        })
-        .await
+        self.with(move |conn| lookup_same_content(conn, id, &sha256, &request, &inbox, true))
+            .await
+    }
+
+    /// Like [`Journal::same_content`], after the service answered 409 (it has this content
+    /// and will not process it again): any document the journal has for it answers, a
+    /// requeued outcome's included, rather than failing the file as a duplicate.
+    pub async fn same_content_after_conflict(
+        &self,
+        id: FileId,
+        sha256: String,
+        request: String,
+        inbox: PathBuf,
+    ) -> anyhow::Result<SameContent> {
+        self.with(move |conn| lookup_same_content(conn, id, &sha256, &request, &inbox, false))
+            .await
     }
 
     /// What was asked when `document_id` was obtained, if the journal knows that document:
@@ -722,10 +922,13 @@ impl Journal {
         .await
     }
 
-    /// Forgets finished files older than `keep` (and with them their content hashes).
+    /// Forgets finished files older than `keep` (and with them their content hashes, their
+    /// documents and their history).
     pub async fn prune(&self, keep: Duration) -> anyhow::Result<usize> {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
         self.with(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let conn = &tx;
             let forgotten = conn.execute(
                 "DELETE FROM files WHERE stage IN ('done', 'review', 'failed', 'lost') AND finished_at < ?1",
                 [cutoff],
@@ -734,6 +937,20 @@ impl Journal {
                 "DELETE FROM documents WHERE file_id NOT IN (SELECT id FROM files)",
                 [],
             )?;
+            // A file's history goes with its row; a requeue recorded without a row (its row
+            // was pruned before) goes after keep_history like the rows.
+            conn.execute(
+                "DELETE FROM history WHERE (file_id IS NOT NULL AND file_id NOT IN (SELECT id FROM files))
+                    OR (file_id IS NULL AND at < ?1)",
+                [cutoff],
+            )?;
+            conn.execute(
+                "DELETE FROM requeued_documents WHERE document_id NOT IN
+                    (SELECT document_id FROM files WHERE document_id IS NOT NULL
+                     UNION SELECT document_id FROM documents)",
+                [],
+            )?;
+            tx.commit()?;
             Ok(forgotten)
         })
         .await
@@ -772,19 +989,106 @@ impl Journal {
         })
         .await
     }
+}
 
-    /// Runs one `UPDATE files SET <set>, updated_at = now WHERE id = ?1` with `?2` bound.
-    async fn set<V>(&self, id: FileId, set: &'static str, value: V) -> anyhow::Result<()>
-    where
-        V: rusqlite::ToSql + Send + 'static,
-    {
-        self.with(move |conn| {
-            let sql = format!("UPDATE files SET {set}, updated_at = ?3 WHERE id = ?1");
-            conn.execute(&sql, params![id, value, ms(SystemTime::now())])?;
-            Ok(())
-        })
-        .await
+/// Sets the row's final stage and appends its "finished" (or "lost") line, unless it was
+/// already in that stage (a repeated call after an unclear commit adds nothing).
+fn finish_row(tx: &rusqlite::Transaction<'_>, id: FileId, stage: Stage) -> rusqlite::Result<()> {
+    let was: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT stage, final_path FROM files WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let now = ms(SystemTime::now());
+    tx.execute(
+        "UPDATE files SET stage = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![id, stage.as_str(), now],
+    )?;
+    let Some((was, final_path)) = was else {
+        return Ok(());
+    };
+    if was == stage.as_str() {
+        return Ok(());
     }
+    if stage == Stage::Lost {
+        return history::append(tx, Some(id), transition::LOST, serde_json::json!({}));
+    }
+    let sidecar = final_path
+        .as_deref()
+        .map(|p| path_text(&crate::store::layout::sidecar_path(Path::new(p))));
+    let details = serde_json::json!({
+        "stage": stage.as_str(),
+        "final_path": final_path,
+        "sidecar": sidecar,
+    });
+    history::append(tx, Some(id), transition::FINISHED, details)
+}
+
+/// The "finishing" line's details: where the original goes, its sidecar, and the outcome
+/// the sidecar states (status, and for a failure its kind, HTTP status and message).
+fn finishing_details(final_path: &Path, sidecar: &str) -> serde_json::Value {
+    let parsed: serde_json::Value = serde_json::from_str(sidecar).unwrap_or_default();
+    let error = parsed.get("error").filter(|e| !e.is_null());
+    let field = |key: &str| error.and_then(|e| e.get(key)).cloned();
+    serde_json::json!({
+        "final_path": path_text(final_path),
+        "sidecar": path_text(&crate::store::layout::sidecar_path(final_path)),
+        "status": parsed.get("status").cloned(),
+        "kind": field("kind"),
+        "http_status": field("http_status"),
+        "message": field("message"),
+    })
+}
+
+/// The duplicate rule's lookup (see [`Journal::same_content`]); `skip_requeued` leaves out
+/// the documents of requeued outcomes.
+fn lookup_same_content(
+    conn: &Connection,
+    id: FileId,
+    sha256: &str,
+    request: &str,
+    inbox: &Path,
+    skip_requeued: bool,
+) -> rusqlite::Result<SameContent> {
+    let with_document: Option<(String, String)> = conn
+        .query_row(
+            "SELECT document_id, name FROM files
+             WHERE sha256 = ?1 AND id != ?2 AND document_id IS NOT NULL
+               AND (request = ?3 OR (request IS NULL AND inbox = ?4))
+               AND NOT (?5 AND document_id IN (SELECT document_id FROM requeued_documents))
+             ORDER BY id LIMIT 1",
+            params![sha256, id, request, path_text(inbox), skip_requeued],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((document_id, name)) = with_document {
+        return Ok(SameContent::Document {
+            document_id,
+            name,
+            ours: false,
+        });
+    }
+    let recorded: Option<(String, String, FileId)> = conn
+        .query_row(
+            "SELECT d.document_id, COALESCE(f.name, '?'), d.file_id FROM documents d
+             LEFT JOIN files f ON f.id = d.file_id
+             WHERE d.sha256 = ?1 AND d.request = ?2
+               AND NOT (?4 AND d.document_id IN (SELECT document_id FROM requeued_documents))
+             ORDER BY d.file_id = ?3 DESC, d.received_at LIMIT 1",
+            params![sha256, request, id, skip_requeued],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(match recorded {
+        Some((document_id, name, file)) => SameContent::Document {
+            document_id,
+            name,
+            ours: file == id,
+        },
+        None => SameContent::None,
+    })
 }
 
 const COLUMNS: &str = "id, inbox, name, work_path, size, sha256, stage, document_id, detected_at,
@@ -1056,7 +1360,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let old = j.unfinished().await.unwrap()[0].id;
         assert_eq!(j.poll_asked(old).await.unwrap(), Duration::ZERO);
-        j.set_poll_asked(old, Duration::from_millis(1500))
+        j.set_poll_asked(old, Duration::from_millis(1500), false)
             .await
             .unwrap();
         drop(j);
@@ -1127,6 +1431,162 @@ mod tests {
                 opener.join().unwrap().unwrap();
             }
         }
+    }
+
+    fn transitions(j: &Journal, id: FileId) -> Vec<String> {
+        let conn = j.conn.lock().unwrap();
+        history::of_file(&conn, id)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.transition)
+            .collect()
+    }
+
+    /// Each change of a file's row appends its history line in the same transaction; a
+    /// repeated finish adds none; pruning removes the lines with the row.
+    #[tokio::test]
+    async fn each_change_of_a_row_appends_its_history_line_and_pruning_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.set_sha256(id, "aa".into()).await.unwrap();
+        j.record_preflight(id, None).await.unwrap();
+        j.mark_submitting(id, "r".into()).await.unwrap();
+        j.mark_claimed(id, "HTTP 503 (busy): try 2 of 4".into())
+            .await
+            .unwrap();
+        j.mark_submitting(id, "r".into()).await.unwrap();
+        j.record_document(id, "s-1".into(), "aa".into(), "r".into())
+            .await
+            .unwrap();
+        j.mark_submitted(id, "s-1".into()).await.unwrap();
+        j.set_poll_asked(id, Duration::from_millis(100), true)
+            .await
+            .unwrap();
+        j.set_poll_asked(id, Duration::from_millis(300), false)
+            .await
+            .unwrap();
+        let sidecar =
+            r#"{"status":"failed","error":{"kind":"broken","http_status":null,"message":"m"}}"#;
+        j.mark_finishing(id, "/failed/a.jpg".into(), sidecar.into())
+            .await
+            .unwrap();
+        j.mark_finished(id, Stage::Failed).await.unwrap();
+        j.mark_finished(id, Stage::Failed).await.unwrap();
+        assert_eq!(
+            transitions(&j, id),
+            [
+                "claimed",
+                "hashed",
+                "preflight",
+                "submitting",
+                "not_sent",
+                "submitting",
+                "document",
+                "submitted",
+                "polled",
+                "finishing",
+                "finished"
+            ]
+        );
+        let lines = {
+            let conn = j.conn.lock().unwrap();
+            history::of_file(&conn, id).unwrap()
+        };
+        let polled = &lines[8].details;
+        assert_eq!(
+            (polled["asks"].as_i64(), polled["still_processing"].as_i64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(lines[9].details["kind"], "broken");
+        assert_eq!(lines[10].details["sidecar"], "/failed/a.jpg.json");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(j.prune(Duration::from_millis(10)).await.unwrap(), 1);
+        assert!(transitions(&j, id).is_empty(), "pruned with its row");
+    }
+
+    /// A requeued outcome's documents no longer answer its content before a submit (the
+    /// file is sent again), but still do after the service's 409; the requeue is in the
+    /// history, and only recorded when the move happened.
+    #[tokio::test]
+    async fn a_requeued_outcome_answers_its_content_only_after_a_409() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let first = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        j.set_sha256(first, "aa".into()).await.unwrap();
+        j.mark_submitting(first, "r".into()).await.unwrap();
+        j.record_document(first, "s-1".into(), "aa".into(), "r".into())
+            .await
+            .unwrap();
+        j.mark_submitted(first, "s-1".into()).await.unwrap();
+        j.mark_finishing(first, "/failed/a.jpg".into(), "{}".into())
+            .await
+            .unwrap();
+        j.mark_finished(first, Stage::Failed).await.unwrap();
+        let requeue = |moved: bool| Requeue {
+            from: "/failed/a.jpg".into(),
+            to: "/in/a.jpg".into(),
+            sidecar: "/failed/a.jpg.json".into(),
+            sidecar_json: format!("{{\"moved\": {moved}}}"),
+            documents: Vec::new(),
+        };
+        let refused = j
+            .requeue(requeue(false), || {
+                Err(std::io::ErrorKind::AlreadyExists.into())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(refused, Requeued::MoveFailed(_)), "{refused:?}");
+        assert!(!transitions(&j, first).contains(&"requeued".to_string()));
+        let again = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        let before = j
+            .same_content(again, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(before, SameContent::Document { .. }),
+            "not requeued yet"
+        );
+
+        let done = j.requeue(requeue(true), || Ok(())).await.unwrap();
+        assert!(
+            matches!(done, Requeued::Moved(Some(id)) if id == first),
+            "{done:?}"
+        );
+        assert_eq!(
+            transitions(&j, first).last().map(String::as_str),
+            Some("requeued")
+        );
+        assert_eq!(
+            j.same_content(again, "aa".into(), "r".into(), "/in".into())
+                .await
+                .unwrap(),
+            SameContent::None,
+            "sent again"
+        );
+        let after_409 = j
+            .same_content_after_conflict(again, "aa".into(), "r".into(), "/in".into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&after_409, SameContent::Document { document_id, .. } if document_id == "s-1"),
+            "{after_409:?}"
+        );
+    }
+
+    /// A journal written before the history existed gains its tables at open and keeps
+    /// working.
+    #[tokio::test]
+    async fn an_older_journal_gains_the_history_table() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
+        assert_eq!(transitions(&j, id), ["claimed"]);
     }
 
     #[tokio::test]

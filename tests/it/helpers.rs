@@ -996,3 +996,40 @@ impl TestEnv {
         logs
     }
 }
+
+/// The transitions in the history of the newest journal row named `name` (read-only, while
+/// the daemon runs); empty if there is no such row yet.
+pub fn transitions_of(env: &TestEnv, name: &str) -> Vec<String> {
+    let path = layout::journal_path(&env.state_dir);
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT transition FROM history WHERE file_id =
+            (SELECT MAX(id) FROM files WHERE name = ?1) ORDER BY id",
+    ) else {
+        return Vec::new();
+    };
+    let rows = stmt.query_map([name], |r| r.get::<_, String>(0));
+    rows.map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Waits until the history of the newest file named `name` has `transition` (e.g.
+/// "finished", "requeued", "delivery_closed") `times` times.
+pub async fn wait_for_transition(env: &TestEnv, name: &str, transition: &str, times: usize) {
+    wait_until(
+        &format!("{name}: {transition} x{times} in its history"),
+        || {
+            transitions_of(env, name)
+                .iter()
+                .filter(|t| t.as_str() == transition)
+                .count()
+                >= times
+        },
+    )
+    .await
+}

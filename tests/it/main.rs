@@ -9,6 +9,7 @@ mod chaos;
 mod check;
 mod cli;
 mod delivery;
+mod explain;
 mod finishing;
 mod hardening;
 mod helpers;

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 
-use super::{FileId, Journal, Stage, from_ms, ms, path_text};
+use super::history::{self, transition};
+use super::{FileId, Journal, Stage, finish_row, from_ms, ms, path_text};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -148,11 +149,7 @@ impl Journal {
                 let was: Option<String> = tx
                     .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
                     .ok();
-                let now = ms(SystemTime::now());
-                tx.execute(
-                    "UPDATE files SET stage = ?2, finished_at = ?3, updated_at = ?3 WHERE id = ?1",
-                    params![id, stage.as_str(), now],
-                )?;
+                finish_row(&tx, id, stage)?;
                 let mut recorded = false;
                 if let Some(outcome) = outcome.filter(|_| was.as_deref() == Some("finishing")) {
                     insert_outcome(&tx, id, &outcome)?;
@@ -226,12 +223,22 @@ impl Journal {
         error: String,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            let owner = history::delivery_owner(&tx, id)?;
+            tx.execute(
                 "UPDATE deliveries SET attempts = ?2, next_at = ?3, last_error = ?4, updated_at = ?5
                  WHERE id = ?1",
                 params![id, attempts, ms(next_at), error, ms(SystemTime::now())],
             )?;
-            Ok(())
+            // A wait that was no try (its inbox is not configured now) adds no line.
+            if let Some((file_id, kind, _)) = owner.filter(|(_, _, tried)| *tried != attempts) {
+                let details = serde_json::json!({
+                    "kind": kind, "delivery_id": id, "attempts": attempts,
+                    "error": error, "next_at_ms": ms(next_at),
+                });
+                history::append(&tx, Some(file_id), transition::DELIVERY_RETRY, details)?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -245,12 +252,20 @@ impl Journal {
         error: Option<String>,
     ) -> anyhow::Result<()> {
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 "UPDATE deliveries SET state = ?2, attempts = ?3, last_error = ?4, updated_at = ?5
                  WHERE id = ?1",
                 params![id, state.as_str(), attempts, error, ms(SystemTime::now())],
             )?;
-            Ok(())
+            if let Some((file_id, kind, _)) = history::delivery_owner(&tx, id)? {
+                let details = serde_json::json!({
+                    "kind": kind, "delivery_id": id, "attempts": attempts,
+                    "state": state.as_str(), "error": error,
+                });
+                history::append(&tx, Some(file_id), transition::DELIVERY_CLOSED, details)?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -311,6 +326,13 @@ fn insert_outcome(
                 ms(now),
             ],
         )?;
+        let details = serde_json::json!({
+            "kind": kind.as_str(),
+            "delivery_id": tx.last_insert_rowid(),
+            "message_id": o.message_id,
+            "status": o.status,
+        });
+        history::append(tx, Some(file_id), transition::DELIVERY_QUEUED, details)?;
     }
     Ok(())
 }
