@@ -190,3 +190,158 @@ fn defaults_then_own<T>(own: Option<Vec<T>>, default: Option<Vec<T>>) -> Option<
         (default, own) => Some(default.into_iter().chain(own).flatten().collect()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::tests::GOOD;
+    use super::super::{Config, ConfigError, TokenRule};
+
+    /// Each shared key with two values the loader accepts (`webhook_secret_file` is checked
+    /// with a `webhook` beside it, and not read: the rule is `Optional`).
+    const SHARED: [(&str, &str, &str); 23] = [
+        ("key", "\"K1\"", "\"K2\""),
+        ("stages", "[\"verification\"]", "[\"biometry_liveness\"]"),
+        ("settle", "\"1s\"", "\"3s\""),
+        ("first_poll", "\"1s\"", "\"2s\""),
+        ("max_poll_interval", "\"10s\"", "\"20s\""),
+        ("result_timeout", "\"5m\"", "\"10m\""),
+        ("watch", "\"poll\"", "\"events\""),
+        ("poll_interval", "\"1s\"", "\"2s\""),
+        ("recursive", "true", "false"),
+        ("ignore", "[\"*.a\"]", "[\"*.b\"]"),
+        ("preflight", "\"warn\"", "\"off\""),
+        ("project_id", "\"U_RATE_3\"", "\"U_RATE_4\""),
+        ("project_field", "\"campaign_id\"", "\"project_id\""),
+        ("tariff", "\"passport_auto\"", "\"universal\""),
+        ("review", "\"/srv/review/a\"", "\"/srv/review/b\""),
+        ("min_confidence", "0.5", "0.9"),
+        ("retention", "\"2d\"", "\"3d\""),
+        (
+            "webhook",
+            "\"https://a.example/h\"",
+            "\"https://b.example/h\"",
+        ),
+        ("webhook_secret_file", "\"a.secret\"", "\"b.secret\""),
+        ("exec", "[\"/bin/a\"]", "[\"/bin/b\"]"),
+        ("exec_timeout", "\"10s\"", "\"20s\""),
+        (
+            "ledger",
+            "\"/srv/ledger/a.jsonl\"",
+            "\"/srv/ledger/b.jsonl\"",
+        ),
+        ("delivery_retry", "[\"1s\"]", "[\"2s\"]"),
+    ];
+
+    /// A config whose one inbox has `inbox` lines, with `defaults` lines in `[defaults]`: the
+    /// inbox as resolved, in `Debug` form.
+    fn inbox(defaults: &str, inbox: &str) -> Result<String, ConfigError> {
+        let text = format!(
+            "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\n[defaults]\n{defaults}\n[[inbox]]\npath = \"/srv/in/a\"\ntype = \"PASSPORT\"\ndone = \"/srv/done/a\"\nfailed = \"/srv/failed/a\"\n{inbox}\n"
+        );
+        let origin = Path::new("/etc/bh/config.toml");
+        let c = Config::parse(&text, origin, None, TokenRule::Optional)?;
+        Ok(format!("{:?}", c.inboxes[0]))
+    }
+
+    /// `webhook_secret_file` means something only beside a `webhook`.
+    fn line(key: &str, value: &str) -> String {
+        match key {
+            "webhook_secret_file" => format!("{key} = {value}\nwebhook = \"https://c.example/h\""),
+            _ => format!("{key} = {value}"),
+        }
+    }
+
+    /// The keys toml lists as known when it refuses `bogus_key` in `table` ("defaults" or
+    /// "inbox").
+    fn known_keys(table: &str) -> Vec<String> {
+        let text = match table {
+            "defaults" => GOOD.replace("[defaults]\n", "[defaults]\nbogus_key = 1\n"),
+            _ => GOOD.replace("first_poll = \"1s\"", "bogus_key = 1"),
+        };
+        let e = Config::from_toml(&text, Path::new("c.toml"), None)
+            .unwrap_err()
+            .to_string();
+        let list = e
+            .split("unknown field `bogus_key`, expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{table}: not refused as unknown: {e}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_shared_key_is_read_from_defaults_and_an_inbox_value_wins() {
+        let shared: Vec<&str> = SHARED.iter().map(|(key, _, _)| *key).collect();
+        assert_eq!(
+            known_keys("defaults"),
+            shared,
+            "every key [defaults] accepts has a case here"
+        );
+        let none = inbox("", "").unwrap();
+        for (key, a, b) in SHARED {
+            let (a, b) = (line(key, a), line(key, b));
+            let in_defaults = inbox(&a, "").unwrap_or_else(|e| panic!("{key}: {e}"));
+            let in_inbox = inbox("", &a).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_ne!(in_defaults, none, "`{key}` in [defaults] has an effect");
+            assert_eq!(
+                in_defaults, in_inbox,
+                "`{key}` means the same in both tables"
+            );
+            let both = inbox(&a, &b).unwrap_or_else(|e| panic!("{key}: {e}"));
+            if key == "ignore" {
+                let joined = inbox("", "ignore = [\"*.a\", \"*.b\"]").unwrap();
+                assert_eq!(both, joined, "both ignore lists apply, [defaults]' first");
+            } else {
+                assert_eq!(both, inbox("", &b).unwrap(), "the inbox's `{key}` wins");
+            }
+        }
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_in_defaults_and_in_an_inbox_with_the_keys_each_accepts() {
+        let shared = known_keys("defaults");
+        let own_first = ["path", "type", "done", "failed"];
+        let own_last = ["sets", "ready_file", "documents"];
+        let expected: Vec<String> = (own_first.iter().map(|k| k.to_string()))
+            .chain(shared.iter().cloned())
+            .chain(own_last.iter().map(|k| k.to_string()))
+            .collect();
+        assert_eq!(known_keys("inbox"), expected);
+        for key in own_first.iter().chain(&own_last) {
+            let text = GOOD.replace("[defaults]\n", &format!("[defaults]\n{key} = \"x\"\n"));
+            let e = Config::from_toml(&text, Path::new("c.toml"), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    ", key `{key}`: unknown field `{key}`, expected one of `key`,"
+                )),
+                "an inbox's own `{key}` is refused in [defaults]: {e}"
+            );
+        }
+        let defaults = GOOD.replace("settle = \"500ms\"", "setle = \"500ms\"");
+        let in_inbox = GOOD.replace("first_poll = \"1s\"", "frist_poll = \"1s\"");
+        for (text, nearest) in [(defaults, "settle"), (in_inbox, "first_poll")] {
+            let e = Config::from_toml(&text, Path::new("c.toml"), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.ends_with(&format!("\ndid you mean `{nearest}`?")), "{e}");
+        }
+        let rule = GOOD.replace(
+            "first_poll = \"1s\"",
+            "sets = true\n\n[[inbox.documents]]\nmatc = \"*\"\ntype = \"X\"",
+        );
+        let e = Config::from_toml(&rule, Path::new("c.toml"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `matc`, expected one of `match`, `type`, `key`, `stages`, `relation`\ndid you mean `match`?"),
+            "{e}"
+        );
+    }
+}
