@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::{ConfigError, InboxConfig, RawInboxSettings, Secret, TokenRule, key_error, normalize};
+use super::folders::normalize;
+use super::inbox_keys::InboxKeys;
+use super::{ConfigError, InboxConfig, Secret, TokenRule, key_error};
 
 /// The built-in retry schedule: the wait before each try of a delivery (the first right
 /// away), as Standard Webhooks senders use; after the last try fails the delivery is given up.
@@ -103,7 +105,7 @@ impl fmt::Debug for SigningKey {
 
 /// The delivery settings of inbox `key("…")`, from its own keys over `[defaults]` (`s`).
 pub(super) fn resolve(
-    s: &RawInboxSettings,
+    s: &InboxKeys,
     key: &dyn Fn(&str) -> String,
 ) -> Result<DeliveryConfig, ConfigError> {
     let webhook = match s.webhook.as_deref().map(str::trim) {

@@ -21,13 +21,18 @@ pub struct DocumentRule {
     pub relation: BTreeMap<String, String>,
 }
 
-/// A rule as written in the file, before it is checked.
-#[derive(Debug, Clone, Default)]
+/// A rule as written in the file (`[[inbox.documents]]`), before it is checked.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RuleText {
+    #[serde(rename = "match")]
     pub pattern: Option<String>,
+    #[serde(rename = "type")]
     pub doc_type: Option<String>,
     pub key: Option<String>,
+    #[serde(default)]
     pub stages: Vec<String>,
+    #[serde(default)]
     pub relation: BTreeMap<String, String>,
 }
 
