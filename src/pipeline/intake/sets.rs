@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use super::{EMPTY_FILE_SETTLE, Hold, Intake, ReadyFile, tail_is_zeros};
+use super::settle::{EMPTY_FILE_SETTLE, Hold, tail_is_zeros};
+use super::{Intake, ReadyFile};
 use crate::pipeline::entries::is_ignored_name;
 use crate::pipeline::preflight;
 use crate::pipeline::set::{self, Listing};
