@@ -10,7 +10,8 @@
 //! without a change. Ready files go to the [`ReadyQueue`](super::ReadyQueue) oldest first,
 //! and a settled file waits while an older one seen just now is still settling. Which
 //! entries count at all is [`entries`](crate::pipeline::entries)' rule. A set's settle and
-//! hold rules are [`sets`](super::sets)'; the reasons ([`Hold`]) are shared.
+//! hold rules are [`sets`](super::sets)'; the content checks ([`content_hold`]) and the
+//! reasons ([`Hold`]) are shared.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -296,13 +297,7 @@ impl Candidate {
         {
             return Some(judged.1);
         }
-        let hold = if tail_is_zeros(path, self.size) {
-            Some(Hold::Zeros)
-        } else if preflight::is_cut_off(path).unwrap_or(false) {
-            Some(Hold::CutOff)
-        } else {
-            None
-        };
+        let hold = content_hold(path, self.size);
         self.judged = stamp.zip(hold).map(Box::new);
         hold
     }
@@ -346,9 +341,21 @@ fn rel_name<'a>(root: &Path, path: &'a Path) -> &'a str {
         .unwrap_or_default()
 }
 
+/// Whether a file's content looks unfinished: its end is still zeros, or it stops before its
+/// format's end. The rule for a single file and for each member of a set.
+pub(super) fn content_hold(path: &Path, size: u64) -> Option<Hold> {
+    if tail_is_zeros(path, size) {
+        Some(Hold::Zeros)
+    } else if preflight::is_cut_off(path).unwrap_or(false) {
+        Some(Hold::CutOff)
+    } else {
+        None
+    }
+}
+
 /// The last [`TAIL_LEN`] bytes are all zero: a file preallocated to its full size (by
 /// `fallocate` or `ftruncate`, as some SMB clients do) and not filled to the end yet.
-pub(super) fn tail_is_zeros(path: &Path, size: u64) -> bool {
+fn tail_is_zeros(path: &Path, size: u64) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     if size < TAIL_LEN {
         return false;
