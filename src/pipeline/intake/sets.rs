@@ -19,9 +19,9 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use super::{EMPTY_FILE_SETTLE, Hold, Intake, ReadyFile, tail_is_zeros};
+use super::settle::{EMPTY_FILE_SETTLE, Hold, content_hold};
+use super::{Intake, ReadyFile};
 use crate::pipeline::entries::is_ignored_name;
-use crate::pipeline::preflight;
 use crate::pipeline::set::{self, Listing};
 
 /// A subfolder of a sets inbox, not offered yet.
@@ -238,15 +238,8 @@ fn set_hold(c: &SetCandidate, folder: &Path, listing: &Listing) -> Option<(Strin
     if let Some(open) = c.open_for_write.iter().next() {
         return Some((open.clone(), Hold::Open));
     }
-    listing.files.iter().find_map(|f| {
-        let path = folder.join(&f.name);
-        let hold = if tail_is_zeros(&path, f.size) {
-            Some(Hold::Zeros)
-        } else if preflight::is_cut_off(&path).unwrap_or(false) {
-            Some(Hold::CutOff)
-        } else {
-            None
-        };
-        hold.map(|h| (f.name.clone(), h))
-    })
+    listing
+        .files
+        .iter()
+        .find_map(|f| content_hold(&folder.join(&f.name), f.size).map(|h| (f.name.clone(), h)))
 }

@@ -1,0 +1,223 @@
+//! Finding new scans: watching the inboxes and deciding when a file (or a set) is complete.
+//!
+//! Intake is blocking filesystem work, so it runs on a thread of its own ([`run`]): one
+//! `Intake` per session, fed notify events and the clock, offering what is ready to the
+//! [`ReadyQueue`]. Its parts, one concept each:
+//!
+//! - `watch.rs`: notify events, polling (`watch = auto` chooses by filesystem), rescans, and
+//!   (re)attaching an inbox that is missing, replaced or remounted.
+//! - `settle.rs`: candidates, the settle rule and the hold rules (open writers, zero tails,
+//!   files cut off before their format's end, `[daemon] hold_limit`).
+//! - `sets.rs`: the same for a subfolder of a `sets` inbox (a document set).
+//! - `ready.rs`: the [`ReadyQueue`] the settled files join, oldest mtime first; it holds
+//!   paths, never contents.
+//!
+//! Symlinks, hard-linked files and anything but regular files are never taken (which entries
+//! count is [`entries`](crate::pipeline::entries)' rule, shared with a set's listing and
+//! `status`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InboxConfig;
+use crate::pipeline::entries::EntryRules;
+
+mod ready;
+mod sets;
+mod settle;
+mod watch;
+
+pub use ready::{ReadyFile, ReadyQueue};
+pub use watch::is_network_fs;
+
+use settle::{CLOSE_GRACE, Candidate};
+use watch::{Watched, watch_limit_hint};
+
+/// What the rest of the daemon sees of the intake thread.
+#[derive(Default)]
+pub struct Liveness {
+    /// Set once every existing inbox is attached and listed (systemd's READY=1 waits for it).
+    pub started: Notify,
+    /// Unix milliseconds of the loop's last turn: the watchdog pings only while this moves.
+    pub last_turn_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Liveness {
+    fn turned(&self) {
+        self.last_turn_ms
+            .store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the loop turned within `limit`.
+    pub fn turned_within(&self, limit: Duration) -> bool {
+        let last = self.last_turn_ms.load(std::sync::atomic::Ordering::Relaxed);
+        unix_ms().saturating_sub(last) <= limit.as_millis() as u64
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The intake loop. Blocking: run it with `spawn_blocking`. Returns when `cancel` fires.
+pub fn run(
+    inboxes: Arc<Vec<InboxConfig>>,
+    queue: Arc<ReadyQueue>,
+    rescan_interval: Duration,
+    hold_limit: Duration,
+    cancel: CancellationToken,
+    liveness: Arc<Liveness>,
+) {
+    let (events_tx, events) = mpsc::channel();
+    // notify calls this on its own thread: forward without blocking, never drop.
+    let watcher = notify::recommended_watcher(move |res| {
+        let _ = events_tx.send(res);
+    })
+    .map_err(|e| {
+        tracing::warn!(
+            "cannot start the folder watcher ({e}){}; every inbox is polled",
+            watch_limit_hint(&e)
+        )
+    })
+    .ok();
+    let mut intake = Intake::new(inboxes, queue, watcher, hold_limit);
+    intake.identity_every = rescan_interval;
+    let tick = intake.tick();
+    // Attach and list every inbox that exists now, then say so.
+    intake.maintain_inboxes(Instant::now());
+    liveness.turned();
+    liveness.started.notify_one();
+    let mut next_settle_check = Instant::now();
+    let mut next_rescan = Instant::now() + rescan_interval;
+    while !cancel.is_cancelled() {
+        liveness.turned();
+        // With files settling, every tick; idle, only when something is due (a polled or
+        // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
+        let now = Instant::now();
+        let wait = if intake.candidates.is_empty() && intake.set_candidates.is_empty() {
+            let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
+            due.saturating_duration_since(now).max(tick)
+        } else {
+            tick
+        };
+        match events.recv_timeout(wait) {
+            Ok(event) => {
+                intake.on_event(event);
+                // Take what else is queued, in bounded batches, so timers still run.
+                for event in events.try_iter().take(10_000) {
+                    intake.on_event(event);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+        }
+        let now = Instant::now();
+        intake.maintain_inboxes(now);
+        if now >= next_rescan {
+            // Safety net for events lost without an overflow notice.
+            intake.scan_all();
+            next_rescan = now + rescan_interval;
+        }
+        if now >= next_settle_check {
+            intake.check_candidates();
+            next_settle_check = Instant::now() + tick;
+        }
+    }
+}
+
+/// The intake loop's slowest turn when idle: often enough for the liveness checks (`/healthz`
+/// wants a turn within 5 s, the systemd watchdog within half `WatchdogSec`), rare enough to
+/// cost nothing.
+const IDLE_TURN: Duration = Duration::from_secs(1);
+
+/// Lists and settle-checks every inbox `passes` times, as the loop does each
+/// `poll_interval`, without a watcher; returns the files seen. For the scale benchmark
+/// (`benches/scale.rs`), which measures what one pass costs.
+pub fn poll_passes(inboxes: Arc<Vec<InboxConfig>>, passes: usize) -> usize {
+    let hold_limit = Duration::from_secs(300);
+    let mut intake = Intake::new(inboxes, Arc::new(ReadyQueue::default()), None, hold_limit);
+    for _ in 0..passes {
+        intake.scan_all_unattached();
+        intake.check_candidates();
+    }
+    intake.candidates.len()
+}
+
+/// One session's intake: what is watched, what is settling, what was said. Its methods live
+/// beside the concept they serve (`watch.rs`, `settle.rs`, `sets.rs`).
+struct Intake {
+    /// The inboxes of the config, by index.
+    inboxes: Arc<Vec<InboxConfig>>,
+    /// Where ready files go (the claim loop takes them from there).
+    queue: Arc<ReadyQueue>,
+    /// None when notify could not start: then every inbox is polled.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Per inbox (same index): how it is watched right now.
+    watched: Vec<Watched>,
+    /// Files seen and not ready yet (see `settle.rs`).
+    candidates: HashMap<PathBuf, Candidate>,
+    /// Subfolders of sets inboxes not offered yet (see `sets.rs`).
+    set_candidates: HashMap<PathBuf, sets::SetCandidate>,
+    /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
+    warned: HashSet<PathBuf>,
+    /// How long a settled file that looks unfinished is held without a change (`[daemon]
+    /// hold_limit`).
+    hold_limit: Duration,
+    /// How often an inbox watched by events is checked for having been replaced or remounted
+    /// (`rescan_interval`; its deletion arrives as an event at once).
+    identity_every: Duration,
+}
+
+impl Intake {
+    fn new(
+        inboxes: Arc<Vec<InboxConfig>>,
+        queue: Arc<ReadyQueue>,
+        watcher: Option<notify::RecommendedWatcher>,
+        hold_limit: Duration,
+    ) -> Intake {
+        let now = Instant::now();
+        let watched = inboxes
+            .iter()
+            .map(|inbox| Watched::new(EntryRules::new(inbox), now))
+            .collect();
+        Intake {
+            inboxes,
+            queue,
+            watcher,
+            watched,
+            candidates: HashMap::new(),
+            set_candidates: HashMap::new(),
+            warned: HashSet::new(),
+            hold_limit,
+            identity_every: Duration::from_secs(60),
+        }
+    }
+
+    /// The loop's heartbeat: often enough to settle a file about `settle` after its last
+    /// change and to honour the shortest `poll_interval`.
+    fn tick(&self) -> Duration {
+        let shortest = self
+            .inboxes
+            .iter()
+            .flat_map(|i| [i.settle / 4, i.poll_interval, CLOSE_GRACE / 2])
+            .min()
+            .unwrap_or(Duration::from_millis(250));
+        shortest.clamp(Duration::from_millis(20), Duration::from_millis(250))
+    }
+
+    /// Says `what` about `path` at WARN, once per path.
+    fn warn_once(&mut self, path: &Path, what: &str) {
+        if self.warned.insert(path.to_path_buf()) {
+            tracing::warn!(file = %path.display(), "{what}");
+        }
+    }
+}
