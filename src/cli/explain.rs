@@ -398,9 +398,10 @@ fn describe(line: &Line) -> String {
                 Some(ready) => format!("result ready {ready} after the submit; "),
                 None => String::new(),
             };
+            let asks = s("asks");
+            let plural = if asks == "1" { "" } else { "s" };
             format!(
-                "{ready}{} asks, {} answered 425 (still processing), {} spent asking",
-                s("asks"),
+                "{ready}{asks} ask{plural}, {} answered 425 (still processing), {} spent asking",
                 s("still_processing"),
                 millis("asked_ms")
                     .map(|d| d.to_string())
