@@ -318,21 +318,6 @@ async fn wait_for_second_run(env: &TestEnv, name: &str, original: &Path) {
     .await
 }
 
-const KYC: &str = r#"sets = true
-[[inbox.documents]]
-match = "*selfie*"
-type = "SELFIE"
-key = "SELFIE1"
-stages = ["biometry_liveness"]
-
-[[inbox.documents]]
-match = "*"
-type = "PASSPORT"
-key = "PASSPORT1"
-stages = ["biometry_match"]
-relation = { biometry_match = "SELFIE1" }
-"#;
-
 /// A file the service refused (HTTP 400) is requeued from failed/ while the daemon runs: it
 /// is taken from the inbox again, sent, and finishes with a new sidecar; its history keeps
 /// the first outcome and the requeue.

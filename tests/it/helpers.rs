@@ -1045,3 +1045,20 @@ pub async fn wait_for_transition(env: &TestEnv, name: &str, transition: &str, ti
     )
     .await
 }
+
+/// A sets inbox's KYC rules (as in the README): a selfie with liveness, a passport matched
+/// against it.
+pub const KYC: &str = r#"sets = true
+[[inbox.documents]]
+match = "*selfie*"
+type = "SELFIE"
+key = "SELFIE1"
+stages = ["biometry_liveness"]
+
+[[inbox.documents]]
+match = "*"
+type = "PASSPORT"
+key = "PASSPORT1"
+stages = ["biometry_match"]
+relation = { biometry_match = "SELFIE1" }
+"#;

@@ -14,22 +14,6 @@ use rustix::process::Signal;
 
 use crate::helpers::*;
 
-/// The issue's KYC rules: a selfie with liveness, a passport matched against it.
-const KYC: &str = r#"sets = true
-[[inbox.documents]]
-match = "*selfie*"
-type = "SELFIE"
-key = "SELFIE1"
-stages = ["biometry_liveness"]
-
-[[inbox.documents]]
-match = "*"
-type = "PASSPORT"
-key = "PASSPORT1"
-stages = ["biometry_match"]
-relation = { biometry_match = "SELFIE1" }
-"#;
-
 /// One PASSPORT inbox configured with `extra` (e.g. [`KYC`]).
 async fn env_with(extra: &str) -> TestEnv {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
