@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod deliveries;
+pub mod fail_points;
 pub mod history;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
 use history::transition;
@@ -354,6 +355,7 @@ impl Journal {
         let mut conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        fail_points::install(&conn);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -383,6 +385,7 @@ impl Journal {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             let before = guard.total_changes();
             let out = f(&guard);
+            fail_points::committed();
             if guard.total_changes() != before {
                 changed.notify_one();
             }
