@@ -682,9 +682,11 @@ impl Journal {
         .await
     }
 
-    /// Records `r` and calls `make_move` (the move into the inbox) inside one write
-    /// transaction: the requeue is stored only if the move happened, and a move whose record
-    /// cannot be committed is undone. Every document of the requeued outcome (the row's own
+    /// Records `r` and calls `make_move` (the move into the inbox and the sidecar's removal)
+    /// inside one write transaction, so that once it is committed nothing is left to do: the
+    /// requeue is stored only if the move happened, and a move whose record cannot be
+    /// committed is undone (the original moved back, its sidecar written again from
+    /// `r.sidecar_json`). Every document of the requeued outcome (the row's own
     /// and those its sidecar names) no longer answers the duplicate rule before a submit
     /// (the `requeued_documents` table): the file is sent again, as the operator asked.
     pub async fn requeue<M>(&self, r: Requeue, make_move: M) -> anyhow::Result<Requeued>
@@ -747,6 +749,18 @@ impl Journal {
                         r.from.display(),
                         r.to.display()
                     );
+                } else if !crate::store::fsutil::exists(&r.sidecar) {
+                    let written = crate::store::fsutil::write_new_file_atomic(
+                        &r.sidecar,
+                        r.sidecar_json.as_bytes(),
+                        crate::store::fsutil::FILE_MODE,
+                    );
+                    if let Err(undo) = written {
+                        tracing::error!(
+                            "the requeue of {} could not be recorded ({e}); it was moved back, but its sidecar could not be written again ({undo}): its content is in the journal",
+                            r.from.display()
+                        );
+                    }
                 }
                 return Err(e);
             }

@@ -21,7 +21,8 @@ use crate::helpers::*;
 
 /// Every transition name, and whether the workload below passes through it. Those it does
 /// not need a hand in the work folder while a file is sent (its bytes rewritten:
-/// `superseded`; the file deleted: `lost`) or are the `requeue` command's, not the daemon's.
+/// `superseded`; the file deleted: `lost`). `requeued` is the `requeue` command's: its runs
+/// crash that command, beside the running daemon, once the workload has ended.
 const TRANSITIONS: &[(&str, bool)] = &[
     (transition::CLAIMED, true),
     (transition::HASHED, true),
@@ -39,7 +40,7 @@ const TRANSITIONS: &[(&str, bool)] = &[
     (transition::DELIVERY_QUEUED, true),
     (transition::DELIVERY_RETRY, true),
     (transition::DELIVERY_CLOSED, true),
-    (transition::REQUEUED, false),
+    (transition::REQUEUED, true),
 ];
 
 /// The workload: two files of the same content (one answered from the other's document),
@@ -79,7 +80,9 @@ async fn a_crash_right_before_or_after_any_transition_loses_nothing_and_pays_not
             let slots = slots.clone();
             runs.spawn(async move {
                 let _slot = slots.acquire_owned().await.unwrap();
-                let outcome = if reached {
+                let outcome = if name == transition::REQUEUED {
+                    crash_while_requeueing(&point).await
+                } else if reached {
                     crash_and_restart(&point).await
                 } else {
                     Ok("not reached by this workload (documented)".to_string())
@@ -141,7 +144,7 @@ async fn crash_and_restart(point: &str) -> Outcome {
         ));
     }
     let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(&env).await;
+    let ended = wait_until_everything_ended(&env, 1).await;
     restarted.signal(Signal::TERM);
     let stopped = restarted.wait(Duration::from_secs(5)).await;
     let log = format!("{crash_log}{}", restarted.stderr());
@@ -152,6 +155,59 @@ async fn crash_and_restart(point: &str) -> Outcome {
         ));
     }
     check_nothing_lost_or_paid_twice(&env).map_err(|e| format!("{e}; log:\n{log}"))
+}
+
+/// A `requeued` run: the workload ends under a daemon without fail points, then `requeue`
+/// of the refused file, with `point` armed, must die there; the daemon goes on. The file
+/// must end again, once, in failed/ with its sidecar (a second row for its name).
+async fn crash_while_requeueing(point: &str) -> Outcome {
+    let env = workload_env().await;
+    let mut daemon = env.spawn_binary(&[]);
+    drop_workload(&env);
+    let ended = wait_until_everything_ended(&env, 1).await;
+    let requeued = match ended {
+        Ok(()) => requeue_crashing_at(&env, point),
+        Err(e) => Err(e),
+    };
+    let ended = match requeued {
+        Ok(()) => wait_until_everything_ended(&env, 2).await,
+        Err(e) => Err(e),
+    };
+    daemon.signal(Signal::TERM);
+    let stopped = daemon.wait(Duration::from_secs(5)).await;
+    let log = daemon.stderr();
+    ended.map_err(|e| format!("{e}; log:\n{log}"))?;
+    if !stopped.success() || log.contains("panicked") {
+        return Err(format!("the daemon ended with {stopped}; log:\n{log}"));
+    }
+    check_nothing_lost_or_paid_twice(&env)
+        .map(|line| line.replacen("killed, restarted", "requeue killed, daemon ran on", 1))
+        .map_err(|e| format!("{e}; log:\n{log}"))
+}
+
+/// Runs `requeue failed/<REFUSED>` with `point` armed; it must be killed there.
+fn requeue_crashing_at(env: &TestEnv, point: &str) -> Result<(), String> {
+    let config = env.write_config();
+    let original = env.inboxes[0].failed.join(REFUSED);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beorg-hotfolder"))
+        .arg("requeue")
+        .arg(&original)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("BEORG_TOKEN")
+        .env("FAILPOINTS", format!("{point}=return"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let killed_there = said.contains(&format!("fail point {point}: killing the daemon"));
+    if out.status.signal() != Some(Signal::KILL.as_raw()) || !killed_there {
+        return Err(format!(
+            "requeue ended with {}, not killed at the point: {said}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    Ok(())
 }
 
 async fn workload_env() -> TestEnv {
@@ -177,18 +233,20 @@ fn drop_workload(env: &TestEnv) {
     env.drop_bytes(0, REFUSED, b"not a scan\n");
 }
 
-/// Every file finished, with its sidecar, and each of its deliveries closed.
-async fn wait_until_everything_ended(env: &TestEnv) -> Result<(), String> {
+/// Every file finished, with its sidecar, and each of its deliveries closed; the refused
+/// file under its `refused_rows`-th journal row (2 once it was requeued).
+async fn wait_until_everything_ended(env: &TestEnv, refused_rows: usize) -> Result<(), String> {
     let inbox = env.inboxes[0].clone();
     let ended = || {
-        NAMES.iter().all(|name| {
-            let has_sidecar = [&inbox.done, &inbox.failed]
-                .iter()
-                .any(|dir| layout::sidecar_path(&dir.join(name)).exists());
-            let history = history_of(env, name);
-            let (queued, closed) = deliveries(&history);
-            has_sidecar && !queued.is_empty() && queued == closed
-        })
+        rows_named(env, REFUSED) == refused_rows
+            && NAMES.iter().all(|name| {
+                let has_sidecar = [&inbox.done, &inbox.failed]
+                    .iter()
+                    .any(|dir| layout::sidecar_path(&dir.join(name)).exists());
+                let history = history_of(env, name);
+                let (queued, closed) = deliveries(&history);
+                has_sidecar && !queued.is_empty() && queued == closed
+            })
     };
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !ended() {
@@ -356,6 +414,19 @@ fn check_history(name: &str, history: &[(String, Value)], sidecar: &Sidecar) -> 
         return fail(&format!("deliveries queued {queued:?}, closed {closed:?}"));
     }
     Ok(())
+}
+
+/// How many journal rows have `name`.
+fn rows_named(env: &TestEnv, name: &str) -> usize {
+    let path = layout::journal_path(&env.state_dir);
+    rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| {
+            conn.busy_timeout(Duration::from_secs(5))?;
+            conn.query_row("SELECT COUNT(*) FROM files WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map_or(0, |n| n as usize)
 }
 
 fn names_of(history: &[(String, Value)]) -> Vec<&str> {
