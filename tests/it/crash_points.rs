@@ -19,10 +19,12 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// Every transition name, and whether the workload below passes through it. Those it does
-/// not need a hand in the work folder while a file is sent (its bytes rewritten:
-/// `superseded`; the file deleted: `lost`). `requeued` is the `requeue` command's: its runs
-/// crash that command, beside the running daemon, once the workload has ended.
+/// Every transition name, and whether the workload below passes through it. `lost` needs a
+/// file deleted by hand from the work folder before anything was paid for it: it ends with
+/// no original and no sidecar, outside these checks. `superseded` has its own workload (a
+/// file rewritten while it is sent) in the ignored test below: it fails today. `requeued` is
+/// the `requeue` command's: its runs crash that command, beside the running daemon, once the
+/// workload has ended.
 const TRANSITIONS: &[(&str, bool)] = &[
     (transition::CLAIMED, true),
     (transition::HASHED, true),
@@ -120,6 +122,26 @@ async fn a_crash_right_before_or_after_any_transition_loses_nothing_and_pays_not
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Open: killed right before or after it stores that a rewritten file's first answer is
+/// superseded, the daemon restarts with the hash of the file's earlier bytes in the journal,
+/// answers the file from the document of those bytes (the superseded one, after) and moves it
+/// to done/ with a sidecar that describes other content than the file beside it; the new
+/// bytes are never sent. Run with `--ignored` once resuming re-checks a file's content.
+#[ignore = "open: after a crash as a rewrite is noticed, the file gets its old bytes' answer"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_as_a_rewritten_files_answer_is_superseded_sends_its_new_bytes() {
+    LazyLock::force(&SCANS);
+    let mut failures = Vec::new();
+    for when in ["before", "after"] {
+        let point = format!("{when}:{}", transition::SUPERSEDED);
+        match crash_when_a_rewritten_answer_is_superseded(&point).await {
+            Ok(line) => eprintln!("| superseded | {when} | {line} |"),
+            Err(e) => failures.push(format!("{point}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// One run: the daemon with `point` armed must die there; started again, it must end every
 /// file with nothing lost or paid twice. Returns the table's outcome line, or what failed.
 async fn crash_and_restart(point: &str) -> Outcome {
@@ -144,7 +166,7 @@ async fn crash_and_restart(point: &str) -> Outcome {
         ));
     }
     let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(&env, 1).await;
+    let ended = wait_until_everything_ended(&env, &NAMES, (REFUSED, 1)).await;
     restarted.signal(Signal::TERM);
     let stopped = restarted.wait(Duration::from_secs(5)).await;
     let log = format!("{crash_log}{}", restarted.stderr());
@@ -154,7 +176,63 @@ async fn crash_and_restart(point: &str) -> Outcome {
             "the restarted daemon ended with {stopped}; log:\n{log}"
         ));
     }
-    check_nothing_lost_or_paid_twice(&env).map_err(|e| format!("{e}; log:\n{log}"))
+    check_nothing_lost_or_paid_twice(&env, &NAMES).map_err(|e| format!("{e}; log:\n{log}"))
+}
+
+/// The `superseded` workload: one scan whose submit is answered slowly, rewritten in the
+/// work folder while it is sent. Its first document is superseded and it is sent again.
+const REWRITTEN: &str = "rewritten.png";
+
+/// A `superseded` run: the daemon with `point` armed must die there; started again, the
+/// rewritten file ends once, each content paid once, both documents in its sidecar.
+async fn crash_when_a_rewritten_answer_is_superseded(point: &str) -> Outcome {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    let ledger = env.dir.path().join("outcomes.jsonl");
+    env.inboxes[0].extra = format!("ledger = \"{}\"\n", ledger.display());
+    env.api("request_timeout = \"10s\"");
+    env.emulator
+        .delay_next(Endpoint::Submit, Duration::from_millis(800), 1);
+    let armed = format!("{point}=return");
+    let mut crashed = env.spawn_binary(&[("FAILPOINTS", armed.as_str())]);
+    let (first, second) = &*SCANS;
+    env.drop_bytes(0, REWRITTEN, first);
+    let work = layout::work_dir(&env.inboxes[0].path);
+    wait_until("the submit on its way", || !env.submits().is_empty()).await;
+    let claimed = files_in(&work);
+    let [claimed] = &claimed[..] else {
+        return Err(format!(
+            "one claimed file expected in the work folder: {claimed:?}"
+        ));
+    };
+    std::fs::write(work.join(claimed), second).unwrap();
+    let status = match tokio::time::timeout(DEADLINE, crashed.child.wait()).await {
+        Ok(status) => status.map_err(|e| e.to_string())?,
+        Err(_) => {
+            crashed.signal(Signal::KILL);
+            return Err(format!(
+                "the point was never hit: the daemon was still running after {DEADLINE:?}"
+            ));
+        }
+    };
+    let crash_log = crashed.stderr();
+    let killed_there = crash_log.contains(&format!("fail point {point}: killing the daemon"));
+    if status.signal() != Some(Signal::KILL.as_raw()) || !killed_there {
+        return Err(format!(
+            "the daemon ended with {status}, not killed at the point; log:\n{crash_log}"
+        ));
+    }
+    let mut restarted = env.spawn_binary(&[]);
+    let ended = wait_until_everything_ended(&env, &[REWRITTEN], (REWRITTEN, 1)).await;
+    restarted.signal(Signal::TERM);
+    let stopped = restarted.wait(Duration::from_secs(5)).await;
+    let log = format!("{crash_log}{}", restarted.stderr());
+    ended.map_err(|e| format!("{e}; log:\n{log}"))?;
+    if !stopped.success() || log.contains("panicked") {
+        return Err(format!(
+            "the restarted daemon ended with {stopped}; log:\n{log}"
+        ));
+    }
+    check_nothing_lost_or_paid_twice(&env, &[REWRITTEN]).map_err(|e| format!("{e}; log:\n{log}"))
 }
 
 /// A `requeued` run: the workload ends under a daemon without fail points, then `requeue`
@@ -164,13 +242,13 @@ async fn crash_while_requeueing(point: &str) -> Outcome {
     let env = workload_env().await;
     let mut daemon = env.spawn_binary(&[]);
     drop_workload(&env);
-    let ended = wait_until_everything_ended(&env, 1).await;
+    let ended = wait_until_everything_ended(&env, &NAMES, (REFUSED, 1)).await;
     let requeued = match ended {
         Ok(()) => requeue_crashing_at(&env, point),
         Err(e) => Err(e),
     };
     let ended = match requeued {
-        Ok(()) => wait_until_everything_ended(&env, 2).await,
+        Ok(()) => wait_until_everything_ended(&env, &NAMES, (REFUSED, 2)).await,
         Err(e) => Err(e),
     };
     daemon.signal(Signal::TERM);
@@ -180,7 +258,7 @@ async fn crash_while_requeueing(point: &str) -> Outcome {
     if !stopped.success() || log.contains("panicked") {
         return Err(format!("the daemon ended with {stopped}; log:\n{log}"));
     }
-    check_nothing_lost_or_paid_twice(&env)
+    check_nothing_lost_or_paid_twice(&env, &NAMES)
         .map(|line| line.replacen("killed, restarted", "requeue killed, daemon ran on", 1))
         .map_err(|e| format!("{e}; log:\n{log}"))
 }
@@ -233,13 +311,17 @@ fn drop_workload(env: &TestEnv) {
     env.drop_bytes(0, REFUSED, b"not a scan\n");
 }
 
-/// Every file finished, with its sidecar, and each of its deliveries closed; the refused
-/// file under its `refused_rows`-th journal row (2 once it was requeued).
-async fn wait_until_everything_ended(env: &TestEnv, refused_rows: usize) -> Result<(), String> {
+/// Every file of `names` finished, with its sidecar, and each of its deliveries closed; the
+/// file `rows.0` under its `rows.1`-th journal row (2 once it was requeued).
+async fn wait_until_everything_ended(
+    env: &TestEnv,
+    names: &[&str],
+    rows: (&str, usize),
+) -> Result<(), String> {
     let inbox = env.inboxes[0].clone();
     let ended = || {
-        rows_named(env, REFUSED) == refused_rows
-            && NAMES.iter().all(|name| {
+        rows_named(env, rows.0) == rows.1
+            && names.iter().all(|name| {
                 let has_sidecar = [&inbox.done, &inbox.failed]
                     .iter()
                     .any(|dir| layout::sidecar_path(&dir.join(name)).exists());
@@ -251,7 +333,7 @@ async fn wait_until_everything_ended(env: &TestEnv, refused_rows: usize) -> Resu
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !ended() {
         if tokio::time::Instant::now() > deadline {
-            let stories: Vec<String> = NAMES
+            let stories: Vec<String> = names
                 .iter()
                 .map(|name| format!("{name}: {:?}", names_of(&history_of(env, name))))
                 .collect();
@@ -266,12 +348,12 @@ async fn wait_until_everything_ended(env: &TestEnv, refused_rows: usize) -> Resu
 }
 
 /// The checks after a run; the outcome line for the table.
-fn check_nothing_lost_or_paid_twice(env: &TestEnv) -> Outcome {
+fn check_nothing_lost_or_paid_twice(env: &TestEnv, names: &[&str]) -> Outcome {
     let inbox = &env.inboxes[0];
     // Each original exactly once, with its sidecar; nothing left in the inbox or work folder.
     let (done, failed) = (files_in(&inbox.done), files_in(&inbox.failed));
     let mut sidecars = HashMap::new();
-    for name in NAMES {
+    for &name in names {
         let places: Vec<&std::path::PathBuf> = [&inbox.done, &inbox.failed]
             .into_iter()
             .filter(|dir| dir.join(name).exists())
@@ -283,9 +365,25 @@ fn check_nothing_lost_or_paid_twice(env: &TestEnv) -> Outcome {
         if !sidecar_path.exists() {
             return Err(format!("{name} has no sidecar in {}", place.display()));
         }
-        sidecars.insert(name, read_sidecar(&sidecar_path));
+        let sidecar = read_sidecar(&sidecar_path);
+        // The sidecar describes the bytes beside it, not ones the file had before.
+        let bytes = std::fs::read(place.join(name)).map_err(|e| e.to_string())?;
+        if sidecar.source.sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
+            return Err(format!(
+                "{name}: the sidecar describes content {:?} (document {:?}, superseded {:?}), the file beside it is {}",
+                sidecar.source.sha256,
+                sidecar.document_id,
+                sidecar
+                    .superseded
+                    .iter()
+                    .map(|d| &d.document_id)
+                    .collect::<Vec<_>>(),
+                sha256_hex(&bytes)
+            ));
+        }
+        sidecars.insert(name, sidecar);
     }
-    if done.len() + failed.len() != 2 * NAMES.len() {
+    if done.len() + failed.len() != 2 * names.len() {
         return Err(format!("done: {done:?}, failed: {failed:?}"));
     }
     let left: Vec<String> = files_in(&inbox.path)
@@ -341,7 +439,7 @@ fn check_nothing_lost_or_paid_twice(env: &TestEnv) -> Outcome {
         ));
     }
     // Each history runs from claimed to finished with nothing missing between.
-    for name in NAMES {
+    for &name in names {
         check_history(name, &history_of(env, name), &sidecars[name])?;
     }
     let paid = issued.len();
