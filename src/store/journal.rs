@@ -591,6 +591,24 @@ impl Journal {
         .await
     }
 
+    /// The documents paid for file `id` that answer content `sha256` and are not superseded.
+    pub async fn documents_answering(
+        &self,
+        id: FileId,
+        sha256: String,
+    ) -> anyhow::Result<Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id FROM documents
+                 WHERE file_id = ?1 AND sha256 = ?2 AND superseded IS NULL
+                 ORDER BY received_at, rowid",
+            )?;
+            let rows = stmt.query_map(params![id, sha256], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// The documents paid for file `id` whose answers it does not use, oldest first.
     pub async fn superseded_of(&self, id: FileId) -> anyhow::Result<Vec<Superseded>> {
         self.with(move |conn| {

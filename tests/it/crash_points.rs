@@ -22,9 +22,8 @@ use crate::helpers::*;
 /// Every transition name, and whether the workload below passes through it. `lost` needs a
 /// file deleted by hand from the work folder before anything was paid for it: it ends with
 /// no original and no sidecar, outside these checks. `superseded` has its own workload (a
-/// file rewritten while it is sent) in the ignored test below: it fails today. `requeued` is
-/// the `requeue` command's: its runs crash that command, beside the running daemon, once the
-/// workload has ended.
+/// file rewritten while it is sent). `requeued` is the `requeue` command's: its runs crash
+/// that command, beside the running daemon, once the workload has ended.
 const TRANSITIONS: &[(&str, bool)] = &[
     (transition::CLAIMED, true),
     (transition::HASHED, true),
@@ -34,7 +33,7 @@ const TRANSITIONS: &[(&str, bool)] = &[
     (transition::NOT_SENT, true),
     (transition::SUBMITTED, true),
     (transition::ANSWERED_FROM, true),
-    (transition::SUPERSEDED, false),
+    (transition::SUPERSEDED, true),
     (transition::POLLED, true),
     (transition::FINISHING, true),
     (transition::FINISHED, true),
@@ -84,6 +83,8 @@ async fn a_crash_right_before_or_after_any_transition_loses_nothing_and_pays_not
                 let _slot = slots.acquire_owned().await.unwrap();
                 let outcome = if name == transition::REQUEUED {
                     crash_while_requeueing(&point).await
+                } else if name == transition::SUPERSEDED {
+                    crash_when_a_rewritten_answer_is_superseded(&point).await
                 } else if reached {
                     crash_and_restart(&point).await
                 } else {
@@ -119,26 +120,6 @@ async fn a_crash_right_before_or_after_any_transition_loses_nothing_and_pays_not
                 .map(|e| format!("{when}:{name}: {e}"))
         })
         .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// Open: killed right before or after it stores that a rewritten file's first answer is
-/// superseded, the daemon restarts with the hash of the file's earlier bytes in the journal,
-/// answers the file from the document of those bytes (the superseded one, after) and moves it
-/// to done/ with a sidecar that describes other content than the file beside it; the new
-/// bytes are never sent. Run with `--ignored` once resuming re-checks a file's content.
-#[ignore = "open: after a crash as a rewrite is noticed, the file gets its old bytes' answer"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_as_a_rewritten_files_answer_is_superseded_sends_its_new_bytes() {
-    LazyLock::force(&SCANS);
-    let mut failures = Vec::new();
-    for when in ["before", "after"] {
-        let point = format!("{when}:{}", transition::SUPERSEDED);
-        match crash_when_a_rewritten_answer_is_superseded(&point).await {
-            Ok(line) => eprintln!("| superseded | {when} | {line} |"),
-            Err(e) => failures.push(format!("{point}: {e}")),
-        }
-    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
