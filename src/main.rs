@@ -106,6 +106,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    beorg_hotfolder::store::journal::fail_points::setup_from_env();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     // A panic anywhere ends the process non-zero (after an ERROR line): systemd restarts it,

@@ -5,8 +5,9 @@
 //! folder of the inbox its sidecar names, and that sidecar must name it. The move is one
 //! no-clobber rename into the inbox (the daemon never sees a half-moved file; a name already
 //! in the inbox is refused, never overwritten or renumbered), made inside the journal
-//! transaction that records it ([`Journal::requeue`]); then the sidecar is removed (its
-//! content stays in the history). Each refusal says why, and nothing is moved.
+//! transaction that records it ([`Journal::requeue`]), and so is the sidecar's removal (its
+//! content stays in the history): a crash after the commit leaves nothing to do, never the
+//! old sidecar beside a file sent again. Each refusal says why, and nothing is moved.
 
 use std::path::{Path, PathBuf};
 
@@ -202,21 +203,30 @@ async fn carry_out(journal: &Journal, plan: Plan) -> anyhow::Result<Answer> {
         sidecar_json: plan.sidecar_json,
         documents: plan.documents,
     };
-    let moving = (from.clone(), to.clone());
+    let moving = (from.clone(), to.clone(), plan.sidecar.clone());
+    let sidecar_left = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let left = sidecar_left.clone();
     let done = journal
         .requeue(record, move || {
             fsutil::rename_noclobber(&moving.0, &moving.1)?;
             if let Some(dir) = moving.1.parent() {
                 let _ = fsutil::sync_dir(dir);
             }
+            if let Err(e) = std::fs::remove_file(&moving.2) {
+                *left.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
             Ok(())
         })
         .await?;
     Ok(match done {
         Requeued::Moved(_) => {
-            let note = match std::fs::remove_file(&plan.sidecar) {
-                Ok(()) => String::new(),
-                Err(e) => format!(
+            let left = sidecar_left
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let note = match left {
+                None => String::new(),
+                Some(e) => format!(
                     " (its sidecar {} could not be removed: {e}; remove it by hand)",
                     plan.sidecar.display()
                 ),

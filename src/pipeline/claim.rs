@@ -157,12 +157,59 @@ fn move_into_work(
 /// rule can wait on anything, and so that even a refusal's sidecar carries it. An unreadable
 /// file gets none; preflight or submit fails it as unreadable.
 pub async fn hash(cx: &Context, job: &mut Job) -> Step {
-    if job.sha256.is_some() {
-        return Step::Next;
+    if let Some(hashed) = job.sha256.clone() {
+        return recheck(cx, job, hashed).await;
     }
     match hash_and_record(cx, job).await {
         Ok(None) => Step::Stopped,
         Err(e) if job.is_set && e.kind() == std::io::ErrorKind::NotFound => Step::Vanished,
+        Ok(Some(_)) | Err(_) => Step::Next,
+    }
+}
+
+/// A file resumed at start that an earlier run hashed but did not get an answer for: its
+/// bytes may have changed since (the daemon died as it noticed a rewrite during the send,
+/// or while it was stopped). The hash is taken again; if it differs, the documents that
+/// answer the earlier bytes are superseded and the new hash is stored, so the file is sent
+/// as it is now, never answered from a document of other bytes. (A set keeps its hash.)
+async fn recheck(cx: &Context, job: &mut Job, hashed: String) -> Step {
+    if job.is_set {
+        return Step::Next;
+    }
+    let path = job.work_path.clone();
+    let now = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path)).await;
+    // Unreadable or gone: preflight and the submit answer it as they would.
+    let Ok(Ok(now)) = now else {
+        return Step::Next;
+    };
+    if now == hashed {
+        return Step::Next;
+    }
+    tracing::warn!(
+        inbox = %job.inbox.path.display(), file = %job.name,
+        "its bytes changed since it was hashed (before the daemon stopped): any answer to the earlier bytes is superseded, and it is sent as it is now"
+    );
+    let answering = until_stored(&cx.stop, "documents of the file", || {
+        cx.journal.documents_answering(job.id, hashed.clone())
+    })
+    .await;
+    let Some(answering) = answering else {
+        return Step::Stopped;
+    };
+    let why = "the file changed after it was sent (noticed at the next start): the answer describes the earlier bytes".to_string();
+    for document_id in answering {
+        let superseded = until_stored(&cx.stop, "superseded document", || {
+            cx.journal
+                .supersede_document(document_id.clone(), why.clone())
+        })
+        .await;
+        if superseded.is_none() {
+            return Step::Stopped;
+        }
+    }
+    job.sha256 = None;
+    match hash_and_record(cx, job).await {
+        Ok(None) => Step::Stopped,
         Ok(Some(_)) | Err(_) => Step::Next,
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod deliveries;
+pub mod fail_points;
 pub mod history;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
 use history::transition;
@@ -354,6 +355,7 @@ impl Journal {
         let mut conn = Connection::open(&path)
             .map_err(|e| anyhow::anyhow!("cannot open journal {}: {e}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        fail_points::install(&conn);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -383,6 +385,7 @@ impl Journal {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             let before = guard.total_changes();
             let out = f(&guard);
+            fail_points::committed();
             if guard.total_changes() != before {
                 changed.notify_one();
             }
@@ -588,6 +591,24 @@ impl Journal {
         .await
     }
 
+    /// The documents paid for file `id` that answer content `sha256` and are not superseded.
+    pub async fn documents_answering(
+        &self,
+        id: FileId,
+        sha256: String,
+    ) -> anyhow::Result<Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id FROM documents
+                 WHERE file_id = ?1 AND sha256 = ?2 AND superseded IS NULL
+                 ORDER BY received_at, rowid",
+            )?;
+            let rows = stmt.query_map(params![id, sha256], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// The documents paid for file `id` whose answers it does not use, oldest first.
     pub async fn superseded_of(&self, id: FileId) -> anyhow::Result<Vec<Superseded>> {
         self.with(move |conn| {
@@ -679,9 +700,11 @@ impl Journal {
         .await
     }
 
-    /// Records `r` and calls `make_move` (the move into the inbox) inside one write
-    /// transaction: the requeue is stored only if the move happened, and a move whose record
-    /// cannot be committed is undone. Every document of the requeued outcome (the row's own
+    /// Records `r` and calls `make_move` (the move into the inbox and the sidecar's removal)
+    /// inside one write transaction, so that once it is committed nothing is left to do: the
+    /// requeue is stored only if the move happened, and a move whose record cannot be
+    /// committed is undone (the original moved back, its sidecar written again from
+    /// `r.sidecar_json`). Every document of the requeued outcome (the row's own
     /// and those its sidecar names) no longer answers the duplicate rule before a submit
     /// (the `requeued_documents` table): the file is sent again, as the operator asked.
     pub async fn requeue<M>(&self, r: Requeue, make_move: M) -> anyhow::Result<Requeued>
@@ -744,6 +767,18 @@ impl Journal {
                         r.from.display(),
                         r.to.display()
                     );
+                } else if !crate::store::fsutil::exists(&r.sidecar) {
+                    let written = crate::store::fsutil::write_new_file_atomic(
+                        &r.sidecar,
+                        r.sidecar_json.as_bytes(),
+                        crate::store::fsutil::FILE_MODE,
+                    );
+                    if let Err(undo) = written {
+                        tracing::error!(
+                            "the requeue of {} could not be recorded ({e}); it was moved back, but its sidecar could not be written again ({undo}): its content is in the journal",
+                            r.from.display()
+                        );
+                    }
                 }
                 return Err(e);
             }

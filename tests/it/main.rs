@@ -8,6 +8,7 @@ mod budget;
 mod chaos;
 mod check;
 mod cli;
+mod crash_points;
 mod delivery;
 mod explain;
 mod finishing;

@@ -27,16 +27,27 @@ pub(crate) async fn submit_handler(State(shared): State<Arc<Shared>>, body: Body
     let worker = Arc::clone(&shared);
     let fail = plan.fail;
     // Parsing and decoding hundreds of megabytes must not stall the runtime; a panic there
-    // is answered as a server error.
-    let handled = tokio::task::spawn_blocking(move || handle_submit(&worker, read, fail, at)).await;
-    let (reply, record) = handled.unwrap_or_else(|_| {
-        let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "server error");
-        (reply, submit_record(at, 500, None, Described::default()))
+    // is answered as a server error. The answer is recorded where it is decided, in the
+    // blocking task: a client that goes away meanwhile drops this handler, not the task, and
+    // a document admitted for it must still be in the log.
+    let handled = tokio::task::spawn_blocking(move || {
+        let (reply, record) = handle_submit(&worker, read, fail, at);
+        log_submit(&worker, record);
+        reply
+    })
+    .await;
+    let reply = handled.unwrap_or_else(|_| {
+        log_submit(&shared, submit_record(at, 500, None, Described::default()));
+        Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "server error")
     });
-    tracing::debug!(status = record.status, document_id = ?record.document_id, "emulator submit");
-    shared.record(record);
     plan.sleep().await;
     reply.into_response()
+}
+
+/// Adds a submit's answer to the request log.
+fn log_submit(shared: &Shared, record: RequestRecord) {
+    tracing::debug!(status = record.status, document_id = ?record.document_id, "emulator submit");
+    shared.record(record);
 }
 
 /// Runs a submit through the forced failure, the vendor's checks and admission, in that order.

@@ -635,6 +635,58 @@ async fn a_delayed_submit_times_out_at_the_client_but_is_accepted() {
     assert_eq!(status, 409);
 }
 
+/// A client that dies while its submit is being admitted (a daemon killed mid-request) has
+/// still paid for a document: the request log, which the tests count payments by, shows it.
+#[tokio::test]
+async fn a_submit_whose_client_goes_away_while_it_is_admitted_is_still_in_the_request_log() {
+    use tokio::io::AsyncWriteExt;
+    let api = start(config()).await;
+    // Many large images: admitting them (decoding, hashing) takes a while in a debug build,
+    // long after the client has gone.
+    let scans: Vec<Vec<u8>> = (0..10)
+        .map(|n| {
+            let mut scan = file(&format!("gone {n}"));
+            scan.resize(1_500_000, b'x');
+            scan
+        })
+        .collect();
+    let images: Vec<&[u8]> = scans.iter().map(Vec::as_slice).collect();
+    let payload = body(&images, None).to_string();
+    let addr = api
+        .emulator
+        .base_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let request = format!(
+        "POST /api/bescan/add_document HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    let mut client = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connects");
+    client
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    // The body is read within moments over loopback; admitting it takes longer. Not a wait:
+    // the moment the client leaves is the behaviour under test.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        api.emulator.accepted_images(),
+        0,
+        "precondition: the client must leave before the admission ends (make the images larger)"
+    );
+    drop(client);
+    wait_until(|| api.emulator.accepted_images() == scans.len()).await;
+    wait_until(|| {
+        api.emulator
+            .requests()
+            .iter()
+            .any(|r| r.endpoint == Endpoint::Submit && r.status == 200)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn broken_marker_marks_that_document_broken() {
     let api = start(config()).await;

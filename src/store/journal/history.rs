@@ -87,6 +87,7 @@ pub(super) fn append(
     transition: &str,
     details: Value,
 ) -> rusqlite::Result<()> {
+    super::fail_points::note(transition);
     conn.execute(
         "INSERT INTO history (file_id, at, transition, details) VALUES (?1, ?2, ?3, ?4)",
         params![
