@@ -130,6 +130,13 @@ async fn crash_and_restart(point: &str) -> Outcome {
     let armed = format!("{point}=return");
     let mut crashed = env.spawn_binary(&[("FAILPOINTS", armed.as_str())]);
     drop_workload(&env);
+    let crash_log = killed_at(&mut crashed, point).await?;
+    restart_until_everything_ended(&env, &NAMES, (REFUSED, 1), &crash_log).await
+}
+
+/// Waits for `crashed` to die at `point`: killed (SIGKILL) with the point named in its log.
+/// Returns that log, or what happened instead (the point never hit, another end).
+async fn killed_at(crashed: &mut Binary, point: &str) -> Result<String, String> {
     let status = match tokio::time::timeout(DEADLINE, crashed.child.wait()).await {
         Ok(status) => status.map_err(|e| e.to_string())?,
         Err(_) => {
@@ -146,8 +153,20 @@ async fn crash_and_restart(point: &str) -> Outcome {
             "the daemon ended with {status}, not killed at the point; log:\n{crash_log}"
         ));
     }
+    Ok(crash_log)
+}
+
+/// Starts the daemon again without fail points, waits until every file of `names` ended
+/// (``rows` as [`wait_until_everything_ended`] takes it), stops it, and checks that
+/// nothing was lost or paid twice; the logs of both runs go with any failure.
+async fn restart_until_everything_ended(
+    env: &TestEnv,
+    names: &[&str],
+    rows: (&str, usize),
+    crash_log: &str,
+) -> Outcome {
     let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(&env, &NAMES, (REFUSED, 1)).await;
+    let ended = wait_until_everything_ended(env, names, rows).await;
     restarted.signal(Signal::TERM);
     let stopped = restarted.wait(Duration::from_secs(5)).await;
     let log = format!("{crash_log}{}", restarted.stderr());
@@ -157,7 +176,7 @@ async fn crash_and_restart(point: &str) -> Outcome {
             "the restarted daemon ended with {stopped}; log:\n{log}"
         ));
     }
-    check_nothing_lost_or_paid_twice(&env, &NAMES).map_err(|e| format!("{e}; log:\n{log}"))
+    check_nothing_lost_or_paid_twice(env, names).map_err(|e| format!("{e}; log:\n{log}"))
 }
 
 /// The `superseded` workload: one scan whose submit is answered slowly, rewritten in the
@@ -186,34 +205,8 @@ async fn crash_when_a_rewritten_answer_is_superseded(point: &str) -> Outcome {
         ));
     };
     std::fs::write(work.join(claimed), second).unwrap();
-    let status = match tokio::time::timeout(DEADLINE, crashed.child.wait()).await {
-        Ok(status) => status.map_err(|e| e.to_string())?,
-        Err(_) => {
-            crashed.signal(Signal::KILL);
-            return Err(format!(
-                "the point was never hit: the daemon was still running after {DEADLINE:?}"
-            ));
-        }
-    };
-    let crash_log = crashed.stderr();
-    let killed_there = crash_log.contains(&format!("fail point {point}: killing the daemon"));
-    if status.signal() != Some(Signal::KILL.as_raw()) || !killed_there {
-        return Err(format!(
-            "the daemon ended with {status}, not killed at the point; log:\n{crash_log}"
-        ));
-    }
-    let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(&env, &[REWRITTEN], (REWRITTEN, 1)).await;
-    restarted.signal(Signal::TERM);
-    let stopped = restarted.wait(Duration::from_secs(5)).await;
-    let log = format!("{crash_log}{}", restarted.stderr());
-    ended.map_err(|e| format!("{e}; log:\n{log}"))?;
-    if !stopped.success() || log.contains("panicked") {
-        return Err(format!(
-            "the restarted daemon ended with {stopped}; log:\n{log}"
-        ));
-    }
-    check_nothing_lost_or_paid_twice(&env, &[REWRITTEN]).map_err(|e| format!("{e}; log:\n{log}"))
+    let crash_log = killed_at(&mut crashed, point).await?;
+    restart_until_everything_ended(&env, &[REWRITTEN], (REWRITTEN, 1), &crash_log).await
 }
 
 /// A `requeued` run: the workload ends under a daemon without fail points, then `requeue`
@@ -271,15 +264,7 @@ fn requeue_crashing_at(env: &TestEnv, point: &str) -> Result<(), String> {
 
 async fn workload_env() -> TestEnv {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
-    let ledger = env.dir.path().join("outcomes.jsonl");
-    let secret_file = env.dir.path().join("webhook-secret");
-    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
-    // Port 9 is closed: the webhook's first try fails, the second too, then it is given up.
-    env.inboxes[0].extra = format!(
-        "ledger = \"{}\"\nwebhook = \"http://127.0.0.1:9/hook\"\nwebhook_secret_file = \"{}\"\ndelivery_retry = [\"0s\", \"50ms\"]\n",
-        ledger.display(),
-        secret_file.display()
-    );
+    ledger_and_a_dead_webhook(&mut env);
     env.emulator.fail_next(Endpoint::Submit, 503, 1);
     env
 }

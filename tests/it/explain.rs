@@ -148,15 +148,7 @@ async fn explain_tells_why_a_refused_file_failed_and_that_nothing_was_sent() {
 #[tokio::test]
 async fn explain_lists_each_delivery_try_and_its_outcome() {
     let mut env = TestEnv::new(&["PASSPORT"]).await;
-    let ledger = env.dir.path().join("outcomes.jsonl");
-    let secret_file = env.dir.path().join("webhook-secret");
-    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
-    // A webhook nobody answers (port 9 is closed): two tries, then given up.
-    env.inboxes[0].extra = format!(
-        "ledger = \"{}\"\nwebhook = \"http://127.0.0.1:9/hook\"\nwebhook_secret_file = \"{}\"\ndelivery_retry = [\"0s\", \"50ms\"]\n",
-        ledger.display(),
-        secret_file.display()
-    );
+    ledger_and_a_dead_webhook(&mut env);
     let config = env.write_config();
     let daemon = env.start();
     env.drop_scan(0, "delivered.png", 7002, None);

@@ -1062,3 +1062,18 @@ key = "PASSPORT1"
 stages = ["biometry_match"]
 relation = { biometry_match = "SELFIE1" }
 "#;
+
+/// Gives the first inbox a ledger (`outcomes.jsonl` in the test's folder, returned) and a
+/// signed webhook nobody answers (port 9 is closed): its first try fails, the second too
+/// (`delivery_retry = ["0s", "50ms"]`), then it is given up.
+pub fn ledger_and_a_dead_webhook(env: &mut TestEnv) -> PathBuf {
+    let ledger = env.dir.path().join("outcomes.jsonl");
+    let secret_file = env.dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    env.inboxes[0].extra = format!(
+        "ledger = \"{}\"\nwebhook = \"http://127.0.0.1:9/hook\"\nwebhook_secret_file = \"{}\"\ndelivery_retry = [\"0s\", \"50ms\"]\n",
+        ledger.display(),
+        secret_file.display()
+    );
+    ledger
+}

@@ -157,14 +157,7 @@ pub fn of_file(conn: &Connection, file_id: FileId) -> rusqlite::Result<Vec<Line>
     }
     let mut stmt =
         conn.prepare("SELECT at, transition, details FROM history WHERE file_id = ?1 ORDER BY id")?;
-    let rows = stmt.query_map([file_id], |r| {
-        let details: String = r.get(2)?;
-        Ok(Line {
-            at_ms: r.get(0)?,
-            transition: r.get(1)?,
-            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
-        })
-    })?;
+    let rows = stmt.query_map([file_id], line)?;
     rows.collect()
 }
 
@@ -180,15 +173,19 @@ pub fn requeues_without_row(conn: &Connection, path: &str) -> rusqlite::Result<V
                                     OR json_extract(details, '$.to') = ?1)
          ORDER BY id",
     )?;
-    let rows = stmt.query_map([path], |r| {
-        let details: String = r.get(2)?;
-        Ok(Line {
-            at_ms: r.get(0)?,
-            transition: r.get(1)?,
-            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
-        })
-    })?;
+    let rows = stmt.query_map([path], line)?;
     rows.collect()
+}
+
+/// One history row (`at, transition, details`) as a [`Line`]; details that are not JSON
+/// (never written so) are kept as their text.
+fn line(r: &rusqlite::Row) -> rusqlite::Result<Line> {
+    let details: String = r.get(2)?;
+    Ok(Line {
+        at_ms: r.get(0)?,
+        transition: r.get(1)?,
+        details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+    })
 }
 
 pub(super) fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
