@@ -44,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

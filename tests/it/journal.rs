@@ -30,6 +30,7 @@ async fn an_unknown_journal_stage_stops_the_start_and_nothing_is_sent() {
             size: std::fs::metadata(&work_path).unwrap().len(),
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
+            set: false,
         })
         .await
         .unwrap();
