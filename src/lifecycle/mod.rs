@@ -304,7 +304,7 @@ pub struct Change {
 #[derive(Debug, Clone)]
 pub enum Effect {
     /// Store the change (one transaction); until it is stored, nothing else happens.
-    Store(Change),
+    Store(Box<Change>),
     /// Deliveries were queued with the finish: wake the delivering task.
     WakeDeliveries,
     /// A file finished: count it under `label`, `latency` after it was first seen.
@@ -344,12 +344,12 @@ pub fn step(
         )),
         _ => None,
     };
-    effects.push(Effect::Store(Change {
+    effects.push(Effect::Store(Box::new(Change {
         at: now,
         event,
         stage,
         lines,
-    }));
+    })));
     if let Some((label, queued)) = finished {
         if queued {
             effects.push(Effect::WakeDeliveries);

@@ -48,12 +48,11 @@ pub async fn claim(
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
     let settings = inbox.settings.clone();
-    let is_set = inbox.sets;
+    let payload = Payload::of_inbox(inbox.sets);
+    let set = payload.is_set();
     tokio::task::spawn_blocking(move || {
-        if is_set {
-            set_unchanged(&settings, &from, size, mtime)?;
-        }
-        move_into_work(&from, &to, &work_dir, size, mtime, is_set)
+        unchanged_since_ready(&payload, &settings, &from, size, mtime)?;
+        move_into_work(&from, &to, &work_dir)
     })
     .await
     .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
@@ -65,7 +64,7 @@ pub async fn claim(
         size: file.size,
         detected_at: file.detected_at,
         claimed_at,
-        set: is_set,
+        set,
     };
     recorder
         .claimed(inbox.clone(), claim)
@@ -96,33 +95,41 @@ fn set_unchanged(
     }
 }
 
-fn move_into_work(
+/// Settled when queued, but the queue may have been long: a file is looked at once more
+/// (size and mtime as when it was ready, one link; never a link: intake refuses them, and
+/// one may have been swapped in since), a set is listed again ([`set_unchanged`]).
+fn unchanged_since_ready(
+    payload: &Payload,
+    inbox: &crate::config::InboxConfig,
     from: &Path,
-    to: &Path,
-    work_dir: &Path,
     size: u64,
     mtime: SystemTime,
-    is_set: bool,
 ) -> Result<(), ClaimError> {
     let meta = match std::fs::symlink_metadata(from) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
         Err(e) => return Err(e.into()),
     };
-    // Settled when queued, but the queue may have been long: look once more (and never take
-    // a link: intake refuses them, and one may have been swapped in since). A set's files
-    // were looked at by `set_unchanged`.
-    let unchanged = if is_set {
-        meta.file_type().is_dir()
-    } else {
-        meta.file_type().is_file()
-            && meta.nlink() == 1
-            && meta.len() == size
-            && meta.modified().ok() == Some(mtime)
+    let unchanged = match payload {
+        Payload::Set { .. } => meta.file_type().is_dir(),
+        Payload::File => {
+            meta.file_type().is_file()
+                && meta.nlink() == 1
+                && meta.len() == size
+                && meta.modified().ok() == Some(mtime)
+        }
     };
     if !unchanged {
         return Err(ClaimError::Changed);
     }
+    if payload.is_set() {
+        set_unchanged(inbox, from, size, mtime)?;
+    }
+    Ok(())
+}
+
+/// The claim itself: one no-clobber rename into the work folder, made durable.
+fn move_into_work(from: &Path, to: &Path, work_dir: &Path) -> Result<(), ClaimError> {
     fsutil::create_dir_all_mode(work_dir, 0o700)?;
     match fsutil::rename_noclobber(from, to) {
         Ok(()) => {}
@@ -293,14 +300,14 @@ pub async fn adopt_orphans(
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
             // A folder in the work folder is a set whose claim was interrupted.
-            let is_set = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let payload = match entry.file_type() {
+                Ok(t) if t.is_file() => Payload::File,
+                Ok(t) if t.is_dir() => Payload::new_set(),
+                _ => continue,
+            };
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            if !(is_file || is_set)
-                || file_name.starts_with('.')
-                || known.iter().any(|r| r.work_path == path)
-            {
+            if file_name.starts_with('.') || known.iter().any(|r| r.work_path == path) {
                 continue;
             }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -313,7 +320,7 @@ pub async fn adopt_orphans(
                 size,
                 detected_at: now,
                 claimed_at: now,
-                set: is_set,
+                set: payload.is_set(),
             };
             let Ok(job) = recorder.claimed(inbox.clone(), claim).await else {
                 // Stopping: the rest are adopted at the next start.

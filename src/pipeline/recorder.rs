@@ -149,7 +149,7 @@ impl Recorder {
         for effect in effects {
             match effect {
                 Effect::Store(change) => {
-                    self.until_stored(name, || self.journal.record(job.id, change.clone()))
+                    self.until_stored(name, || self.journal.record(job.id, (*change).clone()))
                         .await?
                 }
                 Effect::WakeDeliveries => self.journal.wake_deliveries(),

@@ -1093,7 +1093,7 @@ pub async fn journal_row(
         let (next, effects) = step(&state, event, std::time::SystemTime::now()).unwrap();
         for effect in effects {
             if let Effect::Store(change) = effect {
-                journal.record(id, change).await.unwrap();
+                journal.record(id, *change).await.unwrap();
             }
         }
         state = next;

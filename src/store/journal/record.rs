@@ -214,9 +214,9 @@ pub(crate) mod testing {
             let Some(Effect::Store(change)) = effects.into_iter().next() else {
                 panic!("a transition stores its change first")
             };
-            j.record(self.id, change.clone()).await.unwrap();
+            j.record(self.id, (*change).clone()).await.unwrap();
             self.state = next;
-            change
+            *change
         }
     }
 
