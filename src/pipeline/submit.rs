@@ -364,62 +364,17 @@ pub async fn submit(
         {
             return Step::Stopped;
         }
-        // Verify after the send: the open file's size, mtime and ctime as when it was hashed.
-        // If they moved, the content decides: the same bytes (a `touch`, a copy of the same
-        // file over it) keep the answer; a file deleted after it was sent keeps it too (the
-        // result is kept in failed/); other bytes are sent again once they stop changing,
-        // the earlier answer superseded. (A file whose size changed while it was streamed has
-        // already broken the request off.)
-        if !all_unchanged(&prepared.files) && !matches!(reply, Err(ApiFailure::Account { .. })) {
-            let now = content_now(&prepared.sent).await;
-            let document = reply.as_ref().ok();
-            match (&now, document) {
-                (Now::Same, _) => {
-                    tracing::info!(
-                        inbox = %inbox.path.display(), file = %job.name,
-                        "touched while it was sent, but its bytes are the ones sent: the answer is used"
-                    );
+        match judge_after_send(p, job, (&prepared.files, &prepared.sent), &reply).await {
+            AfterSend::UseTheAnswer => {}
+            AfterSend::SendAgain => {
+                drop((_permit, holding, expected.take()));
+                if !wait_until_unchanged(p, job).await {
+                    return Step::Stopped;
                 }
-                (Now::Deleted(_), Some(document_id)) => {
-                    tracing::warn!(
-                        inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
-                        "{} (from the work folder): its answer is used, the result goes to failed/ with what is left",
-                        now.why(&job.payload)
-                    );
-                }
-                (now, _) => {
-                    let why = now.why(&job.payload);
-                    let answer = match document {
-                        Some(document_id) => {
-                            let superseded = Event::Superseded {
-                                document_id: document_id.clone(),
-                                why: why.clone(),
-                            };
-                            if let Err(stopped) = p.recorder.record(job, superseded).await {
-                                return stopped.into();
-                            }
-                            format!(
-                                "document {document_id} (its answer, kept in the journal and listed in the sidecar under superseded) describes"
-                            )
-                        }
-                        None => "the answer describes".to_string(),
-                    };
-                    tracing::warn!(
-                        inbox = %inbox.path.display(), file = %job.name,
-                        "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
-                    );
-                    let reason = format!("{why}: sent again once it stops changing");
-                    if let Err(stopped) = p.recorder.record(job, Event::NotSent { reason }).await {
-                        return stopped.into();
-                    }
-                    drop((_permit, holding, expected.take()));
-                    if !wait_until_unchanged(p, job).await {
-                        return Step::Stopped;
-                    }
-                    rehash = true;
-                    continue;
-                }
+                rehash = true;
+                continue;
             }
+            AfterSend::Stopped => return Step::Stopped,
         }
         match reply {
             Ok(document_id) => {
@@ -436,16 +391,8 @@ pub async fn submit(
             // A 409 for content this daemon sent itself (its document recorded since the
             // lookup before the send) is answered from that document, never a duplicate.
             Err(failure @ ApiFailure::Duplicate { .. }) => {
-                return match answer_from_earlier(p, job, &sha256, &request, Asking::AfterConflict)
-                    .await
-                {
-                    Earlier::Answered => Step::Next,
-                    Earlier::Stopped => Step::Stopped,
-                    Earlier::None => match own_earlier(p, job).await {
-                        Some(own) => Step::Finish(refused_as_ours(&failure, job, &own)),
-                        None => Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt)),
-                    },
-                };
+                let retried = server_errors > 0;
+                return conflict(p, job, &failure, (&sha256, &request), retried).await;
             }
             Err(ApiFailure::Account { status, message }) => {
                 let reason =
@@ -471,21 +418,128 @@ pub async fn submit(
                 if server_errors >= p.config.api.submit_attempts {
                     return Step::Finish(gave_up(server_errors, status, &message));
                 }
-                let wait = backoff(p, server_errors);
-                tracing::warn!(
-                    inbox = %inbox.path.display(), file = %job.name, http_status = status,
-                    "submit failed ({message}); try {} of {} in {}",
-                    server_errors + 1, p.config.api.submit_attempts, humantime::format_duration(wait)
-                );
-                tokio::select! {
-                    _ = p.stop.cancelled() => return Step::Stopped,
-                    _ = tokio::time::sleep(wait) => {}
+                if !wait_before_retry(p, job, server_errors, status, &message).await {
+                    return Step::Stopped;
                 }
             }
             Err(failure) => {
                 return Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt));
             }
         }
+    }
+}
+
+/// A 409 without a document this request may use: a document for this content in the
+/// journal answers it (this daemon's own, recorded since the lookup before the send), else
+/// it is refused, as content this daemon sent itself before it changed, or as a duplicate
+/// (`retried`: an earlier try of this run may have reached the service).
+async fn conflict(
+    p: &Context,
+    job: &mut Job,
+    failure: &ApiFailure,
+    (sha256, request): (&str, &str),
+    retried: bool,
+) -> Step {
+    match answer_from_earlier(p, job, sha256, request, Asking::AfterConflict).await {
+        Earlier::Answered => Step::Next,
+        Earlier::Stopped => Step::Stopped,
+        Earlier::None => match own_earlier(p, job).await {
+            Some(own) => Step::Finish(refused_as_ours(failure, job, &own)),
+            None => Step::Finish(refused(failure, retried || job.in_doubt)),
+        },
+    }
+}
+
+/// The backoff before try `server_errors + 1` of a submit, said at WARN; false if the
+/// daemon stops meanwhile.
+async fn wait_before_retry(
+    p: &Context,
+    job: &Job,
+    server_errors: u32,
+    status: Option<u16>,
+    message: &str,
+) -> bool {
+    let wait = backoff(p, server_errors);
+    tracing::warn!(
+        inbox = %job.inbox.path.display(), file = %job.name, http_status = status,
+        "submit failed ({message}); try {} of {} in {}",
+        server_errors + 1, p.config.api.submit_attempts, humantime::format_duration(wait)
+    );
+    tokio::select! {
+        _ = p.stop.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// What to do with a submit's reply once the files sent are looked at again.
+enum AfterSend {
+    UseTheAnswer,
+    /// Other bytes now: the answer (superseded, if any) is not used; send again once the
+    /// content stops changing.
+    SendAgain,
+    Stopped,
+}
+
+/// Verifies after the send: the open files' size, mtime and ctime as when they were hashed.
+/// If they moved, the content decides: the same bytes (a `touch`, a copy of the same file
+/// over it) keep the answer; a file deleted after it was sent keeps it too (the result is
+/// kept in failed/); other bytes are sent again once they stop changing, the earlier answer
+/// superseded. (A file whose size changed while it was streamed has already broken the
+/// request off.)
+async fn judge_after_send(
+    p: &Context,
+    job: &mut Job,
+    (files, sent): (&[(std::fs::File, Stamp)], &[Sent]),
+    reply: &Result<String, ApiFailure>,
+) -> AfterSend {
+    if all_unchanged(files) || matches!(reply, Err(ApiFailure::Account { .. })) {
+        return AfterSend::UseTheAnswer;
+    }
+    let inbox = job.inbox.clone();
+    let now = content_now(sent).await;
+    let document = reply.as_ref().ok();
+    match (&now, document) {
+        (Now::Same, _) => {
+            tracing::info!(
+                inbox = %inbox.path.display(), file = %job.name,
+                "touched while it was sent, but its bytes are the ones sent: the answer is used"
+            );
+            return AfterSend::UseTheAnswer;
+        }
+        (Now::Deleted(_), Some(document_id)) => {
+            tracing::warn!(
+                inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
+                "{} (from the work folder): its answer is used, the result goes to failed/ with what is left",
+                now.why(&job.payload)
+            );
+            return AfterSend::UseTheAnswer;
+        }
+        _ => {}
+    }
+    let why = now.why(&job.payload);
+    let answer = match document {
+        Some(document_id) => {
+            let superseded = Event::Superseded {
+                document_id: document_id.clone(),
+                why: why.clone(),
+            };
+            if p.recorder.record(job, superseded).await.is_err() {
+                return AfterSend::Stopped;
+            }
+            format!(
+                "document {document_id} (its answer, kept in the journal and listed in the sidecar under superseded) describes"
+            )
+        }
+        None => "the answer describes".to_string(),
+    };
+    tracing::warn!(
+        inbox = %inbox.path.display(), file = %job.name,
+        "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
+    );
+    let reason = format!("{why}: sent again once it stops changing");
+    match p.recorder.record(job, Event::NotSent { reason }).await {
+        Ok(()) => AfterSend::SendAgain,
+        Err(_) => AfterSend::Stopped,
     }
 }
 
