@@ -171,8 +171,26 @@ async fn restart_until_everything_ended(
     rows: (&str, usize),
     crash_log: &str,
 ) -> Outcome {
+    let log = restart_until(
+        env,
+        crash_log,
+        wait_until_everything_ended(env, names, rows),
+    )
+    .await?;
+    check_nothing_lost_or_paid_twice(env, names).map_err(|e| format!("{e}; log:\n{log}"))
+}
+
+/// Starts the daemon again without fail points, waits for `ended`, and stops it: it must
+/// have ended cleanly, without a panic. The logs of both runs, or what failed with them.
+async fn restart_until(
+    env: &TestEnv,
+    crash_log: &str,
+    ended: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<String, String> {
     let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(env, names, rows).await;
+    // Running (its signals handled) before it is stopped, even if there is nothing to do.
+    wait_until("restarted", || restarted.stderr().contains("running")).await;
+    let ended = ended.await;
     restarted.signal(Signal::TERM);
     let stopped = restarted.wait(Duration::from_secs(5)).await;
     let log = format!("{crash_log}{}", restarted.stderr());
@@ -182,7 +200,7 @@ async fn restart_until_everything_ended(
             "the restarted daemon ended with {stopped}; log:\n{log}"
         ));
     }
-    check_nothing_lost_or_paid_twice(env, names).map_err(|e| format!("{e}; log:\n{log}"))
+    Ok(log)
 }
 
 /// The `superseded` workload: one scan whose submit is answered slowly, rewritten in the
@@ -260,19 +278,7 @@ async fn crash_when_a_claimed_file_is_deleted(point: &str) -> Outcome {
         std::fs::remove_file(work.join(name)).unwrap();
     }
     let crash_log = killed_at(&mut crashed, point).await?;
-    let mut restarted = env.spawn_binary(&[]);
-    // Running (its signals handled) before it is stopped, though the file may be lost already.
-    wait_until("restarted", || restarted.stderr().contains("running")).await;
-    let ended = wait_until_lost(&env).await;
-    restarted.signal(Signal::TERM);
-    let stopped = restarted.wait(Duration::from_secs(5)).await;
-    let log = format!("{crash_log}{}", restarted.stderr());
-    ended.map_err(|e| format!("{e}; log:\n{log}"))?;
-    if !stopped.success() || log.contains("panicked") {
-        return Err(format!(
-            "the restarted daemon ended with {stopped}; log:\n{log}"
-        ));
-    }
+    restart_until(&env, &crash_log, wait_until_lost(&env)).await?;
     let inbox = &env.inboxes[0];
     let left: Vec<String> = [&inbox.path, &inbox.done, &inbox.failed, &work]
         .into_iter()
