@@ -21,8 +21,11 @@
 //! 7. [`deliver`] (the stage after finish) delivers each outcome by webhook, command or
 //!    ledger line, retried on a schedule until it is delivered or given up.
 //!
-//! Every stage answers with a [`pipeline::Step`]; the order is written once, in the
-//! [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
+//! What state a claimed file is in is decided by one pure state machine, [`lifecycle`]
+//! (state, event, now → next state and effects), and stored at one write point,
+//! [`pipeline::recorder`]: the stages report events to it, and it alone names the journal
+//! under `pipeline`. Every stage answers with a [`pipeline::Step`]; the order is written
+//! once, in the [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
 //! runs sessions of the pipeline: resume from the journal, intake, the feeder, reloads.
 //! Beside the stages: [`config`] (every setting, read and checked in one place), [`store`]
 //! (the journal, the on-disk [`store::layout`], the state-folder lock, careful file
@@ -32,7 +35,7 @@
 //! is the `beorg-emulator` crate.
 //!
 //! Dependencies point one way: `cli` → `daemon` → `pipeline` → (`store`, `api`, `scheduler`,
-//! `sidecar`, ...) → `config`, which names only [`redact`] (storage reads settings, settings
+//! `sidecar`, ...) → `lifecycle` → `api` → `config`, which names only [`redact`] (storage reads settings, settings
 //! never read storage). Inside `pipeline`, the stages name [`pipeline::set`] and
 //! [`pipeline::entries`] (which entries of a folder are taken); those two name no stage. A
 //! test (`tests/it/architecture.rs`) takes each module with its descendants and fails on any
@@ -44,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

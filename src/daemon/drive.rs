@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::lifecycle::Event;
 use crate::pipeline::{Context, Job, Step};
 use crate::pipeline::{claim, finish, poll, preflight, submit};
 
@@ -19,12 +20,12 @@ pub(super) async fn drive(cx: Arc<Context>, mut job: Job, permit: Option<OwnedSe
         send(&cx, &mut job, permit).await
     };
     let step = match step {
-        Step::Next => poll::poll(&cx, &job).await,
+        Step::Next => poll::poll(&cx, &mut job).await,
         decided => decided,
     };
     match step {
-        Step::Finish(outcome) => finish::finish(&cx, &job, outcome).await,
-        Step::Vanished => finish::vanished(&cx, &job).await,
+        Step::Finish(outcome) => finish::finish(&cx, &mut job, outcome).await,
+        Step::Vanished => finish::vanished(&cx, &mut job).await,
         Step::Next | Step::Stopped => {}
     }
 }
@@ -38,25 +39,27 @@ async fn send(cx: &Context, job: &mut Job, permit: Option<OwnedSemaphorePermit>)
         decided => return decided,
     }
     let verdict = preflight::preflight(job).await;
-    record_preflight(cx, job, &verdict).await;
+    if let Some(reported) = preflight_event(&verdict)
+        && let Err(not_recorded) = cx.recorder.record(job, reported).await
+    {
+        return not_recorded.into();
+    }
     match verdict {
         Step::Next => submit::submit(cx, job, permit, expected).await,
         decided => decided,
     }
 }
 
-/// Preflight's verdict in the file's history. A history line only (the row changes when a
-/// refusal is finished, and that line says why too): a failed write is logged, not waited on.
-async fn record_preflight(cx: &Context, job: &Job, verdict: &Step) {
+/// Preflight's verdict as the lifecycle's event (none when the file vanished or the daemon
+/// is stopping).
+fn preflight_event(verdict: &Step) -> Option<Event> {
     let refused = match verdict {
         Step::Next => None,
         Step::Finish(outcome) => outcome
             .error
             .as_ref()
             .map(|e| (e.kind.as_str().to_string(), e.message.clone())),
-        Step::Vanished | Step::Stopped => return,
+        Step::Vanished | Step::Stopped => return None,
     };
-    if let Err(e) = cx.journal.record_preflight(job.id, refused).await {
-        tracing::warn!(file = %job.name, "cannot store the preflight verdict in the history: {e:#}");
-    }
+    Some(Event::Preflight { refused })
 }

@@ -18,7 +18,7 @@ use crate::daemon::drive::drive;
 use crate::pipeline::claim::{self, ClaimError};
 use crate::pipeline::finish;
 use crate::pipeline::intake::{self, ReadyFile, ReadyQueue};
-use crate::pipeline::{Context, Inbox, Job};
+use crate::pipeline::{Context, Inbox, Job, Recorder};
 use crate::store::journal::{Journal, Stage};
 use crate::store::layout;
 
@@ -72,7 +72,7 @@ impl Session {
                 .map(Arc::new)
                 .collect(),
             config: all.clone(),
-            journal,
+            recorder: Recorder::new(journal, stop.clone(), shared.metrics.clone()),
             scheduler: shared.scheduler.clone(),
             api,
             stop: stop.clone(),
@@ -95,7 +95,7 @@ impl Session {
         tasks.spawn(apply_retention(p.clone()));
         tasks.spawn(crate::deliver::run(crate::deliver::Deliverer {
             config: p.config.clone(),
-            journal: p.journal.clone(),
+            journal: p.recorder.journal().clone(),
             metrics: p.metrics.clone(),
             stop: p.stop.clone(),
             abort: p.abort.clone(),
@@ -180,7 +180,12 @@ async fn watchdog(liveness: Arc<intake::Liveness>, stop: CancellationToken) {
 /// Forgets finished files older than `keep_history`, at start and then hourly.
 async fn prune_history(p: Arc<Context>) {
     loop {
-        match p.journal.prune(p.config.daemon.keep_history).await {
+        match p
+            .recorder
+            .journal()
+            .prune(p.config.daemon.keep_history)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!("forgot {n} finished files older than keep_history"),
             Err(e) => tracing::warn!("cannot prune the journal: {e:#}"),
@@ -244,7 +249,7 @@ async fn claim_or_leave(
     refused: &mut HashMap<PathBuf, String>,
 ) -> Option<Job> {
     let inbox = &p.inboxes[file.inbox];
-    match claim::claim(file, inbox, &p.journal, &p.stop).await {
+    match claim::claim(file, inbox, &p.recorder).await {
         Ok(job) => {
             refused.remove(&file.path);
             tracing::info!(inbox = %inbox.path.display(), file = %job.name, "claimed");
@@ -264,7 +269,7 @@ async fn claim_or_leave(
 
 /// Restarts every unfinished file from its journal row, and adopts unrecorded work files.
 async fn resume(p: &Arc<Context>, tasks: &TaskTracker) -> anyhow::Result<()> {
-    let records = p.journal.unfinished().await?;
+    let records = p.recorder.journal().unfinished().await?;
     for record in &records {
         let Some(inbox) = p.inbox_at(&record.inbox).cloned() else {
             tracing::warn!(
@@ -273,12 +278,12 @@ async fn resume(p: &Arc<Context>, tasks: &TaskTracker) -> anyhow::Result<()> {
             );
             continue;
         };
-        let job = Job::from_record(record, inbox);
+        let mut job = Job::from_record(record, inbox);
         match record.stage {
             Stage::Finishing => {
                 let (p, record) = (p.clone(), record.clone());
                 tasks.spawn(async move {
-                    finish::resume(&p, &job, &record).await;
+                    finish::resume(&p, &mut job, &record).await;
                 });
                 continue;
             }
@@ -294,7 +299,7 @@ async fn resume(p: &Arc<Context>, tasks: &TaskTracker) -> anyhow::Result<()> {
         }
         tasks.spawn(drive(p.clone(), job, None));
     }
-    for job in claim::adopt_orphans(&p.inboxes, &p.journal, &records).await? {
+    for job in claim::adopt_orphans(&p.inboxes, &p.recorder, &records).await {
         tasks.spawn(drive(p.clone(), job, None));
     }
     Ok(())

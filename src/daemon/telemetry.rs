@@ -150,7 +150,7 @@ pub async fn write_snapshots(p: Arc<Context>, queue: Arc<ReadyQueue>) {
         }
         tokio::select! {
             _ = p.stop.cancelled() => {}
-            _ = p.journal.changed() => {}
+            _ = p.recorder.journal().changed() => {}
             _ = budget_health_changed(&p) => {}
             _ = tokio::time::sleep_until(heartbeat_at.into()) => {}
         }
@@ -193,8 +193,8 @@ async fn snapshot(
     started_at: &str,
     stopped: bool,
 ) -> anyhow::Result<Snapshot> {
-    let counts = p.journal.inbox_counts().await?;
-    let deliveries = p.journal.delivery_counts().await?;
+    let counts = p.recorder.journal().inbox_counts().await?;
+    let deliveries = p.recorder.journal().delivery_counts().await?;
     let now = SystemTime::now();
     let inboxes = p
         .config

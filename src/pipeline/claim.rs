@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::lifecycle::{Event, Member, Payload};
 use crate::pipeline::intake::ReadyFile;
-use crate::pipeline::{Context, Inbox, Job, Step};
-use crate::store::journal::{Journal, NewClaim, Record, until_stored};
+use crate::pipeline::recorder::{NewClaim, Record};
+use crate::pipeline::{Context, Inbox, Job, Recorder, Step};
 use crate::store::{fsutil, layout};
-use tokio_util::sync::CancellationToken;
 
 /// Why a ready file was not claimed. None of these loses the file: it stays in the inbox.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,7 @@ pub enum ClaimError {
 pub async fn claim(
     file: &ReadyFile,
     inbox: &Arc<Inbox>,
-    journal: &Journal,
-    stop: &CancellationToken,
+    recorder: &Recorder,
 ) -> Result<Job, ClaimError> {
     let work_dir = layout::work_dir(&inbox.path);
     // Flat in the work folder under the file's own name; its path below the inbox (a
@@ -49,39 +48,28 @@ pub async fn claim(
     let (from, to) = (file.path.clone(), work_path.clone());
     let (size, mtime) = (file.size, file.mtime);
     let settings = inbox.settings.clone();
-    let is_set = inbox.sets;
+    let payload = Payload::of_inbox(inbox.sets);
+    let set = payload.is_set();
     tokio::task::spawn_blocking(move || {
-        if is_set {
-            set_unchanged(&settings, &from, size, mtime)?;
-        }
-        move_into_work(&from, &to, &work_dir, size, mtime, is_set)
+        unchanged_since_ready(&payload, &settings, &from, size, mtime)?;
+        move_into_work(&from, &to, &work_dir)
     })
     .await
     .map_err(|e| ClaimError::Io(std::io::Error::other(e)))??;
     let claimed_at = SystemTime::now();
-    let record = NewClaim {
+    let claim = NewClaim {
         inbox: inbox.path.clone(),
         name: file.name.clone(),
         work_path: work_path.clone(),
         size: file.size,
         detected_at: file.detected_at,
         claimed_at,
+        set,
     };
-    let id = until_stored(stop, "claim", || insert(journal, record.clone(), is_set))
+    recorder
+        .claimed(inbox.clone(), claim)
         .await
-        .ok_or(ClaimError::Stopped)?;
-    let mut job = Job::claimed(id, inbox.clone(), record);
-    job.is_set = is_set;
-    Ok(job)
-}
-
-/// The journal row of a claimed file or set.
-async fn insert(journal: &Journal, record: NewClaim, is_set: bool) -> anyhow::Result<i64> {
-    if is_set {
-        journal.insert_claimed_set(record).await
-    } else {
-        journal.insert_claimed(record).await
-    }
+        .map_err(|_| ClaimError::Stopped)
 }
 
 /// A set queued as ready still lists as it did (total size, newest mtime of anything in it)
@@ -107,33 +95,41 @@ fn set_unchanged(
     }
 }
 
-fn move_into_work(
+/// Settled when queued, but the queue may have been long: a file is looked at once more
+/// (size and mtime as when it was ready, one link; never a link: intake refuses them, and
+/// one may have been swapped in since), a set is listed again ([`set_unchanged`]).
+fn unchanged_since_ready(
+    payload: &Payload,
+    inbox: &crate::config::InboxConfig,
     from: &Path,
-    to: &Path,
-    work_dir: &Path,
     size: u64,
     mtime: SystemTime,
-    is_set: bool,
 ) -> Result<(), ClaimError> {
     let meta = match std::fs::symlink_metadata(from) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ClaimError::Vanished),
         Err(e) => return Err(e.into()),
     };
-    // Settled when queued, but the queue may have been long: look once more (and never take
-    // a link: intake refuses them, and one may have been swapped in since). A set's files
-    // were looked at by `set_unchanged`.
-    let unchanged = if is_set {
-        meta.file_type().is_dir()
-    } else {
-        meta.file_type().is_file()
-            && meta.nlink() == 1
-            && meta.len() == size
-            && meta.modified().ok() == Some(mtime)
+    let unchanged = match payload {
+        Payload::Set { .. } => meta.file_type().is_dir(),
+        Payload::File => {
+            meta.file_type().is_file()
+                && meta.nlink() == 1
+                && meta.len() == size
+                && meta.modified().ok() == Some(mtime)
+        }
     };
     if !unchanged {
         return Err(ClaimError::Changed);
     }
+    if payload.is_set() {
+        set_unchanged(inbox, from, size, mtime)?;
+    }
+    Ok(())
+}
+
+/// The claim itself: one no-clobber rename into the work folder, made durable.
+fn move_into_work(from: &Path, to: &Path, work_dir: &Path) -> Result<(), ClaimError> {
     fsutil::create_dir_all_mode(work_dir, 0o700)?;
     match fsutil::rename_noclobber(from, to) {
         Ok(()) => {}
@@ -154,86 +150,112 @@ fn move_into_work(
 
 /// The claim's second half, run in the file's own task (hashing a large file on a slow share
 /// delays no other file): the content's SHA-256, stored in the journal before the duplicate
-/// rule can wait on anything, and so that even a refusal's sidecar carries it. An unreadable
-/// file gets none; preflight or submit fails it as unreadable.
+/// rule can wait on anything, and so that even a refusal's sidecar carries it. A file or set
+/// gone from the work folder is [`Step::Vanished`]; an unreadable one gets no hash, and
+/// preflight or submit fails it as unreadable.
 pub async fn hash(cx: &Context, job: &mut Job) -> Step {
     if let Some(hashed) = job.sha256.clone() {
         return recheck(cx, job, hashed).await;
     }
     match hash_and_record(cx, job).await {
         Ok(None) => Step::Stopped,
-        Err(e) if job.is_set && e.kind() == std::io::ErrorKind::NotFound => Step::Vanished,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Step::Vanished,
         Ok(Some(_)) | Err(_) => Step::Next,
     }
 }
 
 /// A file resumed at start that an earlier run hashed but did not get an answer for: its
 /// bytes may have changed since (the daemon died as it noticed a rewrite during the send,
-/// or while it was stopped). The hash is taken again; if it differs, the documents that
-/// answer the earlier bytes are superseded and the new hash is stored, so the file is sent
-/// as it is now, never answered from a document of other bytes. (A set keeps its hash.)
+/// or while it was stopped). The content is read again; if its hash differs, the documents
+/// that answer the earlier bytes are superseded and the new hash is stored, so it is sent as
+/// it is now, never answered from a document of other bytes.
 async fn recheck(cx: &Context, job: &mut Job, hashed: String) -> Step {
-    if job.is_set {
-        return Step::Next;
-    }
-    let path = job.work_path.clone();
-    let now = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path)).await;
     // Unreadable or gone: preflight and the submit answer it as they would.
-    let Ok(Ok(now)) = now else {
+    let Ok(now) = read_content(job).await else {
         return Step::Next;
     };
-    if now == hashed {
+    if now.sha256 == hashed {
         return Step::Next;
     }
     tracing::warn!(
         inbox = %job.inbox.path.display(), file = %job.name,
         "its bytes changed since it was hashed (before the daemon stopped): any answer to the earlier bytes is superseded, and it is sent as it is now"
     );
-    let answering = until_stored(&cx.stop, "documents of the file", || {
-        cx.journal.documents_answering(job.id, hashed.clone())
-    })
-    .await;
-    let Some(answering) = answering else {
+    let Some(answering) = cx.recorder.documents_answering(job, &hashed).await else {
         return Step::Stopped;
     };
-    let why = "the file changed after it was sent (noticed at the next start): the answer describes the earlier bytes".to_string();
+    let why = format!(
+        "{} changed after it was sent (noticed at the next start): the answer describes the earlier bytes",
+        job.payload.noun()
+    );
     for document_id in answering {
-        let superseded = until_stored(&cx.stop, "superseded document", || {
-            cx.journal
-                .supersede_document(document_id.clone(), why.clone())
-        })
-        .await;
-        if superseded.is_none() {
-            return Step::Stopped;
+        let why = why.clone();
+        let superseded = Event::Superseded { document_id, why };
+        if let Err(stopped) = cx.recorder.record(job, superseded).await {
+            return stopped.into();
         }
     }
-    job.sha256 = None;
-    match hash_and_record(cx, job).await {
-        Ok(None) => Step::Stopped,
-        Ok(Some(_)) | Err(_) => Step::Next,
+    match record_content(cx, job, now).await {
+        Some(_) => Step::Next,
+        None => Step::Stopped,
     }
 }
 
-/// Hashes the work file (in the blocking pool) and stores the hash in the journal and the
-/// job, and returns it. `Ok(None)`: the daemon stopped before the journal took it; `Err`: the
-/// file could not be read (gone, or no permission).
+/// What reading a claimed file or set gave: its hash and size, and a set's files as
+/// planned (in the order they are sent).
+pub struct Content {
+    pub sha256: String,
+    pub size: u64,
+    pub members: Option<Vec<Member>>,
+}
+
+/// Reads the work file, or each file of the set's folder, in the blocking pool.
+pub async fn read_content(job: &Job) -> std::io::Result<Content> {
+    let (inbox, path, payload) = (
+        job.inbox.clone(),
+        job.work_path.clone(),
+        job.payload.clone(),
+    );
+    let read = tokio::task::spawn_blocking(move || match payload {
+        Payload::File => {
+            let sha256 = fsutil::sha256_hex_of_file(&path)?;
+            let size = std::fs::metadata(&path)?.len();
+            Ok(Content {
+                sha256,
+                size,
+                members: None,
+            })
+        }
+        Payload::Set { .. } => {
+            let members = crate::pipeline::set::read_members(&inbox, &path)?;
+            Ok(Content {
+                sha256: crate::pipeline::set::set_sha256(&members),
+                size: members.iter().map(|m| m.size).sum(),
+                members: Some(members),
+            })
+        }
+    });
+    read.await.map_err(std::io::Error::other)?
+}
+
+/// Reads the content (a file, or a set's files) and records it: the one hash-and-record of
+/// both kinds. Returns the hash; `Ok(None)`: the daemon stopped before the journal took it;
+/// `Err`: it could not be read (gone, or no permission).
 pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
-    if job.is_set {
-        return crate::pipeline::set::hash_and_record(cx, job).await;
-    }
-    let path = job.work_path.clone();
-    let sha = tokio::task::spawn_blocking(move || fsutil::sha256_hex_of_file(&path))
-        .await
-        .map_err(std::io::Error::other)??;
-    let stored = until_stored(&cx.stop, "content hash", || {
-        cx.journal.set_sha256(job.id, sha.clone())
-    })
-    .await;
-    if stored.is_none() {
-        return Ok(None);
-    }
-    job.sha256 = Some(sha.clone());
-    Ok(Some(sha))
+    let content = read_content(job).await?;
+    Ok(record_content(cx, job, content).await)
+}
+
+/// Records content read from `job` as its hash (and a set's files); `None` if stopped.
+async fn record_content(cx: &Context, job: &mut Job, content: Content) -> Option<String> {
+    let sha256 = content.sha256.clone();
+    let hashed = Event::Hashed {
+        sha256: content.sha256,
+        size: content.size,
+        members: content.members,
+    };
+    cx.recorder.record(job, hashed).await.ok()?;
+    Some(sha256)
 }
 
 /// `<unix ms>-<counter>_<name>`: unique within the process and across restarts. The name
@@ -268,9 +290,9 @@ pub fn original_name(work_file_name: &str) -> &str {
 /// claim's rename and its row): record them again as claimed so they are processed.
 pub async fn adopt_orphans(
     inboxes: &[Arc<Inbox>],
-    journal: &Journal,
+    recorder: &Recorder,
     known: &[Record],
-) -> anyhow::Result<Vec<Job>> {
+) -> Vec<Job> {
     let mut adopted = Vec::new();
     for inbox in inboxes {
         let Ok(entries) = std::fs::read_dir(layout::work_dir(&inbox.path)) else {
@@ -278,39 +300,41 @@ pub async fn adopt_orphans(
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
             // A folder in the work folder is a set whose claim was interrupted.
-            let is_set = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let payload = match entry.file_type() {
+                Ok(t) if t.is_file() => Payload::File,
+                Ok(t) if t.is_dir() => Payload::new_set(),
+                _ => continue,
+            };
             let file_name = entry.file_name().to_string_lossy().into_owned();
-            if !(is_file || is_set)
-                || file_name.starts_with('.')
-                || known.iter().any(|r| r.work_path == path)
-            {
+            if file_name.starts_with('.') || known.iter().any(|r| r.work_path == path) {
                 continue;
             }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let now = SystemTime::now();
             let name = original_name(&file_name).to_string();
-            let record = NewClaim {
+            let claim = NewClaim {
                 inbox: inbox.path.clone(),
                 name: name.clone(),
                 work_path: path.clone(),
                 size,
                 detected_at: now,
                 claimed_at: now,
+                set: payload.is_set(),
             };
-            let id = insert(journal, record.clone(), is_set).await?;
+            let Ok(job) = recorder.claimed(inbox.clone(), claim).await else {
+                // Stopping: the rest are adopted at the next start.
+                return adopted;
+            };
             tracing::warn!(
                 inbox = %inbox.path.display(),
                 file = %name,
                 "found in the work folder without a journal record (interrupted claim); processing it"
             );
-            let mut job = Job::claimed(id, inbox.clone(), record);
-            job.is_set = is_set;
             adopted.push(job);
         }
     }
-    Ok(adopted)
+    adopted
 }
 
 #[cfg(test)]

@@ -24,14 +24,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::config::InboxConfig;
-use crate::pipeline::Context;
-use crate::pipeline::Job;
+use crate::lifecycle::{Event, Payload, Stage};
+use crate::pipeline::recorder::{Record, Superseded};
+use crate::pipeline::{Context, Job, NotRecorded};
 use crate::results;
 use crate::sidecar::{
     ErrorKind, Outcome, SIDECAR_VERSION, Sidecar, Source, SourceFile, Status, Timestamps, rfc3339,
 };
 use crate::store::fsutil;
-use crate::store::journal::{Record, Stage, until_stored};
 
 /// Longest wait between two tries of a move or write that keeps failing.
 const MAX_FINISH_BACKOFF: Duration = Duration::from_secs(60);
@@ -43,6 +43,8 @@ const FINISH_BACKOFF: crate::retry::Backoff =
 /// What one try of placing a file achieved.
 enum Placed {
     At(PathBuf),
+    /// The daemon stopped before the journal took it (it resumes from what is stored).
+    NotRecorded,
     /// The work file is gone and was never placed: deleted by hand.
     Vanished,
 }
@@ -52,13 +54,9 @@ enum Placed {
 /// next start. A file (or a file of a set) deleted from the work folder after it was sent is
 /// not lost: what was paid for (the result, the document ids) goes to failed/ in its sidecar,
 /// with kind `deleted` (see [`deleted`]).
-pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
-    let inbox = &job.inbox;
-    let Some(superseded) = until_stored(&p.stop, "superseded documents", || {
-        p.journal.superseded_of(job.id)
-    })
-    .await
-    else {
+pub async fn finish(p: &Context, job: &mut Job, outcome: Outcome) {
+    let inbox = job.inbox.clone();
+    let Some(superseded) = p.recorder.superseded_of(job).await else {
         return;
     };
     let paid = job.document_id.is_some() || !superseded.is_empty();
@@ -70,7 +68,7 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
     // Kept across tries: once the original has moved, a retry must finish at the same name.
     let mut chosen: Option<PathBuf> = None;
     loop {
-        let dest_dir = destination(inbox, &outcome);
+        let dest_dir = destination(&inbox, &outcome);
         let sidecar_alone = is_deleted(&outcome);
         let placing = Placing {
             outcome: &outcome,
@@ -81,16 +79,9 @@ pub async fn finish(p: &Context, job: &Job, outcome: Outcome) {
         match place(p, job, &placing, &mut chosen).await {
             Ok(Placed::At(final_path)) => {
                 log_finished(inbox.path.as_path(), job, &outcome, &final_path);
-                let label = match (&outcome.error, outcome.status) {
-                    (Some(e), _) => e.kind.as_str(),
-                    (None, Status::Review) => "review",
-                    (None, _) => "done",
-                };
-                let latency = job.detected_at.elapsed().unwrap_or_default();
-                p.metrics
-                    .file_finished(&inbox.path.to_string_lossy(), label, latency);
                 return;
             }
+            Ok(Placed::NotRecorded) => return,
             Ok(Placed::Vanished) if paid && !sidecar_alone => {
                 // Deleted between the look above and the move: only the sidecar is left.
                 outcome = deleted(job, outcome, &Missing::All);
@@ -139,15 +130,20 @@ async fn missing_after_send(job: &Job, paid: bool) -> Option<Missing> {
     if !paid {
         return None;
     }
-    let (work, is_set) = (job.work_path.clone(), job.is_set);
-    let names: Vec<String> = job.members.iter().map(|m| m.name.clone()).collect();
+    let work = job.work_path.clone();
+    let names: Vec<String> = job
+        .payload
+        .members()
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
     tokio::task::spawn_blocking(move || {
         if !fsutil::exists(&work) {
             return Some(Missing::All);
         }
         let gone: Vec<String> = names
             .into_iter()
-            .filter(|name| is_set && !fsutil::exists(&work.join(name)))
+            .filter(|name| !fsutil::exists(&work.join(name)))
             .collect();
         (!gone.is_empty()).then_some(Missing::Members(gone))
     })
@@ -170,7 +166,7 @@ fn deleted(job: &Job, outcome: Outcome, missing: &Missing) -> Outcome {
     if is_deleted(&outcome) {
         return outcome;
     }
-    let what = match (missing, job.is_set) {
+    let what = match (missing, job.payload.is_set()) {
         (Missing::All, false) => {
             "The file was deleted from the daemon's work folder after it was sent, so it is not here.".to_string()
         }
@@ -216,7 +212,7 @@ struct Placing<'a> {
     outcome: &'a Outcome,
     dest_dir: &'a Path,
     /// Documents paid for this file and not used, for the sidecar.
-    superseded: &'a [crate::store::journal::Superseded],
+    superseded: &'a [Superseded],
     /// The original is gone (kind `deleted`): the sidecar is written alone.
     sidecar_alone: bool,
 }
@@ -227,12 +223,12 @@ struct Placing<'a> {
 /// original would have had.
 async fn place(
     p: &Context,
-    job: &Job,
+    job: &mut Job,
     placing: &Placing<'_>,
     chosen: &mut Option<PathBuf>,
 ) -> anyhow::Result<Placed> {
     let (outcome, dest_dir) = (placing.outcome, placing.dest_dir);
-    let inbox = &job.inbox;
+    let inbox = job.inbox.clone();
     p.mounts.check(dest_dir)?;
     p.mounts.check(&inbox.path)?;
     // A file from a subfolder of a recursive inbox keeps that subfolder below done/failed.
@@ -262,36 +258,77 @@ async fn place(
     *chosen = Some(final_path.clone());
     let outcome = &told_where(job, outcome, &final_path).await;
     let file_name = file_name_of(&final_path);
-    let sidecar = sidecar_of(job, inbox, outcome, &file_name, placing.superseded).to_json();
-    let delivery = crate::deliver::message::outcome(
-        inbox,
-        &sidecar,
-        &final_path,
-        &crate::store::layout::sidecar_path(&final_path),
-    );
-    p.journal
-        .mark_finishing(job.id, final_path.clone(), sidecar.clone())
-        .await?;
-    let (from, to) = (job.work_path.clone(), final_path.clone());
-    let mode = p.config.daemon.file_mode;
-    blocking(move || {
-        if alone && !from.exists() {
-            return write_sidecar(&to, &sidecar, mode);
-        }
-        move_and_write(&from, &to, &sidecar, mode)
-    })
-    .await?;
+    let sidecar = sidecar_of(job, &inbox, outcome, &file_name, placing.superseded).to_json();
+    let finishing = Event::Finishing {
+        final_path: final_path.clone(),
+        sidecar_path: crate::store::layout::sidecar_path(&final_path),
+        sidecar: sidecar.clone(),
+    };
+    if let Err(not_recorded) = p.recorder.record(job, finishing).await {
+        return match not_recorded {
+            NotRecorded::Stopped => Ok(Placed::NotRecorded),
+            NotRecorded::Illegal(e) => Err(e.into()),
+        };
+    }
     let stage = match outcome.status {
         Status::Done => Stage::Done,
         Status::Review => Stage::Review,
         Status::Failed => Stage::Failed,
     };
-    until_stored(&p.stop, "finished", || {
-        p.journal
-            .mark_finished_delivering(job.id, stage, delivery.clone())
-    })
-    .await;
+    put_in_place(p, job, &sidecar, alone, stage, label_of(outcome)).await?;
     Ok(Placed::At(final_path))
+}
+
+/// The finish's tail, the same for a new finish and for one resumed after a crash: the
+/// original moved beside its sidecar (or the sidecar written alone, `alone`: the original
+/// was deleted after it was sent), then the file recorded as finished in `stage`, with its
+/// deliveries. Each step is safe to repeat.
+async fn put_in_place(
+    p: &Context,
+    job: &mut Job,
+    sidecar: &str,
+    alone: bool,
+    stage: Stage,
+    label: String,
+) -> anyhow::Result<()> {
+    let Some(final_path) = job.final_path.clone() else {
+        anyhow::bail!("the journal does not say where this file goes");
+    };
+    let (from, to, text) = (
+        job.work_path.clone(),
+        final_path.clone(),
+        sidecar.to_string(),
+    );
+    let mode = p.config.daemon.file_mode;
+    blocking(move || {
+        if alone && !from.exists() {
+            return write_sidecar(&to, &text, mode);
+        }
+        move_and_write(&from, &to, &text, mode)
+    })
+    .await?;
+    let sidecar_path = crate::store::layout::sidecar_path(&final_path);
+    let delivery =
+        crate::deliver::message::outcome(&job.inbox, sidecar, &final_path, &sidecar_path);
+    let finished = Event::Finished {
+        stage,
+        label,
+        delivery,
+    };
+    match p.recorder.record(job, finished).await {
+        Ok(()) | Err(NotRecorded::Stopped) => Ok(()),
+        Err(NotRecorded::Illegal(e)) => Err(e.into()),
+    }
+}
+
+/// An outcome's label in the metrics: its error kind, or `review`, or `done`.
+fn label_of(outcome: &Outcome) -> String {
+    match (&outcome.error, outcome.status) {
+        (Some(e), _) => e.kind.as_str(),
+        (None, Status::Review) => "review",
+        (None, _) => "done",
+    }
+    .to_string()
 }
 
 /// Whether the name chosen before for the work file `work` can still be used: it is free
@@ -312,7 +349,7 @@ fn still_ours(work: &Path, chosen: &Path) -> bool {
 /// those were not changed; any set logs it.
 async fn told_where(job: &Job, outcome: &Outcome, final_path: &Path) -> Outcome {
     let mut outcome = outcome.clone();
-    if !job.is_set {
+    if let Payload::File = job.payload {
         return outcome;
     }
     let (work, placed) = (job.work_path.clone(), final_path.to_path_buf());
@@ -425,7 +462,7 @@ fn write_sidecar(to: &Path, sidecar: &str, mode: u32) -> anyhow::Result<()> {
 }
 
 /// Completes a finish interrupted by a crash, from the decision stored in the journal.
-pub async fn resume(p: &Context, job: &Job, record: &Record) {
+pub async fn resume(p: &Context, job: &mut Job, record: &Record) {
     let (Some(final_path), Some(sidecar)) = (record.final_path.clone(), record.sidecar.clone())
     else {
         // Never written so (the name and the sidecar are stored with the stage), but say so
@@ -455,32 +492,19 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
     } else {
         Stage::Failed
     };
-    let delivery = crate::deliver::message::outcome(
-        &job.inbox,
-        &sidecar,
-        &final_path,
-        &crate::store::layout::sidecar_path(&final_path),
-    );
+    let label = stored
+        .map(|stored| label_of(&outcome_of(stored)))
+        .unwrap_or_else(|| stage.as_str().to_string());
     let mut retry =
         crate::retry::Retry::new(&p.stop, crate::retry::Backoff::every(MAX_FINISH_BACKOFF));
     loop {
-        let (from, to, text) = (job.work_path.clone(), final_path.clone(), sidecar.clone());
         let dir = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let mode = p.config.daemon.file_mode;
         let attempt = match p.mounts.check(&dir) {
-            Ok(()) if alone && !from.exists() => {
-                blocking(move || write_sidecar(&to, &text, mode)).await
-            }
-            Ok(()) => blocking(move || move_and_write(&from, &to, &text, mode)).await,
+            Ok(()) => put_in_place(p, job, &sidecar, alone, stage, label.clone()).await,
             Err(e) => Err(e),
         };
         match attempt {
             Ok(()) => {
-                until_stored(&p.stop, "finished", || {
-                    p.journal
-                        .mark_finished_delivering(job.id, stage, delivery.clone())
-                })
-                .await;
                 tracing::info!(file = %job.name, to = %final_path.display(), "finished after restart");
                 return;
             }
@@ -500,12 +524,8 @@ pub async fn resume(p: &Context, job: &Job, record: &Record) {
 /// [`Step::Vanished`](crate::pipeline::Step::Vanished)): if documents were paid for it
 /// anyway (answers superseded while it changed), they go to failed/ in a sidecar of kind
 /// `deleted`; otherwise it is recorded as lost.
-pub async fn vanished(p: &Context, job: &Job) {
-    let Some(superseded) = until_stored(&p.stop, "superseded documents", || {
-        p.journal.superseded_of(job.id)
-    })
-    .await
-    else {
+pub async fn vanished(p: &Context, job: &mut Job) {
+    let Some(superseded) = p.recorder.superseded_of(job).await else {
         return;
     };
     if superseded.is_empty() && job.document_id.is_none() {
@@ -534,16 +554,13 @@ fn outcome_of(sidecar: Sidecar) -> Outcome {
 }
 
 /// A claimed file's work copy is gone (deleted by hand): report it, close its record as lost.
-pub async fn lost(p: &Context, job: &Job) {
+pub async fn lost(p: &Context, job: &mut Job) {
     tracing::error!(
         file = %job.name, work_path = %job.work_path.display(),
         document_id = job.document_id.as_deref().unwrap_or("-"),
         "the claimed file disappeared from the work folder (deleted by hand?); nothing to send or move"
     );
-    until_stored(&p.stop, "lost", || {
-        p.journal.mark_finished(job.id, Stage::Lost)
-    })
-    .await;
+    let _ = p.recorder.record(job, Event::Lost).await;
 }
 
 fn log_finished(inbox: &Path, job: &Job, outcome: &Outcome, final_path: &Path) {
@@ -574,7 +591,7 @@ fn sidecar_of(
     inbox: &InboxConfig,
     outcome: &Outcome,
     file: &str,
-    superseded: &[crate::store::journal::Superseded],
+    superseded: &[Superseded],
 ) -> Sidecar {
     Sidecar {
         sidecar_version: SIDECAR_VERSION,
@@ -595,7 +612,7 @@ fn sidecar_of(
             inbox: inbox.path.display().to_string(),
             sha256: job.sha256.clone(),
             size: job.size,
-            files: job.is_set.then(|| source_files(job)),
+            files: job.payload.is_set().then(|| source_files(job)),
         },
         result: outcome.result.clone(),
         result_raw: outcome.result_raw.clone(),
@@ -639,7 +656,8 @@ fn reviewed(job: &Job, mut outcome: Outcome) -> Outcome {
 /// member sent under its key, else `file` (a single file's own name).
 fn documents_of(job: &Job, result: &serde_json::Value, file: &str) -> Vec<results::Document> {
     let members: Vec<(String, String)> = job
-        .members
+        .payload
+        .members()
         .iter()
         .map(|m| (m.key.clone(), m.name.clone()))
         .collect();
@@ -653,7 +671,8 @@ fn documents_of(job: &Job, result: &serde_json::Value, file: &str) -> Vec<result
 
 /// A set's files for its sidecar, in the order sent.
 fn source_files(job: &Job) -> Vec<SourceFile> {
-    job.members
+    job.payload
+        .members()
         .iter()
         .map(|m| SourceFile {
             name: m.name.clone(),

@@ -3,7 +3,9 @@
 //! alone. What they share is defined here: the claimed file ([`Job`]), the inbox it came
 //! from ([`Inbox`]), the context every file's task holds ([`Context`]), and the one answer
 //! every stage gives ([`Step`]). The order in which the stages run is written once, in
-//! `daemon::drive`. Beside the stages: [`entries`] (which entries of a folder are taken) and
+//! `daemon::drive`. What a file's state is, is decided by the [`lifecycle`](crate::lifecycle)
+//! state machine and stored by the [`recorder`], the only module here that names the
+//! journal: the stages report events to it. Beside the stages: [`entries`] (which entries of a folder are taken) and
 //! [`set`] (what a document set is), which the stages use and which name no stage, and
 //! [`ready_times`] (when to ask for a result).
 
@@ -14,14 +16,13 @@ pub mod intake;
 pub mod poll;
 pub mod preflight;
 pub mod ready_times;
+pub mod recorder;
 pub mod set;
 pub mod submit;
 
 use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,8 @@ use crate::config::{Config, InboxConfig};
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::sidecar::Outcome;
-use crate::store::journal::{FileId, Journal, NewClaim, Record, Stage};
+
+pub use recorder::{Job, NotRecorded, Recorder};
 
 /// What a stage decided about a file: the one contract every stage returns.
 #[derive(Debug)]
@@ -42,8 +44,15 @@ pub enum Step {
     Finish(Outcome),
     /// The claimed file is gone from the work folder (deleted by hand): record it as lost.
     Vanished,
-    /// The daemon is stopping; the journal resumes the file at the next start.
+    /// The daemon is stopping (or a transition could not be recorded): the journal resumes
+    /// the file at the next start.
     Stopped,
+}
+
+impl From<NotRecorded> for Step {
+    fn from(_: NotRecorded) -> Step {
+        Step::Stopped
+    }
 }
 
 /// An inbox as the running pipeline sees it: its settings, and what is happening in it now.
@@ -72,78 +81,6 @@ impl Deref for Inbox {
     }
 }
 
-/// A claimed file on its way through the pipeline: the in-memory twin of its journal row.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: FileId,
-    /// The inbox it came from (possibly one retired by a reload: its files in flight finish).
-    pub inbox: Arc<Inbox>,
-    /// Its name in the inbox, as the scanner wrote it; reused in done/ and failed/.
-    pub name: String,
-    pub work_path: PathBuf,
-    pub size: u64,
-    pub sha256: Option<String>,
-    pub document_id: Option<String>,
-    pub detected_at: SystemTime,
-    pub claimed_at: SystemTime,
-    pub submitted_at: Option<SystemTime>,
-    /// Set when the content was answered from an earlier document (no new submit).
-    pub duplicate_of: Option<String>,
-    /// The daemon died while this file's submit was on its way: if the API now says 409,
-    /// that earlier request reached it.
-    pub in_doubt: bool,
-    /// A document set: `work_path` is its folder, `sha256` the set's hash.
-    pub is_set: bool,
-    /// A set's files once hashed (with `sha256`), in the order they are sent.
-    pub members: Vec<set::Member>,
-}
-
-impl Job {
-    /// A file just claimed (or adopted from a work folder), recorded as row `id`.
-    pub fn claimed(id: FileId, inbox: Arc<Inbox>, claim: NewClaim) -> Job {
-        Job {
-            id,
-            inbox,
-            name: claim.name,
-            work_path: claim.work_path,
-            size: claim.size,
-            sha256: None,
-            document_id: None,
-            detected_at: claim.detected_at,
-            claimed_at: claim.claimed_at,
-            submitted_at: None,
-            duplicate_of: None,
-            in_doubt: false,
-            is_set: false,
-            members: Vec::new(),
-        }
-    }
-
-    /// Rebuilds a job from its journal row at startup.
-    pub fn from_record(record: &Record, inbox: Arc<Inbox>) -> Job {
-        Job {
-            id: record.id,
-            inbox,
-            name: record.name.clone(),
-            work_path: record.work_path.clone(),
-            size: record.size,
-            sha256: record.sha256.clone(),
-            document_id: record.document_id.clone(),
-            detected_at: record.detected_at,
-            claimed_at: record.claimed_at,
-            submitted_at: record.submitted_at,
-            duplicate_of: record.duplicate_of.clone(),
-            in_doubt: record.stage == Stage::Submitting,
-            is_set: record.is_set,
-            members: record
-                .set_files
-                .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or_default(),
-        }
-    }
-}
-
 /// Everything a file's task needs, shared by all of them (one per session: a reload makes a
 /// new one).
 pub struct Context {
@@ -153,7 +90,8 @@ pub struct Context {
     /// config order, as intake numbers them), then those retired by a reload whose files are
     /// still in flight.
     pub inboxes: Vec<Arc<Inbox>>,
-    pub journal: Journal,
+    /// The one write point of the files' lifecycles, and the stages' way to the journal.
+    pub recorder: Recorder,
     /// The single owner of the request budget.
     pub scheduler: Scheduler,
     pub api: ApiClient,

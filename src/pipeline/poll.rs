@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::api::{ApiFailure, ResultReply};
+use crate::lifecycle::{Event, Payload};
 use crate::pipeline::Context;
 use crate::pipeline::ready_times::{Sample, Schedule};
 use crate::pipeline::{Job, Step};
@@ -25,23 +26,23 @@ use crate::sidecar::{ErrorKind, Outcome};
 const UNPARSEABLE_RETRIES: u32 = 3;
 
 /// Polls until a result, a final error or the deadline.
-pub async fn poll(p: &Context, job: &Job) -> Step {
-    let inbox = &job.inbox;
-    let document_id = job.document_id.clone().expect("poll needs a document_id");
-    let asked_before = p.journal.poll_asked(job.id).await.unwrap_or_else(|e| {
-        tracing::warn!(file = %job.name, document_id = %document_id, "cannot read how long its result was asked for ({e:#}); counting result_timeout from now");
-        Duration::ZERO
-    });
+pub async fn poll(p: &Context, job: &mut Job) -> Step {
+    let inbox = job.inbox.clone();
+    let Some(document_id) = job.document_id.clone() else {
+        tracing::error!(file = %job.name, "a fault in the daemon: asked to poll a file without a document_id; it is taken up again at the next start");
+        return Step::Stopped;
+    };
+    let asked_before = p.recorder.poll_asked(job).await;
     let started = Instant::now();
     let mut clock = AskingClock::start(asked_before);
-    let request = super::submit::request_key(inbox);
+    let request = super::submit::request_key(&inbox);
     // A fresh document (not resumed, not answered from an earlier one) is asked for when
     // results of its request are likely ready, and teaches the schedule when it was.
     let learning = asked_before.is_zero() && job.duplicate_of.is_none();
     let mut schedule = if learning {
         let (first, max) = (inbox.first_poll, inbox.max_poll_interval);
         p.ready_times
-            .schedule(&p.journal, &request, first, max)
+            .schedule(&p.recorder, &request, first, max)
             .await
     } else {
         // After a restart, the asking time carried over counts towards the first wait (a
@@ -95,14 +96,12 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
             reply = p.api.fetch_result(&document_id) => reply,
         };
         asked_once = true;
-        // Best effort: if it cannot be stored, a restart counts some asking time again.
-        let still_processing = matches!(reply, Ok(ResultReply::Pending));
-        if let Err(e) = p
-            .journal
-            .set_poll_asked(job.id, clock.asked(), still_processing)
-            .await
-        {
-            tracing::debug!(file = %job.name, "cannot store the asking time: {e:#}");
+        let asked = Event::Asked {
+            asked: clock.asked(),
+            still_processing: matches!(reply, Ok(ResultReply::Pending)),
+        };
+        if let Err(stopped) = p.recorder.record(job, asked).await {
+            return stopped.into();
         }
         let status = match &reply {
             Ok(ResultReply::Pending) => Some(425),
@@ -115,19 +114,19 @@ pub async fn poll(p: &Context, job: &Job) -> Step {
                 p.scheduler.account_ok(false);
                 tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "result ready");
                 if learning {
-                    let sample = Sample {
-                        pending,
-                        ready: sent_at,
-                    };
-                    p.ready_times
-                        .observe(&p.journal, job.id, &request, sample)
-                        .await;
+                    let ready = sent_at;
+                    let sample = Sample { pending, ready };
+                    p.ready_times.observe(&request, sample).await;
+                    let learned = Event::ReadyAfter { pending, ready };
+                    if let Err(stopped) = p.recorder.record(job, learned).await {
+                        return stopped.into();
+                    }
                 }
                 let outcome = judge(result);
-                if job.is_set {
-                    return Step::Finish(name_broken_files(outcome, &job.members));
-                }
-                return Step::Finish(outcome);
+                return Step::Finish(match &job.payload {
+                    Payload::Set { members } => name_broken_files(outcome, members),
+                    Payload::File => outcome,
+                });
             }
             Ok(ResultReply::Pending) => {
                 p.scheduler.account_ok(false);
@@ -210,7 +209,7 @@ pub fn judge(result: Value) -> Outcome {
 }
 
 /// Names the files (and keys) of the broken documents in a broken set's message.
-pub fn name_broken_files(outcome: Outcome, members: &[crate::pipeline::set::Member]) -> Outcome {
+pub fn name_broken_files(outcome: Outcome, members: &[crate::lifecycle::Member]) -> Outcome {
     let (Some(error), Some(result)) = (&outcome.error, &outcome.result) else {
         return outcome;
     };

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::store::journal::{FileId, Journal};
+use crate::pipeline::Recorder;
 
 /// How many recent files per request the schedule learns from.
 pub const WINDOW: usize = 50;
@@ -64,20 +64,14 @@ impl ReadyTimes {
     /// The asks for a document just sent as `request`.
     pub async fn schedule(
         &self,
-        journal: &Journal,
+        recorder: &Recorder,
         request: &str,
         first_poll: Duration,
         max_interval: Duration,
     ) -> Schedule {
         let mut windows = self.windows.lock().await;
         if !windows.contains_key(request) {
-            let known = journal
-                .ready_times(request.to_string(), WINDOW)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::debug!("cannot read the learned ready times: {e:#}");
-                    Vec::new()
-                });
+            let known = recorder.ready_times(request, WINDOW).await;
             let samples = known
                 .into_iter()
                 .map(|(pending, ready)| Sample { pending, ready })
@@ -89,20 +83,13 @@ impl ReadyTimes {
             .unwrap_or_else(|| Schedule::configured(first_poll, max_interval))
     }
 
-    /// A result of `request` was found ready: remember when (best effort in the journal).
-    pub async fn observe(&self, journal: &Journal, id: FileId, request: &str, sample: Sample) {
-        {
-            let mut windows = self.windows.lock().await;
-            let window = windows.entry(request.to_string()).or_default();
-            window.push_front(sample);
-            window.truncate(WINDOW);
-        }
-        if let Err(e) = journal
-            .set_ready_times(id, sample.pending, sample.ready)
-            .await
-        {
-            tracing::debug!("cannot store the ready time: {e:#}");
-        }
+    /// A result of `request` was found ready: remember when (the poll stage records it
+    /// with the file, for the next session).
+    pub async fn observe(&self, request: &str, sample: Sample) {
+        let mut windows = self.windows.lock().await;
+        let window = windows.entry(request.to_string()).or_default();
+        window.push_front(sample);
+        window.truncate(WINDOW);
     }
 }
 

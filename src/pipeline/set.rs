@@ -12,7 +12,7 @@
 //! sorted (byte order) and concatenated: the same files under the same names give the same
 //! hash wherever the folder is.
 //!
-//! This module owns the listing, the plan and the hash; the stages call into it for a [`Job`]
+//! This module owns the listing, the plan and the hash; the stages call into it for a job
 //! that is a set (preflight's `sets` module holds the set's own checks before anything is
 //! paid, poll names a broken set's files). It names no other stage: which entries count is
 //! [`entries`](crate::pipeline::entries)' rule, shared with intake.
@@ -22,44 +22,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
-use crate::api::{ProcessInfo, ProcessOptions};
 use crate::config::InboxConfig;
 use crate::pipeline::entries::{EntryRules, Verdict, is_ignored_name, is_temporary_name};
-use crate::pipeline::{Context, Job};
 use crate::store::fsutil;
 
-/// One file of a set as recorded in the journal once hashed: what was read and what is asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-    #[serde(rename = "type")]
-    pub doc_type: String,
-    pub key: String,
-    #[serde(default)]
-    pub stages: Vec<String>,
-    #[serde(default)]
-    pub relation: BTreeMap<String, String>,
-}
-
-impl Member {
-    /// Its `process_info` entry.
-    pub fn process_info(&self) -> ProcessInfo {
-        ProcessInfo {
-            doc_type: self.doc_type.clone(),
-            key: Some(self.key.clone()),
-            options: (!self.stages.is_empty() || !self.relation.is_empty()).then(|| {
-                ProcessOptions {
-                    stages: self.stages.clone(),
-                    relation: (!self.relation.is_empty()).then(|| self.relation.clone()),
-                }
-            }),
-        }
-    }
-}
+pub use crate::lifecycle::Member;
 
 /// A file of a set folder as listed (not read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,28 +330,6 @@ pub fn read_members(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Vec<M
         files.push((entry.name, sha, size));
     }
     Ok(plan(inbox, files))
-}
-
-/// Hashes the claimed set's members, plans them and stores both with the set's hash in the
-/// journal. `Ok(None)`: stopped before the journal took it.
-pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Option<String>> {
-    let (inbox, folder) = (job.inbox.clone(), job.work_path.clone());
-    let members = tokio::task::spawn_blocking(move || read_members(&inbox, &folder))
-        .await
-        .map_err(std::io::Error::other)??;
-    let sha = set_sha256(&members);
-    let text = serde_json::to_string(&members).map_err(std::io::Error::other)?;
-    let stored = crate::store::journal::until_stored(&cx.stop, "set content", || {
-        cx.journal.set_set_files(job.id, sha.clone(), text.clone())
-    })
-    .await;
-    if stored.is_none() {
-        return Ok(None);
-    }
-    job.size = members.iter().map(|m| m.size).sum();
-    job.members = members;
-    job.sha256 = Some(sha.clone());
-    Ok(Some(sha))
 }
 
 #[cfg(test)]

@@ -14,17 +14,17 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::api::{ApiFailure, Asked, BodyFile, ProcessInfo, ProcessOptions, SubmitBody};
 use crate::config::{InboxConfig, ProjectField, Tariff};
-use crate::pipeline::Context;
-use crate::pipeline::{Job, Step};
+use crate::lifecycle::{Event, Member, Payload};
+use crate::pipeline::recorder::SameContent;
+use crate::pipeline::{Context, Job, NotRecorded, Step};
 use crate::scheduler::SubmitExpected;
 use crate::sidecar::{ErrorKind, Outcome};
-use crate::store::journal::{SameContent, until_stored};
 
 /// A body ready to send (nothing of the file in it yet), and the open file it reads from.
 struct Prepared {
@@ -58,8 +58,8 @@ enum Now {
 
 impl Now {
     /// Why an answer is not used, in plain words (for the log and the sidecar).
-    fn why(&self, is_set: bool) -> String {
-        match (self, is_set) {
+    fn why(&self, payload: &Payload) -> String {
+        match (self, payload.is_set()) {
             (Now::Changed(names), true) => {
                 format!("{names} of this set changed while the set was sent (other bytes now)")
             }
@@ -230,18 +230,21 @@ pub async fn submit(
     let inbox = job.inbox.clone();
     let mut server_errors = 0u32;
     let mut waiting: Option<LongWait> = None;
+    // The content changed since it was hashed: read and record it again before going on.
+    let mut rehash = false;
     loop {
-        // The content hash is known from the claim; a row from an older daemon (or a file
+        // The content hash is known from the claim; a row from an older daemon (or content
         // changed since) is hashed here, once.
         let sha256 = match job.sha256.clone() {
-            Some(sha256) => sha256,
-            None => match crate::pipeline::claim::hash_and_record(p, job).await {
+            Some(sha256) if !rehash => sha256,
+            _ => match crate::pipeline::claim::hash_and_record(p, job).await {
                 Ok(Some(sha256)) => sha256,
                 Ok(None) => return Step::Stopped,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Step::Vanished,
                 Err(e) => return Step::Finish(unreadable(&e)),
             },
         };
+        rehash = false;
         // A set's request depends on its files (known once hashed).
         let (info, request) = what_is_asked(job);
         // The same request on its way from another file: wait for its answer (woken when
@@ -302,41 +305,24 @@ pub async fn submit(
                 if !wait_until_unchanged(p, job).await {
                     return Step::Stopped;
                 }
-                job.sha256 = None;
+                rehash = true;
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Step::Vanished,
             Err(e) => return Step::Finish(unreadable(&e)),
         };
-        if prepared.sha256 != sha256 && job.is_set {
-            // A file of the set changed since it was hashed: hash and plan it again.
-            job.sha256 = None;
-            permit = Some(_permit);
-            continue;
-        }
         if prepared.sha256 != sha256 {
-            // Changed since it was claimed (and settled again since): the rule is checked
-            // again for the content actually read.
-            let sha = prepared.sha256.clone();
-            if store(p, "content hash", || {
-                p.journal.set_sha256(job.id, sha.clone())
-            })
-            .await
-            .is_none()
-            {
-                return Step::Stopped;
-            }
-            job.sha256 = Some(prepared.sha256);
+            // Changed since it was hashed (and settled again since): hashed (a set: planned)
+            // again, and the duplicate rule checked again for the content as it is now.
+            rehash = true;
             permit = Some(_permit);
             continue;
         }
-        if store(p, "submitting", || {
-            p.journal.mark_submitting(job.id, request.clone())
-        })
-        .await
-        .is_none()
-        {
-            return Step::Stopped;
+        let submitting = Event::Submitting {
+            request: request.clone(),
+        };
+        if let Err(stopped) = p.recorder.record(job, submitting).await {
+            return stopped.into();
         }
         let asked = std::time::Instant::now();
         let turn = tokio::select! {
@@ -344,7 +330,7 @@ pub async fn submit(
                 // Nothing was sent: no doubt to leave behind. (Tried once, as the daemon is
                 // stopping; if that fails, the next start treats the file as in doubt.)
                 let reason = "the daemon stopped before its turn to be sent".to_string();
-                store(p, "claimed", || p.journal.mark_claimed(job.id, reason.clone())).await;
+                let _ = p.recorder.record(job, Event::NotSent { reason }).await;
                 return Step::Stopped;
             }
             turn = p.scheduler.submit_turn(job.id) => match turn {
@@ -378,69 +364,17 @@ pub async fn submit(
         {
             return Step::Stopped;
         }
-        // Verify after the send: the open file's size, mtime and ctime as when it was hashed.
-        // If they moved, the content decides: the same bytes (a `touch`, a copy of the same
-        // file over it) keep the answer; a file deleted after it was sent keeps it too (the
-        // result is kept in failed/); other bytes are sent again once they stop changing,
-        // the earlier answer superseded. (A file whose size changed while it was streamed has
-        // already broken the request off.)
-        if !all_unchanged(&prepared.files) && !matches!(reply, Err(ApiFailure::Account { .. })) {
-            let now = content_now(&prepared.sent).await;
-            let document = reply.as_ref().ok();
-            match (&now, document) {
-                (Now::Same, _) => {
-                    tracing::info!(
-                        inbox = %inbox.path.display(), file = %job.name,
-                        "touched while it was sent, but its bytes are the ones sent: the answer is used"
-                    );
+        match judge_after_send(p, job, (&prepared.files, &prepared.sent), &reply).await {
+            AfterSend::UseTheAnswer => {}
+            AfterSend::SendAgain => {
+                drop((_permit, holding, expected.take()));
+                if !wait_until_unchanged(p, job).await {
+                    return Step::Stopped;
                 }
-                (Now::Deleted(_), Some(document_id)) => {
-                    tracing::warn!(
-                        inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
-                        "{} (from the work folder): its answer is used, the result goes to failed/ with what is left",
-                        now.why(job.is_set)
-                    );
-                }
-                (now, _) => {
-                    let why = now.why(job.is_set);
-                    let answer = match document {
-                        Some(document_id) => {
-                            if store(p, "superseded document", || {
-                                p.journal
-                                    .supersede_document(document_id.clone(), why.clone())
-                            })
-                            .await
-                            .is_none()
-                            {
-                                return Step::Stopped;
-                            }
-                            format!(
-                                "document {document_id} (its answer, kept in the journal and listed in the sidecar under superseded) describes"
-                            )
-                        }
-                        None => "the answer describes".to_string(),
-                    };
-                    tracing::warn!(
-                        inbox = %inbox.path.display(), file = %job.name,
-                        "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
-                    );
-                    let reason = format!("{why}: sent again once it stops changing");
-                    if store(p, "claimed", || {
-                        p.journal.mark_claimed(job.id, reason.clone())
-                    })
-                    .await
-                    .is_none()
-                    {
-                        return Step::Stopped;
-                    }
-                    drop((_permit, holding, expected.take()));
-                    if !wait_until_unchanged(p, job).await {
-                        return Step::Stopped;
-                    }
-                    job.sha256 = None;
-                    continue;
-                }
+                rehash = true;
+                continue;
             }
+            AfterSend::Stopped => return Step::Stopped,
         }
         match reply {
             Ok(document_id) => {
@@ -457,27 +391,14 @@ pub async fn submit(
             // A 409 for content this daemon sent itself (its document recorded since the
             // lookup before the send) is answered from that document, never a duplicate.
             Err(failure @ ApiFailure::Duplicate { .. }) => {
-                return match answer_from_earlier(p, job, &sha256, &request, Asking::AfterConflict)
-                    .await
-                {
-                    Earlier::Answered => Step::Next,
-                    Earlier::Stopped => Step::Stopped,
-                    Earlier::None => match own_earlier(p, job).await {
-                        Some(own) => Step::Finish(refused_as_ours(&failure, job, &own)),
-                        None => Step::Finish(refused(&failure, server_errors > 0 || job.in_doubt)),
-                    },
-                };
+                let retried = server_errors > 0;
+                return conflict(p, job, &failure, (&sha256, &request), retried).await;
             }
             Err(ApiFailure::Account { status, message }) => {
                 let reason =
                     format!("HTTP {status} ({message}): an account problem, sending pauses");
-                if store(p, "claimed", || {
-                    p.journal.mark_claimed(job.id, reason.clone())
-                })
-                .await
-                .is_none()
-                {
-                    return Step::Stopped;
+                if let Err(stopped) = p.recorder.record(job, Event::NotSent { reason }).await {
+                    return stopped.into();
                 }
                 p.scheduler
                     .account_refused(status, &message, p.config.api.account_retry);
@@ -489,28 +410,16 @@ pub async fn submit(
                     server_errors + 1,
                     p.config.api.submit_attempts
                 );
-                if store(p, "claimed", || {
-                    p.journal.mark_claimed(job.id, reason.clone())
-                })
-                .await
-                .is_none()
-                {
-                    return Step::Stopped;
+                if let Err(stopped) = p.recorder.record(job, Event::NotSent { reason }).await {
+                    return stopped.into();
                 }
                 drop((holding, expected.take()));
                 server_errors += 1;
                 if server_errors >= p.config.api.submit_attempts {
                     return Step::Finish(gave_up(server_errors, status, &message));
                 }
-                let wait = backoff(p, server_errors);
-                tracing::warn!(
-                    inbox = %inbox.path.display(), file = %job.name, http_status = status,
-                    "submit failed ({message}); try {} of {} in {}",
-                    server_errors + 1, p.config.api.submit_attempts, humantime::format_duration(wait)
-                );
-                tokio::select! {
-                    _ = p.stop.cancelled() => return Step::Stopped,
-                    _ = tokio::time::sleep(wait) => {}
+                if !wait_before_retry(p, job, server_errors, status, &message).await {
+                    return Step::Stopped;
                 }
             }
             Err(failure) => {
@@ -520,11 +429,125 @@ pub async fn submit(
     }
 }
 
+/// A 409 without a document this request may use: a document for this content in the
+/// journal answers it (this daemon's own, recorded since the lookup before the send), else
+/// it is refused, as content this daemon sent itself before it changed, or as a duplicate
+/// (`retried`: an earlier try of this run may have reached the service).
+async fn conflict(
+    p: &Context,
+    job: &mut Job,
+    failure: &ApiFailure,
+    (sha256, request): (&str, &str),
+    retried: bool,
+) -> Step {
+    match answer_from_earlier(p, job, sha256, request, Asking::AfterConflict).await {
+        Earlier::Answered => Step::Next,
+        Earlier::Stopped => Step::Stopped,
+        Earlier::None => match own_earlier(p, job).await {
+            Some(own) => Step::Finish(refused_as_ours(failure, job, &own)),
+            None => Step::Finish(refused(failure, retried || job.in_doubt)),
+        },
+    }
+}
+
+/// The backoff before try `server_errors + 1` of a submit, said at WARN; false if the
+/// daemon stops meanwhile.
+async fn wait_before_retry(
+    p: &Context,
+    job: &Job,
+    server_errors: u32,
+    status: Option<u16>,
+    message: &str,
+) -> bool {
+    let wait = backoff(p, server_errors);
+    tracing::warn!(
+        inbox = %job.inbox.path.display(), file = %job.name, http_status = status,
+        "submit failed ({message}); try {} of {} in {}",
+        server_errors + 1, p.config.api.submit_attempts, humantime::format_duration(wait)
+    );
+    tokio::select! {
+        _ = p.stop.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// What to do with a submit's reply once the files sent are looked at again.
+enum AfterSend {
+    UseTheAnswer,
+    /// Other bytes now: the answer (superseded, if any) is not used; send again once the
+    /// content stops changing.
+    SendAgain,
+    Stopped,
+}
+
+/// Verifies after the send: the open files' size, mtime and ctime as when they were hashed.
+/// If they moved, the content decides: the same bytes (a `touch`, a copy of the same file
+/// over it) keep the answer; a file deleted after it was sent keeps it too (the result is
+/// kept in failed/); other bytes are sent again once they stop changing, the earlier answer
+/// superseded. (A file whose size changed while it was streamed has already broken the
+/// request off.)
+async fn judge_after_send(
+    p: &Context,
+    job: &mut Job,
+    (files, sent): (&[(std::fs::File, Stamp)], &[Sent]),
+    reply: &Result<String, ApiFailure>,
+) -> AfterSend {
+    if all_unchanged(files) || matches!(reply, Err(ApiFailure::Account { .. })) {
+        return AfterSend::UseTheAnswer;
+    }
+    let inbox = job.inbox.clone();
+    let now = content_now(sent).await;
+    let document = reply.as_ref().ok();
+    match (&now, document) {
+        (Now::Same, _) => {
+            tracing::info!(
+                inbox = %inbox.path.display(), file = %job.name,
+                "touched while it was sent, but its bytes are the ones sent: the answer is used"
+            );
+            return AfterSend::UseTheAnswer;
+        }
+        (Now::Deleted(_), Some(document_id)) => {
+            tracing::warn!(
+                inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
+                "{} (from the work folder): its answer is used, the result goes to failed/ with what is left",
+                now.why(&job.payload)
+            );
+            return AfterSend::UseTheAnswer;
+        }
+        _ => {}
+    }
+    let why = now.why(&job.payload);
+    let answer = match document {
+        Some(document_id) => {
+            let superseded = Event::Superseded {
+                document_id: document_id.clone(),
+                why: why.clone(),
+            };
+            if p.recorder.record(job, superseded).await.is_err() {
+                return AfterSend::Stopped;
+            }
+            format!(
+                "document {document_id} (its answer, kept in the journal and listed in the sidecar under superseded) describes"
+            )
+        }
+        None => "the answer describes".to_string(),
+    };
+    tracing::warn!(
+        inbox = %inbox.path.display(), file = %job.name,
+        "{why}; {answer} the earlier bytes and is not used: the file is sent again once it stops changing (is something still writing it?)"
+    );
+    let reason = format!("{why}: sent again once it stops changing");
+    match p.recorder.record(job, Event::NotSent { reason }).await {
+        Ok(()) => AfterSend::SendAgain,
+        Err(_) => AfterSend::Stopped,
+    }
+}
+
 /// Whether a document a 409 names may answer this request: not when the journal knows it
 /// was asked for another way (another type or options): its result is not this file's.
 async fn asked_the_same(p: &Context, document_id: &str, request: &str) -> bool {
-    match p.journal.request_of_document(document_id.to_string()).await {
-        Ok(Some(Some(asked))) => asked == request,
+    match p.recorder.request_of_document(document_id).await {
+        Some(Some(asked)) => asked == request,
         _ => true,
     }
 }
@@ -604,27 +627,14 @@ async fn answer_from_earlier(
     request: &str,
     asking: Asking,
 ) -> Earlier {
-    let inbox = job.inbox.path.clone();
-    let found = store(p, "duplicate lookup", || {
-        let (id, sha256, request, inbox) = (
-            job.id,
-            sha256.to_string(),
-            request.to_string(),
-            inbox.clone(),
-        );
-        let journal = p.journal.clone();
-        async move {
-            match asking {
-                Asking::BeforeSubmit => journal.same_content(id, sha256, request, inbox).await,
-                Asking::AfterConflict => {
-                    journal
-                        .same_content_after_conflict(id, sha256, request, inbox)
-                        .await
-                }
-            }
+    let found = match asking {
+        Asking::BeforeSubmit => p.recorder.same_content(job, sha256, request).await,
+        Asking::AfterConflict => {
+            p.recorder
+                .same_content_after_conflict(job, sha256, request)
+                .await
         }
-    })
-    .await;
+    };
     match found {
         None => Earlier::Stopped,
         Some(SameContent::None) => Earlier::None,
@@ -652,76 +662,62 @@ async fn answer_from_earlier(
 }
 
 /// Logs the fresh `document_id` the moment it arrives (so it reaches the log even if the
-/// journal cannot take it) and records it in the journal's documents before anything else is
+/// journal cannot take it) and records it among the file's documents before anything else is
 /// decided about it. False if the daemon stopped before it could be stored.
 async fn record_document(
     p: &Context,
-    job: &Job,
+    job: &mut Job,
     document_id: &str,
     sha256: &str,
     request: &str,
 ) -> bool {
-    let inbox = &job.inbox;
-    tracing::info!(inbox = %inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
-    let stored = store(p, "document_id", || {
-        p.journal.record_document(
-            job.id,
-            document_id.to_string(),
-            sha256.to_string(),
-            request.to_string(),
-        )
-    })
-    .await;
-    if stored.is_none() {
-        tracing::error!(
-            inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
-            "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
-        );
+    tracing::info!(inbox = %job.inbox.path.display(), file = %job.name, document_id = %document_id, "submitted");
+    let paid = Event::Document {
+        document_id: document_id.to_string(),
+        sha256: sha256.to_string(),
+        request: request.to_string(),
+    };
+    let stored = p.recorder.record(job, paid).await;
+    if let Err(NotRecorded::Stopped) = stored {
+        unstored(job, document_id);
     }
-    stored.is_some()
+    stored.is_ok()
+}
+
+/// Says where a paid document is when the daemon stopped before the journal took it.
+fn unstored(job: &Job, document_id: &str) {
+    tracing::error!(
+        inbox = %job.inbox.path.display(), file = %job.name, document_id = %document_id,
+        "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
+    );
 }
 
 /// Makes `document_id` (recorded by [`record_document`]) the file's own answer.
 async fn submitted(p: &Context, job: &mut Job, document_id: String) -> Step {
-    let inbox = &job.inbox;
-    let stored = store(p, "document_id", || {
-        p.journal.mark_submitted(job.id, document_id.clone())
-    })
-    .await;
-    if stored.is_none() {
-        tracing::error!(
-            inbox = %inbox.path.display(), file = %job.name, document_id = %document_id,
-            "stopped before this document_id could be stored in the journal: the next start sends the file again (the service then answers 409); its result is in the Beorg portal under this id"
-        );
-        return Step::Stopped;
+    let event = Event::Submitted {
+        document_id: document_id.clone(),
+    };
+    match p.recorder.record(job, event).await {
+        Ok(()) => Step::Next,
+        Err(not_recorded) => {
+            if let NotRecorded::Stopped = not_recorded {
+                unstored(job, &document_id);
+            }
+            not_recorded.into()
+        }
     }
-    job.document_id = Some(document_id.clone());
-    job.submitted_at = Some(SystemTime::now());
-    Step::Next
 }
 
 /// Points the file at an existing document (same content sent before) instead of a new one.
 async fn answered_from(p: &Context, job: &mut Job, document_id: String, request: &str) -> Step {
-    let stored = store(p, "duplicate_of", || {
-        p.journal
-            .mark_duplicate_of(job.id, document_id.clone(), request.to_string())
-    })
-    .await;
-    if stored.is_none() {
-        return Step::Stopped;
+    let event = Event::AnsweredFrom {
+        document_id,
+        request: request.to_string(),
+    };
+    match p.recorder.record(job, event).await {
+        Ok(()) => Step::Next,
+        Err(not_recorded) => not_recorded.into(),
     }
-    job.document_id = Some(document_id.clone());
-    job.duplicate_of = Some(document_id);
-    job.submitted_at = Some(SystemTime::now());
-    Step::Next
-}
-
-async fn store<T, F, Fut>(p: &Context, what: &str, write: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    until_stored(&p.stop, what, write).await
 }
 
 fn unreadable(e: &std::io::Error) -> Outcome {
@@ -737,11 +733,11 @@ fn unreadable(e: &std::io::Error) -> Outcome {
 /// What `job`'s submit asks for, and its request key for the duplicate rule: the inbox's
 /// for a file, the set's planned `process_info` for a set.
 fn what_is_asked(job: &Job) -> (Asked, String) {
-    if !job.is_set {
+    let Payload::Set { members } = &job.payload else {
         return (asked(&job.inbox), request_key(&job.inbox));
-    }
+    };
     let inbox = &job.inbox;
-    let info: Vec<ProcessInfo> = job.members.iter().map(|m| m.process_info()).collect();
+    let info: Vec<ProcessInfo> = members.iter().map(|m| m.process_info()).collect();
     let mut key = serde_json::json!({
         "project": inbox.project_id,
         "set": info,
@@ -798,64 +794,21 @@ pub fn request_key(inbox: &InboxConfig) -> String {
     key.to_string()
 }
 
-/// Opens and hashes the file in the blocking pool, checking with `fstat` of the open file
-/// before and after that it did not change while it was read, and makes its submit body (which
-/// reads the same open file again, in chunks, as it is sent).
+/// Opens and hashes the file (each file of a set) in the blocking pool, checking with `fstat`
+/// of the open file before and after that it did not change while it was read, and makes
+/// the submit body (which reads the same open files again, in chunks, as it is sent).
 async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
-    if job.is_set {
-        return prepare_set(p, job, info).await;
-    }
-    let (api, path, info) = (p.api.clone(), job.work_path.clone(), info.clone());
+    let (api, info, payload) = (p.api.clone(), info.clone(), job.payload.clone());
+    let parts = job.payload.parts(&job.work_path);
     tokio::task::spawn_blocking(move || {
-        use sha2::Digest;
-        let file = std::fs::File::open(&path)?;
-        let before = Stamp::of(&file.metadata()?);
-        let mut hasher = sha2::Sha256::new();
-        let read = std::io::copy(&mut &file, &mut hasher)?;
-        if Stamp::of(&file.metadata()?) != before || read != before.size {
-            return Ok(Read::Changed);
-        }
-        let sha256 = format!("{:x}", hasher.finalize());
-        let files = vec![BodyFile {
-            file: file.try_clone()?,
-            size: before.size,
-        }];
-        let body = api.submit_body(files, &info);
-        let sent = vec![Sent {
-            path,
-            name: String::new(),
-            sha256: sha256.clone(),
-        }];
-        Ok(Read::Ready(Prepared {
-            body,
-            sha256,
-            files: vec![(file, before)],
-            sent,
-        }))
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-/// [`prepare`] for a set: each file opened, checked unchanged while hashed, and the set's
-/// hash of what was read; the body streams the files in the members' order.
-async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
-    let (api, folder, info) = (p.api.clone(), job.work_path.clone(), info.clone());
-    let mut members = job.members.clone();
-    tokio::task::spawn_blocking(move || {
-        use sha2::Digest;
-        let mut files = Vec::with_capacity(members.len());
-        for member in &mut members {
-            let file = std::fs::File::open(folder.join(&member.name))?;
-            let before = Stamp::of(&file.metadata()?);
-            let mut hasher = sha2::Sha256::new();
-            let read = std::io::copy(&mut &file, &mut hasher)?;
-            if Stamp::of(&file.metadata()?) != before || read != before.size {
+        let mut files = Vec::with_capacity(parts.len());
+        let mut sent = Vec::with_capacity(parts.len());
+        for (path, name) in parts {
+            let Some((file, stamp, sha256)) = read_unchanged(&path)? else {
                 return Ok(Read::Changed);
-            }
-            member.sha256 = format!("{:x}", hasher.finalize());
-            member.size = before.size;
-            files.push((file, before));
+            };
+            files.push((file, stamp));
+            sent.push(Sent { path, name, sha256 });
         }
         let body_files = files
             .iter()
@@ -867,17 +820,9 @@ async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Re
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let body = api.submit_body(body_files, &info);
-        let sent = members
-            .iter()
-            .map(|m| Sent {
-                path: folder.join(&m.name),
-                name: m.name.clone(),
-                sha256: m.sha256.clone(),
-            })
-            .collect();
         Ok(Read::Ready(Prepared {
             body,
-            sha256: crate::pipeline::set::set_sha256(&members),
+            sha256: content_hash(&payload, &files, &sent),
             files,
             sent,
         }))
@@ -886,10 +831,44 @@ async fn prepare_set(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Re
     .map_err(std::io::Error::other)?
 }
 
+/// Opens and hashes one file; `None` if it changed while it was read.
+fn read_unchanged(
+    path: &std::path::Path,
+) -> std::io::Result<Option<(std::fs::File, Stamp, String)>> {
+    use sha2::Digest;
+    let file = std::fs::File::open(path)?;
+    let before = Stamp::of(&file.metadata()?);
+    let mut hasher = sha2::Sha256::new();
+    let read = std::io::copy(&mut &file, &mut hasher)?;
+    if Stamp::of(&file.metadata()?) != before || read != before.size {
+        return Ok(None);
+    }
+    Ok(Some((file, before, format!("{:x}", hasher.finalize()))))
+}
+
+/// The content hash of what was read: a file's own, a set's over its files as read.
+fn content_hash(payload: &Payload, files: &[(std::fs::File, Stamp)], sent: &[Sent]) -> String {
+    match payload {
+        Payload::File => sent.first().map(|s| s.sha256.clone()).unwrap_or_default(),
+        Payload::Set { members } => {
+            let read: Vec<Member> = members
+                .iter()
+                .zip(files.iter().zip(sent))
+                .map(|(member, ((_, stamp), sent))| Member {
+                    sha256: sent.sha256.clone(),
+                    size: stamp.size,
+                    ..member.clone()
+                })
+                .collect();
+            crate::pipeline::set::set_sha256(&read)
+        }
+    }
+}
+
 /// The documents this daemon was given for `job` before its content changed, if any (so a
 /// 409 for the parts that did not change is not reported as someone else's file).
 async fn own_earlier(p: &Context, job: &Job) -> Option<Vec<String>> {
-    let superseded = p.journal.superseded_of(job.id).await.ok()?;
+    let superseded = p.recorder.superseded_of(job).await?;
     (!superseded.is_empty()).then(|| superseded.into_iter().map(|s| s.document_id).collect())
 }
 
@@ -897,10 +876,9 @@ async fn own_earlier(p: &Context, job: &Job) -> Option<Vec<String>> {
 /// changed: the service will not process those bytes again, and the earlier document
 /// describes the earlier bytes, so it is not used as this content's answer.
 fn refused_as_ours(failure: &ApiFailure, job: &Job, own: &[String]) -> Outcome {
-    let what = if job.is_set {
-        "files of this set"
-    } else {
-        "this file"
+    let what = match job.payload {
+        Payload::Set { .. } => "files of this set",
+        Payload::File => "this file",
     };
     Outcome::failed(
         ErrorKind::Duplicate,

@@ -528,3 +528,95 @@ fn the_cycle_check_takes_each_module_with_its_descendants_at_every_level() {
         "a unit test's import counted:\n{report}"
     );
 }
+
+/// `code` without its string literals' contents (a log line may say "the journal").
+fn without_strings(code: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
+    for c in code.chars() {
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => {
+                in_string = false;
+                out.push(c);
+            }
+            (true, false, _) => {}
+            (false, _, '"') => {
+                in_string = true;
+                out.push(c);
+            }
+            (false, _, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The lines of the product code of `file` (comments, strings and unit tests left out) that
+/// name the journal: the word `journal` or `Journal` as an identifier or path segment.
+fn lines_naming_the_journal(text: &str) -> Vec<(usize, String)> {
+    let names_it = |code: &str| {
+        code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == "journal" || word == "Journal")
+    };
+    product_code(text)
+        .into_iter()
+        .filter(|(_, code)| names_it(&without_strings(code)))
+        .map(|(line, code)| (line, code.trim().to_string()))
+        .collect()
+}
+
+/// Every transition goes through one write point: under `src/pipeline/`, only the recorder
+/// names the journal (the stages report events to it). A failure lists each line elsewhere.
+#[test]
+fn only_the_recorder_names_the_journal_in_the_pipeline() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let recorder = src.join("pipeline/recorder.rs");
+    let mut files = Vec::new();
+    rust_files(&src.join("pipeline"), &mut files);
+    assert!(
+        files.contains(&recorder),
+        "{} is missing",
+        recorder.display()
+    );
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| **f != recorder) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, code) in lines_naming_the_journal(&text) {
+            let at = file
+                .strip_prefix(&src)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            found.push(format!("  src/{at}:{line}: {code}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "only src/pipeline/recorder.rs may name the journal under src/pipeline/ (report an event to the recorder, or ask it):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The check sees a stage that calls the journal or imports it, and not a comment, a log
+/// line or a unit test that mentions it.
+#[test]
+fn the_journal_check_sees_code_and_not_prose() {
+    let text = r#"//! Stores nothing in the journal itself.
+use crate::store::journal::until_stored;
+fn f(p: &Context) {
+    // the journal says submitting
+    tracing::info!("stored in the journal");
+    p.journal.set_sha256(1, x);
+    let j: Journal = open();
+}
+#[cfg(test)]
+mod tests {
+    use crate::store::journal::Journal;
+}
+"#;
+    let lines: Vec<usize> = lines_naming_the_journal(text)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect();
+    assert_eq!(lines, [2, 6, 7]);
+}

@@ -19,11 +19,12 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// Every transition name, and whether the workload below passes through it. `lost` needs a
-/// file deleted by hand from the work folder before anything was paid for it: it ends with
-/// no original and no sidecar, outside these checks. `superseded` has its own workload (a
-/// file rewritten while it is sent). `requeued` is the `requeue` command's: its runs crash
-/// that command, beside the running daemon, once the workload has ended.
+/// Every transition name, and whether a document set passes through it too (then each
+/// point is crashed once with the files' workload and once with a set's). `superseded` has
+/// its own workload (a file rewritten while it is sent), and so has `lost` (a file deleted
+/// by hand from the work folder before anything was paid for it). `requeued` is the
+/// `requeue` command's: its runs crash that command, beside the running daemon, once the
+/// workload has ended.
 const TRANSITIONS: &[(&str, bool)] = &[
     (transition::CLAIMED, true),
     (transition::HASHED, true),
@@ -32,8 +33,8 @@ const TRANSITIONS: &[(&str, bool)] = &[
     (transition::DOCUMENT, true),
     (transition::NOT_SENT, true),
     (transition::SUBMITTED, true),
-    (transition::ANSWERED_FROM, true),
-    (transition::SUPERSEDED, true),
+    (transition::ANSWERED_FROM, false),
+    (transition::SUPERSEDED, false),
     (transition::POLLED, true),
     (transition::FINISHING, true),
     (transition::FINISHED, true),
@@ -41,7 +42,7 @@ const TRANSITIONS: &[(&str, bool)] = &[
     (transition::DELIVERY_QUEUED, true),
     (transition::DELIVERY_RETRY, true),
     (transition::DELIVERY_CLOSED, true),
-    (transition::REQUEUED, true),
+    (transition::REQUEUED, false),
 ];
 
 /// The workload: two files of the same content (one answered from the other's document),
@@ -75,20 +76,25 @@ async fn a_crash_right_before_or_after_any_transition_loses_nothing_and_pays_not
     LazyLock::force(&SCANS);
     let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_RUNS));
     let mut runs = tokio::task::JoinSet::new();
-    for (name, reached) in TRANSITIONS.iter().copied() {
+    for (name, a_set_too) in TRANSITIONS.iter().copied() {
         for when in ["before", "after"] {
             let point = format!("{when}:{name}");
             let slots = slots.clone();
             runs.spawn(async move {
                 let _slot = slots.acquire_owned().await.unwrap();
-                let outcome = if name == transition::REQUEUED {
-                    crash_while_requeueing(&point).await
-                } else if name == transition::SUPERSEDED {
-                    crash_when_a_rewritten_answer_is_superseded(&point).await
-                } else if reached {
-                    crash_and_restart(&point).await
-                } else {
-                    Ok("not reached by this workload (documented)".to_string())
+                let outcome = match name {
+                    transition::REQUEUED => crash_while_requeueing(&point).await,
+                    transition::SUPERSEDED => {
+                        crash_when_a_rewritten_answer_is_superseded(&point).await
+                    }
+                    transition::LOST => crash_when_a_claimed_file_is_deleted(&point).await,
+                    _ => crash_and_restart(&point).await,
+                };
+                let outcome = match outcome {
+                    Ok(files) if a_set_too => crash_while_a_set_is_sent(&point)
+                        .await
+                        .map(|set| format!("{files}; a set: {set}")),
+                    other => other,
                 };
                 (name, when, outcome)
             });
@@ -165,8 +171,26 @@ async fn restart_until_everything_ended(
     rows: (&str, usize),
     crash_log: &str,
 ) -> Outcome {
+    let log = restart_until(
+        env,
+        crash_log,
+        wait_until_everything_ended(env, names, rows),
+    )
+    .await?;
+    check_nothing_lost_or_paid_twice(env, names).map_err(|e| format!("{e}; log:\n{log}"))
+}
+
+/// Starts the daemon again without fail points, waits for `ended`, and stops it: it must
+/// have ended cleanly, without a panic. The logs of both runs, or what failed with them.
+async fn restart_until(
+    env: &TestEnv,
+    crash_log: &str,
+    ended: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<String, String> {
     let mut restarted = env.spawn_binary(&[]);
-    let ended = wait_until_everything_ended(env, names, rows).await;
+    // Running (its signals handled) before it is stopped, even if there is nothing to do.
+    wait_until("restarted", || restarted.stderr().contains("running")).await;
+    let ended = ended.await;
     restarted.signal(Signal::TERM);
     let stopped = restarted.wait(Duration::from_secs(5)).await;
     let log = format!("{crash_log}{}", restarted.stderr());
@@ -176,7 +200,7 @@ async fn restart_until_everything_ended(
             "the restarted daemon ended with {stopped}; log:\n{log}"
         ));
     }
-    check_nothing_lost_or_paid_twice(env, names).map_err(|e| format!("{e}; log:\n{log}"))
+    Ok(log)
 }
 
 /// The `superseded` workload: one scan whose submit is answered slowly, rewritten in the
@@ -207,6 +231,90 @@ async fn crash_when_a_rewritten_answer_is_superseded(point: &str) -> Outcome {
     std::fs::write(work.join(claimed), second).unwrap();
     let crash_log = killed_at(&mut crashed, point).await?;
     restart_until_everything_ended(&env, &[REWRITTEN], (REWRITTEN, 1), &crash_log).await
+}
+
+/// The set workload: one document set of two scans in a `sets` inbox with the ledger and
+/// the dead webhook; its first submit gets a 503.
+const SET: &str = "kyc-set";
+
+/// A set run: the daemon with `point` armed must die there; started again, the set must end
+/// once, in one place with its sidecar, each of its files paid once.
+async fn crash_while_a_set_is_sent(point: &str) -> Outcome {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    ledger_and_a_dead_webhook(&mut env);
+    env.inboxes[0].extra.push_str("sets = true\n");
+    env.emulator.fail_next(Endpoint::Submit, 503, 1);
+    let armed = format!("{point}=return");
+    let mut crashed = env.spawn_binary(&[("FAILPOINTS", armed.as_str())]);
+    let (first, second) = &*SCANS;
+    let building = env.inboxes[0].path.join(".building");
+    std::fs::create_dir_all(&building).unwrap();
+    std::fs::write(building.join("page1.png"), first).unwrap();
+    std::fs::write(building.join("page2.png"), second).unwrap();
+    std::fs::rename(&building, env.inboxes[0].path.join(SET)).unwrap();
+    let crash_log = killed_at(&mut crashed, point).await?;
+    restart_until_everything_ended(&env, &[SET], (SET, 1), &crash_log).await
+}
+
+/// The `lost` workload: one scan whose first submit gets a 503 and whose work file is
+/// deleted by hand during the backoff, before anything was paid for it.
+const GONE: &str = "gone.png";
+
+/// A `lost` run: the daemon with `point` armed must die there; started again, the file must
+/// be recorded lost once: nothing paid, nothing left anywhere, its history ending in `lost`.
+async fn crash_when_a_claimed_file_is_deleted(point: &str) -> Outcome {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    env.api("retry_base = \"3s\"").api("retry_max = \"3s\"");
+    env.emulator.fail_next(Endpoint::Submit, 503, 1);
+    let armed = format!("{point}=return");
+    let mut crashed = env.spawn_binary(&[("FAILPOINTS", armed.as_str())]);
+    env.drop_bytes(0, GONE, &SCANS.0);
+    wait_until("the first submit refused", || {
+        names_of(&history_of(&env, GONE)).contains(&transition::NOT_SENT)
+    })
+    .await;
+    let work = layout::work_dir(&env.inboxes[0].path);
+    for name in files_in(&work) {
+        std::fs::remove_file(work.join(name)).unwrap();
+    }
+    let crash_log = killed_at(&mut crashed, point).await?;
+    restart_until(&env, &crash_log, wait_until_lost(&env)).await?;
+    let inbox = &env.inboxes[0];
+    let left: Vec<String> = [&inbox.path, &inbox.done, &inbox.failed, &work]
+        .into_iter()
+        .flat_map(|dir| entries_in(dir))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}"));
+    }
+    let paid = env.submits().iter().filter(|r| r.status == 200).count();
+    if paid != 0 {
+        return Err(format!(
+            "{paid} submits accepted for a file deleted before it was sent"
+        ));
+    }
+    Ok("killed, restarted: lost 1, paid 0, once".to_string())
+}
+
+/// Waits until the `lost` workload's file is recorded lost, with one `lost` line ending a
+/// history that begins with `claimed`.
+async fn wait_until_lost(env: &TestEnv) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let history = history_of(env, GONE);
+        let names = names_of(&history);
+        if names.last() == Some(&transition::LOST) {
+            let lost = names.iter().filter(|t| **t == transition::LOST).count();
+            if names.first() != Some(&transition::CLAIMED) || lost != 1 {
+                return Err(format!("{GONE}: history {names:?}"));
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{GONE} not recorded lost: history {names:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A `requeued` run: the workload ends under a daemon without fail points, then `requeue`
@@ -317,7 +425,7 @@ async fn wait_until_everything_ended(
 fn check_nothing_lost_or_paid_twice(env: &TestEnv, names: &[&str]) -> Outcome {
     let inbox = &env.inboxes[0];
     // Each original exactly once, with its sidecar; nothing left in the inbox or work folder.
-    let (done, failed) = (files_in(&inbox.done), files_in(&inbox.failed));
+    let (done, failed) = (entries_in(&inbox.done), entries_in(&inbox.failed));
     let mut sidecars = HashMap::new();
     for &name in names {
         let places: Vec<&std::path::PathBuf> = [&inbox.done, &inbox.failed]
@@ -333,8 +441,8 @@ fn check_nothing_lost_or_paid_twice(env: &TestEnv, names: &[&str]) -> Outcome {
         }
         let sidecar = read_sidecar(&sidecar_path);
         // The sidecar describes the bytes beside it, not ones the file had before.
-        let bytes = std::fs::read(place.join(name)).map_err(|e| e.to_string())?;
-        if sidecar.source.sha256.as_deref() != Some(sha256_hex(&bytes).as_str()) {
+        let content = content_sha256(&place.join(name))?;
+        if sidecar.source.sha256.as_deref() != Some(content.as_str()) {
             return Err(format!(
                 "{name}: the sidecar describes content {:?} (document {:?}, superseded {:?}), the file beside it is {}",
                 sidecar.source.sha256,
@@ -344,7 +452,7 @@ fn check_nothing_lost_or_paid_twice(env: &TestEnv, names: &[&str]) -> Outcome {
                     .iter()
                     .map(|d| &d.document_id)
                     .collect::<Vec<_>>(),
-                sha256_hex(&bytes)
+                content
             ));
         }
         sidecars.insert(name, sidecar);
@@ -352,9 +460,9 @@ fn check_nothing_lost_or_paid_twice(env: &TestEnv, names: &[&str]) -> Outcome {
     if done.len() + failed.len() != 2 * names.len() {
         return Err(format!("done: {done:?}, failed: {failed:?}"));
     }
-    let left: Vec<String> = files_in(&inbox.path)
+    let left: Vec<String> = entries_in(&inbox.path)
         .into_iter()
-        .chain(files_in(&layout::work_dir(&inbox.path)))
+        .chain(entries_in(&layout::work_dir(&inbox.path)))
         .collect();
     if !left.is_empty() {
         return Err(format!("left behind: {left:?}"));
@@ -536,4 +644,35 @@ fn history_of(env: &TestEnv, name: &str) -> Vec<(String, Value)> {
     });
     rows.map(|rows| rows.flatten().collect())
         .unwrap_or_default()
+}
+
+/// The names in `dir`, files and folders, hidden ones left out (the work folder's own).
+fn entries_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The content hash a sidecar states: a file's SHA-256, or a set folder's (the SHA-256 of
+/// its files' sorted lines `<sha256>  <name>\n`).
+fn content_sha256(path: &std::path::Path) -> Result<String, String> {
+    if !path.is_dir() {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(sha256_hex(&bytes));
+    }
+    let mut lines = Vec::new();
+    for name in files_in(path) {
+        let bytes = std::fs::read(path.join(&name)).map_err(|e| e.to_string())?;
+        lines.push(format!("{}  {name}\n", sha256_hex(&bytes)));
+    }
+    lines.sort();
+    Ok(sha256_hex(lines.concat().as_bytes()))
 }

@@ -1077,3 +1077,35 @@ pub fn ledger_and_a_dead_webhook(env: &mut TestEnv) -> PathBuf {
     );
     ledger
 }
+
+/// Writes a journal row as the daemon's recorder would have left it at a crash: the claim,
+/// then each event stepped by the lifecycle and its change stored. Its row id.
+pub async fn journal_row(
+    journal: &beorg_hotfolder::store::journal::Journal,
+    claim: beorg_hotfolder::store::journal::NewClaim,
+    events: Vec<beorg_hotfolder::lifecycle::Event>,
+) -> i64 {
+    use beorg_hotfolder::lifecycle::{Effect, FileState, Payload, step};
+    let payload = Payload::of_inbox(claim.set);
+    let mut state = FileState::claimed(payload, claim.size, claim.detected_at, claim.claimed_at);
+    let id = journal.insert_claimed(claim).await.unwrap();
+    for event in events {
+        let (next, effects) = step(&state, event, std::time::SystemTime::now()).unwrap();
+        for effect in effects {
+            if let Effect::Store(change) = effect {
+                journal.record(id, *change).await.unwrap();
+            }
+        }
+        state = next;
+    }
+    id
+}
+
+/// The lifecycle's "finishing" event for a file going to `final_path` with `sidecar`.
+pub fn finishing(final_path: &Path, sidecar: &str) -> beorg_hotfolder::lifecycle::Event {
+    beorg_hotfolder::lifecycle::Event::Finishing {
+        final_path: final_path.to_path_buf(),
+        sidecar_path: layout::sidecar_path(final_path),
+        sidecar: sidecar.to_string(),
+    }
+}

@@ -30,6 +30,7 @@ async fn an_unknown_journal_stage_stops_the_start_and_nothing_is_sent() {
             size: std::fs::metadata(&work_path).unwrap().len(),
             detected_at: SystemTime::now(),
             claimed_at: SystemTime::now(),
+            set: false,
         })
         .await
         .unwrap();
@@ -76,7 +77,7 @@ async fn a_failed_journal_write_after_a_refused_submit_is_reported_and_retried()
     wait_until("the failed write is reported", || {
         daemon
             .stderr()
-            .contains("cannot write the journal (claimed)")
+            .contains("cannot write the journal (not_sent)")
     })
     .await;
     blocker.execute_batch("COMMIT").unwrap();

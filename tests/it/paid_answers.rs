@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use beorg_emulator::Endpoint;
 use beorg_emulator::samples::page_png;
+use beorg_hotfolder::lifecycle::Event;
 use beorg_hotfolder::sidecar::{ErrorKind, Sidecar, Status};
 use beorg_hotfolder::store::journal::{Journal, Stage};
 
@@ -395,19 +396,15 @@ async fn a_paid_file_deleted_during_an_interrupted_finish_keeps_its_result_in_fa
     let env = TestEnv::new(&["PASSPORT"]).await;
     let inbox = &env.inboxes[0];
     let journal = Journal::open(&env.state_dir).unwrap();
-    let id = journal
-        .insert_claimed(beorg_hotfolder::store::journal::NewClaim {
-            inbox: inbox.path.clone(),
-            name: "crashed.png".into(),
-            work_path: layout::work_dir(&inbox.path).join("1700000000000-1_crashed.png"),
-            size: 5,
-            detected_at: SystemTime::now(),
-            claimed_at: SystemTime::now(),
-        })
-        .await
-        .unwrap();
-    journal.mark_submitting(id, "r".into()).await.unwrap();
-    journal.mark_submitted(id, "s-77".into()).await.unwrap();
+    let claim = beorg_hotfolder::store::journal::NewClaim {
+        inbox: inbox.path.clone(),
+        name: "crashed.png".into(),
+        work_path: layout::work_dir(&inbox.path).join("1700000000000-1_crashed.png"),
+        size: 5,
+        detected_at: SystemTime::now(),
+        claimed_at: SystemTime::now(),
+        set: false,
+    };
     let stored = serde_json::json!({
         "sidecar_version": 3, "status": "done", "type": "PASSPORT", "document_id": "s-77",
         "file": "crashed.png",
@@ -416,10 +413,16 @@ async fn a_paid_file_deleted_during_an_interrupted_finish_keeps_its_result_in_fa
         "timestamps": {"detected": "x", "claimed": "x", "submitted": "x", "finished": "x"},
         "written_by": "beorg-hotfolder"
     });
-    journal
-        .mark_finishing(id, inbox.done.join("crashed.png"), stored.to_string())
-        .await
-        .unwrap();
+    let events = vec![
+        Event::Submitting {
+            request: "r".into(),
+        },
+        Event::Submitted {
+            document_id: "s-77".into(),
+        },
+        finishing(&inbox.done.join("crashed.png"), &stored.to_string()),
+    ];
+    journal_row(&journal, claim, events).await;
     drop(journal);
 
     let daemon = env.start();

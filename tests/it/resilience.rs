@@ -117,23 +117,18 @@ async fn a_file_moved_before_a_crash_gets_its_sidecar_at_the_next_start() {
     // The state a crash between the move and the sidecar write leaves behind.
     let journal = Journal::open(&env.state_dir).unwrap();
     let work_path = layout::work_dir(&inbox.path).join("1700000000000-1_moved.png");
-    let id = journal
-        .insert_claimed(NewClaim {
-            inbox: inbox.path.clone(),
-            name: "moved.png".into(),
-            work_path,
-            size: 5,
-            detected_at: SystemTime::now(),
-            claimed_at: SystemTime::now(),
-        })
-        .await
-        .unwrap();
+    let claim = NewClaim {
+        inbox: inbox.path.clone(),
+        name: "moved.png".into(),
+        work_path,
+        size: 5,
+        detected_at: SystemTime::now(),
+        claimed_at: SystemTime::now(),
+        set: false,
+    };
     let final_path = inbox.done.join("moved.png");
     let sidecar = "{\"status\": \"done\", \"file\": \"moved.png\"}\n";
-    journal
-        .mark_finishing(id, final_path.clone(), sidecar.into())
-        .await
-        .unwrap();
+    journal_row(&journal, claim, vec![finishing(&final_path, sidecar)]).await;
     std::fs::write(&final_path, b"image").unwrap();
     drop(journal);
 

@@ -173,7 +173,7 @@ async fn a_document_id_the_journal_cannot_store_still_reaches_the_log() {
     wait_until("the journal refused the document_id", || {
         daemon
             .stderr()
-            .contains("cannot write the journal (document_id)")
+            .contains("cannot write the journal (document)")
     })
     .await;
     daemon.signal(Signal::TERM);

@@ -12,14 +12,15 @@ mod sets;
 pub use crate::config::Policy;
 pub use formats::*;
 
+use crate::lifecycle::Payload;
 use crate::pipeline::{Job, Step};
 use crate::sidecar::{ErrorKind, Outcome};
 
 /// The stage: [`Step::Next`] to send the file, [`Step::Finish`] with the refusal, or
 /// [`Step::Vanished`] if its work copy is gone.
 pub async fn preflight(job: &Job) -> Step {
-    if job.is_set {
-        return sets::preflight(job).await;
+    if let Payload::Set { members } = &job.payload {
+        return sets::preflight(job, members).await;
     }
     match tokio::fs::metadata(&job.work_path).await {
         Ok(meta) => {

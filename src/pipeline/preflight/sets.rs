@@ -17,9 +17,9 @@ const MAX_MEMBERS: usize = 10;
 
 /// The set stage of preflight: the set's own rules, then each member's format rules under the
 /// inbox's `preflight` policy. No request is made for a set refused here.
-pub async fn preflight(job: &Job) -> Step {
+pub async fn preflight(job: &Job, members: &[Member]) -> Step {
     let (inbox, folder, name) = (job.inbox.clone(), job.work_path.clone(), job.name.clone());
-    let members = job.members.clone();
+    let members = members.to_vec();
     let checked = tokio::task::spawn_blocking(move || {
         let listing = match set::list(&inbox, &folder) {
             Ok(listing) => listing,

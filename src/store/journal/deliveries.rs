@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 
 use super::history::{self, transition};
-use super::{FileId, Journal, Stage, finish_row, from_ms, ms, path_text};
+use super::{FileId, Journal, from_ms, ms, path_text};
+pub use crate::lifecycle::outbox::{DeliveryKind, NewOutcome};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -39,33 +40,6 @@ pub(super) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// A way of delivering an outcome. Stored as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryKind {
-    Webhook,
-    Exec,
-    Ledger,
-}
-
-impl DeliveryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryKind::Webhook => "webhook",
-            DeliveryKind::Exec => "exec",
-            DeliveryKind::Ledger => "ledger",
-        }
-    }
-
-    fn parse(text: &str) -> Option<DeliveryKind> {
-        Some(match text {
-            "webhook" => DeliveryKind::Webhook,
-            "exec" => DeliveryKind::Exec,
-            "ledger" => DeliveryKind::Ledger,
-            _ => return None,
-        })
-    }
-}
-
 /// Where a delivery stands. Only `waiting` rows are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -90,24 +64,6 @@ impl DeliveryState {
             DeliveryState::Dropped => "dropped",
         }
     }
-}
-
-/// One outcome to deliver, in the ways `kinds`: what the finish transaction records.
-#[derive(Debug, Clone)]
-pub struct NewOutcome {
-    /// The `webhook-id`: the same for every kind and every try of this outcome.
-    pub message_id: String,
-    pub inbox: PathBuf,
-    /// The sidecar's status (`done`, `failed`, ...).
-    pub status: String,
-    /// The original in done/failed.
-    pub original: PathBuf,
-    pub sidecar: PathBuf,
-    /// The message (the webhook body, the ledger line without its `id`).
-    pub body: String,
-    pub kinds: Vec<DeliveryKind>,
-    /// The wait before the first try.
-    pub first_wait: Duration,
 }
 
 /// A delivery row, as the delivering task needs it.
@@ -135,36 +91,6 @@ pub struct DeliveryCounts {
 }
 
 impl Journal {
-    /// Like [`Journal::mark_finished`], and in the same transaction records `outcome`'s
-    /// deliveries, unless the file was already finished (a repeated call records none).
-    pub async fn mark_finished_delivering(
-        &self,
-        id: FileId,
-        stage: Stage,
-        outcome: Option<NewOutcome>,
-    ) -> anyhow::Result<()> {
-        let recorded = self
-            .with(move |conn| {
-                let tx = conn.unchecked_transaction()?;
-                let was: Option<String> = tx
-                    .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
-                    .ok();
-                finish_row(&tx, id, stage)?;
-                let mut recorded = false;
-                if let Some(outcome) = outcome.filter(|_| was.as_deref() == Some("finishing")) {
-                    insert_outcome(&tx, id, &outcome)?;
-                    recorded = !outcome.kinds.is_empty();
-                }
-                tx.commit()?;
-                Ok(recorded)
-            })
-            .await?;
-        if recorded {
-            self.deliveries_added.notify_one();
-        }
-        Ok(())
-    }
-
     /// Wakes when [`Journal::mark_finished_delivering`] recorded deliveries (a wake-up
     /// given while nobody waits is kept for the next wait).
     pub async fn deliveries_added(&self) {
@@ -301,7 +227,7 @@ impl Journal {
     }
 }
 
-fn insert_outcome(
+pub(super) fn insert_outcome(
     tx: &rusqlite::Transaction<'_>,
     file_id: FileId,
     o: &NewOutcome,
@@ -359,7 +285,9 @@ fn read_delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Delivery>> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::testing::*;
     use super::*;
+    use crate::lifecycle::{Event, Stage};
     use crate::store::journal::NewClaim;
 
     fn outcome() -> NewOutcome {
@@ -375,36 +303,42 @@ mod tests {
         }
     }
 
-    async fn finishing(j: &Journal) -> FileId {
-        let id = j
-            .insert_claimed(NewClaim {
-                inbox: "/in".into(),
-                name: "a.jpg".into(),
-                work_path: "/in/.beorg-work/1_a.jpg".into(),
-                size: 1,
-                detected_at: SystemTime::now(),
-                claimed_at: SystemTime::now(),
-            })
-            .await
-            .unwrap();
-        j.mark_finishing(id, "/done/a.jpg".into(), "{}".into())
-            .await
-            .unwrap();
-        id
+    async fn finishing(j: &Journal) -> Driven {
+        let claim = NewClaim {
+            inbox: "/in".into(),
+            name: "a.jpg".into(),
+            work_path: "/in/.beorg-work/1_a.jpg".into(),
+            size: 1,
+            detected_at: SystemTime::now(),
+            claimed_at: SystemTime::now(),
+            set: false,
+        };
+        let mut file = Driven::claim(j, claim).await;
+        file.on(
+            j,
+            super::super::record::testing::finishing("/done/a.jpg", "{}"),
+        )
+        .await;
+        file
+    }
+
+    fn finished_delivering() -> Event {
+        Event::Finished {
+            stage: Stage::Done,
+            label: "done".into(),
+            delivery: Some(outcome()),
+        }
     }
 
     #[tokio::test]
     async fn deliveries_are_recorded_once_with_the_finish_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        let id = finishing(&j).await;
-        j.mark_finished_delivering(id, Stage::Done, Some(outcome()))
-            .await
-            .unwrap();
+        let mut file = finishing(&j).await;
+        let id = file.id;
+        let finish = file.on(&j, finished_delivering()).await;
         // A repeated finish (a retry after an unclear commit) records nothing more.
-        j.mark_finished_delivering(id, Stage::Done, Some(outcome()))
-            .await
-            .unwrap();
+        j.record(id, finish).await.unwrap();
         drop(j);
         let j = Journal::open(dir.path()).unwrap();
         let mut ways = j.waiting_ways().await.unwrap();

@@ -9,6 +9,8 @@
 //! with its row. `sqlite3 journal.sqlite 'select * from history where file_id = 7'` shows
 //! them.
 
+use std::time::SystemTime;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -36,49 +38,8 @@ pub(super) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// The transitions' names as stored: a contract with `explain --json` and `sqlite3` users
-/// (add, never rename). Each one's `details` keys are listed beside it.
-pub mod transition {
-    /// `from` (inbox/name), `work_path`, `size`, `seen_ms` (when intake first saw it), `set`.
-    pub const CLAIMED: &str = "claimed";
-    /// `sha256`, `size` (a set: also `files`, how many).
-    pub const HASHED: &str = "hashed";
-    /// `verdict` ("ok" or "refused"), and when refused `kind` and `message`.
-    pub const PREFLIGHT: &str = "preflight";
-    /// `attempt` (1 for the first submit): a submit is about to leave.
-    pub const SUBMITTING: &str = "submitting";
-    /// `document_id`, `http_status` (200): the API gave a document.
-    pub const DOCUMENT: &str = "document";
-    /// `reason`: the submit did not go through (or was not made); the file waits to be sent.
-    pub const NOT_SENT: &str = "not_sent";
-    /// `document_id`: this document is the file's answer.
-    pub const SUBMITTED: &str = "submitted";
-    /// `document_id`: answered from an earlier document of the same content (nothing paid).
-    pub const ANSWERED_FROM: &str = "answered_from";
-    /// `document_id`, `why`: a document paid for this file whose answer is not used.
-    pub const SUPERSEDED: &str = "superseded";
-    /// `asks`, `still_processing` (425 answers), `asked_ms`, and when it was ready
-    /// `ready_ms` (after the submit) and `pending_ms` (the last 425 before it): one line when
-    /// polling ends, not one per ask.
-    pub const POLLED: &str = "polled";
-    /// `final_path`, `sidecar`, `status`, and for a failure `kind`, `http_status`, `message`.
-    pub const FINISHING: &str = "finishing";
-    /// `stage` (done, review, failed), `final_path`, `sidecar`.
-    pub const FINISHED: &str = "finished";
-    /// Nothing: its file disappeared from the work folder.
-    pub const LOST: &str = "lost";
-    /// `kind` (webhook, exec, ledger), `delivery_id`, `message_id`, `status`.
-    pub const DELIVERY_QUEUED: &str = "delivery_queued";
-    /// `kind`, `delivery_id`, `attempts`, `error`, `next_at_ms`: a try failed, another is due.
-    pub const DELIVERY_RETRY: &str = "delivery_retry";
-    /// `kind`, `delivery_id`, `attempts`, `state` (delivered, given_up, gone, dropped),
-    /// `error`.
-    pub const DELIVERY_CLOSED: &str = "delivery_closed";
-    /// `from` (its path in failed/ or review/), `to` (its path in the inbox), `sidecar` (the
-    /// removed sidecar's path) and `sidecar_json` (its content), `documents` (those the
-    /// duplicate rule no longer answers it from).
-    pub const REQUEUED: &str = "requeued";
-}
+/// The transitions' names as stored (a contract): the lifecycle's own.
+pub use crate::lifecycle::transition;
 
 /// Appends one line for `file_id` at the current time (inside the caller's transaction).
 pub(super) fn append(
@@ -87,21 +48,27 @@ pub(super) fn append(
     transition: &str,
     details: Value,
 ) -> rusqlite::Result<()> {
+    append_at(conn, file_id, SystemTime::now(), transition, details)
+}
+
+/// Appends one line for `file_id` at `at` (inside the caller's transaction).
+pub(super) fn append_at(
+    conn: &Connection,
+    file_id: Option<FileId>,
+    at: SystemTime,
+    transition: &str,
+    details: Value,
+) -> rusqlite::Result<()> {
     super::fail_points::note(transition);
     conn.execute(
         "INSERT INTO history (file_id, at, transition, details) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            file_id,
-            ms(std::time::SystemTime::now()),
-            transition,
-            details.to_string()
-        ],
+        params![file_id, ms(at), transition, details.to_string()],
     )?;
     Ok(())
 }
 
 /// The aggregate "polled" line from the row's poll counters, if it was asked for at all.
-pub(super) fn append_polled(conn: &Connection, id: FileId) -> rusqlite::Result<()> {
+pub(super) fn append_polled(conn: &Connection, id: FileId, at: SystemTime) -> rusqlite::Result<()> {
     let details: Option<Value> = conn
         .query_row(
             "SELECT COALESCE(polls, 0), COALESCE(polls_pending, 0), poll_asked_ms, ready_ms,
@@ -121,7 +88,7 @@ pub(super) fn append_polled(conn: &Connection, id: FileId) -> rusqlite::Result<(
         .optional()?;
     match details {
         Some(details) if details["asks"].as_i64().unwrap_or(0) > 0 => {
-            append(conn, Some(id), transition::POLLED, details)
+            append_at(conn, Some(id), at, transition::POLLED, details)
         }
         _ => Ok(()),
     }
