@@ -185,3 +185,41 @@ async fn a_file_over_the_800_mb_request_limit_fails_as_too_large_without_a_reque
     daemon.stop().await;
     assert!(env.emulator.requests().is_empty(), "no request was made");
 }
+
+/// A cut-off file copied in several goes (a pause longer than `settle` between them) is
+/// said held once at INFO while the hold lasts, not again at each change, as a set's file
+/// still arriving is; the hold limit still counts from the last change.
+#[tokio::test]
+async fn a_file_held_through_several_changes_is_said_held_once() {
+    let mut env = TestEnv::new(&["PASSPORT"]).await;
+    env.daemon_extra.push("hold_limit = \"1s\"".into());
+    let mut daemon = env.spawn_binary(&[]);
+    wait_until("started", || daemon.stderr().contains("running")).await;
+    let full = beorg_emulator::samples::page_png(65, None);
+    let (first, second) = (full.len() / 3, full.len() * 2 / 3);
+    let path = env.drop_bytes(0, "in-goes.png", &full[..first]);
+    let held = "ends before its format's end";
+    daemon.logged(held, 1).await;
+    // The copy goes on, still short of the end: the file changes, settles and is held again.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(&full[first..second]).unwrap();
+    drop(file);
+    let sidecar = env.sidecar(0, "in-goes.png").await;
+    daemon.stop().await;
+    assert_eq!(sidecar.status, Status::Failed);
+    assert_eq!(
+        sidecar.source.size, second as u64,
+        "held again after the change"
+    );
+    let log = daemon.stderr();
+    assert_eq!(log.matches(held).count(), 1, "{log}");
+    assert_eq!(
+        log.matches("held for 1s without a change").count(),
+        1,
+        "{log}"
+    );
+    assert!(env.emulator.requests().is_empty(), "nothing was paid for");
+}

@@ -1208,3 +1208,72 @@ async fn a_symlinked_folder_in_a_sets_inbox_is_left_alone_with_a_warning() {
         .count();
     assert_eq!(warnings, 1, "one WARN: {}", daemon.stderr());
 }
+
+/// Gives `path` the modification time `mtime` (a copy that keeps the original's).
+fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(mtime).unwrap();
+}
+
+/// Oldest first holds between a set and a single file as between two files: a settled one
+/// waits while an older one, seen just now, is still settling (here changed once after the
+/// daemon saw it), whichever is the set. The set's age is its newest file's mtime.
+#[tokio::test]
+async fn a_set_and_a_single_file_go_oldest_first_while_the_older_is_still_settling() {
+    let hour = Duration::from_secs(3600);
+    for set_is_older in [true, false] {
+        let mut env = env_with("sets = true\nsettle = \"1s\"").await;
+        // Polled: the older file's change is seen by its stamp alone (no writer's events).
+        let files = env.add_inbox(
+            "PASSPORT",
+            "files",
+            "settle = \"1s\"\nwatch = \"poll\"\npoll_interval = \"100ms\"",
+        );
+        let now = std::time::SystemTime::now();
+        let (older, younger) = (now - 2 * hour, now - hour);
+        let (set_age, file_age) = if set_is_older {
+            (older, younger)
+        } else {
+            (younger, older)
+        };
+        let mut set_pages = vec![page_png(11_401, None)];
+        let mut scan = page_png(11_402, None);
+        set_mtime(&put(&env, 0, "kyc", "p1.png", &set_pages[0]), set_age);
+        let file = env.drop_bytes(files, "scan.png", &scan);
+        set_mtime(&file, file_age);
+        let mut daemon = env.spawn_binary(&[]);
+        daemon.logged("set detected", 1).await;
+        daemon.logged("scan.png", 1).await;
+        // The older one changes once (its mtime kept), before the younger one has settled.
+        if set_is_older {
+            set_pages.push(page_png(11_403, None));
+            set_mtime(&put(&env, 0, "kyc", "p2.png", &set_pages[1]), set_age);
+        } else {
+            scan = page_png(11_404, None);
+            std::fs::write(&file, &scan).unwrap();
+            set_mtime(&file, file_age);
+        }
+        let (set_sidecar, _) = set_sidecar(&env, 0, "kyc").await;
+        let file_sidecar = env.sidecar(files, "scan.png").await;
+        daemon.stop().await;
+        assert_eq!(set_sidecar.status, Status::Done, "{:?}", set_sidecar.error);
+        assert_eq!(
+            file_sidecar.status,
+            Status::Done,
+            "{:?}",
+            file_sidecar.error
+        );
+        let set_images: Vec<String> = set_pages.iter().map(|p| sha256_hex(p)).collect();
+        let file_images = vec![sha256_hex(&scan)];
+        let expected = if set_is_older {
+            [set_images, file_images]
+        } else {
+            [file_images, set_images]
+        };
+        let sent: Vec<Vec<String>> = env.submits().into_iter().map(|s| s.image_sha256).collect();
+        assert_eq!(
+            sent, expected,
+            "set is older: {set_is_older}; the older one first"
+        );
+    }
+}

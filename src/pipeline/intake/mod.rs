@@ -6,9 +6,14 @@
 //!
 //! - `watch.rs`: notify events, polling (`watch = auto` chooses by filesystem), rescans, and
 //!   (re)attaching an inbox that is missing, replaced or remounted.
-//! - `settle.rs`: candidates, the settle rule and the hold rules (open writers, zero tails,
-//!   files cut off before their format's end, `[daemon] hold_limit`).
-//! - `sets.rs`: the same for a subfolder of a `sets` inbox (a document set).
+//! - `settle.rs`: candidates (a file, or a set), the one settle rule and the one hold rule
+//!   (open writers, zero tails, files cut off before their format's end, a set's temporary
+//!   names, `[daemon] hold_limit`), and a file of an inbox becoming a candidate.
+//! - `stamp.rs`: what differs between a file and a set to that rule: how its stamp is taken
+//!   (size and mtime; a set folder's listing), what it waits for (a set's `ready_file`), which
+//!   of its names and files hold it.
+//! - `sets.rs`: where a path of a `sets` inbox belongs: a subfolder is a set (a document
+//!   set), loose files and links are left alone.
 //! - `ready.rs`: the [`ReadyQueue`] the settled files join, oldest mtime first; it holds
 //!   paths, never contents.
 //!
@@ -31,6 +36,7 @@ use crate::pipeline::entries::EntryRules;
 mod ready;
 mod sets;
 mod settle;
+mod stamp;
 mod watch;
 
 pub use ready::{ReadyFile, ReadyQueue};
@@ -103,7 +109,7 @@ pub fn run(
         // With files settling, every tick; idle, only when something is due (a polled or
         // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
         let now = Instant::now();
-        let wait = if intake.candidates.is_empty() && intake.set_candidates.is_empty() {
+        let wait = if intake.candidates.is_empty() {
             let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
             due.saturating_duration_since(now).max(tick)
         } else {
@@ -163,10 +169,8 @@ struct Intake {
     watcher: Option<notify::RecommendedWatcher>,
     /// Per inbox (same index): how it is watched right now.
     watched: Vec<Watched>,
-    /// Files seen and not ready yet (see `settle.rs`).
+    /// Files, and subfolders of sets inboxes, seen and not ready yet (see `settle.rs`).
     candidates: HashMap<PathBuf, Candidate>,
-    /// Subfolders of sets inboxes not offered yet (see `sets.rs`).
-    set_candidates: HashMap<PathBuf, sets::SetCandidate>,
     /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
     warned: HashSet<PathBuf>,
     /// How long a settled file that looks unfinished is held without a change (`[daemon]
@@ -195,7 +199,6 @@ impl Intake {
             watcher,
             watched,
             candidates: HashMap::new(),
-            set_candidates: HashMap::new(),
             warned: HashSet::new(),
             hold_limit,
             identity_every: Duration::from_secs(60),
@@ -216,8 +219,13 @@ impl Intake {
 
     /// Says `what` about `path` at WARN, once per path.
     fn warn_once(&mut self, path: &Path, what: &str) {
-        if self.warned.insert(path.to_path_buf()) {
-            tracing::warn!(file = %path.display(), "{what}");
-        }
+        warn_once(&mut self.warned, path, what);
+    }
+}
+
+/// Says `what` about `path` at WARN, unless `warned` holds it already.
+fn warn_once(warned: &mut HashSet<PathBuf>, path: &Path, what: &str) {
+    if warned.insert(path.to_path_buf()) {
+        tracing::warn!(file = %path.display(), "{what}");
     }
 }

@@ -1,23 +1,37 @@
-//! When a seen file is ready: candidates, the settle rule and the hold rules.
+//! When a candidate is ready: the one settle rule and the one hold rule, for a single file
+//! and a document set alike.
 //!
-//! A path becomes a candidate; a candidate is ready once its size and mtime stayed unchanged
-//! for `settle` (checked by our own stat calls; an empty file for at least
-//! [`EMPTY_FILE_SETTLE`]), or shortly after a local writer closed it. A settled file is still
-//! *held* while it looks unfinished ([`Hold`]): a local writer has it open for writing (seen
-//! by events: written to and not closed since), its end is still the zeros of a preallocated
-//! file, or it stops before its format's end ([`preflight::is_cut_off`]). A held file is
-//! taken once it is finished, or with a WARN once it has been held for `[daemon] hold_limit`
-//! without a change. Ready files go to the [`ReadyQueue`](super::ReadyQueue) oldest first,
-//! and a settled file waits while an older one seen just now is still settling. Which
-//! entries count at all is [`entries`](crate::pipeline::entries)' rule. A set's settle and
-//! hold rules are [`sets`](super::sets)'; the content checks ([`content_hold`]) and the
-//! reasons ([`Hold`]) are shared.
+//! A path becomes a [`Candidate`]: a file of an inbox ([`Intake::look_at`]), or a subfolder
+//! of a `sets` inbox ([`sets`](super::sets)). What differs between the two kinds is their
+//! [`Stamp`]'s ([`stamp`](super::stamp)); the rest is this one rule:
+//!
+//! - **Settled**: its stamp stayed unchanged for `settle` (taken by our own stat calls and
+//!   listings; at least [`EMPTY_FILE_SETTLE`] for an empty file, or a set holding one), or a
+//!   local writer closed it shortly ago and nothing changed since (a file only). Before it can
+//!   settle at all it may wait ([`Wait`]: a set for something to offer and for its
+//!   `ready_file`), said once.
+//! - **Held**: a settled candidate stays in the inbox while something in it looks unfinished
+//!   ([`Hold`]): a name that holds it (a set's temporary name), a file a local writer has open
+//!   for writing (seen by events: created or written to and not closed since), a file whose
+//!   end is still the zeros of a preallocated file, or one that stops before its format's end
+//!   ([`preflight::is_cut_off`]). A hold is said once at INFO while it lasts (not again at
+//!   every change); it ends when the candidate is finished, or with a WARN once it has been
+//!   held for `[daemon] hold_limit` without a change (a set still holding a temporary name
+//!   then goes on only to be refused whole by preflight).
+//! - **Offered**: ready candidates go to the [`ReadyQueue`](super::ReadyQueue) oldest first
+//!   (mtime, then name, across all inboxes and both kinds), and a settled one waits while an
+//!   older one seen just now is still settling.
+//!
+//! Which entries count at all is [`entries`](crate::pipeline::entries)' rule.
 
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Intake, ReadyFile};
+use tracing::field::{DisplayValue, display};
+
+use super::stamp::{FileStamp, Stamp, Wait, file_stamp};
+use super::{Intake, ReadyFile, warn_once};
 use crate::config::InboxConfig;
 use crate::pipeline::entries::Verdict;
 use crate::pipeline::preflight;
@@ -30,41 +44,60 @@ pub(super) const EMPTY_FILE_SETTLE: Duration = Duration::from_secs(30);
 /// `settle`, if shorter).
 pub(super) const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
-/// How long after its first sight an older file that is still settling holds back younger
-/// settled ones (a first listing of a large backlog takes a while).
+/// How long after its first sight an older candidate that is still settling holds back
+/// younger settled ones (a first listing of a large backlog takes a while).
 const SETTLING_ORDER_WAIT: Duration = Duration::from_secs(5);
 
 /// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
 const TAIL_LEN: u64 = 512;
 
-/// A file seen in an inbox and not yet ready.
+/// A file or a set seen in an inbox and not yet ready.
 pub(super) struct Candidate {
+    /// Its inbox, by index.
     inbox: usize,
-    size: u64,
-    mtime: SystemTime,
-    /// Last time size or mtime changed (or first sight).
+    /// Its stamp as last taken: a file's size and mtime, a set's listing.
+    stamp: Stamp,
+    /// Last time its stamp changed, or an event said something below a set folder did (or
+    /// first sight).
     stable_since: Instant,
     detected_at: SystemTime,
-    /// A local writer closed it (close-after-write event) at this moment.
+    /// A local writer closed (close-after-write event) something in it at this moment.
     closed_at: Option<Instant>,
-    /// Events say a local writer has it open: it was created or written to, and no
-    /// close-after-write came since. Never set for a polled inbox (no events there).
-    open_for_write: bool,
+    /// What events say a local writer has open: the file itself, or paths below a set folder
+    /// (`p2.png.tmp`, `inner/a.png`; any name counts, sent or not), each created or written
+    /// to and not closed since. Never set for a polled inbox (no events there).
+    open_for_write: Vec<PathBuf>,
     /// Held as unfinished (see [`Hold`]) since then, without a change since.
     incomplete_since: Option<Instant>,
-    /// Size, mtime and ctime when its content was last judged unfinished: the file is read
-    /// again only once one of them changed (ctime moves on every write, even when a writer
-    /// sets the mtime back).
-    judged: Option<Box<(Stamp, Hold)>>,
+    /// The file last judged unfinished by its content: it is read again only once its stamp
+    /// changed.
+    judged: Option<Box<Judged>>,
+    /// The wait or hold last said at INFO: said once while it lasts (a file copied in several
+    /// goes, or a temporary file in a set growing chunk by chunk for an hour, is said once,
+    /// not at every change).
+    told: Option<Box<Told>>,
 }
 
-/// Size, mtime, ctime (seconds, nanoseconds) of a file.
-type Stamp = (u64, SystemTime, i64, i64);
+/// A file whose content looked unfinished, and its stamp then.
+struct Judged {
+    path: PathBuf,
+    stamp: FileStamp,
+    /// What it is in its candidate (`None`: the candidate itself).
+    what: Option<String>,
+    hold: Hold,
+}
 
-/// Why a settled file is held in the inbox.
+/// What a candidate said it waits for.
+#[derive(PartialEq, Eq)]
+enum Told {
+    ReadyFile,
+    Hold(Option<String>, Hold),
+}
+
+/// Why a settled candidate is held in the inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Hold {
-    /// A local writer has it open for writing.
+    /// A local writer has it (or a file in it) open for writing.
     Open,
     /// Its end is still zeros: a writer that reserved the full size is still filling it.
     Zeros,
@@ -75,7 +108,7 @@ pub(super) enum Hold {
 }
 
 impl Hold {
-    /// Said once at INFO when the hold begins.
+    /// Said once at INFO while the hold lasts.
     pub(super) fn waiting(self) -> &'static str {
         match self {
             Hold::Open => "still open for writing; waiting until the writer closes it",
@@ -109,9 +142,10 @@ impl Hold {
 }
 
 impl Intake {
-    /// A path in an inbox may be new or changed: make it a candidate, descend into it (a
-    /// folder of a recursive inbox), or leave it alone (and say why, once).
-    pub(super) fn look_at(&mut self, index: usize, path: &Path) {
+    /// A path in an inbox (not a sets inbox) may be new or changed: make it a candidate,
+    /// descend into it (a folder of a recursive inbox), or leave it alone (and say why, once).
+    /// `event` is (closed, written) for an event that may be a change: a writer's open/close.
+    pub(super) fn look_at(&mut self, index: usize, path: &Path, event: Option<(bool, bool)>) {
         if self.queue.is_taken(path) {
             return;
         }
@@ -125,42 +159,34 @@ impl Intake {
             }
             Verdict::Refuse(why) => return self.warn_once(path, &format!("{why}; left in place")),
         };
-        let inbox = &self.inboxes[index];
-        let (size, mtime) = (
-            meta.len(),
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        );
-        match self.candidates.get_mut(path) {
-            Some(c) => c.observe(size, mtime),
-            None => {
-                tracing::info!(inbox = %inbox.path.display(), file = %rel, "detected");
-                self.candidates.insert(
-                    path.to_path_buf(),
-                    Candidate {
-                        inbox: index,
-                        size,
-                        mtime,
-                        stable_since: Instant::now(),
-                        detected_at: SystemTime::now(),
-                        closed_at: None,
-                        open_for_write: false,
-                        incomplete_since: None,
-                        judged: None,
-                    },
-                );
+        let stamp = Stamp::of_file(&meta);
+        let candidate = match self.candidates.get_mut(path) {
+            Some(c) => {
+                c.observe(stamp, Instant::now());
+                c
             }
+            None => {
+                let inbox = &self.inboxes[index].path;
+                tracing::info!(inbox = %inbox.display(), file = %rel, "detected");
+                let candidate = Candidate::new(index, stamp);
+                self.candidates
+                    .entry(path.to_path_buf())
+                    .or_insert(candidate)
+            }
+        };
+        if let Some((closed, written)) = event {
+            candidate.heard_writer(path, closed, written);
         }
     }
 
-    /// Re-stats every candidate; the ones that are ready go to the queue, oldest first
-    /// (mtime, then name, across all inboxes). A settled file waits while an older one seen
-    /// just now is still settling (the files of a first listing settle in listing order,
-    /// not by age), so the oldest file is always queued first.
+    /// Takes every candidate's stamp again; the ones that are ready go to the queue, oldest
+    /// first (mtime, then name, across all inboxes). A settled candidate waits while an older
+    /// one seen just now is still settling (the files and sets of a first listing settle in
+    /// listing order, not by age), so the oldest is always queued first.
     pub(super) fn check_candidates(&mut self) {
-        self.check_set_candidates();
         let now = Instant::now();
         let mut any_settled = false;
-        // The oldest file still settling, as (mtime, name): younger ones wait for it.
+        // The oldest candidate still settling, as (mtime, name): younger ones wait for it.
         let mut oldest_settling: Option<(SystemTime, String)> = None;
         let inboxes = self.inboxes.clone();
         fn age<'a>(
@@ -168,23 +194,23 @@ impl Intake {
             c: &Candidate,
             path: &'a Path,
         ) -> (SystemTime, &'a str) {
-            (c.mtime, rel_name(&inboxes[c.inbox].path, path))
+            (c.stamp.mtime(), rel_name(&inboxes[c.inbox].path, path))
         }
+        let warned = &mut self.warned;
         self.candidates.retain(|path, c| {
-            let Ok(meta) = std::fs::symlink_metadata(path) else {
+            let inbox = &inboxes[c.inbox];
+            let Some(stamp) = c.stamp.take_again(inbox, path) else {
                 return false; // gone (renamed away, deleted)
             };
-            if !meta.file_type().is_file() {
-                return false;
-            }
-            c.observe(
-                meta.len(),
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            );
-            let settle = inboxes[c.inbox].settle;
-            if c.is_settled(settle, now) {
+            c.observe(stamp, now);
+            // A file renamed or deleted while open is no longer a writer of this candidate.
+            c.open_for_write
+                .retain(|writer| std::fs::symlink_metadata(writer).is_ok());
+            if let Some(wait) = c.stamp.wait(inbox) {
+                c.tell_wait(wait, inbox, path, warned);
+            } else if c.is_settled(inbox, now) {
                 any_settled = true;
-            } else if c.settles_soon(settle) {
+            } else if c.settles_soon(inbox) {
                 let this = age(&inboxes, c, path);
                 if oldest_settling
                     .as_ref()
@@ -199,7 +225,7 @@ impl Intake {
             return;
         }
         let ready = |path: &Path, c: &Candidate| {
-            c.is_settled(inboxes[c.inbox].settle, now)
+            c.is_settled(&inboxes[c.inbox], now)
                 && oldest_settling
                     .as_ref()
                     .is_none_or(|(m, n)| age(&inboxes, c, path) < (*m, n.as_str()))
@@ -228,15 +254,17 @@ impl Intake {
         }
     }
 
-    /// A settled candidate goes to the queue unless it looks unfinished ([`Hold`]); then it
-    /// is held, up to `hold_limit` without a change, and looked at again after each settle.
+    /// A settled candidate goes to the queue unless something in it looks unfinished
+    /// ([`Hold`]); then it is held, up to `hold_limit` without a change, and looked at again
+    /// after each settle.
     fn offer(&mut self, path: PathBuf, mut c: Candidate, now: Instant) {
         let name = rel_name(&self.inboxes[c.inbox].path, &path).to_string();
-        if let Some(hold) = c.hold(&path) {
+        if let Some((what, hold)) = c.hold(&path) {
             let since = *c.incomplete_since.get_or_insert(now);
+            let (set, file) = log_names(&c, &name, what.as_deref());
             if now.duration_since(since) < self.hold_limit {
-                if since == now {
-                    tracing::info!(file = %name, "{}", hold.waiting());
+                if c.tells(Told::Hold(what.clone(), hold)) {
+                    tracing::info!(set, file, "{}", hold.waiting());
                 }
                 c.stable_since = now;
                 c.closed_at = None;
@@ -244,7 +272,8 @@ impl Intake {
                 return;
             }
             tracing::warn!(
-                file = %name,
+                set,
+                file,
                 "held for {} without a change: {}",
                 humantime::format_duration(self.hold_limit),
                 hold.giving_up()
@@ -254,76 +283,168 @@ impl Intake {
             inbox: c.inbox,
             path,
             name,
-            size: c.size,
-            mtime: c.mtime,
+            size: c.stamp.size(),
+            mtime: c.stamp.mtime(),
             detected_at: c.detected_at,
         });
     }
 }
 
 impl Candidate {
-    /// An event from a local writer: a close after writing (`closed`), or a create or a write
-    /// (`written`), which means the file is open for writing until the close.
-    pub(super) fn heard_writer(&mut self, closed: bool, written: bool) {
-        if closed {
-            self.closed_at = Some(Instant::now());
-            self.open_for_write = false;
-        } else if written {
-            self.open_for_write = true;
+    /// A candidate first seen now, with its stamp.
+    pub(super) fn new(inbox: usize, stamp: Stamp) -> Candidate {
+        Candidate {
+            inbox,
+            stamp,
+            stable_since: Instant::now(),
+            detected_at: SystemTime::now(),
+            closed_at: None,
+            open_for_write: Vec::new(),
+            incomplete_since: None,
+            judged: None,
+            told: None,
         }
     }
 
-    fn observe(&mut self, size: u64, mtime: SystemTime) {
-        if size != self.size || mtime != self.mtime {
-            self.size = size;
-            self.mtime = mtime;
-            self.stable_since = Instant::now();
-            // The hold limit counts from the last change.
+    /// An event from a local writer on `writer` (the file itself, or a path below the set
+    /// folder): a close after writing (`closed`), or a create or a write (`written`), which
+    /// means it is open for writing until the close.
+    pub(super) fn heard_writer(&mut self, writer: &Path, closed: bool, written: bool) {
+        if closed {
+            self.closed_at = Some(Instant::now());
+            self.open_for_write.retain(|open| open != writer);
+        } else if written && !self.open_for_write.iter().any(|open| open == writer) {
+            self.open_for_write.push(writer.to_path_buf());
+        }
+    }
+
+    /// An event says something below a set folder may have changed: the settle time
+    /// restarts. (A set is not listed at every event, as a file is stat'ed at each of its
+    /// own: its listing is taken at the next check.)
+    pub(super) fn heard_change(&mut self) {
+        self.stable_since = Instant::now();
+    }
+
+    /// Its stamp taken now: a change restarts the settle time, and the hold limit counts from
+    /// the last change.
+    fn observe(&mut self, stamp: Stamp, now: Instant) {
+        if stamp != self.stamp {
+            self.stamp = stamp;
+            self.stable_since = now;
             self.incomplete_since = None;
         }
     }
 
-    /// Why this settled file should stay in the inbox for now, if it should. Its content is
-    /// read only when it changed since it was last judged unfinished.
-    fn hold(&mut self, path: &Path) -> Option<Hold> {
-        if self.open_for_write {
-            return Some(Hold::Open);
+    /// Whether `told` is new (not what was said last), and remembers it as said.
+    fn tells(&mut self, told: Told) -> bool {
+        if self.told.as_deref() == Some(&told) {
+            return false;
         }
-        let stamp = std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| (m.len(), self.mtime, m.ctime(), m.ctime_nsec()));
-        if let (Some(stamp), Some(judged)) = (stamp, self.judged.as_deref())
-            && stamp == judged.0
-        {
-            return Some(judged.1);
-        }
-        let hold = content_hold(path, self.size);
-        self.judged = stamp.zip(hold).map(Box::new);
-        hold
+        self.told = Some(Box::new(told));
+        true
     }
 
-    /// Not settled yet, but seen only just now and not changing: a file of a first listing
-    /// (or a copy with its old mtime kept) that settles within `settle`. Files being written
-    /// have a fresh mtime, held and empty files may wait long: those never hold back others.
-    fn settles_soon(&self, settle: Duration) -> bool {
+    /// Says what it waits for: a ready file once at INFO while it waits, one that does not
+    /// count as one at WARN once per path.
+    fn tell_wait(
+        &mut self,
+        wait: Wait,
+        inbox: &InboxConfig,
+        path: &Path,
+        warned: &mut HashSet<PathBuf>,
+    ) {
+        let ready_file = inbox.ready_file.as_deref().unwrap_or_default();
+        match wait {
+            Wait::Nothing => {}
+            Wait::ReadyFile => {
+                if self.tells(Told::ReadyFile) {
+                    let set = rel_name(&inbox.path, path);
+                    tracing::info!(set = %set, "waiting for its ready file {ready_file}");
+                }
+            }
+            Wait::ReadyFileRefused(why) => warn_once(
+                warned,
+                &path.join(ready_file),
+                &format!(
+                    "{why}: only a regular file counts as the ready file; the set waits until {ready_file} is one (replace it with an empty file)"
+                ),
+            ),
+        }
+    }
+
+    /// Why this settled candidate should stay in the inbox for now, and what in it (`None`:
+    /// the candidate itself), if it should: a name that holds it, a file a writer has open,
+    /// a file whose content looks unfinished.
+    fn hold(&mut self, path: &Path) -> Option<(Option<String>, Hold)> {
+        if let Some(name) = self.stamp.temporary_name() {
+            return Some((Some(name.to_string()), Hold::Temporary));
+        }
+        if let Some(writer) = self.open_for_write.first() {
+            let below = writer.strip_prefix(path).ok();
+            let what = below
+                .filter(|below| !below.as_os_str().is_empty())
+                .map(|below| below.to_string_lossy().into_owned());
+            return Some((what, Hold::Open));
+        }
+        self.content_hold(path)
+    }
+
+    /// The first of its files whose content looks unfinished ([`content_hold`]). A file is
+    /// read only when it changed since it was last judged unfinished.
+    fn content_hold(&mut self, path: &Path) -> Option<(Option<String>, Hold)> {
+        if let Some(judged) = self.judged.as_deref()
+            && file_stamp(&judged.path) == Some(judged.stamp)
+        {
+            return Some((judged.what.clone(), judged.hold));
+        }
+        self.judged = None;
+        for (what, file, size) in self.stamp.checked_files(path) {
+            let stamp = file_stamp(&file);
+            if let Some(hold) = content_hold(&file, size) {
+                self.judged = stamp.map(|stamp| {
+                    let what = what.clone();
+                    Box::new(Judged {
+                        path: file,
+                        stamp,
+                        what,
+                        hold,
+                    })
+                });
+                return Some((what, hold));
+            }
+        }
+        None
+    }
+
+    /// Not settled yet, but seen only just now and not changing: a file or set of a first
+    /// listing (or a copy with its old mtimes kept) that settles within `settle`. Those being
+    /// written have a fresh mtime; waiting, held and empty ones may wait long: those never
+    /// hold back others.
+    fn settles_soon(&self, inbox: &InboxConfig) -> bool {
         let seen_for = SystemTime::now()
             .duration_since(self.detected_at)
             .unwrap_or_default();
-        self.size > 0
-            && !self.open_for_write
+        !self.stamp.holds_an_empty_file()
+            && self.stamp.wait(inbox).is_none()
+            && self.open_for_write.is_empty()
             && self.incomplete_since.is_none()
-            && seen_for <= settle + SETTLING_ORDER_WAIT
+            && seen_for <= inbox.settle + SETTLING_ORDER_WAIT
     }
 
-    /// Unchanged for `settle`, or closed by a local writer and unchanged since.
-    fn is_settled(&self, settle: Duration, now: Instant) -> bool {
-        let needed = if self.size == 0 {
+    /// Waits for nothing, and unchanged for `settle` (at least [`EMPTY_FILE_SETTLE`] for an
+    /// empty file or a set holding one), or closed by a local writer and unchanged since.
+    fn is_settled(&self, inbox: &InboxConfig, now: Instant) -> bool {
+        if self.stamp.wait(inbox).is_some() {
+            return false;
+        }
+        let settle = inbox.settle;
+        let needed = if self.stamp.holds_an_empty_file() {
             settle.max(EMPTY_FILE_SETTLE)
         } else {
             settle
         };
         let quiet = now.duration_since(self.stable_since);
-        let closed_and_quiet = self.size > 0
+        let closed_and_quiet = self.stamp.finished_by_a_close()
             && self.closed_at.is_some_and(|closed| {
                 self.stable_since <= closed && now.duration_since(closed) >= CLOSE_GRACE.min(settle)
             });
@@ -331,9 +452,23 @@ impl Candidate {
     }
 }
 
-/// A candidate's path below its inbox (`scan.jpg`, or `2026/11/scan.jpg`): its name in the
-/// queue, the journal and the outcome folders. Candidates are always UTF-8 below their inbox
-/// (intake refuses other names).
+/// How a candidate is named in the log, as the fields `set` and `file` (one left out when
+/// `None`): a file by its name; a set by its name, and the file in it a hold is about.
+fn log_names<'a>(
+    c: &Candidate,
+    name: &'a str,
+    what: Option<&'a str>,
+) -> (Option<DisplayValue<&'a str>>, Option<DisplayValue<&'a str>>) {
+    let (set, file) = match c.stamp {
+        Stamp::File { .. } => (None, Some(name)),
+        Stamp::Set(_) => (Some(name), what),
+    };
+    (set.map(display), file.map(display))
+}
+
+/// A candidate's path below its inbox (`scan.jpg`, `2026/11/scan.jpg`, or a set's folder
+/// name): its name in the queue, the journal and the outcome folders. Candidates are always
+/// UTF-8 below their inbox (intake refuses other names).
 fn rel_name<'a>(root: &Path, path: &'a Path) -> &'a str {
     path.strip_prefix(root)
         .ok()
@@ -343,7 +478,7 @@ fn rel_name<'a>(root: &Path, path: &'a Path) -> &'a str {
 
 /// Whether a file's content looks unfinished: its end is still zeros, or it stops before its
 /// format's end. The rule for a single file and for each member of a set.
-pub(super) fn content_hold(path: &Path, size: u64) -> Option<Hold> {
+fn content_hold(path: &Path, size: u64) -> Option<Hold> {
     if tail_is_zeros(path, size) {
         Some(Hold::Zeros)
     } else if preflight::is_cut_off(path).unwrap_or(false) {
@@ -399,7 +534,7 @@ mod tests {
             std::fs::write(path, b"a scan, not a known format").unwrap();
             let file = std::fs::File::options().write(true).open(path).unwrap();
             file.set_modified(mtime).unwrap();
-            intake.look_at(0, path);
+            intake.look_at(0, path, None);
         }
         // The younger one was listed first and has settled; the older one was seen just now.
         let settled = Instant::now() - Duration::from_secs(2);

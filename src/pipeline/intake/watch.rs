@@ -218,15 +218,7 @@ impl Intake {
                 continue;
             }
             if let Some(index) = self.inbox_of(path) {
-                if self.inboxes[index].sets {
-                    let change = (!opened).then_some((closed, written));
-                    self.look_at_in_sets_inbox(index, path, change);
-                    continue;
-                }
-                self.look_at(index, path);
-                if let Some(c) = self.candidates.get_mut(path) {
-                    c.heard_writer(closed, written);
-                }
+                self.look(index, path, (!opened).then_some((closed, written)));
             }
         }
     }
@@ -277,13 +269,18 @@ impl Intake {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        let sets = self.inboxes[index].sets;
         for entry in entries.flatten() {
-            if sets {
-                self.look_at_in_sets_inbox(index, &entry.path(), None);
-            } else {
-                self.look_at(index, &entry.path());
-            }
+            self.look(index, &entry.path(), None);
+        }
+    }
+
+    /// A path of inbox `index` may be new or changed: a file, or a path of a sets inbox.
+    /// `event` is (closed, written) for an event that may be a change (see `on_event`).
+    fn look(&mut self, index: usize, path: &Path, event: Option<(bool, bool)>) {
+        if self.inboxes[index].sets {
+            self.look_at_in_sets_inbox(index, path, event);
+        } else {
+            self.look_at(index, path, event);
         }
     }
 }
