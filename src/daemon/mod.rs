@@ -65,24 +65,18 @@ pub async fn run_reloadable(
     tokio::pin!(shutdown);
     loop {
         let session = Session::start(&config, &retired, &shared).await?;
-        let started = tokio::select! {
-            _ = session.liveness.started.notified() => true,
-            _ = &mut shutdown => false,
-        };
-        if started {
-            // READY=1 once every existing inbox is attached and listed (again, after a reload).
-            crate::systemd::ready();
-            session.spawn_watchdog();
+        // The stop request is polled until it completes, never after: a stop while the
+        // inboxes are still being listed ends the run here.
+        tokio::select! {
+            _ = session.liveness.started.notified() => {}
+            _ = &mut shutdown => return shut_down(session).await,
         }
+        // READY=1 once every existing inbox is attached and listed (again, after a reload).
+        crate::systemd::ready();
+        session.spawn_watchdog();
         let new = loop {
             tokio::select! {
-                _ = &mut shutdown => {
-                    crate::systemd::stopping();
-                    tracing::info!("stopping: no new files are taken");
-                    session.stop(SHUTDOWN_GRACE).await;
-                    tracing::info!("stopped");
-                    return Ok(());
-                }
+                _ = &mut shutdown => return shut_down(session).await,
                 Some(new) = reloads.recv() => match reload_allowed(&config, &new) {
                     Ok(()) => break new,
                     Err(why) => tracing::error!("the new config is refused ({why}); the running one stays"),
@@ -101,6 +95,15 @@ pub async fn run_reloadable(
         shared.scheduler.set_limits(limits_of(&new));
         config = new;
     }
+}
+
+/// The end of a run: no new files are taken, requests on the wire get [`SHUTDOWN_GRACE`].
+async fn shut_down(session: Session) -> anyhow::Result<()> {
+    crate::systemd::stopping();
+    tracing::info!("stopping: no new files are taken");
+    session.stop(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// What lives as long as the process, across reloads.

@@ -435,3 +435,20 @@ async fn status_shows_waiting_files_a_paused_account_and_the_last_error_while_ru
     daemon.wait(Duration::from_secs(5)).await;
     assert_eq!(env.status()["running"], false);
 }
+
+/// A stop asked for while the daemon is still starting (its inboxes not listed yet, as when
+/// `systemctl stop` comes during a long first listing) ends it cleanly: the session is
+/// stopped and `run` returns, never polling the finished stop request again (which
+/// panicked, exit status 101, so systemd restarted the service it had been told to stop).
+#[tokio::test]
+async fn a_stop_while_the_daemon_is_still_starting_ends_it_cleanly() {
+    let env = TestEnv::new(&["PASSPORT"]).await;
+    let run = tokio::spawn(beorg_hotfolder::run(env.config(), std::future::ready(())));
+    let ended = tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("the daemon did not stop");
+    match ended {
+        Ok(result) => result.expect("the daemon failed"),
+        Err(e) => panic!("the daemon panicked: {e}"),
+    }
+}
