@@ -21,6 +21,10 @@
 //! 7. [`deliver`] (the stage after finish) delivers each outcome by webhook, command or
 //!    ledger line, retried on a schedule until it is delivered or given up.
 //!
+//! 8. [`review_station`] (with `[review_station]`): a web page where a person approves
+//!    (with corrections) or rejects each result in the review folders; the decision moves it
+//!    to done/ or failed/ and is delivered as `file.reviewed`.
+//!
 //! Every stage answers with a [`pipeline::Step`]; the order is written once, in the
 //! [`daemon`]'s drive, and [`daemon::run`] (what the binary, the demo and the tests call)
 //! runs sessions of the pipeline: resume from the journal, intake, the feeder, reloads.
@@ -50,6 +54,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod results;
 pub mod retry;
+pub mod review_station;
 pub mod scheduler;
 pub mod sidecar;
 pub mod store;

@@ -61,10 +61,16 @@ pub async fn run_reloadable(
         lifetime: lifetime.clone(),
     };
     serve_metrics(&config, &shared).await?;
+    let review_station =
+        crate::review_station::start(&config, shared.metrics.clone(), lifetime.clone()).await?;
     let mut retired: Vec<InboxConfig> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         let session = Session::start(&config, &retired, &shared).await?;
+        if let Some(station) = &review_station {
+            let (config, journal) = session.config_and_journal();
+            station.attach(config, journal);
+        }
         let started = tokio::select! {
             _ = session.liveness.started.notified() => true,
             _ = &mut shutdown => false,
@@ -163,6 +169,11 @@ fn reload_allowed(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.metrics.listen != new.metrics.listen {
         return Err("metrics.listen cannot change while running; restart the service".into());
+    }
+    if old.review_station != new.review_station {
+        return Err(
+            "[review_station] cannot change while running (the reviewers file is read at each login and needs no reload); restart the service".into(),
+        );
     }
     let budget = |c: &Config| {
         c.budget

@@ -18,8 +18,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod deliveries;
 pub mod fail_points;
 pub mod history;
+mod review;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
 use history::transition;
+pub use review::{Decided, OutcomeOf, ReviewDecision};
 
 /// Row id of a file in the journal.
 pub type FileId = i64;

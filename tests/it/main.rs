@@ -27,6 +27,7 @@ mod resilience;
 mod results;
 mod retention;
 mod review;
+mod review_station;
 mod service;
 mod sets;
 mod streaming;

@@ -301,7 +301,7 @@ impl Journal {
     }
 }
 
-fn insert_outcome(
+pub(super) fn insert_outcome(
     tx: &rusqlite::Transaction<'_>,
     file_id: FileId,
     o: &NewOutcome,

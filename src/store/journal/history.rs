@@ -4,7 +4,7 @@
 //! or deliveries), in the same SQLite transaction, so the history never disagrees with the
 //! row: claimed, hashed, preflight, each submit and its answer, documents recorded and
 //! superseded, the polls (one aggregate line when polling ends), finishing, finished or lost,
-//! each delivery try, requeued. `details` is a JSON object whose keys depend on the
+//! each delivery try, requeued, reviewed. `details` is a JSON object whose keys depend on the
 //! transition ([`transition`] lists them). Pruning by `keep_history` removes a file's lines
 //! with its row. `sqlite3 journal.sqlite 'select * from history where file_id = 7'` shows
 //! them.
@@ -78,6 +78,11 @@ pub mod transition {
     /// removed sidecar's path) and `sidecar_json` (its content), `documents` (those the
     /// duplicate rule no longer answers it from).
     pub const REQUEUED: &str = "requeued";
+    /// `decision` (approved, rejected), `by` (the reviewer), `from` (its path in review/),
+    /// `to` (in done/ or failed/), `sidecar` (the new one), `stage` (done, failed),
+    /// `corrected` (the names of the fields corrected, never their values): a review
+    /// station's decision.
+    pub const REVIEWED: &str = "reviewed";
 }
 
 /// Appends one line for `file_id` at the current time (inside the caller's transaction).

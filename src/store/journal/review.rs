@@ -1,0 +1,215 @@
+//! The review station's decision on a result in a review folder: one transaction that is the
+//! arbiter between reviewers (the first decision wins), moves the original (a file or a set's
+//! folder) to done/ or failed/ under a free name, writes its rewritten sidecar there and
+//! removes the old one, sets the row's stage, appends the `reviewed` history line and queues
+//! the `file.reviewed` deliveries through the durable outbox (`deliveries`). Once committed
+//! nothing is left to do; a move whose record cannot be committed is undone.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::deliveries::{NewOutcome, insert_outcome};
+use super::history::{self, transition};
+use super::{FileId, Journal, Stage, ms, path_text};
+use crate::store::fsutil;
+use crate::store::layout;
+
+/// A reviewer's decision on one original in a review folder.
+#[derive(Debug, Clone)]
+pub struct ReviewDecision {
+    /// The original in the review folder (a file, or a set's folder).
+    pub from: PathBuf,
+    /// The folder it goes to: the inbox's done/ (approved) or failed/ (rejected).
+    pub to_dir: PathBuf,
+    /// [`Stage::Done`] or [`Stage::Failed`].
+    pub stage: Stage,
+    /// "approved" or "rejected".
+    pub decision: String,
+    /// The reviewer's name.
+    pub by: String,
+    /// The names of the fields corrected (never their values: the history is shown by
+    /// `explain`, and logged names are enough to find the sidecar).
+    pub corrected: Vec<String>,
+    /// The new sidecar; its `file` is set here to the name the original gets.
+    pub sidecar: serde_json::Value,
+    /// The mode of the new sidecar (`daemon.file_mode`).
+    pub mode: u32,
+}
+
+/// What [`Journal::review_decision`] did.
+#[derive(Debug)]
+pub enum Decided {
+    /// Recorded and moved: the original's new path.
+    Moved(PathBuf),
+    /// Someone decided it first: who, what, and when (RFC 3339), as the history says.
+    AlreadyDecided {
+        by: String,
+        decision: String,
+        at_ms: i64,
+    },
+    /// It is no longer in the review folder, and no decision of the station moved it.
+    Gone,
+    /// The move or the sidecar's write failed: nothing recorded, nothing moved.
+    MoveFailed(std::io::Error),
+}
+
+/// The closure that builds the outcome to deliver from the sidecar as written, the original's
+/// and the sidecar's new paths (`None` when the inbox delivers nowhere).
+pub type OutcomeOf = Box<dyn FnOnce(&str, &Path, &Path) -> Option<NewOutcome> + Send>;
+
+impl Journal {
+    /// Records and carries out `d` in one write transaction (see the module's doc). The row
+    /// decided is the newest whose `final_path` is `d.from`; an original whose row was pruned
+    /// (keep_history) is decided all the same, recorded in the history without a row.
+    pub async fn review_decision(
+        &self,
+        d: ReviewDecision,
+        outcome_of: OutcomeOf,
+    ) -> anyhow::Result<Decided> {
+        let (decided, queued) = self
+            .with(move |conn| {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    conn,
+                    rusqlite::TransactionBehavior::Immediate,
+                )?;
+                let row: Option<(FileId, String)> = tx
+                    .query_row(
+                        "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
+                        [path_text(&d.from)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let waiting = row
+                    .as_ref()
+                    .is_none_or(|(_, stage)| stage == Stage::Review.as_str());
+                if !waiting || !fsutil::exists(&d.from) {
+                    return Ok((earlier_decision(&tx, &d.from)?, false));
+                }
+                let file_id = row.map(|(id, _)| id);
+                let name = d.from.file_name().unwrap_or_default().to_string_lossy();
+                let to = fsutil::free_name(&d.to_dir, &name);
+                let mut sidecar = d.sidecar.clone();
+                let final_name = to.file_name().unwrap_or_default().to_string_lossy();
+                sidecar["file"] = serde_json::Value::String(final_name.into_owned());
+                let mut text = serde_json::to_string_pretty(&sidecar).unwrap_or_default();
+                text.push('\n');
+                let sidecar_path = layout::sidecar_path(&to);
+                let now = ms(SystemTime::now());
+                if let Some(id) = file_id {
+                    tx.execute(
+                        "UPDATE files SET stage = ?2, final_path = ?3, sidecar = ?4,
+                         finished_at = ?5, updated_at = ?5 WHERE id = ?1",
+                        params![id, d.stage.as_str(), path_text(&to), text, now],
+                    )?;
+                }
+                let details = serde_json::json!({
+                    "decision": d.decision,
+                    "by": d.by,
+                    "from": path_text(&d.from),
+                    "to": path_text(&to),
+                    "sidecar": path_text(&sidecar_path),
+                    "stage": d.stage.as_str(),
+                    "corrected": d.corrected,
+                });
+                history::append(&tx, file_id, transition::REVIEWED, details)?;
+                let outcome = outcome_of(&text, &to, &sidecar_path);
+                let queued = outcome.as_ref().is_some_and(|o| !o.kinds.is_empty());
+                if let Some(outcome) = &outcome {
+                    insert_outcome(&tx, file_id.unwrap_or(0), outcome)?;
+                }
+                if let Err(e) = move_with_sidecar(&d.from, &to, &text, d.mode) {
+                    return Ok((Decided::MoveFailed(e), false));
+                }
+                if let Err(e) = tx.commit() {
+                    undo(&d.from, &to);
+                    return Err(e);
+                }
+                remove_old_sidecar(&d.from);
+                Ok((Decided::Moved(to), queued))
+            })
+            .await?;
+        if queued {
+            self.deliveries_added.notify_one();
+        }
+        Ok(decided)
+    }
+}
+
+/// Who decided `from` first, from the newest `reviewed` line that moved it; [`Decided::Gone`]
+/// when none did (removed or requeued by hand).
+fn earlier_decision(tx: &rusqlite::Transaction<'_>, from: &Path) -> rusqlite::Result<Decided> {
+    let line: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT at, details FROM history WHERE transition = ?1
+               AND json_extract(details, '$.from') = ?2 ORDER BY id DESC LIMIT 1",
+            params![transition::REVIEWED, path_text(from)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((at_ms, details)) = line else {
+        return Ok(Decided::Gone);
+    };
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+    let text = |key: &str| details[key].as_str().unwrap_or("?").to_string();
+    Ok(Decided::AlreadyDecided {
+        by: text("by"),
+        decision: text("decision"),
+        at_ms,
+    })
+}
+
+/// Moves the original without clobbering (a set's folder by one rename) and writes its new
+/// sidecar beside it. A failure leaves things as they were.
+fn move_with_sidecar(from: &Path, to: &Path, sidecar: &str, mode: u32) -> std::io::Result<()> {
+    let is_dir = from.symlink_metadata()?.is_dir();
+    if is_dir {
+        fsutil::rename_noclobber(from, to)?;
+    } else {
+        fsutil::move_file_noclobber(from, to)?;
+    }
+    if let Err(e) =
+        fsutil::write_new_file_atomic(&layout::sidecar_path(to), sidecar.as_bytes(), mode)
+    {
+        undo_move(from, to, is_dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Once the decision is recorded: the old sidecar describes a file no longer there. A failure
+/// to remove it is only noise (the station lists originals, not sidecars).
+fn remove_old_sidecar(from: &Path) {
+    let old = layout::sidecar_path(from);
+    if let Err(e) = std::fs::remove_file(&old) {
+        tracing::warn!("cannot remove the old sidecar {}: {e}", old.display());
+    }
+    if let Some(dir) = from.parent() {
+        let _ = fsutil::sync_dir(dir);
+    }
+}
+
+fn undo_move(from: &Path, to: &Path, is_dir: bool) {
+    let back = if is_dir {
+        fsutil::rename_noclobber(to, from)
+    } else {
+        fsutil::move_file_noclobber(to, from)
+    };
+    if let Err(e) = back {
+        tracing::error!(
+            "a review decision could not be completed and moving {} back to {} failed ({e}): it is at {}",
+            to.display(),
+            from.display(),
+            to.display()
+        );
+    }
+}
+
+/// The decision could not be recorded: the new sidecar goes and the original goes back
+/// beside its old sidecar (removed only after the commit).
+fn undo(from: &Path, to: &Path) {
+    let is_dir = to.symlink_metadata().is_ok_and(|m| m.is_dir());
+    let _ = std::fs::remove_file(layout::sidecar_path(to));
+    undo_move(from, to, is_dir);
+}
