@@ -213,3 +213,128 @@ fn undo(from: &Path, to: &Path) {
     let _ = std::fs::remove_file(layout::sidecar_path(to));
     undo_move(from, to, is_dir);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::NewClaim;
+
+    /// A row finished into `review/a.png` with its original and sidecar there.
+    async fn in_review(j: &Journal, dir: &Path) -> (FileId, PathBuf) {
+        let review = dir.join("review");
+        std::fs::create_dir_all(&review).unwrap();
+        let original = review.join("a.png");
+        std::fs::write(&original, b"scan").unwrap();
+        std::fs::write(layout::sidecar_path(&original), b"{\"status\": \"review\"}").unwrap();
+        let id = j
+            .insert_claimed(NewClaim {
+                inbox: dir.join("in"),
+                name: "a.png".into(),
+                work_path: dir.join("in/.beorg-work/1_a.png"),
+                size: 4,
+                detected_at: SystemTime::now(),
+                claimed_at: SystemTime::now(),
+            })
+            .await
+            .unwrap();
+        j.mark_finishing(id, original.clone(), "{}".into())
+            .await
+            .unwrap();
+        j.mark_finished(id, Stage::Review).await.unwrap();
+        (id, original)
+    }
+
+    fn decision(from: &Path, to_dir: &Path, by: &str) -> ReviewDecision {
+        ReviewDecision {
+            from: from.to_path_buf(),
+            to_dir: to_dir.to_path_buf(),
+            stage: Stage::Done,
+            decision: "approved".into(),
+            by: by.into(),
+            corrected: vec!["LastName".into()],
+            sidecar: serde_json::json!({"status": "done", "file": "?"}),
+            mode: fsutil::FILE_MODE,
+        }
+    }
+
+    fn no_outcome() -> OutcomeOf {
+        Box::new(|_, _, _| None)
+    }
+
+    #[tokio::test]
+    async fn the_first_decision_moves_and_records_and_a_second_is_told_who_was_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("state")).unwrap();
+        let (id, original) = in_review(&j, dir.path()).await;
+        let done = dir.path().join("done");
+        std::fs::create_dir_all(&done).unwrap();
+        // A name already taken in done/ gets a free variant, and the sidecar says so.
+        std::fs::write(done.join("a.png"), b"older").unwrap();
+        let first = j
+            .review_decision(decision(&original, &done, "anna"), no_outcome())
+            .await
+            .unwrap();
+        let to = done.join("a (2).png");
+        assert!(matches!(&first, Decided::Moved(p) if *p == to), "{first:?}");
+        assert_eq!(std::fs::read(&to).unwrap(), b"scan");
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout::sidecar_path(&to)).unwrap()).unwrap();
+        assert_eq!(sidecar["file"], "a (2).png");
+        assert!(!original.exists() && !layout::sidecar_path(&original).exists());
+        let second = j
+            .review_decision(decision(&original, &done, "boris"), no_outcome())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&second, Decided::AlreadyDecided { by, decision, .. } if by == "anna" && decision == "approved"),
+            "{second:?}"
+        );
+        let conn = j.conn.lock().unwrap();
+        let stage: String = conn
+            .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stage, "done");
+        let lines = history::of_file(&conn, id).unwrap();
+        let reviewed: Vec<_> = lines
+            .iter()
+            .filter(|l| l.transition == transition::REVIEWED)
+            .collect();
+        assert_eq!(
+            reviewed.len(),
+            1,
+            "one line: the second decision recorded nothing"
+        );
+        assert_eq!(
+            reviewed[0].details["corrected"],
+            serde_json::json!(["LastName"])
+        );
+    }
+
+    #[tokio::test]
+    async fn an_original_removed_by_hand_is_gone_and_nothing_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("state")).unwrap();
+        let (id, original) = in_review(&j, dir.path()).await;
+        std::fs::remove_file(&original).unwrap();
+        let done = dir.path().join("done");
+        std::fs::create_dir_all(&done).unwrap();
+        let answer = j
+            .review_decision(decision(&original, &done, "anna"), no_outcome())
+            .await
+            .unwrap();
+        assert!(matches!(answer, Decided::Gone), "{answer:?}");
+        assert!(files(&done).is_empty());
+        let conn = j.conn.lock().unwrap();
+        let stage: String = conn
+            .query_row("SELECT stage FROM files WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stage, "review");
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+}
