@@ -69,7 +69,9 @@ where
 
 /// The headers of every answer: a strict CSP (scan files may be framed by our own page, for
 /// a PDF), no sniffing, no caching (passport scans must not land in a shared cache), no
-/// referrer, no framing by others.
+/// referrer to other sites, no framing by others. (`same-origin`, not `no-referrer`: under
+/// `no-referrer` a browser sends `Origin: null` with our own forms, and the CSRF check
+/// refuses them.)
 async fn security_headers(State(station): State<Shared>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
@@ -86,7 +88,7 @@ async fn security_headers(State(station): State<Shared>, request: Request, next:
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

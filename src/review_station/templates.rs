@@ -12,7 +12,8 @@ use super::texts::Texts;
 pub const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}
 header{display:flex;gap:1em;align-items:center;justify-content:space-between;padding:.6em 1em;background:#23395b;color:#fff}
-header a,header button{color:#fff}
+header a{color:#fff}
+header button{color:#fff;background:transparent;border:1px solid #fff}
 main{padding:1em;max-width:1600px;margin:auto}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
@@ -23,6 +24,7 @@ th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-a
 .low{background:#fff1c2}
 .low td:first-child::after{content:' \\26A0'}
 .reasons li{color:#8a3c00}
+.fields td:first-child{width:35%}
 input[type=text],input[type=password],textarea{width:100%;box-sizing:border-box;padding:.3em;font-size:1em}
 button{font-size:1em;padding:.45em 1.2em;cursor:pointer}
 .approve{background:#1f7a3a;color:#fff;border:0}

@@ -4,6 +4,7 @@
 //! `helpers.rs` is the environment every test uses.
 
 mod architecture;
+mod browser;
 mod budget;
 mod chaos;
 mod check;

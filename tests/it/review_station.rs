@@ -721,7 +721,7 @@ async fn names_are_escaped_and_every_answer_carries_the_security_headers() {
         assert!(!csp.contains("unsafe"), "{what}: {csp}");
         assert_eq!(h(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{what}");
         assert_eq!(h(header::CACHE_CONTROL), "no-store", "{what}");
-        assert_eq!(h(header::REFERRER_POLICY), "no-referrer", "{what}");
+        assert_eq!(h(header::REFERRER_POLICY), "same-origin", "{what}");
     }
     let csp = page.headers[header::CONTENT_SECURITY_POLICY]
         .to_str()
