@@ -136,6 +136,30 @@ mod tests {
         assert!(station.tls.is_none());
     }
 
+    /// config.example.toml shows the section commented out; uncommented, it is the defaults.
+    #[test]
+    fn the_example_section_uncommented_is_the_defaults() {
+        let example = include_str!("../../config.example.toml");
+        let start = example.find("# [review_station]").unwrap();
+        let section: String = example[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.starts_with("tls_")
+                        && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(section.contains("session_timeout"), "{section}");
+        let shown = parse(&with(&section)).unwrap().review_station.unwrap();
+        let default = parse(&with("")).unwrap().review_station.unwrap();
+        assert_eq!(shown, default);
+    }
+
     #[test]
     fn a_listen_address_off_this_machine_needs_tls_or_the_proxys_word() {
         let e = err_text(&with("listen = \"0.0.0.0:8091\""));
