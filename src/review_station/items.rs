@@ -213,11 +213,24 @@ fn open_file(dir: &OwnedFd, name: &str) -> Option<File> {
     file.metadata().ok()?.is_file().then_some(file)
 }
 
-/// The content type a browser shows for `name`, by its extension; `None` for a format it
-/// cannot show (TIFF, for one).
-pub fn shown_as(name: &str) -> Option<&'static str> {
+/// How a browser is given a scan file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// As it is, with this content type.
+    AsIs(&'static str),
+    /// Converted to PNG for display (TIFF, which browsers cannot show): the first page, at
+    /// most [`SHOWN_MAX_SIDE`] pixels a side.
+    AsPng,
+}
+
+/// The longest side of a converted scan: enough to read a passport on a screen.
+pub const SHOWN_MAX_SIDE: u32 = 2400;
+
+/// How the browser gets `name`, by its extension; `None` for a format it cannot show
+/// and the station does not convert.
+pub fn shown_as(name: &str) -> Option<Shown> {
     let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match ext.as_str() {
+    Some(Shown::AsIs(match ext.as_str() {
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "gif" => "image/gif",
@@ -225,6 +238,32 @@ pub fn shown_as(name: &str) -> Option<&'static str> {
         "avif" => "image/avif",
         "bmp" => "image/bmp",
         "pdf" => "application/pdf",
+        "tif" | "tiff" => return Some(Shown::AsPng),
         _ => return None,
-    })
+    }))
+}
+
+/// The bytes and content type the browser gets for an opened page (blocking).
+pub fn for_browser(file: File, shown: Shown) -> Option<(&'static str, Vec<u8>)> {
+    use std::io::Read;
+    let mut reader = std::io::BufReader::new(file);
+    match shown {
+        Shown::AsIs(kind) => {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).ok()?;
+            Some((kind, bytes))
+        }
+        Shown::AsPng => {
+            let decoder = image::codecs::tiff::TiffDecoder::new(reader).ok()?;
+            let picture = image::DynamicImage::from_decoder(decoder).ok()?;
+            let picture = if picture.width().max(picture.height()) > SHOWN_MAX_SIDE {
+                picture.thumbnail(SHOWN_MAX_SIDE, SHOWN_MAX_SIDE)
+            } else {
+                picture
+            };
+            let mut png = std::io::Cursor::new(Vec::new());
+            picture.write_to(&mut png, image::ImageFormat::Png).ok()?;
+            Some(("image/png", png.into_inner()))
+        }
+    }
 }

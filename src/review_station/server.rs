@@ -295,11 +295,8 @@ async fn item_file(
         return r.page(StatusCode::NOT_FOUND, r.t.not_found, r.t.not_found);
     };
     let read = tokio::task::spawn_blocking(move || {
-        let (mut file, name) = items::open_page(&item, n)?;
-        let kind = items::shown_as(&name)?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
-        Some((kind, bytes))
+        let (file, name) = items::open_page(&item, n)?;
+        items::for_browser(file, items::shown_as(&name)?)
     })
     .await
     .ok()

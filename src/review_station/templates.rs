@@ -5,7 +5,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::decision::shown;
-use super::items::{Item, shown_as};
+use super::items::{Item, Shown, shown_as};
 use super::texts::Texts;
 
 /// The page style (its SHA-256 is in the CSP's `style-src`).
@@ -126,7 +126,7 @@ pub fn item(t: &Texts, item: &Item, min_confidence: Option<f64>, user: &str, csr
                         @let src = format!("/items/{}/files/{n}", item.id);
                         figure {
                             @match shown_as(name) {
-                                Some("application/pdf") => iframe src=(src) title=(name) {},
+                                Some(Shown::AsIs("application/pdf")) => iframe src=(src) title=(name) {},
                                 Some(_) => img src=(src) alt=(name);,
                                 None => p { (t.cannot_show) },
                             }

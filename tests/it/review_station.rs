@@ -117,6 +117,19 @@ impl Page {
         attribute_after(&self.body, "name=\"csrf\" value=\"").expect("a csrf field")
     }
 
+    /// The `/items/<id>` link of the item named `name` in the queue.
+    pub fn item_named(&self, name: &str) -> String {
+        self.body
+            .split("href=\"/items/")
+            .skip(1)
+            .find_map(|s| {
+                let (id, rest) = s.split_once("\">")?;
+                rest.starts_with(&format!("{name}<"))
+                    .then(|| format!("/items/{id}"))
+            })
+            .unwrap_or_else(|| panic!("no item {name} in {}", self.body))
+    }
+
     /// Every `/items/<id>` link, in order.
     pub fn item_links(&self) -> Vec<String> {
         self.body
@@ -964,5 +977,103 @@ async fn under_tls_the_station_speaks_https_only_and_its_cookie_is_secure() {
     let plain = reqwest::Client::builder().no_proxy().build().unwrap();
     let answer = plain.get(format!("{}/login", s.base)).send().await;
     assert!(answer.is_err() || !answer.unwrap().status().is_success());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_tiff_scan_is_shown_as_png_and_its_original_is_not_touched() {
+    let s = Station::new().await;
+    let daemon = s.env.start();
+    s.scan_to_review("page.png", 2111).await;
+    // A TIFF in review/ (browsers cannot show TIFF), 3000 × 2000 px, with a sidecar naming it.
+    let mut picture = image::RgbImage::new(3000, 2000);
+    for (x, y, p) in picture.enumerate_pixels_mut() {
+        *p = image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]);
+    }
+    let tiff = s.review.join("scan.tif");
+    image::DynamicImage::ImageRgb8(picture)
+        .save_with_format(&tiff, image::ImageFormat::Tiff)
+        .unwrap();
+    let original = std::fs::read(&tiff).unwrap();
+    let mut sidecar = sidecar_json(&s.review.join("page.png"));
+    sidecar["file"] = "scan.tif".into();
+    sidecar["source"]["name"] = "scan.tif".into();
+    std::fs::write(layout::sidecar_path(&tiff), sidecar.to_string()).unwrap();
+
+    let mut anna = Browser::new(&s.base);
+    anna.log_in("anna").await;
+    let item = &anna.get("/").await.item_named("scan.tif");
+    let page = anna.get(item).await;
+    assert!(
+        page.body.contains(&format!("<img src=\"{item}/files/0\"")),
+        "{}",
+        page.body
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let shown = client
+        .get(format!("{}{item}/files/0", s.base))
+        .header(header::COOKIE, anna.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.headers()[header::CONTENT_TYPE], "image/png");
+    let bytes = shown.bytes().await.unwrap();
+    let png = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
+    assert_eq!(
+        (png.width(), png.height()),
+        (2400, 1600),
+        "scaled, aspect kept"
+    );
+    assert_eq!(
+        std::fs::read(&tiff).unwrap(),
+        original,
+        "the original is untouched"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_item_with_a_5_mb_scan_is_served_quickly() {
+    let s = Station::new().await;
+    let daemon = s.env.start();
+    s.scan_to_review("page.png", 2112).await;
+    // A 5 MB PNG (noise does not compress) in review/ with a sidecar naming it.
+    let mut picture = image::RgbImage::new(1350, 1350);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for p in picture.pixels_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *p = image::Rgb([seed as u8, (seed >> 8) as u8, (seed >> 16) as u8]);
+    }
+    let big = s.review.join("big.png");
+    picture
+        .save_with_format(&big, image::ImageFormat::Png)
+        .unwrap();
+    let size = std::fs::metadata(&big).unwrap().len();
+    assert!(size >= 5 * MB as u64, "{size}");
+    let mut sidecar = sidecar_json(&s.review.join("page.png"));
+    sidecar["file"] = "big.png".into();
+    std::fs::write(layout::sidecar_path(&big), sidecar.to_string()).unwrap();
+    let mut anna = Browser::new(&s.base);
+    anna.log_in("anna").await;
+    let item = anna.get("/").await.item_named("big.png");
+    let started = std::time::Instant::now();
+    let page = anna.get(&item).await;
+    let page_time = started.elapsed();
+    assert_eq!(page.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let scan = anna.get(&format!("{item}/files/0")).await;
+    let scan_time = started.elapsed();
+    assert_eq!(
+        scan.headers[header::CONTENT_LENGTH],
+        size.to_string().as_str()
+    );
+    eprintln!("item page with a {size} B scan: page {page_time:?}, scan {scan_time:?}");
+    // Generous for a debug build on a shared machine; the release figure is in the README.
+    assert!(
+        page_time < std::time::Duration::from_millis(500),
+        "{page_time:?}"
+    );
     daemon.stop().await;
 }
