@@ -44,7 +44,12 @@ pub struct Station {
     /// until the first session starts.
     attached: RwLock<Option<Attached>>,
     sessions: sessions::Sessions,
+    /// Failed logins by name.
     logins: sessions::LoginLimit,
+    /// Failed logins by client address.
+    logins_from: sessions::LoginLimit,
+    /// Bounds the password checks running at once.
+    hashing: tokio::sync::Semaphore,
     audit: audit::AuditLog,
     metrics: Arc<Metrics>,
     /// Makes the items' opaque ids (random for each process).
@@ -96,7 +101,9 @@ pub async fn start(
         sessions: sessions::Sessions::new(settings.session_timeout),
         settings,
         attached: RwLock::new(None),
-        logins: sessions::LoginLimit::default(),
+        logins: sessions::LoginLimit::new(sessions::MAX_FAILURES),
+        logins_from: sessions::LoginLimit::new(sessions::MAX_FAILURES_FROM_ADDRESS),
+        hashing: tokio::sync::Semaphore::new(sessions::HASHING_AT_ONCE),
         audit,
         metrics,
         id_key: sessions::random_hex(32).into_bytes(),

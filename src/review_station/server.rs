@@ -7,12 +7,14 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::{Form, Router};
 use maud::Markup;
 
@@ -50,13 +52,31 @@ pub fn router(station: Shared) -> Router {
         .with_state(station)
 }
 
+/// The client's address, for the login limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(stream.remote_addr().ip())
+    }
+}
+
+impl Connected<IncomingStream<'_, super::tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, super::tls::TlsListener>) -> Peer {
+        Peer(stream.remote_addr().ip())
+    }
+}
+
 /// Serves `router` on `listener` (plain, or TLS streams) until `stop`.
 pub async fn serve<L>(listener: L, station: Shared, stop: tokio_util::sync::CancellationToken)
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    for<'a> Peer: Connected<IncomingStream<'a, L>>,
 {
-    let server = axum::serve(listener, router(station))
+    let app = router(station).into_make_service_with_connect_info::<Peer>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .into_future();
     tokio::select! {
@@ -173,7 +193,12 @@ async fn login_page(headers: HeaderMap) -> Response {
     )
 }
 
-async fn login(State(station): State<Shared>, headers: HeaderMap, Form(form): Fields) -> Response {
+async fn login(
+    State(station): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Form(form): Fields,
+) -> Response {
     let t = texts::for_request(&headers);
     let user = value(&form, "user").unwrap_or_default().trim().to_string();
     let password = value(&form, "password").unwrap_or_default();
@@ -183,7 +208,8 @@ async fn login(State(station): State<Shared>, headers: HeaderMap, Form(form): Fi
             templates::login(t, Some(t.forbidden)),
         );
     }
-    if station.logins.shut_out(&user) {
+    let address = peer.0.to_string();
+    if station.logins.shut_out(&user) || station.logins_from.shut_out(&address) {
         station.audit(Entry::new(&user, "login", "shut_out")).await;
         return html(
             StatusCode::TOO_MANY_REQUESTS,
@@ -192,6 +218,12 @@ async fn login(State(station): State<Shared>, headers: HeaderMap, Form(form): Fi
     }
     let users_file = station.settings.users_file.clone();
     let name = user.clone();
+    let Ok(_turn) = station.hashing.acquire().await else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            templates::login(t, Some(t.not_ready)),
+        );
+    };
     let checked = tokio::task::spawn_blocking(move || {
         super::auth::check_password(&users_file, &name, &password)
     })
@@ -205,6 +237,7 @@ async fn login(State(station): State<Shared>, headers: HeaderMap, Form(form): Fi
         }
         Ok(Ok(false)) => {
             station.logins.failed(&user);
+            station.logins_from.failed(&address);
             station.audit(Entry::new(&user, "login", "failed")).await;
             html(
                 StatusCode::UNAUTHORIZED,

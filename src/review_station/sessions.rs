@@ -2,8 +2,10 @@
 //!
 //! A session is a random 128-bit id in a cookie, with its user, its CSRF token and when it
 //! was last used; it expires after `session_timeout` idle. Each login makes a new id. The
-//! limit: five failed logins for one name within a minute shut that name out for a minute
-//! (429), before any password is hashed.
+//! limits, checked before any password is hashed: five failed logins for one name within a
+//! minute shut that name out for a minute (429), and so do twenty from one address (a flood
+//! of guesses at many names), and at most [`HASHING_AT_ONCE`] passwords are checked at once
+//! (each costs 19 MiB and tens of milliseconds).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -11,6 +13,10 @@ use std::time::{Duration, Instant};
 
 /// Failed logins for one name that close it ...
 pub const MAX_FAILURES: usize = 5;
+/// Failed logins from one address that close it.
+pub const MAX_FAILURES_FROM_ADDRESS: usize = 20;
+/// Password checks running at once.
+pub const HASHING_AT_ONCE: usize = 2;
 /// ... within this window, for this long.
 pub const LOCKOUT: Duration = Duration::from_secs(60);
 
@@ -80,19 +86,27 @@ impl Sessions {
     }
 }
 
-/// Failed logins by name.
-#[derive(Default)]
+/// Failed logins by name (or by address).
 pub struct LoginLimit {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// How many failures within [`LOCKOUT`] shut a key out.
+    max: usize,
 }
 
 impl LoginLimit {
-    /// Whether `user` is shut out now: [`MAX_FAILURES`] failures within [`LOCKOUT`] of each
-    /// other (older ones are dropped at each failure), the last less than [`LOCKOUT`] ago.
+    pub fn new(max: usize) -> LoginLimit {
+        LoginLimit {
+            failures: Mutex::default(),
+            max,
+        }
+    }
+
+    /// Whether `user` is shut out now: `max` failures within [`LOCKOUT`] of each other
+    /// (older ones are dropped at each failure), the last less than [`LOCKOUT`] ago.
     pub fn shut_out(&self, user: &str) -> bool {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.get(user).is_some_and(|times| {
-            times.len() >= MAX_FAILURES && times.back().is_some_and(|last| last.elapsed() < LOCKOUT)
+            times.len() >= self.max && times.back().is_some_and(|last| last.elapsed() < LOCKOUT)
         })
     }
 
@@ -104,7 +118,7 @@ impl LoginLimit {
             times.pop_front();
         }
         times.push_back(Instant::now());
-        while times.len() > MAX_FAILURES {
+        while times.len() > self.max {
             times.pop_front();
         }
     }

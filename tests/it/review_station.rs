@@ -459,6 +459,28 @@ async fn a_wrong_password_is_401_and_five_failures_shut_the_name_out_for_a_minut
 }
 
 #[tokio::test]
+async fn twenty_failed_logins_from_one_address_shut_it_out_whatever_the_names() {
+    let s = Station::new().await;
+    let daemon = s.env.start();
+    let mut browser = Browser::new(&s.base);
+    browser.log_in("anna").await;
+    browser.cookie = None;
+    for n in 0..20 {
+        let name = format!("guess{n}");
+        let page = browser
+            .post("/login", &[("user", &name), ("password", "guess")])
+            .await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    let page = browser
+        .post("/login", &[("user", "anna"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!page.headers.contains_key(header::SET_COOKIE));
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn each_login_gets_a_new_session_and_logout_ends_it() {
     let s = Station::new().await;
     let daemon = s.env.start();
@@ -1075,5 +1097,53 @@ async fn an_item_with_a_5_mb_scan_is_served_quickly() {
         page_time < std::time::Duration::from_millis(500),
         "{page_time:?}"
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_document_set_is_shown_member_by_member_and_approved_whole() {
+    let mut s = Station::new().await;
+    s.env.inboxes[0].extra.push_str(KYC);
+    let daemon = s.env.start();
+    let inbox = &s.env.inboxes[0].path;
+    let building = inbox.join(".building-kyc-1");
+    std::fs::create_dir_all(&building).unwrap();
+    let page = beorg_emulator::samples::page_png;
+    std::fs::write(
+        building.join("passport.png"),
+        page(2301, Some("BEORG-EMU:other-face")),
+    )
+    .unwrap();
+    std::fs::write(building.join("selfie.png"), page(2302, None)).unwrap();
+    std::fs::rename(&building, inbox.join("kyc-1")).unwrap();
+    let sidecar = sidecar_in(&s.review, "kyc-1").await;
+    assert_eq!(sidecar.status, Status::Review);
+
+    let mut anna = Browser::new(&s.base);
+    anna.log_in("anna").await;
+    let item = anna.get("/").await.item_named("kyc-1");
+    let page = anna.get(&item).await;
+    for n in 0..2 {
+        assert!(
+            page.body.contains(&format!("{item}/files/{n}")),
+            "{}",
+            page.body
+        );
+        let member = anna.get(&format!("{item}/files/{n}")).await;
+        assert_eq!(member.status, StatusCode::OK);
+        assert_eq!(member.headers[header::CONTENT_TYPE], "image/png");
+    }
+    let csrf = page.csrf();
+    let answer = anna
+        .post(&format!("{item}/approve"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let done = s.env.inboxes[0].done.join("kyc-1");
+    assert!(done.join("passport.png").exists() && done.join("selfie.png").exists());
+    assert!(!s.review.join("kyc-1").exists());
+    let after = read_sidecar(&layout::sidecar_path(&done));
+    assert_eq!(after.status, Status::Done);
+    assert_eq!(after.source.files.unwrap().len(), 2);
+    assert_eq!(after.reviewed.unwrap().decision, "approved");
     daemon.stop().await;
 }

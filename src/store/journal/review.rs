@@ -160,12 +160,13 @@ fn earlier_decision(tx: &rusqlite::Transaction<'_>, from: &Path) -> rusqlite::Re
     })
 }
 
-/// Moves the original without clobbering (a set's folder by one rename) and writes its new
-/// sidecar beside it. A failure leaves things as they were.
+/// Moves the original without clobbering (a file, or a set's folder whole; across
+/// filesystems too) and writes its new sidecar beside it. A failure leaves things as they
+/// were.
 fn move_with_sidecar(from: &Path, to: &Path, sidecar: &str, mode: u32) -> std::io::Result<()> {
     let is_dir = from.symlink_metadata()?.is_dir();
     if is_dir {
-        fsutil::rename_noclobber(from, to)?;
+        crate::store::tree::move_dir_noclobber(from, to)?;
     } else {
         fsutil::move_file_noclobber(from, to)?;
     }
@@ -192,7 +193,7 @@ fn remove_old_sidecar(from: &Path) {
 
 fn undo_move(from: &Path, to: &Path, is_dir: bool) {
     let back = if is_dir {
-        fsutil::rename_noclobber(to, from)
+        crate::store::tree::move_dir_noclobber(to, from)
     } else {
         fsutil::move_file_noclobber(to, from)
     };
