@@ -234,6 +234,20 @@ mod tests {
         Config::from_toml(&text, std::path::Path::new("/c.toml"), Some("t".into())).unwrap()
     }
 
+    /// Issue 21: the review station lives as long as the process (its sessions, its port); a
+    /// reload that changes `[review_station]` is refused, naming it.
+    #[test]
+    fn a_reload_may_not_change_the_review_station() {
+        let off = config("");
+        let on = config("[review_station]\nlisten = \"127.0.0.1:8091\"\n");
+        let moved = config("[review_station]\nlisten = \"127.0.0.1:8092\"\n");
+        assert!(reload_allowed(&on, &on).is_ok());
+        for (old, new) in [(&off, &on), (&on, &off), (&on, &moved)] {
+            let refused = reload_allowed(old, new).unwrap_err();
+            assert!(refused.contains("[review_station]"), "{refused}");
+        }
+    }
+
     /// Issue 13: the shared budget's Redis and key are fixed for the process's life (the
     /// scheduler lives across reloads); a reload that changes them is refused, naming them.
     #[test]
