@@ -7,7 +7,7 @@
 //! and journal, so a reload's inboxes are seen at once. Beside it: [`auth`] (the users file,
 //! argon2id), [`sessions`] (login sessions and the login limit), [`csrf`], [`items`] (what
 //! waits in the review folders, opaque ids, opening scans safely), [`decision`] (the sidecar
-//! a decision writes), [`audit`] (the audit log), [`templates`] and [`texts`] (the pages, in
+//! a decision writes), [`recover`] (a decision a crash interrupted), [`audit`] (the audit log), [`templates`] and [`texts`] (the pages, in
 //! Russian and English), [`tls`]. The decision itself (move, sidecar, history line,
 //! `file.reviewed` delivery, in one transaction that the first decider wins) is
 //! [`crate::store::journal::Journal::review_decision`].
@@ -17,6 +17,7 @@ pub mod auth;
 pub mod csrf;
 pub mod decision;
 pub mod items;
+pub mod recover;
 pub mod server;
 pub mod sessions;
 pub mod templates;
@@ -124,8 +125,10 @@ pub async fn start(
 
 impl Station {
     /// A pipeline session started with `config` (its inboxes, retired ones included) and
-    /// `journal`: decisions go through them from now on.
+    /// `journal`: decisions go through them from now on. Decisions a crash interrupted are
+    /// recorded now ([`recover`]).
     pub fn attach(&self, config: Arc<Config>, journal: Journal) {
+        tokio::spawn(recover::finish_interrupted(config.clone(), journal.clone()));
         *self.attached.write().unwrap_or_else(|p| p.into_inner()) =
             Some(Attached { config, journal });
     }

@@ -21,7 +21,7 @@ pub mod history;
 mod review;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
 use history::transition;
-pub use review::{Decided, OutcomeOf, ReviewDecision};
+pub use review::{Decided, InterruptedDecision, OutcomeOf, ReviewDecision};
 
 /// Row id of a file in the journal.
 pub type FileId = i64;

@@ -1147,3 +1147,71 @@ async fn a_document_set_is_shown_member_by_member_and_approved_whole() {
     assert_eq!(after.reviewed.unwrap().decision, "approved");
     daemon.stop().await;
 }
+
+/// A decision's journal transaction moves the files before it commits: the daemon killed
+/// right there (the `before:reviewed` fail point, as a power cut would) leaves the original
+/// and its new sidecar in done/ and the old sidecar in review/. The next start records the
+/// decision (history, row, `file.reviewed` delivery) and removes the old sidecar.
+#[tokio::test]
+async fn a_decision_interrupted_by_a_crash_before_its_record_is_recorded_at_the_next_start() {
+    let s = Station::new().await;
+    let mut crashing = s
+        .env
+        .spawn_binary(&[("FAILPOINTS", "before:reviewed=return")]);
+    s.scan_to_review("crashed.png", 2113).await;
+    let mut anna = Browser::new(&s.base);
+    anna.log_in("anna").await;
+    let item = anna.items().await.remove(0);
+    let csrf = anna.get(&item).await.csrf();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let _ = client
+        .post(format!("{}{item}/approve", s.base))
+        .header(header::COOKIE, anna.cookie.clone().unwrap())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", &csrf), ("field.LastName", "Петрова")]))
+        .send()
+        .await;
+    let status = crashing.wait(std::time::Duration::from_secs(10)).await;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "killed at the fail point: {}",
+        crashing.stderr()
+    );
+    let done = s.env.inboxes[0].done.join("crashed.png");
+    let old_sidecar = layout::sidecar_path(&s.review.join("crashed.png"));
+    assert!(
+        done.exists() && old_sidecar.exists(),
+        "the crash left both sidecars"
+    );
+    assert!(
+        !std::fs::read_to_string(&s.ledger)
+            .unwrap_or_default()
+            .contains("file.reviewed")
+    );
+
+    let daemon = s.env.start();
+    wait_until("the old sidecar is removed", || !old_sidecar.exists()).await;
+    wait_until("the file.reviewed ledger line", || {
+        std::fs::read_to_string(&s.ledger).is_ok_and(|t| t.contains("\"file.reviewed\""))
+    })
+    .await;
+    let config = s.env.write_config();
+    let (code, text) = run_bin(&["explain", "--json", "crashed.png"], &config, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    let stories: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let history = stories[0]["history"].as_array().unwrap();
+    let reviewed: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|l| l["transition"] == "reviewed")
+        .collect();
+    assert_eq!(reviewed.len(), 1, "{text}");
+    assert_eq!(reviewed[0]["details"]["recovered"], true);
+    assert_eq!(reviewed[0]["details"]["by"], "anna");
+    assert_eq!(
+        sidecar_json(&done)["documents"][0]["fields"]["LastName"],
+        "Петрова"
+    );
+    daemon.stop().await;
+}

@@ -95,30 +95,17 @@ impl Journal {
                 sidecar["file"] = serde_json::Value::String(final_name.into_owned());
                 let mut text = serde_json::to_string_pretty(&sidecar).unwrap_or_default();
                 text.push('\n');
-                let sidecar_path = layout::sidecar_path(&to);
-                let now = ms(SystemTime::now());
-                if let Some(id) = file_id {
-                    tx.execute(
-                        "UPDATE files SET stage = ?2, final_path = ?3, sidecar = ?4,
-                         finished_at = ?5, updated_at = ?5 WHERE id = ?1",
-                        params![id, d.stage.as_str(), path_text(&to), text, now],
-                    )?;
-                }
-                let details = serde_json::json!({
-                    "decision": d.decision,
-                    "by": d.by,
-                    "from": path_text(&d.from),
-                    "to": path_text(&to),
-                    "sidecar": path_text(&sidecar_path),
-                    "stage": d.stage.as_str(),
-                    "corrected": d.corrected,
-                });
-                history::append(&tx, file_id, transition::REVIEWED, details)?;
-                let outcome = outcome_of(&text, &to, &sidecar_path);
-                let queued = outcome.as_ref().is_some_and(|o| !o.kinds.is_empty());
-                if let Some(outcome) = &outcome {
-                    insert_outcome(&tx, file_id.unwrap_or(0), outcome)?;
-                }
+                let recorded = Recorded {
+                    from: &d.from,
+                    to: &to,
+                    stage: d.stage,
+                    decision: &d.decision,
+                    by: &d.by,
+                    corrected: &d.corrected,
+                    text: &text,
+                    recovered: false,
+                };
+                let queued = record(&tx, file_id, &recorded, outcome_of)?;
                 if let Err(e) = move_with_sidecar(&d.from, &to, &text, d.mode) {
                     return Ok((Decided::MoveFailed(e), false));
                 }
@@ -134,6 +121,124 @@ impl Journal {
             self.deliveries_added.notify_one();
         }
         Ok(decided)
+    }
+}
+
+/// A decision as it is recorded.
+struct Recorded<'a> {
+    from: &'a Path,
+    to: &'a Path,
+    stage: Stage,
+    decision: &'a str,
+    by: &'a str,
+    corrected: &'a [String],
+    /// The new sidecar's text.
+    text: &'a str,
+    /// Found complete on disk at start, after a crash before its record was committed.
+    recovered: bool,
+}
+
+/// Sets the row (if any) to the decision's stage and place, appends the `reviewed` line and
+/// queues the deliveries; true when any was queued.
+fn record(
+    tx: &rusqlite::Transaction<'_>,
+    file_id: Option<FileId>,
+    r: &Recorded<'_>,
+    outcome_of: OutcomeOf,
+) -> rusqlite::Result<bool> {
+    let sidecar_path = layout::sidecar_path(r.to);
+    let now = ms(SystemTime::now());
+    if let Some(id) = file_id {
+        tx.execute(
+            "UPDATE files SET stage = ?2, final_path = ?3, sidecar = ?4,
+             finished_at = ?5, updated_at = ?5 WHERE id = ?1",
+            params![id, r.stage.as_str(), path_text(r.to), r.text, now],
+        )?;
+    }
+    let mut details = serde_json::json!({
+        "decision": r.decision,
+        "by": r.by,
+        "from": path_text(r.from),
+        "to": path_text(r.to),
+        "sidecar": path_text(&sidecar_path),
+        "stage": r.stage.as_str(),
+        "corrected": r.corrected,
+    });
+    if r.recovered {
+        details["recovered"] = serde_json::Value::Bool(true);
+    }
+    history::append(tx, file_id, transition::REVIEWED, details)?;
+    let outcome = outcome_of(r.text, r.to, &sidecar_path);
+    if let Some(outcome) = &outcome {
+        insert_outcome(tx, file_id.unwrap_or(0), outcome)?;
+    }
+    Ok(outcome.is_some_and(|o| !o.kinds.is_empty()))
+}
+
+/// A decision whose files were moved but whose record a crash kept from being committed:
+/// the original and its new sidecar (with `reviewed`) at `to`, the old sidecar still at
+/// `from`'s place.
+#[derive(Debug, Clone)]
+pub struct InterruptedDecision {
+    pub from: PathBuf,
+    pub to: PathBuf,
+    /// [`Stage::Done`] or [`Stage::Failed`], as the new sidecar says.
+    pub stage: Stage,
+    pub decision: String,
+    pub by: String,
+    pub corrected: Vec<String>,
+    /// The new sidecar's text, as found.
+    pub sidecar_text: String,
+}
+
+impl Journal {
+    /// Records `d`, found complete on disk, as [`Journal::review_decision`] would have (the
+    /// history line says `recovered`), and removes the old sidecar; false (nothing done)
+    /// when the journal already has a decision for it or its row is not in review.
+    pub async fn review_interrupted(
+        &self,
+        d: InterruptedDecision,
+        outcome_of: OutcomeOf,
+    ) -> anyhow::Result<bool> {
+        let queued = self
+            .with(move |conn| {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    conn,
+                    rusqlite::TransactionBehavior::Immediate,
+                )?;
+                let row: Option<(FileId, String)> = tx
+                    .query_row(
+                        "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
+                        [path_text(&d.from)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let in_review = row
+                    .as_ref()
+                    .is_some_and(|(_, stage)| stage == Stage::Review.as_str());
+                if !in_review {
+                    return Ok(None);
+                }
+                let recorded = Recorded {
+                    from: &d.from,
+                    to: &d.to,
+                    stage: d.stage,
+                    decision: &d.decision,
+                    by: &d.by,
+                    corrected: &d.corrected,
+                    text: &d.sidecar_text,
+                    recovered: true,
+                };
+                let queued = record(&tx, row.map(|(id, _)| id), &recorded, outcome_of)?;
+                tx.commit()?;
+                remove_old_sidecar(&d.from);
+                Ok(Some(queued))
+            })
+            .await?;
+        if queued == Some(true) {
+            self.deliveries_added.notify_one();
+        }
+        Ok(queued.is_some())
     }
 }
 
