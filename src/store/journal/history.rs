@@ -80,8 +80,9 @@ pub mod transition {
     pub const REQUEUED: &str = "requeued";
     /// `decision` (approved, rejected), `by` (the reviewer), `from` (its path in review/),
     /// `to` (in done/ or failed/), `sidecar` (the new one), `stage` (done, failed),
-    /// `corrected` (the names of the fields corrected, never their values): a review
-    /// station's decision.
+    /// `corrected` (the names of the fields corrected, never their values), and `recovered`
+    /// (true) when a crash kept it from being recorded with its move and the next start
+    /// recorded it: a review station's decision.
     pub const REVIEWED: &str = "reviewed";
 }
 
