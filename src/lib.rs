@@ -21,6 +21,10 @@
 //! 7. [`deliver`] (the stage after finish) delivers each outcome by webhook, command or
 //!    ledger line, retried on a schedule until it is delivered or given up.
 //!
+//! 8. [`review_station`] (with `[review_station]`): a web page where a person approves
+//!    (with corrections) or rejects each result in the review folders; the decision moves it
+//!    to done/ or failed/ and is delivered as `file.reviewed`.
+//!
 //! What state a claimed file is in is decided by one pure state machine, [`lifecycle`]
 //! (state, event, now → next state and effects), and stored at one write point,
 //! [`pipeline::recorder`]: the stages report events to it, and it alone names the journal
@@ -54,6 +58,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod results;
 pub mod retry;
+pub mod review_station;
 pub mod scheduler;
 pub mod sidecar;
 pub mod store;

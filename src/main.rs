@@ -66,6 +66,11 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Manage the review station's reviewers (the users file of `[review_station]`).
+    Reviewer {
+        #[command(subcommand)]
+        action: ReviewerAction,
+    },
     /// Serve the local stand-in for the Beorg API (for trying a config without a contract).
     Emulator {
         /// Address to listen on.
@@ -104,6 +109,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ReviewerAction {
+    /// Add a reviewer, or set a new password for one: asks for it twice on a terminal, or
+    /// reads one line from stdin.
+    Add {
+        /// The reviewer's login name.
+        name: String,
+        /// The users file (`review_station.users_file`).
+        #[arg(long, value_name = "FILE")]
+        users_file: PathBuf,
+    },
+    /// Remove a reviewer.
+    Remove {
+        /// The reviewer's login name.
+        name: String,
+        /// The users file (`review_station.users_file`).
+        #[arg(long, value_name = "FILE")]
+        users_file: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     beorg_hotfolder::store::journal::fail_points::setup_from_env();
@@ -124,6 +150,7 @@ async fn main() -> ExitCode {
             json,
         } => return finish(explain(config, &query, json)),
         Command::Requeue { paths, config } => return finish(requeue(config, &paths).await),
+        Command::Reviewer { action } => reviewer(action),
         Command::Check {
             config,
             online,
@@ -233,6 +260,17 @@ async fn requeue(config_path: PathBuf, paths: &[PathBuf]) -> anyhow::Result<bool
         }
     }
     Ok(all)
+}
+
+/// `reviewer add|remove`: one line saying what changed.
+fn reviewer(action: ReviewerAction) -> anyhow::Result<()> {
+    use beorg_hotfolder::cli::reviewer;
+    let done = match action {
+        ReviewerAction::Add { name, users_file } => reviewer::add(&users_file, &name)?,
+        ReviewerAction::Remove { name, users_file } => reviewer::remove(&users_file, &name)?,
+    };
+    println!("{done}");
+    Ok(())
 }
 
 fn status(config_path: PathBuf, json: bool) -> anyhow::Result<()> {

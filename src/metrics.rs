@@ -82,6 +82,12 @@ struct DeliveryLabels {
     result: String,
 }
 
+/// Labels of `beorg_review_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: String,
+}
+
 /// A histogram family needs a constructor to give each new inbox its buckets.
 type LatencyFamily = Family<InboxLabels, Histogram, fn() -> Histogram>;
 
@@ -123,6 +129,12 @@ pub struct Metrics {
     /// 1 while this daemon keeps the stricter limits stored with the shared budget's key
     /// instead of its own `[api]` ones: the daemons on the key are configured differently.
     budget_limits_stricter: Gauge,
+    /// Items waiting in each inbox's review folder: the work left for people.
+    review_waiting: Family<InboxLabels, Gauge>,
+    /// Seconds the oldest of them has waited (0 when none): a queue nobody works through.
+    review_oldest_age: Family<InboxLabels, Gauge>,
+    /// The review station's decisions, by decision (approved, rejected).
+    review_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Metrics {
@@ -145,6 +157,9 @@ impl Metrics {
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let budget_unavailable_since = Gauge::default();
         let budget_limits_stricter = Gauge::default();
+        let review_waiting = Family::<InboxLabels, Gauge>::default();
+        let review_oldest_age = Family::<InboxLabels, Gauge>::default();
+        let review_decisions = Family::<DecisionLabels, Counter>::default();
 
         let mut registry = Registry::default();
         registry.register(
@@ -206,6 +221,22 @@ impl Metrics {
             "1 while this daemon keeps the stricter limits stored with the shared budget's key instead of its own [api] limits (daemons on the key are configured differently); 0 otherwise",
             budget_limits_stricter.clone(),
         );
+        registry.register(
+            "beorg_review_waiting",
+            "Results waiting for a person in each inbox's review folder",
+            review_waiting.clone(),
+        );
+        registry.register_with_unit(
+            "beorg_review_oldest_age",
+            "How long the oldest result in each inbox's review folder has waited (0 when none)",
+            Unit::Seconds,
+            review_oldest_age.clone(),
+        );
+        registry.register(
+            "beorg_review_decisions",
+            "Decisions made at the review station, by decision (approved, rejected)",
+            review_decisions.clone(),
+        );
 
         Metrics {
             registry,
@@ -219,7 +250,32 @@ impl Metrics {
             deliveries,
             budget_unavailable_since,
             budget_limits_stricter,
+            review_waiting,
+            review_oldest_age,
+            review_decisions,
         }
+    }
+
+    /// `waiting` results are in `inbox`'s review folder, the oldest for `oldest_age`.
+    pub fn set_review_waiting(&self, inbox: &str, waiting: u64, oldest_age: Duration) {
+        let labels = InboxLabels {
+            inbox: inbox.to_owned(),
+        };
+        self.review_waiting
+            .get_or_create(&labels)
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.review_oldest_age
+            .get_or_create(&labels)
+            .set(i64::try_from(oldest_age.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// The review station decided a result (`decision`: approved or rejected).
+    pub fn review_decision(&self, decision: &str) {
+        self.review_decisions
+            .get_or_create(&DecisionLabels {
+                decision: decision.to_owned(),
+            })
+            .inc();
     }
 
     /// The shared budget's Redis has not answered since `since` (unix seconds), or (0) it

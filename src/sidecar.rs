@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 /// Version of the sidecar layout. 2 added `documents` and `review` (and the status
-/// `review`); 3 added `superseded` (and the error kind `deleted`); every key of the earlier
-/// versions is unchanged.
-pub const SIDECAR_VERSION: u32 = 3;
+/// `review`); 3 added `superseded` (and the error kind `deleted`); 4 added `reviewed` (a
+/// review station's decision); every key of the earlier versions is unchanged.
+pub const SIDECAR_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,11 +148,30 @@ pub struct Sidecar {
     /// Why a person must check this result, in plain words; empty when nothing needs it.
     #[serde(default)]
     pub review: Vec<String>,
+    /// A person's decision at the review station (absent until one is made): `review` stays
+    /// as it was, the decision is here.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reviewed: Option<Reviewed>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<ErrorInfo>,
     pub timestamps: Timestamps,
     /// `beorg-hotfolder <version>` that wrote it.
     pub written_by: String,
+}
+
+/// A review station's decision on a result that needed a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reviewed {
+    /// "approved" (the original went to done/) or "rejected" (to failed/).
+    pub decision: String,
+    /// The reviewer's name.
+    pub by: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Field name → its value as read and as corrected; the normalised view (`documents`)
+    /// carries the corrected value, `result` stays as the API answered.
+    #[serde(default)]
+    pub corrections: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A document paid for and not used as this file's answer.
@@ -264,6 +283,7 @@ mod tests {
             result_raw: None,
             documents: Vec::new(),
             review: Vec::new(),
+            reviewed: None,
             error: Some(ErrorInfo {
                 kind: ErrorKind::Broken,
                 http_status: None,
@@ -279,7 +299,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 3,
+  "sidecar_version": 4,
   "status": "failed",
   "type": "PASSPORT",
   "document_id": "s-10001",
@@ -349,6 +369,7 @@ mod tests {
                 files: None,
             },
             review: crate::results::review_reasons(&documents, None),
+            reviewed: None,
             documents,
             result: Some(result),
             result_raw: None,
@@ -362,7 +383,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 3,
+  "sidecar_version": 4,
   "status": "review",
   "type": "PASSPORT",
   "document_id": "12345",
@@ -467,6 +488,7 @@ mod tests {
             result: Some(serde_json::json!({"document_id": "s-10002", "documents": []})),
             documents: Vec::new(),
             review: Vec::new(),
+            reviewed: None,
             result_raw: None,
             error: None,
             timestamps: Timestamps {
@@ -478,7 +500,7 @@ mod tests {
             written_by: "beorg-hotfolder 0.1.0".into(),
         };
         let expected = r#"{
-  "sidecar_version": 3,
+  "sidecar_version": 4,
   "status": "done",
   "type": "PASSPORT",
   "document_id": "s-10002",

@@ -24,6 +24,7 @@
 
 mod budget;
 mod delivery;
+mod review_station;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -228,6 +229,9 @@ pub async fn check(path: &Path, options: &Options) -> Report {
     report
         .findings
         .extend(folder_findings(&config, &user, sandbox.as_ref()));
+    report
+        .findings
+        .extend(review_station::findings(&config, &user));
     report
         .findings
         .extend(budget::finding(&config, options.online).await);

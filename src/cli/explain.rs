@@ -457,6 +457,24 @@ fn describe(line: &Line) -> String {
             s("to"),
             s("sidecar")
         ),
+        transition::REVIEWED => format!(
+            "{} by {} at the review station: from {} to {}{}",
+            s("decision"),
+            s("by"),
+            s("from"),
+            s("to"),
+            match d.get("corrected").and_then(Value::as_array) {
+                Some(names) if !names.is_empty() => format!(
+                    ", corrected {}",
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            }
+        ),
         _ => d.to_string(),
     }
 }

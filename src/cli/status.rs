@@ -56,6 +56,12 @@ pub struct InboxReport {
     /// Finished today into the review folder (a person must check them).
     pub review_today: u64,
     pub lost: u64,
+    /// In the review folder now, waiting for a person's decision.
+    #[serde(default)]
+    pub review_waiting: u64,
+    /// How long the oldest of them has waited, in seconds.
+    #[serde(default)]
+    pub oldest_review_seconds: Option<u64>,
 }
 
 /// Builds the report for a config: the daemon's last snapshot plus a live look at the inboxes.
@@ -82,6 +88,10 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
             } else {
                 waiting_in(&EntryRules::new(inbox), &inbox.path)
             };
+            let (review_waiting, oldest_review) = match &inbox.review {
+                Some(review) => crate::review_station::items::waiting(&inbox.path, review),
+                None => (0, None),
+            };
             let oldest = [oldest_in_folder, s.and_then(|s| s.oldest_claimed_unix)]
                 .into_iter()
                 .flatten()
@@ -97,6 +107,8 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
                 failed_today: s.map_or(0, |s| s.failed_today),
                 review_today: s.map_or(0, |s| s.review_today),
                 lost: s.map_or(0, |s| s.lost),
+                review_waiting,
+                oldest_review_seconds: oldest_review.map(|t| now.saturating_sub(unix_secs(t))),
             }
         })
         .collect();
@@ -230,6 +242,21 @@ pub fn render(report: &Report) -> String {
         if i.lost > 0 {
             out.push_str(&format!(", lost {}", i.lost));
         }
+        if i.review_waiting > 0 {
+            let oldest = i
+                .oldest_review_seconds
+                .map(|s| {
+                    format!(
+                        " (oldest {})",
+                        humantime::format_duration(Duration::from_secs(s))
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                ", waiting for review {}{oldest}",
+                i.review_waiting
+            ));
+        }
         out.push('\n');
     }
     out
@@ -268,6 +295,8 @@ mod tests {
             failed_today: 1,
             review_today,
             lost: 0,
+            review_waiting: 0,
+            oldest_review_seconds: None,
         };
         let report = |review_today| Report {
             running: true,

@@ -12,7 +12,7 @@
 //! `daemon.rs` (`[daemon]`), `metrics.rs` (`[metrics]`), `inbox_keys.rs` (the per-inbox keys,
 //! each written once, as `[defaults]` and `[[inbox]]` write them), `inbox.rs` (one inbox
 //! resolved), `delivery.rs` and `sets.rs` (an inbox's delivery and set keys), `budget.rs`
-//! (`[budget]`), `folders.rs` (the folder layout), `parse_error.rs` (a file that does not
+//! (`[budget]`), `review_station.rs` (`[review_station]`), `folders.rs` (the folder layout), `parse_error.rs` (a file that does not
 //! parse, in words).
 //!
 //! Settings only: what the daemon creates inside the configured folders (the work folder,
@@ -45,6 +45,8 @@ pub use inbox_keys::{Policy, ProjectField, Tariff, WatchMode};
 mod metrics;
 pub use metrics::MetricsConfig;
 mod parse_error;
+mod review_station;
+pub use review_station::{ReviewStationConfig, TlsFiles};
 pub mod sets;
 pub use sets::DocumentRule;
 mod token;
@@ -80,6 +82,8 @@ pub struct Config {
     pub inboxes: Vec<InboxConfig>,
     /// `[budget]`: this process's own request budget, or one shared through Redis.
     pub budget: BudgetConfig,
+    /// `[review_station]`: the web page for the review folders; off when `None`.
+    pub review_station: Option<ReviewStationConfig>,
 }
 
 /// The file as written. Field names are the documented tables; serde refuses anything else.
@@ -97,6 +101,7 @@ struct RawConfig {
     inbox: Vec<inbox_keys::RawInbox>,
     #[serde(default)]
     budget: budget::RawBudget,
+    review_station: Option<review_station::RawReviewStation>,
 }
 
 impl Config {
@@ -162,12 +167,14 @@ impl Config {
         folders::check_folders(&inboxes, &daemon.state_dir)?;
         delivery::complete(&mut inboxes, origin, rule)?;
         let budget = budget::resolve(raw.budget, &api.project_id, origin, rule)?;
+        let review_station = review_station::resolve(raw.review_station, origin)?;
         Ok(Config {
             api,
             daemon,
             metrics,
             inboxes,
             budget,
+            review_station,
         })
     }
 }
@@ -317,7 +324,7 @@ mod tests {
     }
 
     /// Every key the config accepts. Adding a key? Add it here and to config.example.toml.
-    const ALL_KEYS: [&str; 50] = [
+    const ALL_KEYS: [&str; 56] = [
         "base_url",
         "project_id",
         "machine_uid",
@@ -368,6 +375,12 @@ mod tests {
         "delivery_retry",
         "redis",
         "redis_password_file",
+        "users_file",
+        "audit_log",
+        "session_timeout",
+        "tls_cert",
+        "tls_key",
+        "allow_plain_http",
     ];
 
     #[test]

@@ -61,10 +61,16 @@ pub async fn run_reloadable(
         lifetime: lifetime.clone(),
     };
     serve_metrics(&config, &shared).await?;
+    let review_station =
+        crate::review_station::start(&config, shared.metrics.clone(), lifetime.clone()).await?;
     let mut retired: Vec<InboxConfig> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         let session = Session::start(&config, &retired, &shared).await?;
+        if let Some(station) = &review_station {
+            let (config, journal) = session.config_and_journal();
+            station.attach(config, journal);
+        }
         // The stop request is polled until it completes, never after: a stop while the
         // inboxes are still being listed ends the run here.
         tokio::select! {
@@ -167,6 +173,11 @@ fn reload_allowed(old: &Config, new: &Config) -> Result<(), String> {
     if old.metrics.listen != new.metrics.listen {
         return Err("metrics.listen cannot change while running; restart the service".into());
     }
+    if old.review_station != new.review_station {
+        return Err(
+            "[review_station] cannot change while running (the reviewers file is read at each login and needs no reload); restart the service".into(),
+        );
+    }
     let budget = |c: &Config| {
         c.budget
             .redis
@@ -224,6 +235,20 @@ mod tests {
             "[api]\nproject_id = \"P\"\nmachine_uid = \"m\"\n\n[[inbox]]\npath = \"/srv/in\"\ntype = \"PASSPORT\"\ndone = \"/srv/done\"\nfailed = \"/srv/failed\"\n{budget}"
         );
         Config::from_toml(&text, std::path::Path::new("/c.toml"), Some("t".into())).unwrap()
+    }
+
+    /// Issue 21: the review station lives as long as the process (its sessions, its port); a
+    /// reload that changes `[review_station]` is refused, naming it.
+    #[test]
+    fn a_reload_may_not_change_the_review_station() {
+        let off = config("");
+        let on = config("[review_station]\nlisten = \"127.0.0.1:8091\"\n");
+        let moved = config("[review_station]\nlisten = \"127.0.0.1:8092\"\n");
+        assert!(reload_allowed(&on, &on).is_ok());
+        for (old, new) in [(&off, &on), (&on, &off), (&on, &moved)] {
+            let refused = reload_allowed(old, new).unwrap_err();
+            assert!(refused.contains("[review_station]"), "{refused}");
+        }
     }
 
     /// Issue 13: the shared budget's Redis and key are fixed for the process's life (the

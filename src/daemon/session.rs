@@ -129,6 +129,11 @@ impl Session {
         Ok(Session { p, tasks, liveness })
     }
 
+    /// The session's config (retired inboxes included) and journal, for the review station.
+    pub(super) fn config_and_journal(&self) -> (Arc<Config>, Journal) {
+        (self.p.config.clone(), self.p.recorder.journal().clone())
+    }
+
     pub(super) fn spawn_watchdog(&self) {
         self.tasks
             .spawn(watchdog(self.liveness.clone(), self.p.stop.clone()));

@@ -115,6 +115,12 @@ pub struct InboxSnapshot {
     pub lost: u64,
     /// Detection time of the oldest claimed, unsent file (unix seconds).
     pub oldest_claimed_unix: Option<u64>,
+    /// Results waiting for a person in the review folder now (absent in older snapshots).
+    #[serde(default)]
+    pub review_waiting: u64,
+    /// When the oldest of them was finished there (unix seconds).
+    #[serde(default)]
+    pub review_oldest_unix: Option<u64>,
 }
 
 /// Writes a snapshot when something changed (at most every [`SNAPSHOT_EVERY`]) and at least
@@ -195,6 +201,7 @@ async fn snapshot(
 ) -> anyhow::Result<Snapshot> {
     let counts = p.recorder.journal().inbox_counts().await?;
     let deliveries = p.recorder.journal().delivery_counts().await?;
+    let reviews = review_waiting(p).await;
     let now = SystemTime::now();
     let inboxes = p
         .config
@@ -221,6 +228,8 @@ async fn snapshot(
                 review_today: c.review_today,
                 lost: c.lost,
                 oldest_claimed_unix: c.oldest_claimed.map(unix_secs),
+                review_waiting: reviews[i].0,
+                review_oldest_unix: reviews[i].1.map(unix_secs),
             }
         })
         .collect();
@@ -246,6 +255,29 @@ async fn snapshot(
     })
 }
 
+/// Per configured inbox: how many results wait in its review folder, and since when the
+/// oldest (none without a review folder).
+async fn review_waiting(p: &Context) -> Vec<(u64, Option<SystemTime>)> {
+    let folders: Vec<_> = p
+        .config
+        .inboxes
+        .iter()
+        .map(|i| (i.path.clone(), i.review.clone()))
+        .collect();
+    let count = folders.len();
+    tokio::task::spawn_blocking(move || {
+        folders
+            .iter()
+            .map(|(inbox, review)| match review {
+                Some(review) => crate::review_station::items::waiting(inbox, review),
+                None => (0, None),
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![(0, None); count])
+}
+
 fn budget(shared: &crate::budget::SharedBudget) -> Budget {
     let health = shared.health();
     Budget {
@@ -265,6 +297,11 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
         metrics.set_queue(&path, "waiting", inbox.claimed);
         metrics.set_queue(&path, "submitting", inbox.submitting);
         metrics.set_queue(&path, "polling", inbox.polling);
+        let oldest_age = inbox
+            .review_oldest_unix
+            .map(|t| s.written_at_unix.saturating_sub(t))
+            .unwrap_or(0);
+        metrics.set_review_waiting(&path, inbox.review_waiting, Duration::from_secs(oldest_age));
     }
     metrics.set_account_paused(s.account.paused);
     let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);
@@ -290,6 +327,10 @@ fn status_line(s: &Snapshot) -> String {
     let review = sum(|i| i.review_today);
     if review > 0 {
         line.push_str(&format!(", {review} to review"));
+    }
+    let waiting_review = sum(|i| i.review_waiting);
+    if waiting_review > 0 {
+        line.push_str(&format!("; {waiting_review} waiting for review"));
     }
     if s.deliveries.waiting + s.deliveries.given_up > 0 {
         line.push_str(&format!(
@@ -362,6 +403,8 @@ mod tests {
                 review_today,
                 lost: 0,
                 oldest_claimed_unix: None,
+                review_waiting: 0,
+                review_oldest_unix: None,
             }],
         }
     }

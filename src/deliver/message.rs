@@ -40,7 +40,7 @@ pub fn outcome(
     Some(NewOutcome {
         message_id: new_message_id(),
         inbox: inbox.path.clone(),
-        body: body(&status, sidecar_value, original, sidecar),
+        body: body(&format!("file.{status}"), sidecar_value, original, sidecar),
         status,
         original: original.to_path_buf(),
         sidecar: sidecar.to_path_buf(),
@@ -49,14 +49,32 @@ pub fn outcome(
     })
 }
 
+/// The `file.reviewed` outcome of a review station's decision, for the ways `inbox` delivers
+/// (`None` when it delivers nowhere): the same message as [`outcome`]'s, of the new type, for
+/// the same file; `status` is the sidecar's new one (done or failed).
+pub fn reviewed_outcome(
+    inbox: &InboxConfig,
+    sidecar_text: &str,
+    original: &Path,
+    sidecar: &Path,
+) -> Option<NewOutcome> {
+    let mut outcome = outcome(inbox, sidecar_text, original, sidecar)?;
+    let sidecar_value: Value = serde_json::from_str(sidecar_text).unwrap_or(Value::Null);
+    outcome.body = body(REVIEWED_TYPE, sidecar_value, original, sidecar);
+    Some(outcome)
+}
+
+/// The message type of a review station's decision.
+pub const REVIEWED_TYPE: &str = "file.reviewed";
+
 /// A `webhook-id`: `msg_` and 128 random bits, stored with the outcome so every try and
 /// every restart sends the same one.
 fn new_message_id() -> String {
     format!("msg_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
-/// The compact JSON body.
-fn body(status: &str, sidecar: Value, original: &Path, sidecar_path: &Path) -> String {
+/// The compact JSON body, of type `kind` (`file.done`, `file.reviewed`, ...).
+fn body(kind: &str, sidecar: Value, original: &Path, sidecar_path: &Path) -> String {
     let mut data = match sidecar {
         Value::Object(map) => map,
         other => Map::from_iter([("sidecar".to_string(), other)]),
@@ -64,7 +82,7 @@ fn body(status: &str, sidecar: Value, original: &Path, sidecar_path: &Path) -> S
     data.insert("original_path".into(), path_value(original));
     data.insert("sidecar_path".into(), path_value(sidecar_path));
     let message = serde_json::json!({
-        "type": format!("file.{status}"),
+        "type": kind,
         "timestamp": crate::sidecar::rfc3339(SystemTime::now()),
         "data": data,
     });
@@ -98,7 +116,7 @@ mod tests {
     #[test]
     fn the_body_carries_the_sidecar_its_paths_and_the_type_and_the_ledger_line_its_id() {
         let body = body(
-            "review",
+            "file.review",
             serde_json::json!({"status": "review", "file": "a.jpg"}),
             Path::new("/srv/review/a.jpg"),
             Path::new("/srv/review/a.jpg.json"),

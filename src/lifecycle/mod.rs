@@ -143,6 +143,12 @@ pub mod transition {
     /// removed sidecar's path) and `sidecar_json` (its content), `documents` (those the
     /// duplicate rule no longer answers it from).
     pub const REQUEUED: &str = "requeued";
+    /// `decision` (approved, rejected), `by` (the reviewer), `from` (its path in review/),
+    /// `to` (in done/ or failed/), `sidecar` (the new one), `stage` (done, failed),
+    /// `corrected` (the names of the fields corrected, never their values), and `recovered`
+    /// (true) when a crash kept it from being recorded with its move and the next start
+    /// recorded it: a review station's decision.
+    pub const REVIEWED: &str = "reviewed";
 }
 
 /// What the lifecycle knows of a claimed file: the in-memory twin of its journal row.
@@ -505,6 +511,18 @@ pub fn requeue(stage: Stage) -> Result<(), Illegal> {
         stage => Err(Illegal {
             stage,
             event: transition::REQUEUED,
+        }),
+    }
+}
+
+/// Whether a review station may decide an original finished in `stage`, sending it to `to`:
+/// only from review/, only to done/ or failed/.
+pub fn review(stage: Stage, to: Stage) -> Result<Stage, Illegal> {
+    match (stage, to) {
+        (Stage::Review, Stage::Done | Stage::Failed) => Ok(to),
+        (stage, _) => Err(Illegal {
+            stage,
+            event: transition::REVIEWED,
         }),
     }
 }

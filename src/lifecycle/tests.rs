@@ -336,6 +336,16 @@ fn only_failed_and_review_can_be_requeued() {
 }
 
 #[test]
+fn only_review_can_be_decided_and_only_to_done_or_failed() {
+    for stage in STAGES {
+        for to in STAGES {
+            let allowed = stage == Stage::Review && matches!(to, Stage::Done | Stage::Failed);
+            assert_eq!(review(stage, to).is_ok(), allowed, "{stage} -> {to}");
+        }
+    }
+}
+
+#[test]
 fn stages_read_back_as_written_and_unknown_text_is_none() {
     for stage in STAGES {
         assert_eq!(Stage::parse(stage.as_str()), Some(stage));

@@ -622,6 +622,7 @@ fn sidecar_of(
             .map(|result| documents_of(job, result, file))
             .unwrap_or_default(),
         review: outcome.review.clone(),
+        reviewed: None,
         error: outcome.error.clone(),
         timestamps: Timestamps {
             detected: rfc3339(job.detected_at),

@@ -19,8 +19,10 @@ mod deliveries;
 pub mod fail_points;
 pub mod history;
 mod record;
+mod review;
 pub use deliveries::{Delivery, DeliveryCounts, DeliveryKind, DeliveryState, NewOutcome};
 use history::transition;
+pub use review::{Decided, InterruptedDecision, OutcomeOf, ReviewDecision};
 
 /// Row id of a file in the journal.
 pub type FileId = i64;
@@ -464,9 +466,10 @@ impl Journal {
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
-            if let Some((_, stage)) = newest.as_ref().filter(|(_, stage)| {
-                stage.as_str() != Stage::Failed.as_str() && stage.as_str() != Stage::Review.as_str()
-            }) {
+            let may_go_back = |stage: &str| {
+                Stage::parse(stage).is_some_and(|s| crate::lifecycle::requeue(s).is_ok())
+            };
+            if let Some((_, stage)) = newest.as_ref().filter(|(_, stage)| !may_go_back(stage)) {
                 return Ok(Requeued::NotFinished(stage.clone()));
             }
             let row = newest.map(|(id, _)| id);

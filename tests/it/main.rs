@@ -4,6 +4,7 @@
 //! `helpers.rs` is the environment every test uses.
 
 mod architecture;
+mod browser;
 mod budget;
 mod chaos;
 mod check;
@@ -27,6 +28,7 @@ mod resilience;
 mod results;
 mod retention;
 mod review;
+mod review_station;
 mod service;
 mod sets;
 mod streaming;

@@ -19,7 +19,7 @@ async fn each_result_shape_is_normalised_beside_the_raw_result() {
         let sidecar = env.sidecar(i, "scan.png").await;
         assert_eq!(sidecar.status, Status::Done, "{}", env.inboxes[i].doc_type);
         assert_eq!(sidecar.sidecar_version, SIDECAR_VERSION);
-        assert_eq!(sidecar.sidecar_version, 3);
+        assert_eq!(sidecar.sidecar_version, 4);
         assert!(sidecar.review.is_empty(), "{:?}", sidecar.review);
         assert_eq!(sidecar.documents.len(), 1);
         assert_eq!(sidecar.documents[0].file, "scan.png");

@@ -4,7 +4,7 @@
 //! or deliveries), in the same SQLite transaction, so the history never disagrees with the
 //! row: claimed, hashed, preflight, each submit and its answer, documents recorded and
 //! superseded, the polls (one aggregate line when polling ends), finishing, finished or lost,
-//! each delivery try, requeued. `details` is a JSON object whose keys depend on the
+//! each delivery try, requeued, reviewed. `details` is a JSON object whose keys depend on the
 //! transition ([`transition`] lists them). Pruning by `keep_history` removes a file's lines
 //! with its row. `sqlite3 journal.sqlite 'select * from history where file_id = 7'` shows
 //! them.
