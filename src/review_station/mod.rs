@@ -59,6 +59,10 @@ pub struct Station {
     csp: String,
     /// Item id → who decided it, what, when: this process's decisions, for the 409 page.
     decided: Mutex<HashMap<String, (String, String, SystemTime)>>,
+    /// Decisions one at a time: a second decider waits for the first's whole decision (the
+    /// move, the record, the memory above) and then finds the item decided (409), never
+    /// gone from review/ and not yet remembered (404).
+    deciding: tokio::sync::Mutex<()>,
 }
 
 /// What a pipeline session lends the station.
@@ -110,6 +114,7 @@ pub async fn start(
         id_key: sessions::random_hex(32).into_bytes(),
         csp: content_security_policy(),
         decided: Mutex::default(),
+        deciding: tokio::sync::Mutex::new(()),
     });
     match acceptor {
         Some(acceptor) => {

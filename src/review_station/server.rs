@@ -416,6 +416,7 @@ async fn decide(
     let Some(attached) = station.attached() else {
         return r.page(StatusCode::SERVICE_UNAVAILABLE, r.t.title, r.t.not_ready);
     };
+    let _one_at_a_time = station.deciding.lock().await;
     let Some(item) = station.find(&attached, id).await else {
         station.audit(Entry::new(&user, action, "not_found")).await;
         return station.not_here(r, id);
