@@ -19,6 +19,7 @@ mod intake;
 mod journal;
 mod metrics;
 mod pacing;
+mod packaging;
 mod paid_answers;
 mod preflight;
 mod projects;
