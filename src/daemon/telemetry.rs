@@ -176,6 +176,10 @@ fn content_of(s: &Snapshot) -> String {
 async fn write(p: &Context, s: &Snapshot) {
     crate::systemd::status(&status_line(s));
     publish_gauges(&p.metrics, s);
+    p.metrics.set_api_limits(
+        p.config.api.requests_per_second,
+        p.config.api.documents_per_minute,
+    );
     let path = p.config.daemon.state_dir.join(STATUS_FILE);
     let text = serde_json::to_vec_pretty(s).expect("snapshot serializes");
     let written = tokio::task::spawn_blocking(move || {
@@ -265,6 +269,7 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
         metrics.set_queue(&path, "waiting", inbox.claimed);
         metrics.set_queue(&path, "submitting", inbox.submitting);
         metrics.set_queue(&path, "polling", inbox.polling);
+        metrics.set_oldest_waiting(&path, inbox.oldest_claimed_unix);
     }
     metrics.set_account_paused(s.account.paused);
     let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);

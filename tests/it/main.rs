@@ -18,6 +18,7 @@ mod holds;
 mod intake;
 mod journal;
 mod metrics;
+mod monitoring;
 mod pacing;
 mod packaging;
 mod paid_answers;
