@@ -204,8 +204,7 @@ async fn the_alerts_dashboard_and_zabbix_template_name_only_exported_metrics_and
                     .text()
                     .await
                     .ok()?;
-                text.contains("beorg_queue_oldest_waiting_timestamp_seconds{")
-                    .then_some(text)
+                text.contains("beorg_queue_files{").then_some(text)
             }
         },
     )
