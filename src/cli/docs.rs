@@ -21,7 +21,7 @@ const NAME: &str = "beorg-hotfolder";
 /// Writes `DIR/man/beorg-hotfolder.1`, `DIR/man/beorg-hotfolder.toml.5` and
 /// `DIR/completions/{beorg-hotfolder.bash,_beorg-hotfolder,beorg-hotfolder.fish}`.
 pub fn write_all(cli: clap::Command, dir: &Path) -> anyhow::Result<()> {
-    let mut cli = cli.name(NAME).bin_name(NAME);
+    let mut cli = without_hidden_commands(&cli).name(NAME).bin_name(NAME);
     cli.build();
     let man = dir.join("man");
     let completions = dir.join("completions");
@@ -35,6 +35,26 @@ pub fn write_all(cli: clap::Command, dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the {shell} completion"))?;
     }
     Ok(())
+}
+
+/// `cli` without its hidden subcommands (`generate-docs` itself): the completions would offer
+/// them otherwise. `cli` must not be built yet (no help and version arguments of its own).
+fn without_hidden_commands(cli: &clap::Command) -> clap::Command {
+    let mut visible = clap::Command::new(NAME)
+        .propagate_version(true)
+        .subcommand_required(cli.is_subcommand_required_set())
+        .args(cli.get_arguments().cloned())
+        .subcommands(cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = cli.get_about() {
+        visible = visible.about(about.clone());
+    }
+    if let Some(about) = cli.get_long_about() {
+        visible = visible.long_about(about.clone());
+    }
+    if cli.get_version().is_some() {
+        visible = visible.version(env!("CARGO_PKG_VERSION"));
+    }
+    visible
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
