@@ -237,9 +237,8 @@ fn config_page() -> String {
             );
             comment.clear();
         } else if let Some(text) = line.strip_prefix('#') {
-            comment.push(text.strip_prefix(' ').unwrap_or(text));
-        } else if line.trim().is_empty() {
             // A blank line ends nothing: a comment above a table may be separated from it.
+            comment.push(text.strip_prefix(' ').unwrap_or(text));
         }
     }
     page.push_str(CONFIG_PAGE_END);
