@@ -252,8 +252,13 @@ fn shared_inbox_keys(documented: &[(String, String)]) -> String {
         .iter()
         .filter(|(table, _)| table == "[defaults]")
         .map(|(_, key)| {
+            let how = if key == "ignore" {
+                "both lists apply"
+            } else {
+                "this inbox's own value wins"
+            };
             format!(
-                ".TP\n\\fB{}\\fR = (as in [defaults])\nThis inbox's own value, instead of [defaults]' (for ignore: both lists apply).\n",
+                ".TP\n\\fB{}\\fR = ...\nAs in [defaults]; {how}.\n",
                 roff(key)
             )
         })
