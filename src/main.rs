@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use beorg_emulator::{self as emulator, EmulatorConfig};
 use beorg_hotfolder::cli::check;
@@ -107,6 +107,13 @@ enum Command {
         #[arg(default_value = "demo")]
         dir: PathBuf,
     },
+    /// Write the man pages and shell completions into DIR (for the package; see
+    /// `src/cli/docs.rs`).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Folder to write `man/` and `completions/` into.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +183,9 @@ async fn main() -> ExitCode {
             emulator::serve_forever(config, listen).await
         }
         Command::Demo { dir } => beorg_hotfolder::cli::demo::run(dir).await,
+        Command::GenerateDocs { dir } => {
+            beorg_hotfolder::cli::docs::write_all(Cli::command(), &dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

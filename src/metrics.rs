@@ -117,8 +117,15 @@ pub struct Metrics {
     rate_limit_wait: Family<WaitLabels, Counter<f64, AtomicU64>>,
     /// Files per inbox and state, replaced on each update: the backlog.
     queue: Family<QueueLabels, Gauge>,
+    /// Detection time (unix seconds) of the oldest claimed file not yet sent, per inbox; 0
+    /// when none waits: a queue that does not move (alert on its age, `time() - value`).
+    oldest_waiting: Family<InboxLabels, Gauge>,
     /// 1 while submits are held after a 401/402: the one alert that needs a human.
     account_paused: Gauge,
+    /// The config's `[api] requests_per_second`: what the request rate is drawn against.
+    limit_requests: Gauge<f64, AtomicU64>,
+    /// The config's `[api] documents_per_minute`: what the submit rate is drawn against.
+    limit_documents: Gauge<f64, AtomicU64>,
     /// Outcomes deleted by `retention`, per inbox: personal data removed on schedule.
     retention_deleted: Family<InboxLabels, Counter>,
     /// Delivery tries by kind and result, and deliveries given up: a receiver that is down.
@@ -152,7 +159,10 @@ impl Metrics {
                 .inc_by(0.0);
         }
         let queue = Family::<QueueLabels, Gauge>::default();
+        let oldest_waiting = Family::<InboxLabels, Gauge>::default();
         let account_paused = Gauge::default();
+        let limit_requests = Gauge::<f64, AtomicU64>::default();
+        let limit_documents = Gauge::<f64, AtomicU64>::default();
         let retention_deleted = Family::<InboxLabels, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         let budget_unavailable_since = Gauge::default();
@@ -194,10 +204,26 @@ impl Metrics {
             "Files per inbox and state (waiting, submitting, polling)",
             queue.clone(),
         );
+        registry.register_with_unit(
+            "beorg_queue_oldest_waiting_timestamp",
+            "Detection time (unix) of the oldest claimed file not yet sent, by inbox; 0 when none waits",
+            Unit::Seconds,
+            oldest_waiting.clone(),
+        );
         registry.register(
             "beorg_account_paused",
             "1 while submits are paused after a 401 or 402 from the API",
             account_paused.clone(),
+        );
+        registry.register(
+            "beorg_api_limit_requests_per_second",
+            "The configured ceiling for all requests to the API ([api] requests_per_second)",
+            limit_requests.clone(),
+        );
+        registry.register(
+            "beorg_api_limit_documents_per_minute",
+            "The configured ceiling for submits ([api] documents_per_minute)",
+            limit_documents.clone(),
         );
         registry.register(
             "beorg_retention_deleted",
@@ -245,7 +271,10 @@ impl Metrics {
             api_requests,
             rate_limit_wait,
             queue,
+            oldest_waiting,
             account_paused,
+            limit_requests,
+            limit_documents,
             retention_deleted,
             deliveries,
             budget_unavailable_since,
@@ -267,6 +296,16 @@ impl Metrics {
         self.review_oldest_age
             .get_or_create(&labels)
             .set(i64::try_from(oldest_age.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// The review station runs: both decisions' counters exist from 0, so a dashboard's
+    /// `increase()` and an alert see the series before the first decision.
+    pub fn review_station_started(&self) {
+        for decision in ["approved", "rejected"] {
+            let _at_zero = self.review_decisions.get_or_create(&DecisionLabels {
+                decision: decision.to_owned(),
+            });
+        }
     }
 
     /// The review station decided a result (`decision`: approved or rejected).
@@ -356,6 +395,22 @@ impl Metrics {
                 state: state.to_owned(),
             })
             .set(i64::try_from(files).unwrap_or(i64::MAX));
+    }
+
+    /// The oldest claimed, unsent file of `inbox` was detected at `detected_unix` (unix
+    /// seconds), or (`None`) none waits.
+    pub fn set_oldest_waiting(&self, inbox: &str, detected_unix: Option<u64>) {
+        self.oldest_waiting
+            .get_or_create(&InboxLabels {
+                inbox: inbox.to_owned(),
+            })
+            .set(i64::try_from(detected_unix.unwrap_or(0)).unwrap_or(i64::MAX));
+    }
+
+    /// The `[api]` limits in force (set at start and after a reload).
+    pub fn set_api_limits(&self, requests_per_second: f64, documents_per_minute: f64) {
+        self.limit_requests.set(requests_per_second);
+        self.limit_documents.set(documents_per_minute);
     }
 
     /// Submits are paused (after a 401/402) or resumed.

@@ -182,6 +182,10 @@ fn content_of(s: &Snapshot) -> String {
 async fn write(p: &Context, s: &Snapshot) {
     crate::systemd::status(&status_line(s));
     publish_gauges(&p.metrics, s);
+    p.metrics.set_api_limits(
+        p.config.api.requests_per_second,
+        p.config.api.documents_per_minute,
+    );
     let path = p.config.daemon.state_dir.join(STATUS_FILE);
     let text = serde_json::to_vec_pretty(s).expect("snapshot serializes");
     let written = tokio::task::spawn_blocking(move || {
@@ -302,6 +306,7 @@ fn publish_gauges(metrics: &crate::metrics::Metrics, s: &Snapshot) {
             .map(|t| s.written_at_unix.saturating_sub(t))
             .unwrap_or(0);
         metrics.set_review_waiting(&path, inbox.review_waiting, Duration::from_secs(oldest_age));
+        metrics.set_oldest_waiting(&path, inbox.oldest_claimed_unix);
     }
     metrics.set_account_paused(s.account.paused);
     let unavailable = s.budget.as_ref().and_then(|b| b.unavailable_since_unix);

@@ -89,3 +89,26 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Rotation (logrotate renames the file, `nocreate`): the next line starts a new audit
+    /// log, mode 0640, and the renamed one keeps what it had; no line is lost or doubled.
+    #[test]
+    fn after_a_rename_the_next_line_starts_a_new_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("review-audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.write(&Entry::new("anna", "login", "ok"));
+        let rotated = dir.path().join("review-audit.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.write(&Entry::new("anna", "logout", "ok"));
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!((lines(&rotated), lines(&path)), (1, 1));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+}

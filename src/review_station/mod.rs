@@ -83,6 +83,7 @@ pub async fn start(
     let Some(settings) = config.review_station.clone() else {
         return Ok(None);
     };
+    metrics.review_station_started();
     if let Err(e) = std::fs::metadata(&settings.users_file) {
         anyhow::bail!(
             "cannot read the reviewers file {} (review_station.users_file): {e}; create it with `beorg-hotfolder reviewer add NAME --users-file {}`",

@@ -3,8 +3,10 @@
 //! lock ([`instance`]), the mount check that keeps an unmounted share from being filled
 //! ([`mounts`]), and the careful file operations ([`fsutil`]: no-clobber moves, atomic
 //! writes, private modes, content hashes) and their folder-sized twins for document sets
-//! ([`tree`]), and [`retention`] (deleting outcomes older than an inbox's `retention`).
+//! ([`tree`]), [`retention`] (deleting outcomes older than an inbox's `retention`), and
+//! [`append_log`] (append-only files a record at a time, safe to rotate: the ledger).
 
+pub mod append_log;
 pub mod fsutil;
 pub mod instance;
 pub mod journal;
