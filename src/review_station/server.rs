@@ -504,28 +504,14 @@ async fn decide(
                 "the review decision on {} could not move it: {e}",
                 item.name
             );
-            station
-                .audit(Entry {
-                    result: "error",
-                    ..entry
-                })
-                .await;
-            let text = format!("{} {e}", r.t.move_failed);
-            r.page(StatusCode::INTERNAL_SERVER_ERROR, r.t.title, &text)
+            not_carried_out(station, r, entry, &e.to_string()).await
         }
         Err(e) => {
             tracing::error!(
                 "the review decision on {} could not be recorded: {e:#}",
                 item.name
             );
-            station
-                .audit(Entry {
-                    result: "error",
-                    ..entry
-                })
-                .await;
-            let text = format!("{} {e}", r.t.move_failed);
-            r.page(StatusCode::INTERNAL_SERVER_ERROR, r.t.title, &text)
+            not_carried_out(station, r, entry, &e.to_string()).await
         }
     }
 }
@@ -604,4 +590,17 @@ impl Station {
         );
         r.page(StatusCode::CONFLICT, r.t.already_decided, &text)
     }
+}
+
+/// A decision that could not be carried out (nothing moved, nothing recorded): audited as an
+/// error, and said on a page.
+async fn not_carried_out(station: &Shared, r: &Reviewer, entry: Entry, why: &str) -> Response {
+    station
+        .audit(Entry {
+            result: "error",
+            ..entry
+        })
+        .await;
+    let text = format!("{} {why}", r.t.move_failed);
+    r.page(StatusCode::INTERNAL_SERVER_ERROR, r.t.title, &text)
 }

@@ -459,13 +459,7 @@ impl Journal {
                 conn,
                 rusqlite::TransactionBehavior::Immediate,
             )?;
-            let newest: Option<(FileId, String)> = tx
-                .query_row(
-                    "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
-                    [path_text(&r.from)],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
+            let newest = newest_row_at(&tx, &r.from)?;
             let may_go_back = |stage: &str| {
                 Stage::parse(stage).is_some_and(|s| crate::lifecycle::requeue(s).is_ok())
             };
@@ -705,6 +699,20 @@ impl Journal {
         })
         .await
     }
+}
+
+/// The newest row whose original was finished at `final_path`, with its stage: the one a
+/// `requeue` or a review decision on that original acts on.
+fn newest_row_at(
+    conn: &Connection,
+    final_path: &Path,
+) -> rusqlite::Result<Option<(FileId, String)>> {
+    conn.query_row(
+        "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
+        [path_text(final_path)],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
 }
 
 /// Sets the row's final stage at `at`; returns the stage it had (`None`: no such row).

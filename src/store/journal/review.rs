@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::deliveries::{NewOutcome, insert_outcome};
 use super::history::{self, transition};
-use super::{FileId, Journal, Stage, ms, path_text};
+use super::{FileId, Journal, Stage, ms, newest_row_at, path_text};
 use crate::store::fsutil;
 use crate::store::layout;
 
@@ -76,15 +76,10 @@ impl Journal {
                     conn,
                     rusqlite::TransactionBehavior::Immediate,
                 )?;
-                let row: Option<(FileId, String)> = tx
-                    .query_row(
-                        "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
-                        [path_text(&d.from)],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
+                let row = newest_row_at(&tx, &d.from)?;
                 let waiting = row.as_ref().is_none_or(|(_, stage)| {
-                    Stage::parse(stage).is_some_and(|s| crate::lifecycle::review(s, d.stage).is_ok())
+                    Stage::parse(stage)
+                        .is_some_and(|s| crate::lifecycle::review(s, d.stage).is_ok())
                 });
                 if !waiting || !fsutil::exists(&d.from) {
                     return Ok((earlier_decision(&tx, &d.from)?, false));
@@ -208,13 +203,7 @@ impl Journal {
                     conn,
                     rusqlite::TransactionBehavior::Immediate,
                 )?;
-                let row: Option<(FileId, String)> = tx
-                    .query_row(
-                        "SELECT id, stage FROM files WHERE final_path = ?1 ORDER BY id DESC LIMIT 1",
-                        [path_text(&d.from)],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
+                let row = newest_row_at(&tx, &d.from)?;
                 let in_review = row
                     .as_ref()
                     .is_some_and(|(_, stage)| stage == Stage::Review.as_str());
