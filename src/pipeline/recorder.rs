@@ -78,11 +78,6 @@ impl Job {
             state,
         }
     }
-
-    /// The lifecycle state (the same as reading through the job).
-    pub fn state(&self) -> &FileState {
-        &self.state
-    }
 }
 
 /// Why a transition was not stored.
