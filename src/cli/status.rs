@@ -223,15 +223,7 @@ pub fn render(report: &Report) -> String {
     }
     for i in &report.inboxes {
         out.push_str(&format!("\n{} ({})\n", i.path.display(), i.doc_type));
-        let oldest = i
-            .oldest_waiting_seconds
-            .map(|s| {
-                format!(
-                    " (oldest {})",
-                    humantime::format_duration(Duration::from_secs(s))
-                )
-            })
-            .unwrap_or_default();
+        let oldest = oldest_of(i.oldest_waiting_seconds);
         out.push_str(&format!(
             "  waiting {}{oldest}, submitting {}, polling {}, done today {}, failed today {}",
             i.waiting, i.submitting, i.polling, i.done_today, i.failed_today
@@ -243,15 +235,7 @@ pub fn render(report: &Report) -> String {
             out.push_str(&format!(", lost {}", i.lost));
         }
         if i.review_waiting > 0 {
-            let oldest = i
-                .oldest_review_seconds
-                .map(|s| {
-                    format!(
-                        " (oldest {})",
-                        humantime::format_duration(Duration::from_secs(s))
-                    )
-                })
-                .unwrap_or_default();
+            let oldest = oldest_of(i.oldest_review_seconds);
             out.push_str(&format!(
                 ", waiting for review {}{oldest}",
                 i.review_waiting
@@ -260,6 +244,18 @@ pub fn render(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+/// " (oldest 2h 5m)" for an age in seconds, or nothing.
+fn oldest_of(seconds: Option<u64>) -> String {
+    seconds
+        .map(|s| {
+            format!(
+                " (oldest {})",
+                humantime::format_duration(Duration::from_secs(s))
+            )
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1017,14 +1017,18 @@ mod tests {
     /// Two processes opening an older journal at once (the daemon starting, and `status` or
     /// a test) both find columns to add: only one adds them, neither fails.
     /// A journal written before the `request` column existed gains it at open.
+    /// A folder with a journal of the first layout (no added column, no history).
+    fn older_journal() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        dir
+    }
+
     #[tokio::test]
     async fn an_older_journal_gains_the_request_column() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-        }
+        let dir = older_journal();
         let j = Journal::open(dir.path()).unwrap();
         let mut file = Driven::claim(&j, claim("a.jpg")).await;
         file.on(&j, submitting("r")).await;
@@ -1264,12 +1268,7 @@ mod tests {
     /// working.
     #[tokio::test]
     async fn an_older_journal_gains_the_history_table() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(crate::store::layout::journal_path(dir.path())).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-        }
+        let dir = older_journal();
         let j = Journal::open(dir.path()).unwrap();
         let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
         assert_eq!(transitions(&j, id), ["claimed"]);
