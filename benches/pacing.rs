@@ -1,6 +1,6 @@
 //! Pacing at the vendor's limit (issue 12), printed, not asserted: `cargo bench --bench pacing`.
 //!
-//! Five workloads against the emulator on loopback, each with the release daemon and, for the
+//! Seven workloads against the emulator on loopback, each with the release daemon and, for the
 //! first two, beside a naive client run in this process on the same kind of emulator (list the
 //! inbox, post each file, poll every second, move it):
 //!
@@ -9,7 +9,9 @@
 //! 3. 100,000 files waiting at start: time to the first submit, whether it was the oldest, RSS
 //!    after 20 s; 4. 50 idle inboxes, default settings: CPU over 30 s; 5. a trickle of single
 //!    files: drop-to-sidecar latency against settle + processing (`cargo bench --bench pacing
-//!    trickle`).
+//!    trickle`); 6. and 7. mixed work (issue 23): 200 single files and 50 two-file document
+//!    sets dropped together into two inboxes (one with `sets = true`), in the request-bound and
+//!    the document-bound regime (`cargo bench --bench pacing mixed`); a set is one document.
 //!
 //! Per run: the ratio to the ceiling `min(dpm, 60 * rps / 2)` (files over the time from the
 //! burst to the last sidecar), requests per document, 425 answers, requests that came closer
@@ -35,20 +37,46 @@ const PROCESSING: (f64, f64) = (1.0, 3.0);
 struct Burst {
     name: &'static str,
     files: usize,
+    /// Two-file document sets dropped with the files into a second, `sets = true` inbox; a
+    /// set is one document (one submit, one result).
+    sets: usize,
     rps: f64,
     dpm: f64,
 }
 
-const BURSTS: [Burst; 2] = [
+impl Burst {
+    /// Documents in the burst: each file, and each set as one.
+    fn documents(&self) -> usize {
+        self.files + self.sets
+    }
+}
+
+const BURSTS: [Burst; 4] = [
     Burst {
         name: "request-bound",
         files: 300,
+        sets: 0,
         rps: 10.0,
         dpm: 6000.0,
     },
     Burst {
         name: "document-bound",
         files: 60,
+        sets: 0,
+        rps: 4.0,
+        dpm: 60.0,
+    },
+    Burst {
+        name: "mixed request-bound",
+        files: 200,
+        sets: 50,
+        rps: 10.0,
+        dpm: 6000.0,
+    },
+    Burst {
+        name: "mixed document-bound",
+        files: 200,
+        sets: 50,
         rps: 4.0,
         dpm: 60.0,
     },
@@ -62,7 +90,8 @@ fn main() {
         for burst in BURSTS {
             if wanted(burst.name) {
                 print_row(burst.name, "daemon", &daemon_burst(burst).await);
-                if std::env::var_os("BEORG_BENCH_NO_NAIVE").is_none() {
+                // The naive client knows no sets.
+                if burst.sets == 0 && std::env::var_os("BEORG_BENCH_NO_NAIVE").is_none() {
                     print_row(burst.name, "naive", &naive_burst(burst).await);
                 }
             }
@@ -113,7 +142,7 @@ fn print_row(workload: &str, client: &str, f: &Figures) {
     let mb = f.peak_mb.map_or("-".into(), |m| format!("{m:.1} MB"));
     let cpu = f.idle_cpu.map_or("-".into(), |c| format!("{c:.3} %"));
     println!(
-        "{workload:15} {client:6} ratio {:5.1} %  requests/doc {:.2}  425s {:4}  too close {} (min gaps {:.1}/{:.1} ms)  latency p50 {:.2} s p95 {:.2} s  peak RSS {mb}  idle CPU {cpu}",
+        "{workload:20} {client:6} ratio {:5.1} %  requests/doc {:.2}  425s {:4}  too close {} (min gaps {:.1}/{:.1} ms)  latency p50 {:.2} s p95 {:.2} s  peak RSS {mb}  idle CPU {cpu}",
         f.ratio * 100.0,
         f.requests_per_doc,
         f.pending,
@@ -125,7 +154,7 @@ fn print_row(workload: &str, client: &str, f: &Figures) {
     );
     let l = &f.losses;
     println!(
-        "{:22} time lost: before the first request {:.2} s, spacing beyond nominal {:.2} s, idle gaps {:.2} s, last submit to last sidecar {:.2} s, 425s before the last submit {}",
+        "{:27} time lost: before the first request {:.2} s, spacing beyond nominal {:.2} s, idle gaps {:.2} s, last submit to last sidecar {:.2} s, 425s before the last submit {}",
         "",
         l.first_request.as_secs_f64(),
         l.spacing.as_secs_f64(),
@@ -224,7 +253,7 @@ fn figures(
     };
     Figures {
         ratio: done.len() as f64 / (ceiling_per_second * elapsed),
-        requests_per_doc: requests.len() as f64 / burst.files as f64,
+        requests_per_doc: requests.len() as f64 / burst.documents() as f64,
         pending: requests.iter().filter(|r| r.status == 425).count(),
         too_close: too_close(requests, burst),
         min_gaps: min_gaps(requests),
@@ -323,32 +352,66 @@ fn min_gaps(requests: &[RequestRecord]) -> (Duration, Duration) {
 async fn daemon_burst(burst: Burst) -> Figures {
     let dir = scratch();
     let emulator = emulator(Some(PROCESSING)).await;
+    let inboxes = if burst.sets > 0 { 2 } else { 1 };
     let text = config_text(
         dir.path(),
         &emulator.base_url(),
         burst.rps,
         burst.dpm,
-        1,
+        inboxes,
         true,
     );
+    let text = match burst.sets {
+        0 => text,
+        _ => sets_inbox(&text, dir.path(), 1),
+    };
     let staging = dir.path().join("staging");
     stage(&staging, burst.files);
+    let set_staging = dir.path().join("staging-sets");
+    stage_sets(&set_staging, burst.sets);
     let child = spawn(dir.path(), &text, None);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dropped = drop_all(&staging, &dir.path().join("in/0"));
-    let done = arrivals(
-        &dir.path().join("done/0"),
-        ".json",
-        burst.files,
-        Duration::from_secs(600),
-    )
-    .await;
+    if burst.sets > 0 {
+        drop_all(&set_staging, &dir.path().join("in/1"));
+    }
+    let limit = Duration::from_secs(900);
+    let sets_done = tokio::spawn({
+        let done = dir.path().join("done/1");
+        async move { arrivals(&done, ".json", burst.sets, limit).await }
+    });
+    let mut done = arrivals(&dir.path().join("done/0"), ".json", burst.files, limit).await;
+    done.extend(sets_done.await.unwrap());
     let mut f = figures(burst, dropped, done, &emulator.requests());
     f.peak_mb = Some(peak_memory_mb(child.id()));
     f.idle_cpu = Some(cpu_share(child.id(), Duration::from_secs(5)).await);
     stop(child);
     emulator.shutdown();
     f
+}
+
+/// Makes inbox `index` of a [`numbered_inboxes_config`] text a `sets = true` inbox.
+fn sets_inbox(text: &str, base: &Path, index: usize) -> String {
+    let failed = format!("failed = \"{}/failed/{index}\"\n", base.display());
+    text.replacen(&failed, &format!("{failed}sets = true\n"), 1)
+}
+
+/// Writes `sets` two-file document sets into `staging` (a folder each, `set-NNNNNN`), oldest
+/// first by mtime, after the single files' times.
+fn stage_sets(staging: &Path, sets: usize) {
+    std::fs::create_dir_all(staging).unwrap();
+    let oldest = SystemTime::now() - Duration::from_secs(sets as u64 + 5);
+    for n in 0..sets {
+        let folder = staging.join(format!("set-{n:06}"));
+        std::fs::create_dir(&folder).unwrap();
+        for page in 1..=2 {
+            let path = folder.join(format!("page-{page}.bin"));
+            std::fs::write(&path, content(1_000_000 + n * 2 + page)).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(oldest + Duration::from_secs(n as u64))
+                .unwrap();
+        }
+    }
 }
 
 /// The naive client: lists the inbox every half second; one request per `1 / rps` at most,
