@@ -1,7 +1,8 @@
 //! Sending a claimed file to the API and getting its `document_id`.
 //!
 //! The file is opened, measured and hashed *before* asking the scheduler for a turn, so the
-//! request leaves the moment the turn is granted; its body is streamed from the open file
+//! request leaves the moment the turn is granted (hashed: its hash from the claim, read
+//! again only if it was written since, see [`hashed`](crate::pipeline::hashed)); its body is streamed from the open file
 //! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
 //! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
 //! returns, before anything else is decided about it. A file whose metadata moved while it
