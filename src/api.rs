@@ -340,8 +340,11 @@ impl ApiClient {
 }
 
 /// Raw bytes read and encoded per step: a multiple of 3, so no `=` padding appears before a
-/// file's last chunk (48 KiB in, 64 KiB of base64 out).
-const CHUNK_BYTES: usize = 3 * 16 * 1024;
+/// file's last chunk (192 KiB in, 256 KiB of base64 out). Each chunk is handed from the
+/// reading thread to the connection's task, a wake-up on each side: at 64 KiB out those
+/// wake-ups took a fifth of the daemon's CPU sending 5 MB files. A body in flight holds
+/// about 1 MB (the read buffer and the queued chunks).
+const CHUNK_BYTES: usize = 3 * 64 * 1024;
 
 /// Encoded chunks queued between the reader thread and the connection.
 const CHUNKS_QUEUED: usize = 2;

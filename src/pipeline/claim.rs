@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::lifecycle::{Event, Member, Payload};
+use crate::pipeline::hashed::{self, Hashed};
 use crate::pipeline::intake::ReadyFile;
 use crate::pipeline::recorder::{NewClaim, Record};
 use crate::pipeline::{Context, Inbox, Job, Recorder, Step};
@@ -175,6 +176,7 @@ async fn recheck(cx: &Context, job: &mut Job, hashed: String) -> Step {
         return Step::Next;
     };
     if now.sha256 == hashed {
+        job.hashed = now.hashed;
         return Step::Next;
     }
     tracing::warn!(
@@ -207,6 +209,8 @@ pub struct Content {
     pub sha256: String,
     pub size: u64,
     pub members: Option<Vec<Member>>,
+    /// Each file as it was hashed (none that changed while it was read).
+    pub hashed: Vec<Hashed>,
 }
 
 /// Reads the work file, or each file of the set's folder, in the blocking pool.
@@ -218,20 +222,22 @@ pub async fn read_content(job: &Job) -> std::io::Result<Content> {
     );
     let read = tokio::task::spawn_blocking(move || match payload {
         Payload::File => {
-            let sha256 = fsutil::sha256_hex_of_file(&path)?;
+            let (sha256, hashed) = hashed::hash_file(&path)?;
             let size = std::fs::metadata(&path)?.len();
             Ok(Content {
                 sha256,
                 size,
                 members: None,
+                hashed: hashed.into_iter().collect(),
             })
         }
         Payload::Set { .. } => {
-            let members = crate::pipeline::set::read_members(&inbox, &path)?;
+            let (members, hashed) = crate::pipeline::set::read_members(&inbox, &path)?;
             Ok(Content {
                 sha256: crate::pipeline::set::set_sha256(&members),
                 size: members.iter().map(|m| m.size).sum(),
                 members: Some(members),
+                hashed,
             })
         }
     });
@@ -246,7 +252,8 @@ pub async fn hash_and_record(cx: &Context, job: &mut Job) -> std::io::Result<Opt
     Ok(record_content(cx, job, content).await)
 }
 
-/// Records content read from `job` as its hash (and a set's files); `None` if stopped.
+/// Records content read from `job` as its hash (and a set's files), and keeps its files as
+/// they were hashed for the submit; `None` if stopped.
 async fn record_content(cx: &Context, job: &mut Job, content: Content) -> Option<String> {
     let sha256 = content.sha256.clone();
     let hashed = Event::Hashed {
@@ -255,6 +262,7 @@ async fn record_content(cx: &Context, job: &mut Job, content: Content) -> Option
         members: content.members,
     };
     cx.recorder.record(job, hashed).await.ok()?;
+    job.hashed = content.hashed;
     Some(sha256)
 }
 

@@ -6,12 +6,13 @@
 //! `daemon::drive`. What a file's state is, is decided by the [`lifecycle`](crate::lifecycle)
 //! state machine and stored by the [`recorder`], the only module here that names the
 //! journal: the stages report events to it. Beside the stages: [`entries`] (which entries of a folder are taken) and
-//! [`set`] (what a document set is), which the stages use and which name no stage, and
-//! [`ready_times`] (when to ask for a result).
+//! [`set`] (what a document set is) and [`hashed`] (a file's bytes as this run hashed them), which the
+//! stages use and which name no stage, and [`ready_times`] (when to ask for a result).
 
 pub mod claim;
 pub mod entries;
 pub mod finish;
+pub mod hashed;
 pub mod intake;
 pub mod poll;
 pub mod preflight;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::lifecycle::{self, Effect, Event, FileState, Illegal, Payload};
 use crate::metrics::Metrics;
 use crate::pipeline::Inbox;
+use crate::pipeline::hashed::Hashed;
 pub use crate::store::journal::{FileId, NewClaim, Record, SameContent, Superseded};
 use crate::store::journal::{Journal, until_stored};
 
@@ -37,6 +38,9 @@ pub struct Job {
     /// Its name in the inbox, as the scanner wrote it; reused in done/ and failed/.
     pub name: String,
     pub work_path: PathBuf,
+    /// Its files as this run hashed them (empty until then, and for a row from an earlier
+    /// run): the submit reads a file again only if it was written since.
+    pub hashed: Vec<Hashed>,
     state: FileState,
 }
 
@@ -75,6 +79,7 @@ impl Job {
             inbox,
             name: record.name.clone(),
             work_path: record.work_path.clone(),
+            hashed: Vec::new(),
             state,
         }
     }
@@ -125,6 +130,7 @@ impl Recorder {
             inbox,
             name: claim.name,
             work_path: claim.work_path,
+            hashed: Vec::new(),
             state,
         })
     }

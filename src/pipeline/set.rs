@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use crate::config::InboxConfig;
 use crate::pipeline::entries::{EntryRules, Verdict, is_ignored_name, is_temporary_name};
+use crate::pipeline::hashed::{self, Hashed};
 use crate::store::fsutil;
 
 pub use crate::lifecycle::Member;
@@ -319,17 +320,23 @@ pub fn set_sha256(members: &[Member]) -> String {
     fsutil::sha256_hex(lines.concat().as_bytes())
 }
 
-/// Lists and hashes the claimed set at `folder` and plans its `process_info` (blocking).
-pub fn read_members(inbox: &InboxConfig, folder: &Path) -> std::io::Result<Vec<Member>> {
+/// Lists and hashes the claimed set at `folder` and plans its `process_info` (blocking);
+/// beside the members, each file as it was hashed (see [`hashed`](crate::pipeline::hashed)).
+pub fn read_members(
+    inbox: &InboxConfig,
+    folder: &Path,
+) -> std::io::Result<(Vec<Member>, Vec<Hashed>)> {
     let listing = list(inbox, folder)?;
     let mut files = Vec::with_capacity(listing.files.len());
+    let mut hashed_files = Vec::with_capacity(listing.files.len());
     for entry in listing.files {
         let path = folder.join(&entry.name);
-        let sha = fsutil::sha256_hex_of_file(&path)?;
+        let (sha, hashed) = hashed::hash_file(&path)?;
         let size = std::fs::metadata(&path)?.len();
         files.push((entry.name, sha, size));
+        hashed_files.extend(hashed);
     }
-    Ok(plan(inbox, files))
+    Ok((plan(inbox, files), hashed_files))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Sending a claimed file to the API and getting its `document_id`.
 //!
 //! The file is opened, measured and hashed *before* asking the scheduler for a turn, so the
-//! request leaves the moment the turn is granted; its body is streamed from the open file
+//! request leaves the moment the turn is granted (hashed: its hash from the claim, read
+//! again only if it was written since, see [`hashed`](crate::pipeline::hashed)); its body is streamed from the open file
 //! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
 //! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
 //! returns, before anything else is decided about it. A file whose metadata moved while it
@@ -11,7 +12,6 @@
 //! counting against the file.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use crate::api::{ApiFailure, Asked, BodyFile, ProcessInfo, ProcessOptions, SubmitBody};
 use crate::config::{InboxConfig, ProjectField, Tariff};
 use crate::lifecycle::{Event, Member, Payload};
+use crate::pipeline::hashed::{self, Hashed, Stamp};
 use crate::pipeline::recorder::SameContent;
 use crate::pipeline::{Context, Job, NotRecorded, Step};
 use crate::scheduler::SubmitExpected;
@@ -112,24 +113,6 @@ fn all_unchanged(files: &[(std::fs::File, Stamp)]) -> bool {
     files
         .iter()
         .all(|(file, read_as)| file.metadata().is_ok_and(|m| Stamp::of(&m) == *read_as))
-}
-
-/// What `fstat` of the open file says about its content: equal stamps, unchanged file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
 }
 
 /// What reading a file for its submit gave.
@@ -800,11 +783,12 @@ pub fn request_key(inbox: &InboxConfig) -> String {
 async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> {
     let (api, info, payload) = (p.api.clone(), info.clone(), job.payload.clone());
     let parts = job.payload.parts(&job.work_path);
+    let known = job.hashed.clone();
     tokio::task::spawn_blocking(move || {
         let mut files = Vec::with_capacity(parts.len());
         let mut sent = Vec::with_capacity(parts.len());
         for (path, name) in parts {
-            let Some((file, stamp, sha256)) = read_unchanged(&path)? else {
+            let Some((file, stamp, sha256)) = read_unchanged(&path, &known)? else {
                 return Ok(Read::Changed);
             };
             files.push((file, stamp));
@@ -831,19 +815,20 @@ async fn prepare(p: &Context, job: &Job, info: &Asked) -> std::io::Result<Read> 
     .map_err(std::io::Error::other)?
 }
 
-/// Opens and hashes one file; `None` if it changed while it was read.
+/// Opens one file and gives the hash of its bytes: the one this run hashed them under if its
+/// stamp is still the same (not read again), else hashed now; `None` if it changed while it
+/// was read.
 fn read_unchanged(
     path: &std::path::Path,
+    known: &[Hashed],
 ) -> std::io::Result<Option<(std::fs::File, Stamp, String)>> {
-    use sha2::Digest;
     let file = std::fs::File::open(path)?;
-    let before = Stamp::of(&file.metadata()?);
-    let mut hasher = sha2::Sha256::new();
-    let read = std::io::copy(&mut &file, &mut hasher)?;
-    if Stamp::of(&file.metadata()?) != before || read != before.size {
-        return Ok(None);
+    let stamp = Stamp::of(&file.metadata()?);
+    if let Some(sha256) = hashed::known_hash(known, path, stamp) {
+        return Ok(Some((file, stamp, sha256.to_string())));
     }
-    Ok(Some((file, before, format!("{:x}", hasher.finalize()))))
+    let (sha256, unchanged) = hashed::hash_open_file(&file)?;
+    Ok(unchanged.map(|stamp| (file, stamp, sha256)))
 }
 
 /// The content hash of what was read: a file's own, a set's over its files as read.
@@ -946,6 +931,32 @@ fn gave_up(attempts: u32, status: Option<u16>, message: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file hashed at its claim is not read a second time for its submit while it is as it
+    /// was hashed (the hash given is the claim's, however it was come by); written since,
+    /// it is read and hashed again.
+    #[test]
+    fn a_file_hashed_at_its_claim_is_not_read_again_for_its_submit_unless_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scan.jpg");
+        std::fs::write(&path, b"the scanned bytes").unwrap();
+        let (_, hashed) = hashed::hash_file(&path).unwrap();
+        let as_claimed = Hashed {
+            sha256: "the hash taken at the claim".to_string(),
+            ..hashed.expect("unchanged while read")
+        };
+        let known = std::slice::from_ref(&as_claimed);
+        let (_, _, sha256) = read_unchanged(&path, known).unwrap().unwrap();
+        assert_eq!(sha256, "the hash taken at the claim");
+
+        std::fs::write(&path, b"other scanned bytes").unwrap();
+        let (_, stamp, sha256) = read_unchanged(&path, known).unwrap().unwrap();
+        assert_eq!(
+            sha256,
+            crate::store::fsutil::sha256_hex(b"other scanned bytes")
+        );
+        assert_eq!(stamp.size, 19);
+    }
 
     /// Finding 1: a wait longer than a minute is reported once, not every time it is checked.
     #[test]
