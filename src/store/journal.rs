@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+#[doc(hidden)]
+pub mod bench_fill;
 mod deliveries;
 pub mod fail_points;
 pub mod history;
@@ -378,29 +380,7 @@ impl Journal {
     async fn insert(&self, c: NewClaim, kind: Option<&'static str>) -> anyhow::Result<FileId> {
         self.with(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
-                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
-                params![
-                    path_text(&c.inbox),
-                    c.name,
-                    path_text(&c.work_path),
-                    c.size as i64,
-                    ms(c.detected_at),
-                    ms(c.claimed_at),
-                    ms(SystemTime::now()),
-                    kind,
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
-            let details = serde_json::json!({
-                "from": path_text(&c.inbox.join(&c.name)),
-                "work_path": path_text(&c.work_path),
-                "size": c.size,
-                "seen_ms": ms(c.detected_at),
-                "set": kind == Some("set"),
-            });
-            history::append(&tx, Some(id), transition::CLAIMED, details)?;
+            let id = insert_row(&tx, &c, kind, SystemTime::now())?;
             tx.commit()?;
             Ok(id)
         })
@@ -699,6 +679,40 @@ impl Journal {
         })
         .await
     }
+}
+
+/// Inserts a claimed file's row and its "claimed" line, written at `now` (inside the
+/// caller's transaction).
+fn insert_row(
+    tx: &Connection,
+    c: &NewClaim,
+    kind: Option<&'static str>,
+    now: SystemTime,
+) -> rusqlite::Result<FileId> {
+    tx.execute(
+        "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
+         VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
+        params![
+            path_text(&c.inbox),
+            c.name,
+            path_text(&c.work_path),
+            c.size as i64,
+            ms(c.detected_at),
+            ms(c.claimed_at),
+            ms(now),
+            kind,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let details = serde_json::json!({
+        "from": path_text(&c.inbox.join(&c.name)),
+        "work_path": path_text(&c.work_path),
+        "size": c.size,
+        "seen_ms": ms(c.detected_at),
+        "set": kind == Some("set"),
+    });
+    history::append_at(tx, Some(id), now, transition::CLAIMED, details)?;
+    Ok(id)
 }
 
 /// The newest row whose original was finished at `final_path`, with its stage: the one a
