@@ -226,6 +226,32 @@ CREATE INDEX IF NOT EXISTS documents_content ON documents(sha256, request);
 CREATE INDEX IF NOT EXISTS documents_file ON documents(file_id);
 ";
 
+/// Indexes added for a journal of a year's files (a million rows and their history): every
+/// query the daemon runs while pacing, at start, for `status` and for `explain` looks rows
+/// up through one of these instead of reading the whole table. `IF NOT EXISTS`: a journal
+/// from an older daemon gains them at its first open (built once, a few seconds for a
+/// million rows); an older daemon opening a journal that has them simply ignores them.
+/// Append to this list; never change an entry (its name is its identity).
+const SCALE_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS files_unfinished ON files(id)
+    WHERE stage NOT IN ('done', 'review', 'failed', 'lost');
+CREATE INDEX IF NOT EXISTS files_final_path ON files(final_path);
+CREATE INDEX IF NOT EXISTS files_final_name ON files(substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1));
+CREATE INDEX IF NOT EXISTS files_name ON files(name);
+CREATE INDEX IF NOT EXISTS files_work_path ON files(work_path);
+CREATE INDEX IF NOT EXISTS files_document ON files(document_id);
+CREATE INDEX IF NOT EXISTS files_ready ON files(request, id) WHERE ready_ms IS NOT NULL;
+";
+
+/// Rows not yet finished (the `files_unfinished` index's condition, written the same way
+/// so that SQLite uses it).
+const UNFINISHED: &str = "stage NOT IN ('done', 'review', 'failed', 'lost')";
+
+/// A finished row's final name (the last part of `final_path`), as `files_final_name`
+/// indexes it: built-in functions only, so `sqlite3` reads and writes the journal too.
+pub const FINAL_NAME: &str =
+    "substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1)";
+
 /// Columns added after the first layout, as `(name, declaration)`: a journal written by an
 /// older daemon gains them at open (`ALTER TABLE ... ADD COLUMN`), a new one has them at once.
 /// Append to this list; never change or remove an entry.
@@ -282,6 +308,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     add_missing_columns(&tx)?;
     deliveries::create_table(&tx)?;
     history::create_table(&tx)?;
+    tx.execute_batch(SCALE_INDEXES)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -509,7 +536,7 @@ impl Journal {
     pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'review', 'failed', 'lost') ORDER BY id"
+                "SELECT {COLUMNS} FROM files WHERE {UNFINISHED} ORDER BY id"
             ))?;
             let rows = stmt.query_map([], read_record)?;
             rows.collect()
@@ -647,38 +674,76 @@ impl Journal {
     }
 
     /// Per inbox: how many files are at each stage, how many finished today (local time),
-    /// and the oldest claimed-but-unsent file's detection time.
+    /// and the oldest claimed-but-unsent file's detection time. Rewritten into the status
+    /// snapshot after every change, so it reads only the rows it counts (the unfinished, the
+    /// finished today, the lost) through their indexes, never the year behind them.
     pub async fn inbox_counts(&self) -> anyhow::Result<Vec<InboxCounts>> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT inbox,
-                    SUM(stage = 'claimed'),
-                    SUM(stage = 'submitting'),
-                    SUM(stage IN ('submitted', 'finishing')),
-                    SUM(stage = 'done' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
-                    SUM(stage = 'failed' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
-                    SUM(stage = 'lost'),
-                    MIN(CASE WHEN stage IN ('claimed', 'submitting') THEN detected_at END),
-                    SUM(stage = 'review' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime'))
-                 FROM files GROUP BY inbox",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(InboxCounts {
-                    inbox: PathBuf::from(r.get::<_, String>(0)?),
-                    claimed: r.get::<_, i64>(1)? as u64,
-                    submitting: r.get::<_, i64>(2)? as u64,
-                    polling: r.get::<_, i64>(3)? as u64,
-                    done_today: r.get::<_, i64>(4)? as u64,
-                    failed_today: r.get::<_, i64>(5)? as u64,
-                    lost: r.get::<_, i64>(6)? as u64,
-                    oldest_claimed: r.get::<_, Option<i64>>(7)?.map(from_ms),
-                    review_today: r.get::<_, i64>(8)? as u64,
-                })
-            })?;
-            rows.collect()
+            let mut counts: Vec<InboxCounts> = Vec::new();
+            let mut rows: Vec<(String, String, u64, Option<i64>)> = Vec::new();
+            for sql in [
+                format!(
+                    "SELECT inbox, stage, COUNT(*), MIN(detected_at) FROM files
+                     WHERE {UNFINISHED} GROUP BY inbox, stage"
+                ),
+                // Today, local time: from this midnight to the next (as the local clock says),
+                // through `files_finished` (`+stage`: not through every done file's stage).
+                "SELECT inbox, stage, COUNT(*), NULL FROM files
+                 WHERE finished_at >= CAST(strftime('%s', date('now', 'localtime'), 'utc') AS INTEGER) * 1000
+                   AND finished_at < CAST(strftime('%s', date('now', 'localtime', '+1 day'), 'utc') AS INTEGER) * 1000
+                   AND +stage IN ('done', 'failed', 'review')
+                 GROUP BY inbox, stage"
+                    .to_string(),
+                "SELECT inbox, stage, COUNT(*), NULL FROM files WHERE stage = 'lost' GROUP BY inbox"
+                    .to_string(),
+            ] {
+                let mut stmt = conn.prepare(&sql)?;
+                let found = stmt.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64, r.get(3)?))
+                })?;
+                for row in found {
+                    rows.push(row?);
+                }
+            }
+            for (inbox, stage, n, oldest) in rows {
+                let c = counts_of(&mut counts, PathBuf::from(inbox));
+                match stage.as_str() {
+                    "claimed" | "submitting" => {
+                        let oldest = oldest.map(from_ms);
+                        c.oldest_claimed = [c.oldest_claimed, oldest].into_iter().flatten().min();
+                        if stage == "claimed" {
+                            c.claimed += n
+                        } else {
+                            c.submitting += n
+                        }
+                    }
+                    "submitted" | "finishing" => c.polling += n,
+                    "done" => c.done_today += n,
+                    "failed" => c.failed_today += n,
+                    "review" => c.review_today += n,
+                    "lost" => c.lost += n,
+                    _ => {}
+                }
+            }
+            Ok(counts)
         })
         .await
     }
+}
+
+/// `inbox`'s entry in `counts`, added if it has none yet.
+fn counts_of(counts: &mut Vec<InboxCounts>, inbox: PathBuf) -> &mut InboxCounts {
+    let at = match counts.iter().position(|c| c.inbox == inbox) {
+        Some(at) => at,
+        None => {
+            counts.push(InboxCounts {
+                inbox,
+                ..InboxCounts::default()
+            });
+            counts.len() - 1
+        }
+    };
+    &mut counts[at]
 }
 
 /// Inserts a claimed file's row and its "claimed" line, written at `now` (inside the
@@ -1286,6 +1351,105 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
         assert_eq!(transitions(&j, id), ["claimed"]);
+    }
+
+    /// A journal of `files` finished files and their history, through the journal's own code.
+    fn year_of(j: &Journal, files: usize) {
+        let now = SystemTime::now();
+        let work = bench_fill::YearOfWork {
+            inbox: "/in".into(),
+            done: "/done".into(),
+            files,
+            from: now - Duration::from_secs(365 * 24 * 3600),
+            to: now - Duration::from_secs(3600),
+        };
+        bench_fill::fill(j, &work).unwrap();
+    }
+
+    /// SQLite virtual-machine steps taken by the journal's connection while `run` runs: a
+    /// read of every row of a table takes at least one step per row.
+    async fn steps<T, F: std::future::Future<Output = T>>(j: &Journal, run: F) -> (T, u64) {
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = counted.clone();
+        j.conn.lock().unwrap().progress_handler(
+            1,
+            Some(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }),
+        );
+        let out = run.await;
+        j.conn
+            .lock()
+            .unwrap()
+            .progress_handler(1, None::<fn() -> bool>);
+        (out, counted.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A year of history (a million rows) must not be read whole by what the daemon does at
+    /// start (the unfinished files), after every change (the status snapshot's counts), for
+    /// each submit (the duplicate rule, the ready times), for a requeue or a review decision
+    /// (the newest row at a path), or by an hourly prune with nothing to forget: each reads
+    /// the few rows it needs through an index, whatever the journal's size.
+    #[tokio::test]
+    async fn the_daemons_queries_read_the_rows_they_need_not_the_whole_year() {
+        const FILES: usize = 2000;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        year_of(&j, FILES);
+        let open = Driven::claim(&j, claim("new.jpg")).await.id;
+        let other = r#"{"type":"SNILS"}"#.to_string();
+        let mut read = Vec::new();
+        read.push(("unfinished", steps(&j, j.unfinished()).await.1));
+        read.push(("inbox_counts", steps(&j, j.inbox_counts()).await.1));
+        read.push(("delivery_counts", steps(&j, j.delivery_counts()).await.1));
+        let same = j.same_content(open, "ff".into(), other.clone(), "/in".into());
+        read.push(("same_content", steps(&j, same).await.1));
+        let ready = j.ready_times(other.clone(), 20);
+        read.push(("ready_times", steps(&j, ready).await.1));
+        let document = j.request_of_document("s-none".into());
+        read.push(("request_of_document", steps(&j, document).await.1));
+        let newest = j.with(|conn| newest_row_at(conn, Path::new("/done/scan-0001000.jpg")));
+        read.push(("newest_row_at", steps(&j, newest).await.1));
+        let decided = j.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            review::earlier_decision(&tx, Path::new("/review/scan-0001000.jpg")).map(|_| ())
+        });
+        read.push(("earlier review decision", steps(&j, decided).await.1));
+        let prune = j.prune(Duration::from_secs(400 * 24 * 3600));
+        read.push(("prune (nothing to forget)", steps(&j, prune).await.1));
+        let deliveries = j.prune_deliveries(Duration::from_secs(400 * 24 * 3600));
+        read.push(("prune_deliveries", steps(&j, deliveries).await.1));
+        let whole: Vec<_> = read.iter().filter(|(_, n)| *n as usize >= FILES).collect();
+        assert!(
+            whole.is_empty(),
+            "these read about every row of {FILES} files (steps): {whole:?}"
+        );
+        assert_eq!(j.inbox_counts().await.unwrap()[0].claimed, 1);
+    }
+
+    /// A journal from before the scale indexes gains them at open.
+    #[tokio::test]
+    async fn an_older_journal_gains_the_indexes_for_a_year_of_files() {
+        let dir = older_journal();
+        let j = Journal::open(dir.path()).unwrap();
+        let names: Vec<String> = j
+            .with(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")?;
+                let names = stmt.query_map([], |r| r.get(0))?;
+                names.collect()
+            })
+            .await
+            .unwrap();
+        for index in [
+            "files_unfinished",
+            "files_final_path",
+            "files_final_name",
+            "files_name",
+        ] {
+            assert!(names.iter().any(|n| n == index), "{index} not in {names:?}");
+        }
     }
 
     #[tokio::test]
