@@ -640,37 +640,24 @@ impl Journal {
     }
 
     /// Forgets finished files older than `keep` (and with them their content hashes, their
-    /// documents and their history).
+    /// documents and their history), [`PRUNE_BATCH`] files per transaction: the journal is
+    /// free between batches, so the pacer records its submits while a year is pruned.
     pub async fn prune(&self, keep: Duration) -> anyhow::Result<usize> {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
-        self.with(move |conn| {
-            let tx = conn.unchecked_transaction()?;
-            let conn = &tx;
-            let forgotten = conn.execute(
-                "DELETE FROM files WHERE stage IN ('done', 'review', 'failed', 'lost') AND finished_at < ?1",
-                [cutoff],
-            )?;
-            conn.execute(
-                "DELETE FROM documents WHERE file_id NOT IN (SELECT id FROM files)",
-                [],
-            )?;
-            // A file's history goes with its row; a requeue recorded without a row (its row
-            // was pruned before) goes after keep_history like the rows.
-            conn.execute(
-                "DELETE FROM history WHERE (file_id IS NOT NULL AND file_id NOT IN (SELECT id FROM files))
-                    OR (file_id IS NULL AND at < ?1)",
-                [cutoff],
-            )?;
-            conn.execute(
-                "DELETE FROM requeued_documents WHERE document_id NOT IN
-                    (SELECT document_id FROM files WHERE document_id IS NOT NULL
-                     UNION SELECT document_id FROM documents)",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(forgotten)
-        })
-        .await
+        let mut forgotten = 0;
+        loop {
+            let batch = self
+                .with(move |conn| prune_batch(conn, cutoff, PRUNE_BATCH))
+                .await?;
+            forgotten += batch;
+            if batch < PRUNE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        self.with(move |conn| prune_without_rows(conn, cutoff))
+            .await?;
+        Ok(forgotten)
     }
 
     /// Per inbox: how many files are at each stage, how many finished today (local time),
@@ -744,6 +731,54 @@ fn counts_of(counts: &mut Vec<InboxCounts>, inbox: PathBuf) -> &mut InboxCounts 
         }
     };
     &mut counts[at]
+}
+
+/// How many finished files one prune transaction forgets (each with its documents and its
+/// dozen history lines): a few milliseconds of the journal's time.
+pub(super) const PRUNE_BATCH: usize = 200;
+
+/// Forgets up to `limit` of the finished files that finished before `cutoff` (oldest
+/// first), with their documents and history, in one transaction; returns how many.
+fn prune_batch(conn: &Connection, cutoff: i64, limit: usize) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let ids: Vec<FileId> = {
+        // `+stage`: found through `files_finished` (the oldest finish times), not by stage.
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM files WHERE finished_at < ?1
+               AND +stage IN ('done', 'review', 'failed', 'lost')
+             ORDER BY finished_at LIMIT ?2",
+        )?;
+        stmt.query_map(params![cutoff, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for id in &ids {
+        for sql in [
+            "DELETE FROM documents WHERE file_id = ?1",
+            "DELETE FROM history WHERE file_id = ?1",
+            "DELETE FROM files WHERE id = ?1",
+        ] {
+            tx.prepare_cached(sql)?.execute([id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(ids.len())
+}
+
+/// After the rows: a requeue recorded without a row (its row was pruned before) goes after
+/// keep_history like the rows, and a requeued document nothing names any more is forgotten.
+fn prune_without_rows(conn: &Connection, cutoff: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "DELETE FROM history WHERE file_id IS NULL AND at < ?1",
+        [cutoff],
+    )?;
+    tx.execute(
+        "DELETE FROM requeued_documents WHERE
+            NOT EXISTS (SELECT 1 FROM files f WHERE f.document_id = requeued_documents.document_id)
+            AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.document_id = requeued_documents.document_id)",
+        [],
+    )?;
+    tx.commit()
 }
 
 /// Inserts a claimed file's row and its "claimed" line, written at `now` (inside the
@@ -1426,6 +1461,45 @@ mod tests {
             "these read about every row of {FILES} files (steps): {whole:?}"
         );
         assert_eq!(j.inbox_counts().await.unwrap()[0].claimed, 1);
+    }
+
+    /// Pruning a year at once must not hold the journal until it is done: the pacer records
+    /// its submits in between. Each batch is its own transaction; a write waiting for the
+    /// journal gets it between two batches and sees part of the year already forgotten.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_prune_lets_other_writes_in_between_its_batches() {
+        let files = PRUNE_BATCH * 6;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        year_of(&j, files);
+        let pruning = tokio::spawn({
+            let j = j.clone();
+            async move { j.prune(Duration::from_secs(3 * 24 * 3600)).await.unwrap() }
+        });
+        let mut seen = Vec::new();
+        while !pruning.is_finished() {
+            let id = j.insert_claimed(claim("meanwhile.jpg")).await.unwrap();
+            let left: i64 = j
+                .with(move |conn| {
+                    conn.query_row(
+                        "SELECT COUNT(*) FROM files WHERE id < ?1 AND stage = 'done'",
+                        [id],
+                        |r| r.get(0),
+                    )
+                })
+                .await
+                .unwrap();
+            seen.push(left as usize);
+        }
+        let forgotten = pruning.await.unwrap();
+        assert!(forgotten > files / 2, "{forgotten}");
+        let between = seen
+            .iter()
+            .filter(|&&left| left > files - forgotten && left < files);
+        assert!(
+            between.count() > 0,
+            "no write got in while {forgotten} files were pruned (rows left as each write saw them: {seen:?})"
+        );
     }
 
     /// A journal from before the scale indexes gains them at open.
