@@ -734,8 +734,9 @@ fn counts_of(counts: &mut Vec<InboxCounts>, inbox: PathBuf) -> &mut InboxCounts 
 }
 
 /// How many finished files one prune transaction forgets (each with its documents and its
-/// dozen history lines): a few milliseconds of the journal's time.
-pub(super) const PRUNE_BATCH: usize = 200;
+/// dozen history lines): a few milliseconds of the journal's time, so a submit waiting to be
+/// recorded waits no longer than that.
+pub(super) const PRUNE_BATCH: usize = 100;
 
 /// Forgets up to `limit` of the finished files that finished before `cutoff` (oldest
 /// first), with their documents and history, in one transaction; returns how many.
