@@ -229,19 +229,55 @@ CREATE INDEX IF NOT EXISTS documents_file ON documents(file_id);
 /// Indexes added for a journal of a year's files (a million rows and their history): every
 /// query the daemon runs while pacing, at start, for `status` and for `explain` looks rows
 /// up through one of these instead of reading the whole table. `IF NOT EXISTS`: a journal
-/// from an older daemon gains them at its first open (built once, a few seconds for a
-/// million rows); an older daemon opening a journal that has them simply ignores them.
-/// Append to this list; never change an entry (its name is its identity).
-const SCALE_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS files_unfinished ON files(id)
-    WHERE stage NOT IN ('done', 'review', 'failed', 'lost');
-CREATE INDEX IF NOT EXISTS files_final_path ON files(final_path);
-CREATE INDEX IF NOT EXISTS files_final_name ON files(substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1));
-CREATE INDEX IF NOT EXISTS files_name ON files(name);
-CREATE INDEX IF NOT EXISTS files_work_path ON files(work_path);
-CREATE INDEX IF NOT EXISTS files_document ON files(document_id);
-CREATE INDEX IF NOT EXISTS files_ready ON files(request, id) WHERE ready_ms IS NOT NULL;
-";
+/// from an older daemon gains them at its first open ([`add_missing_indexes`]: built once,
+/// seconds per million rows); an older daemon opening a journal that has them simply
+/// ignores them. Append to this list; never change an entry (its name is its identity).
+const SCALE_INDEXES: &[(&str, &str)] = &[
+    (
+        "files_unfinished",
+        "ON files(id) WHERE stage NOT IN ('done', 'review', 'failed', 'lost')",
+    ),
+    ("files_final_path", "ON files(final_path)"),
+    (
+        "files_final_name",
+        "ON files(substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1))",
+    ),
+    ("files_name", "ON files(name)"),
+    ("files_work_path", "ON files(work_path)"),
+    ("files_document", "ON files(document_id)"),
+    (
+        "files_ready",
+        "ON files(request, id) WHERE ready_ms IS NOT NULL",
+    ),
+];
+
+/// Creates each of [`SCALE_INDEXES`] the journal lacks, each in its own transaction (one
+/// built before a kill is kept), saying so in the log and to systemd (whose start timeout is
+/// extended meanwhile): a journal of a million rows takes seconds per index, once.
+fn add_missing_indexes(conn: &mut Connection) -> rusqlite::Result<()> {
+    for (name, definition) in SCALE_INDEXES {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let have: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !have {
+            let started = std::time::Instant::now();
+            tracing::info!("the journal gains the index {name} (once, after an upgrade)");
+            crate::systemd::building(&format!("building the journal's index {name} (once)"));
+            tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} {definition};"))?;
+            tracing::info!(
+                "journal index {name} built in {}",
+                humantime::format_duration(Duration::from_millis(
+                    started.elapsed().as_millis() as u64
+                ))
+            );
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
 
 /// Rows not yet finished (the `files_unfinished` index's condition, written the same way
 /// so that SQLite uses it).
@@ -301,16 +337,16 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
 /// Creates the tables and adds [`ADDED_COLUMNS`] in one write transaction, taken before the
 /// layout is read: two processes opening one journal at once (the daemon and `status`, or a
 /// test's reader) take turns, so the second sees the first's columns instead of adding them
-/// again ("duplicate column name").
+/// again ("duplicate column name"). Then the indexes of [`SCALE_INDEXES`] it lacks.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
     add_missing_columns(&tx)?;
     deliveries::create_table(&tx)?;
     history::create_table(&tx)?;
-    tx.execute_batch(SCALE_INDEXES)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()
+    tx.commit()?;
+    add_missing_indexes(conn)
 }
 
 /// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
