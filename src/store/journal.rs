@@ -249,6 +249,16 @@ const SCALE_INDEXES: &[(&str, &str)] = &[
         "files_ready",
         "ON files(request, id) WHERE ready_ms IS NOT NULL",
     ),
+    // An earlier review decision on a path (the reviewed lines only).
+    (
+        "history_reviews",
+        "ON history(json_extract(details, '$.from'), id) WHERE transition = 'reviewed'",
+    ),
+    // Deliveries that are over, for their prune.
+    (
+        "deliveries_ended",
+        "ON deliveries(updated_at) WHERE state != 'waiting'",
+    ),
 ];
 
 /// Creates each of [`SCALE_INDEXES`] the journal lacks, each in its own transaction (one

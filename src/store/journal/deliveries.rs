@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_way ON deliveries(state, inbox, kind, next_at);
-CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries(updated_at) WHERE state != 'waiting';
 ";
 
 /// Creates the table in a journal that lacks it (a new one, or one from an older daemon).

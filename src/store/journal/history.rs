@@ -25,8 +25,6 @@ CREATE TABLE IF NOT EXISTS history (
     details     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_file ON history(file_id, id);
-CREATE INDEX IF NOT EXISTS history_reviews ON history(json_extract(details, '$.from'), id)
-    WHERE transition = 'reviewed';
 CREATE TABLE IF NOT EXISTS requeued_documents (
     document_id TEXT PRIMARY KEY,
     file_id     INTEGER,
