@@ -35,6 +35,16 @@ pub fn status(line: &str) {
     send(&[NotifyState::Status(&line)]);
 }
 
+/// `STATUS=...` and `EXTEND_TIMEOUT_USEC=` (two minutes from now): a long step of the start
+/// (the journal's upgrade) is under way, so systemd does not kill the start as hung.
+pub fn building(line: &str) {
+    let line = line.replace(['\n', '\r'], " ");
+    send(&[
+        NotifyState::Status(&line),
+        NotifyState::ExtendTimeoutUsec(120_000_000),
+    ]);
+}
+
 /// `STOPPING=1`: shutdown has begun (SIGTERM).
 pub fn stopping() {
     send(&[NotifyState::Stopping]);

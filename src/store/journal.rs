@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+#[doc(hidden)]
+pub mod bench_fill;
 mod deliveries;
 pub mod fail_points;
 pub mod history;
@@ -224,6 +226,78 @@ CREATE INDEX IF NOT EXISTS documents_content ON documents(sha256, request);
 CREATE INDEX IF NOT EXISTS documents_file ON documents(file_id);
 ";
 
+/// Indexes added for a journal of a year's files (a million rows and their history): every
+/// query the daemon runs while pacing, at start, for `status` and for `explain` looks rows
+/// up through one of these instead of reading the whole table. `IF NOT EXISTS`: a journal
+/// from an older daemon gains them at its first open ([`add_missing_indexes`]: built once,
+/// seconds per million rows); an older daemon opening a journal that has them simply
+/// ignores them. Append to this list; never change an entry (its name is its identity).
+const SCALE_INDEXES: &[(&str, &str)] = &[
+    (
+        "files_unfinished",
+        "ON files(id) WHERE stage NOT IN ('done', 'review', 'failed', 'lost')",
+    ),
+    ("files_final_path", "ON files(final_path)"),
+    (
+        "files_final_name",
+        "ON files(substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1))",
+    ),
+    ("files_name", "ON files(name)"),
+    ("files_work_path", "ON files(work_path)"),
+    ("files_document", "ON files(document_id)"),
+    (
+        "files_ready",
+        "ON files(request, id) WHERE ready_ms IS NOT NULL",
+    ),
+    // An earlier review decision on a path (the reviewed lines only).
+    (
+        "history_reviews",
+        "ON history(json_extract(details, '$.from'), id) WHERE transition = 'reviewed'",
+    ),
+    // Deliveries that are over, for their prune.
+    (
+        "deliveries_ended",
+        "ON deliveries(updated_at) WHERE state != 'waiting'",
+    ),
+];
+
+/// Creates each of [`SCALE_INDEXES`] the journal lacks, each in its own transaction (one
+/// built before a kill is kept), saying so in the log and to systemd (whose start timeout is
+/// extended meanwhile): a journal of a million rows takes seconds per index, once.
+fn add_missing_indexes(conn: &mut Connection) -> rusqlite::Result<()> {
+    for (name, definition) in SCALE_INDEXES {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let have: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !have {
+            let started = std::time::Instant::now();
+            tracing::info!("the journal gains the index {name} (once, after an upgrade)");
+            crate::systemd::building(&format!("building the journal's index {name} (once)"));
+            tx.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} {definition};"))?;
+            tracing::info!(
+                "journal index {name} built in {}",
+                humantime::format_duration(Duration::from_millis(
+                    started.elapsed().as_millis() as u64
+                ))
+            );
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Rows not yet finished (the `files_unfinished` index's condition, written the same way
+/// so that SQLite uses it).
+const UNFINISHED: &str = "stage NOT IN ('done', 'review', 'failed', 'lost')";
+
+/// A finished row's final name (the last part of `final_path`), as `files_final_name`
+/// indexes it: built-in functions only, so `sqlite3` reads and writes the journal too.
+pub const FINAL_NAME: &str =
+    "substr(final_path, length(rtrim(final_path, replace(final_path, '/', ''))) + 1)";
+
 /// Columns added after the first layout, as `(name, declaration)`: a journal written by an
 /// older daemon gains them at open (`ALTER TABLE ... ADD COLUMN`), a new one has them at once.
 /// Append to this list; never change or remove an entry.
@@ -273,7 +347,7 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
 /// Creates the tables and adds [`ADDED_COLUMNS`] in one write transaction, taken before the
 /// layout is read: two processes opening one journal at once (the daemon and `status`, or a
 /// test's reader) take turns, so the second sees the first's columns instead of adding them
-/// again ("duplicate column name").
+/// again ("duplicate column name"). Then the indexes of [`SCALE_INDEXES`] it lacks.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
@@ -281,7 +355,8 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     deliveries::create_table(&tx)?;
     history::create_table(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()
+    tx.commit()?;
+    add_missing_indexes(conn)
 }
 
 /// Layout version in `PRAGMA user_version`; a journal from a newer daemon is not touched.
@@ -378,29 +453,7 @@ impl Journal {
     async fn insert(&self, c: NewClaim, kind: Option<&'static str>) -> anyhow::Result<FileId> {
         self.with(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
-                 VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
-                params![
-                    path_text(&c.inbox),
-                    c.name,
-                    path_text(&c.work_path),
-                    c.size as i64,
-                    ms(c.detected_at),
-                    ms(c.claimed_at),
-                    ms(SystemTime::now()),
-                    kind,
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
-            let details = serde_json::json!({
-                "from": path_text(&c.inbox.join(&c.name)),
-                "work_path": path_text(&c.work_path),
-                "size": c.size,
-                "seen_ms": ms(c.detected_at),
-                "set": kind == Some("set"),
-            });
-            history::append(&tx, Some(id), transition::CLAIMED, details)?;
+            let id = insert_row(&tx, &c, kind, SystemTime::now())?;
             tx.commit()?;
             Ok(id)
         })
@@ -529,7 +582,7 @@ impl Journal {
     pub async fn unfinished(&self) -> anyhow::Result<Vec<Record>> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM files WHERE stage NOT IN ('done', 'review', 'failed', 'lost') ORDER BY id"
+                "SELECT {COLUMNS} FROM files WHERE {UNFINISHED} ORDER BY id"
             ))?;
             let rows = stmt.query_map([], read_record)?;
             rows.collect()
@@ -633,72 +686,180 @@ impl Journal {
     }
 
     /// Forgets finished files older than `keep` (and with them their content hashes, their
-    /// documents and their history).
+    /// documents and their history), [`PRUNE_BATCH`] files per transaction: the journal is
+    /// free between batches, so the pacer records its submits while a year is pruned.
     pub async fn prune(&self, keep: Duration) -> anyhow::Result<usize> {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
-        self.with(move |conn| {
-            let tx = conn.unchecked_transaction()?;
-            let conn = &tx;
-            let forgotten = conn.execute(
-                "DELETE FROM files WHERE stage IN ('done', 'review', 'failed', 'lost') AND finished_at < ?1",
-                [cutoff],
-            )?;
-            conn.execute(
-                "DELETE FROM documents WHERE file_id NOT IN (SELECT id FROM files)",
-                [],
-            )?;
-            // A file's history goes with its row; a requeue recorded without a row (its row
-            // was pruned before) goes after keep_history like the rows.
-            conn.execute(
-                "DELETE FROM history WHERE (file_id IS NOT NULL AND file_id NOT IN (SELECT id FROM files))
-                    OR (file_id IS NULL AND at < ?1)",
-                [cutoff],
-            )?;
-            conn.execute(
-                "DELETE FROM requeued_documents WHERE document_id NOT IN
-                    (SELECT document_id FROM files WHERE document_id IS NOT NULL
-                     UNION SELECT document_id FROM documents)",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(forgotten)
-        })
-        .await
+        let mut forgotten = 0;
+        loop {
+            let batch = self
+                .with(move |conn| prune_batch(conn, cutoff, PRUNE_BATCH))
+                .await?;
+            forgotten += batch;
+            if batch < PRUNE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        self.with(move |conn| prune_without_rows(conn, cutoff))
+            .await?;
+        Ok(forgotten)
     }
 
     /// Per inbox: how many files are at each stage, how many finished today (local time),
-    /// and the oldest claimed-but-unsent file's detection time.
+    /// and the oldest claimed-but-unsent file's detection time. Rewritten into the status
+    /// snapshot after every change, so it reads only the rows it counts (the unfinished, the
+    /// finished today, the lost) through their indexes, never the year behind them.
     pub async fn inbox_counts(&self) -> anyhow::Result<Vec<InboxCounts>> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT inbox,
-                    SUM(stage = 'claimed'),
-                    SUM(stage = 'submitting'),
-                    SUM(stage IN ('submitted', 'finishing')),
-                    SUM(stage = 'done' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
-                    SUM(stage = 'failed' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime')),
-                    SUM(stage = 'lost'),
-                    MIN(CASE WHEN stage IN ('claimed', 'submitting') THEN detected_at END),
-                    SUM(stage = 'review' AND date(finished_at / 1000, 'unixepoch', 'localtime') = date('now', 'localtime'))
-                 FROM files GROUP BY inbox",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(InboxCounts {
-                    inbox: PathBuf::from(r.get::<_, String>(0)?),
-                    claimed: r.get::<_, i64>(1)? as u64,
-                    submitting: r.get::<_, i64>(2)? as u64,
-                    polling: r.get::<_, i64>(3)? as u64,
-                    done_today: r.get::<_, i64>(4)? as u64,
-                    failed_today: r.get::<_, i64>(5)? as u64,
-                    lost: r.get::<_, i64>(6)? as u64,
-                    oldest_claimed: r.get::<_, Option<i64>>(7)?.map(from_ms),
-                    review_today: r.get::<_, i64>(8)? as u64,
-                })
-            })?;
-            rows.collect()
+            let mut counts: Vec<InboxCounts> = Vec::new();
+            let mut rows: Vec<(String, String, u64, Option<i64>)> = Vec::new();
+            for sql in [
+                format!(
+                    "SELECT inbox, stage, COUNT(*), MIN(detected_at) FROM files
+                     WHERE {UNFINISHED} GROUP BY inbox, stage"
+                ),
+                // Today, local time: from this midnight to the next (as the local clock says),
+                // through `files_finished` (`+stage`: not through every done file's stage).
+                "SELECT inbox, stage, COUNT(*), NULL FROM files
+                 WHERE finished_at >= CAST(strftime('%s', date('now', 'localtime'), 'utc') AS INTEGER) * 1000
+                   AND finished_at < CAST(strftime('%s', date('now', 'localtime', '+1 day'), 'utc') AS INTEGER) * 1000
+                   AND +stage IN ('done', 'failed', 'review')
+                 GROUP BY inbox, stage"
+                    .to_string(),
+                "SELECT inbox, stage, COUNT(*), NULL FROM files WHERE stage = 'lost' GROUP BY inbox"
+                    .to_string(),
+            ] {
+                let mut stmt = conn.prepare(&sql)?;
+                let found = stmt.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64, r.get(3)?))
+                })?;
+                for row in found {
+                    rows.push(row?);
+                }
+            }
+            for (inbox, stage, n, oldest) in rows {
+                let c = counts_of(&mut counts, PathBuf::from(inbox));
+                match stage.as_str() {
+                    "claimed" | "submitting" => {
+                        let oldest = oldest.map(from_ms);
+                        c.oldest_claimed = [c.oldest_claimed, oldest].into_iter().flatten().min();
+                        if stage == "claimed" {
+                            c.claimed += n
+                        } else {
+                            c.submitting += n
+                        }
+                    }
+                    "submitted" | "finishing" => c.polling += n,
+                    "done" => c.done_today += n,
+                    "failed" => c.failed_today += n,
+                    "review" => c.review_today += n,
+                    "lost" => c.lost += n,
+                    _ => {}
+                }
+            }
+            Ok(counts)
         })
         .await
     }
+}
+
+/// `inbox`'s entry in `counts`, added if it has none yet.
+fn counts_of(counts: &mut Vec<InboxCounts>, inbox: PathBuf) -> &mut InboxCounts {
+    let at = match counts.iter().position(|c| c.inbox == inbox) {
+        Some(at) => at,
+        None => {
+            counts.push(InboxCounts {
+                inbox,
+                ..InboxCounts::default()
+            });
+            counts.len() - 1
+        }
+    };
+    &mut counts[at]
+}
+
+/// How many finished files one prune transaction forgets (each with its documents and its
+/// dozen history lines): a few milliseconds of the journal's time, so a submit waiting to be
+/// recorded waits no longer than that.
+pub(super) const PRUNE_BATCH: usize = 100;
+
+/// Forgets up to `limit` of the finished files that finished before `cutoff` (oldest
+/// first), with their documents and history, in one transaction; returns how many.
+fn prune_batch(conn: &Connection, cutoff: i64, limit: usize) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let ids: Vec<FileId> = {
+        // `+stage`: found through `files_finished` (the oldest finish times), not by stage.
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM files WHERE finished_at < ?1
+               AND +stage IN ('done', 'review', 'failed', 'lost')
+             ORDER BY finished_at LIMIT ?2",
+        )?;
+        stmt.query_map(params![cutoff, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for id in &ids {
+        for sql in [
+            "DELETE FROM documents WHERE file_id = ?1",
+            "DELETE FROM history WHERE file_id = ?1",
+            "DELETE FROM files WHERE id = ?1",
+        ] {
+            tx.prepare_cached(sql)?.execute([id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(ids.len())
+}
+
+/// After the rows: a requeue recorded without a row (its row was pruned before) goes after
+/// keep_history like the rows, and a requeued document nothing names any more is forgotten.
+fn prune_without_rows(conn: &Connection, cutoff: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "DELETE FROM history WHERE file_id IS NULL AND at < ?1",
+        [cutoff],
+    )?;
+    tx.execute(
+        "DELETE FROM requeued_documents WHERE
+            NOT EXISTS (SELECT 1 FROM files f WHERE f.document_id = requeued_documents.document_id)
+            AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.document_id = requeued_documents.document_id)",
+        [],
+    )?;
+    tx.commit()
+}
+
+/// Inserts a claimed file's row and its "claimed" line, written at `now` (inside the
+/// caller's transaction).
+fn insert_row(
+    tx: &Connection,
+    c: &NewClaim,
+    kind: Option<&'static str>,
+    now: SystemTime,
+) -> rusqlite::Result<FileId> {
+    tx.execute(
+        "INSERT INTO files (inbox, name, work_path, size, stage, detected_at, claimed_at, updated_at, kind)
+         VALUES (?1, ?2, ?3, ?4, 'claimed', ?5, ?6, ?7, ?8)",
+        params![
+            path_text(&c.inbox),
+            c.name,
+            path_text(&c.work_path),
+            c.size as i64,
+            ms(c.detected_at),
+            ms(c.claimed_at),
+            ms(now),
+            kind,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let details = serde_json::json!({
+        "from": path_text(&c.inbox.join(&c.name)),
+        "work_path": path_text(&c.work_path),
+        "size": c.size,
+        "seen_ms": ms(c.detected_at),
+        "set": kind == Some("set"),
+    });
+    history::append_at(tx, Some(id), now, transition::CLAIMED, details)?;
+    Ok(id)
 }
 
 /// The newest row whose original was finished at `final_path`, with its stage: the one a
@@ -1272,6 +1433,144 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         let id = j.insert_claimed(claim("a.jpg")).await.unwrap();
         assert_eq!(transitions(&j, id), ["claimed"]);
+    }
+
+    /// A journal of `files` finished files and their history, through the journal's own code.
+    fn year_of(j: &Journal, files: usize) {
+        let now = SystemTime::now();
+        let work = bench_fill::YearOfWork {
+            inbox: "/in".into(),
+            done: "/done".into(),
+            files,
+            from: now - Duration::from_secs(365 * 24 * 3600),
+            to: now - Duration::from_secs(3600),
+        };
+        bench_fill::fill(j, &work).unwrap();
+    }
+
+    /// SQLite virtual-machine steps taken by the journal's connection while `run` runs: a
+    /// read of every row of a table takes at least one step per row.
+    async fn steps<T, F: std::future::Future<Output = T>>(j: &Journal, run: F) -> (T, u64) {
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = counted.clone();
+        j.conn.lock().unwrap().progress_handler(
+            1,
+            Some(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }),
+        );
+        let out = run.await;
+        j.conn
+            .lock()
+            .unwrap()
+            .progress_handler(1, None::<fn() -> bool>);
+        (out, counted.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A year of history (a million rows) must not be read whole by what the daemon does at
+    /// start (the unfinished files), after every change (the status snapshot's counts), for
+    /// each submit (the duplicate rule, the ready times), for a requeue or a review decision
+    /// (the newest row at a path), or by an hourly prune with nothing to forget: each reads
+    /// the few rows it needs through an index, whatever the journal's size.
+    #[tokio::test]
+    async fn the_daemons_queries_read_the_rows_they_need_not_the_whole_year() {
+        const FILES: usize = 2000;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        year_of(&j, FILES);
+        let open = Driven::claim(&j, claim("new.jpg")).await.id;
+        let other = r#"{"type":"SNILS"}"#.to_string();
+        let mut read = Vec::new();
+        read.push(("unfinished", steps(&j, j.unfinished()).await.1));
+        read.push(("inbox_counts", steps(&j, j.inbox_counts()).await.1));
+        read.push(("delivery_counts", steps(&j, j.delivery_counts()).await.1));
+        let same = j.same_content(open, "ff".into(), other.clone(), "/in".into());
+        read.push(("same_content", steps(&j, same).await.1));
+        let ready = j.ready_times(other.clone(), 20);
+        read.push(("ready_times", steps(&j, ready).await.1));
+        let document = j.request_of_document("s-none".into());
+        read.push(("request_of_document", steps(&j, document).await.1));
+        let newest = j.with(|conn| newest_row_at(conn, Path::new("/done/scan-0001000.jpg")));
+        read.push(("newest_row_at", steps(&j, newest).await.1));
+        let decided = j.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            review::earlier_decision(&tx, Path::new("/review/scan-0001000.jpg")).map(|_| ())
+        });
+        read.push(("earlier review decision", steps(&j, decided).await.1));
+        let prune = j.prune(Duration::from_secs(400 * 24 * 3600));
+        read.push(("prune (nothing to forget)", steps(&j, prune).await.1));
+        let deliveries = j.prune_deliveries(Duration::from_secs(400 * 24 * 3600));
+        read.push(("prune_deliveries", steps(&j, deliveries).await.1));
+        let whole: Vec<_> = read.iter().filter(|(_, n)| *n as usize >= FILES).collect();
+        assert!(
+            whole.is_empty(),
+            "these read about every row of {FILES} files (steps): {whole:?}"
+        );
+        assert_eq!(j.inbox_counts().await.unwrap()[0].claimed, 1);
+    }
+
+    /// Pruning a year at once must not hold the journal until it is done: the pacer records
+    /// its submits in between. Each batch is its own transaction; a write waiting for the
+    /// journal gets it between two batches and sees part of the year already forgotten.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_prune_lets_other_writes_in_between_its_batches() {
+        let files = PRUNE_BATCH * 6;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        year_of(&j, files);
+        let pruning = tokio::spawn({
+            let j = j.clone();
+            async move { j.prune(Duration::from_secs(3 * 24 * 3600)).await.unwrap() }
+        });
+        let mut seen = Vec::new();
+        while !pruning.is_finished() {
+            let id = j.insert_claimed(claim("meanwhile.jpg")).await.unwrap();
+            let left: i64 = j
+                .with(move |conn| {
+                    conn.query_row(
+                        "SELECT COUNT(*) FROM files WHERE id < ?1 AND stage = 'done'",
+                        [id],
+                        |r| r.get(0),
+                    )
+                })
+                .await
+                .unwrap();
+            seen.push(left as usize);
+        }
+        let forgotten = pruning.await.unwrap();
+        assert!(forgotten > files / 2, "{forgotten}");
+        let between = seen
+            .iter()
+            .filter(|&&left| left > files - forgotten && left < files);
+        assert!(
+            between.count() > 0,
+            "no write got in while {forgotten} files were pruned (rows left as each write saw them: {seen:?})"
+        );
+    }
+
+    /// A journal from before the scale indexes gains them at open.
+    #[tokio::test]
+    async fn an_older_journal_gains_the_indexes_for_a_year_of_files() {
+        let dir = older_journal();
+        let j = Journal::open(dir.path()).unwrap();
+        let names: Vec<String> = j
+            .with(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")?;
+                let names = stmt.query_map([], |r| r.get(0))?;
+                names.collect()
+            })
+            .await
+            .unwrap();
+        for index in [
+            "files_unfinished",
+            "files_final_path",
+            "files_final_name",
+            "files_name",
+        ] {
+            assert!(names.iter().any(|n| n == index), "{index} not in {names:?}");
+        }
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! else's `.json`, links, dot-names — stays. Subfolders (a recursive inbox's) are searched
 //! too, to a bounded depth.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -51,6 +52,9 @@ fn sweep_folder(dir: &Path, owner: &str, cutoff: SystemTime, depth: usize) -> u6
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| !name.starts_with('.'))
         .collect();
+    // Looked up once per folder met (a set's outcome is a folder): a set, not a scan of
+    // every name, so 100,000 outcomes are not 100,000 × 100,000 comparisons.
+    let lookup: HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut deleted = 0;
     for name in &names {
         let path = dir.join(name);
@@ -64,7 +68,7 @@ fn sweep_folder(dir: &Path, owner: &str, cutoff: SystemTime, depth: usize) -> u6
             deleted += u64::from(delete_pair(&path, &dir.join(original)));
         } else if meta.is_dir()
             && depth < MAX_DEPTH
-            && !names.contains(&format!("{name}{SIDECAR_SUFFIX}"))
+            && !lookup.contains(format!("{name}{SIDECAR_SUFFIX}").as_str())
         {
             deleted += sweep_folder(&path, owner, cutoff, depth + 1);
         }
@@ -81,9 +85,26 @@ fn expired_pair(
     cutoff: SystemTime,
 ) -> bool {
     let old = meta.modified().is_ok_and(|t| t < cutoff);
-    let original_kind = std::fs::symlink_metadata(original).map(|m| m.file_type());
-    let original_ok = original_kind.is_ok_and(|t| t.is_file() || t.is_dir());
-    old && original_ok && meta.len() <= MAX_SIDECAR_BYTES && ours(sidecar, original, owner)
+    let original_ok =
+        || std::fs::symlink_metadata(original).is_ok_and(|m| m.is_file() || m.is_dir());
+    old && meta.len() <= MAX_SIDECAR_BYTES && original_ok() && ours(sidecar, original, owner)
+}
+
+/// The keys of a sidecar that say whose it is; the rest (the result) is skipped unread.
+#[derive(serde::Deserialize)]
+struct Signature<'a> {
+    #[serde(borrow, default)]
+    written_by: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    file: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Source<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Source<'a> {
+    #[serde(borrow, default)]
+    inbox: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The sidecar names this program, the original beside it, and the inbox.
@@ -91,15 +112,16 @@ fn ours(sidecar: &Path, original: &Path, owner: &str) -> bool {
     let Ok(text) = std::fs::read(sidecar) else {
         return false;
     };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) else {
+    // Not a JSON object with these keys as strings: not ours.
+    let Ok(signed) = serde_json::from_slice::<Signature>(&text) else {
         return false;
     };
-    let text_at = |pointer: &str| value.pointer(pointer).and_then(|v| v.as_str());
     let name = original.file_name().and_then(|n| n.to_str());
-    text_at("/written_by").is_some_and(|w| w.starts_with(WRITTEN_BY))
-        && text_at("/file").is_some()
-        && text_at("/file") == name
-        && text_at("/source/inbox") == Some(owner)
+    let inbox = signed.source.and_then(|s| s.inbox);
+    signed.written_by.is_some_and(|w| w.starts_with(WRITTEN_BY))
+        && signed.file.is_some()
+        && signed.file.as_deref() == name
+        && inbox.as_deref() == Some(owner)
 }
 
 /// The sidecar, then the original; true when both went.

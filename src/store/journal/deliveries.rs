@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 
 use super::history::{self, transition};
-use super::{FileId, Journal, from_ms, ms, path_text};
+use super::{FileId, Journal, PRUNE_BATCH, from_ms, ms, path_text};
 pub use crate::lifecycle::outbox::{DeliveryKind, NewOutcome};
 
 const SCHEMA: &str = "
@@ -199,9 +199,10 @@ impl Journal {
     /// How many deliveries wait, and how many were given up (still in the journal).
     pub async fn delivery_counts(&self) -> anyhow::Result<DeliveryCounts> {
         self.with(|conn| {
+            // Counted in `deliveries_due` (by state), not by reading every delivery.
             conn.query_row(
-                "SELECT COALESCE(SUM(state = 'waiting'), 0), COALESCE(SUM(state = 'given_up'), 0)
-                 FROM deliveries",
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'waiting'),
+                        (SELECT COUNT(*) FROM deliveries WHERE state = 'given_up')",
                 [],
                 |r| {
                     Ok(DeliveryCounts {
@@ -214,16 +215,28 @@ impl Journal {
         .await
     }
 
-    /// Forgets deliveries that are over and older than `keep`; waiting ones are kept.
+    /// Forgets deliveries that are over and older than `keep`; waiting ones are kept. Found
+    /// through `deliveries_ended`, [`PRUNE_BATCH`] per transaction, the journal free between
+    /// batches (as [`Journal::prune`]).
     pub async fn prune_deliveries(&self, keep: Duration) -> anyhow::Result<usize> {
         let cutoff = ms(SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH));
-        self.with(move |conn| {
-            conn.execute(
-                "DELETE FROM deliveries WHERE state != 'waiting' AND updated_at < ?1",
-                [cutoff],
-            )
-        })
-        .await
+        let mut forgotten = 0;
+        loop {
+            let batch = self
+                .with(move |conn| {
+                    conn.execute(
+                        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries
+                            WHERE updated_at < ?1 AND state != 'waiting' LIMIT ?2)",
+                        params![cutoff, PRUNE_BATCH as i64],
+                    )
+                })
+                .await?;
+            forgotten += batch;
+            if batch < PRUNE_BATCH {
+                return Ok(forgotten);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 

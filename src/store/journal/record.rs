@@ -16,19 +16,7 @@ impl Journal {
     pub async fn record(&self, id: FileId, change: Change) -> anyhow::Result<()> {
         self.with(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let was = stage_of(&tx, id)?;
-            let new = update_row(&tx, id, &change)?;
-            if new {
-                append_lines(&tx, id, &change)?;
-            }
-            if let Event::Finished {
-                delivery: Some(outcome),
-                ..
-            } = &change.event
-                && was.as_deref() == Some(Stage::Finishing.as_str())
-            {
-                insert_outcome(&tx, id, outcome)?;
-            }
+            store(&tx, id, &change)?;
             tx.commit()
         })
         .await
@@ -39,6 +27,25 @@ impl Journal {
     pub fn wake_deliveries(&self) {
         self.deliveries_added.notify_one();
     }
+}
+
+/// Stores `change` for file `id` inside the caller's transaction: the row, its lines, a
+/// finish's deliveries.
+pub(super) fn store(tx: &Transaction<'_>, id: FileId, change: &Change) -> rusqlite::Result<()> {
+    let was = stage_of(tx, id)?;
+    let new = update_row(tx, id, change)?;
+    if new {
+        append_lines(tx, id, change)?;
+    }
+    if let Event::Finished {
+        delivery: Some(outcome),
+        ..
+    } = &change.event
+        && was.as_deref() == Some(Stage::Finishing.as_str())
+    {
+        insert_outcome(tx, id, outcome)?;
+    }
+    Ok(())
 }
 
 fn stage_of(tx: &Transaction<'_>, id: FileId) -> rusqlite::Result<Option<String>> {

@@ -235,12 +235,17 @@ impl Journal {
 
 /// Who decided `from` first, from the newest `reviewed` line that moved it; [`Decided::Gone`]
 /// when none did (removed or requeued by hand).
-fn earlier_decision(tx: &rusqlite::Transaction<'_>, from: &Path) -> rusqlite::Result<Decided> {
+pub(super) fn earlier_decision(
+    tx: &rusqlite::Transaction<'_>,
+    from: &Path,
+) -> rusqlite::Result<Decided> {
     let line: Option<(i64, String)> = tx
         .query_row(
-            "SELECT at, details FROM history WHERE transition = ?1
-               AND json_extract(details, '$.from') = ?2 ORDER BY id DESC LIMIT 1",
-            params![transition::REVIEWED, path_text(from)],
+            // The transition written out (not bound): the `history_reviews` index holds
+            // just these lines, so a year of history is not read for one decision.
+            "SELECT at, details FROM history WHERE transition = 'reviewed'
+               AND json_extract(details, '$.from') = ?1 ORDER BY id DESC LIMIT 1",
+            params![path_text(from)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
