@@ -582,6 +582,14 @@ mod tests {
         assert_eq!(queue.pop().await.path, young);
     }
 
+    /// A backlog of 100,000 files waits in the candidate table at start: a plain file's
+    /// entry holds its stamp and times, and what few candidates carry is boxed.
+    #[test]
+    fn a_waiting_file_takes_at_most_72_bytes_of_the_candidate_table_besides_its_path() {
+        let size = std::mem::size_of::<Candidate>();
+        assert!(size <= 72, "a candidate takes {size} bytes");
+    }
+
     #[test]
     fn a_zero_tail_means_not_filled_yet() {
         let dir = tempfile::tempdir().unwrap();
