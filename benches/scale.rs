@@ -1,7 +1,9 @@
 //! Scale figures for intake (issue 4), printed, not asserted: run `cargo bench --bench scale`.
 //!
-//! 1. A backlog of 100,000 files in one inbox at start: time to the first submit, the
-//!    daemon's peak memory (VmHWM), and whether the first submits are the oldest files.
+//! 1. A backlog of 100,000 files in one inbox at start (`cargo bench --bench scale --
+//!    1000000`: only this, with a million): the time of one listing with an lstat of each
+//!    file, time to the first submit, whether the first 20 submits are the 20 oldest files,
+//!    the daemon's resident memory at 1, 2, 5, 10 and 20 s (VmRSS) and its peak (VmHWM).
 //! 2. 200 inboxes: time to READY=1 and from a new file in the last inbox to its submit.
 //! 3. One poll pass (list + stat + settle check) over 10,000 waiting files: CPU time.
 //!
@@ -26,9 +28,17 @@ const INBOXES: usize = 200;
 const POLL_FILES: usize = 10_000;
 
 fn main() {
+    // `cargo bench --bench scale -- 1000000`: the backlog only, with that many files.
+    let backlog_only = std::env::args()
+        .skip(1)
+        .find_map(|a| a.replace([',', '_'], "").parse::<usize>().ok());
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Some(files) = backlog_only {
+        runtime.block_on(backlog(files));
+        return;
+    }
     runtime.block_on(async {
-        backlog().await;
+        backlog(BACKLOG).await;
         many_inboxes().await;
     });
     poll_pass();
@@ -53,62 +63,117 @@ fn content(n: usize) -> Vec<u8> {
     format!("scan number {n}").into_bytes()
 }
 
-async fn backlog() {
-    let dir = scratch();
-    let emulator = emulator().await;
-    let text = config_text(dir.path(), &emulator.base_url(), 1);
-    let inbox = dir.path().join("in/0");
-    let made = Instant::now();
-    let oldest = SystemTime::now() - Duration::from_secs(BACKLOG as u64 + 10);
-    // Written newest first, so directory order does not happen to equal age order.
-    for n in (0..BACKLOG).rev() {
-        let path = inbox.join(format!("scan-{:06}.bin", BACKLOG - 1 - n));
+/// How many files of the backlog's folder are named and created in an order other than their
+/// age: file `n` (0 = oldest) is created `CREATE_STEP`-th and named `NAME_STEP`-th, modulo the
+/// backlog (both primes, coprime with any backlog of 10^k files).
+const CREATE_STEP: usize = 7919;
+const NAME_STEP: usize = 48271;
+
+/// Writes `files` tiny files into `inbox`, mtimes one second apart (file 0 the oldest), created
+/// and named in orders that are neither age order nor each other.
+fn write_backlog(inbox: &Path, files: usize) {
+    let oldest = SystemTime::now() - Duration::from_secs(files as u64 + 10);
+    for i in 0..files {
+        let n = (i * CREATE_STEP) % files;
+        let path = inbox.join(format!("scan-{:07}.bin", (n * NAME_STEP) % files));
         std::fs::write(&path, content(n)).unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
         file.set_modified(oldest + Duration::from_secs(n as u64))
             .unwrap();
     }
-    println!("backlog: {BACKLOG} files written in {:.1?}", made.elapsed());
+}
+
+/// One listing of `dir` with an lstat of each entry, as intake's first pass does: its time.
+fn list_and_stat(dir: &Path) -> (usize, Duration) {
+    let started = Instant::now();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if std::fs::symlink_metadata(entry.path()).is_ok() {
+            seen += 1;
+        }
+    }
+    (seen, started.elapsed())
+}
+
+/// The child's resident memory now (VmRSS), in MB.
+fn resident_mb(pid: u32) -> f64 {
+    common::proc_status_mb(pid, "VmRSS:")
+}
+
+/// A backlog of `files` files in one inbox at start: the first submit, whether the first 20
+/// are the 20 oldest, resident memory over time (a transient peak is the listing, a held one
+/// the queue) and the peak.
+async fn backlog(files: usize) {
+    let dir = scratch();
+    let emulator = emulator().await;
+    let text = config_text(dir.path(), &emulator.base_url(), 1);
+    let inbox = dir.path().join("in/0");
+    let made = Instant::now();
+    write_backlog(&inbox, files);
+    println!("backlog {files}: files written in {:.1?}", made.elapsed());
+    let (seen, took) = list_and_stat(&inbox);
+    println!(
+        "backlog {files}: one listing with an lstat of each of the {seen} files (this process, cache warm) {took:.2?}"
+    );
     let started = Instant::now();
     let child = spawn(dir.path(), &text, None);
-    let first = wait_for(Duration::from_secs(60), || {
-        emulator
-            .requests()
-            .into_iter()
-            .find(|r| r.endpoint == Endpoint::Submit)
-    })
-    .await;
-    match first {
-        Some(r) => println!(
-            "backlog: first submit {:.2?} after start (settle 2 s included)",
-            r.at - started
-        ),
-        None => println!("backlog: no submit within 60 s"),
+    let pid = child.id();
+    // Until the first submit (at most 60 s) and at least 20 s: the first submit, and the
+    // resident memory at each due moment.
+    let mut first = None;
+    let mut resident = Vec::new();
+    let mut due = [1, 2, 5, 10, 20].into_iter().peekable();
+    while started.elapsed() < Duration::from_secs(60) && (first.is_none() || due.peek().is_some()) {
+        if first.is_none() {
+            first = emulator
+                .requests()
+                .into_iter()
+                .find(|r| r.endpoint == Endpoint::Submit)
+                .map(|r| r.at - started);
+        }
+        if let Some(at) = due.next_if(|at| started.elapsed() >= Duration::from_secs(*at)) {
+            resident.push(format!("{at} s {:.1} MB", resident_mb(pid)));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let submits: Vec<String> = emulator
+    match first {
+        Some(at) => {
+            println!("backlog {files}: first submit {at:.2?} after start (settle 2 s included)")
+        }
+        None => println!("backlog {files}: no submit within 60 s"),
+    }
+    println!(
+        "backlog {files}: daemon resident memory (VmRSS) after start: {}",
+        resident.join(", ")
+    );
+    let by_sha: std::collections::HashMap<String, usize> =
+        (0..files).map(|n| (sha256_hex(&content(n)), n)).collect();
+    let submits: Vec<usize> = emulator
         .requests()
         .into_iter()
         .filter(|r| r.endpoint == Endpoint::Submit)
-        .map(|r| r.image_sha256[0].clone())
-        .collect();
-    // Which backlog file (0 = oldest) each of the first submits was.
-    let ages: Vec<usize> = submits
-        .iter()
-        .take(20)
-        .map(|sha| {
-            (0..BACKLOG)
-                .find(|n| *sha == sha256_hex(&content(*n)))
+        .map(|r| {
+            by_sha
+                .get(&r.image_sha256[0])
+                .copied()
                 .unwrap_or(usize::MAX)
         })
         .collect();
+    // Which backlog file (0 = oldest) each of the first submits was.
+    let first_20: Vec<usize> = submits.iter().take(20).copied().collect();
+    let oldest_first = first_20.iter().copied().eq(0..first_20.len().min(20));
     println!(
-        "backlog: {} submitted in the first 3 s after it; the first 20, by age rank (0 = oldest): {ages:?}",
-        submits.len()
+        "backlog {files}: {} submitted by then; the first 20 by age rank (0 = oldest): {first_20:?} ({})",
+        submits.len(),
+        if oldest_first && first_20.len() == 20 {
+            "the 20 oldest, in order"
+        } else {
+            "NOT the 20 oldest in order"
+        }
     );
     println!(
-        "backlog: daemon peak memory (VmHWM) {:.1} MB",
-        peak_memory_mb(child.id())
+        "backlog {files}: daemon peak memory (VmHWM) {:.1} MB",
+        peak_memory_mb(pid)
     );
     stop(child);
     emulator.shutdown();

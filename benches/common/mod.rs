@@ -61,10 +61,15 @@ pub fn daemon_binary() -> std::path::PathBuf {
 
 /// The child's peak resident memory (VmHWM), in MB.
 pub fn peak_memory_mb(pid: u32) -> f64 {
+    proc_status_mb(pid, "VmHWM:")
+}
+
+/// A memory line of the child's `/proc/<pid>/status` (`VmHWM:`, `VmRSS:`), in MB.
+pub fn proc_status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)

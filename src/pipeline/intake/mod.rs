@@ -84,8 +84,13 @@ pub fn run(
     liveness: Arc<Liveness>,
 ) {
     let (events_tx, events) = mpsc::channel();
-    // notify calls this on its own thread: forward without blocking, never drop.
-    let watcher = notify::recommended_watcher(move |res| {
+    // notify calls this on its own thread: forward without blocking, never drop what may
+    // be a change. An open alone is none, and intake's own reads open every file it offers:
+    // kept, a backlog of 100,000 files would queue as many events here while it is offered.
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.as_ref().is_ok_and(watch::is_an_open) {
+            return;
+        }
         let _ = events_tx.send(res);
     })
     .map_err(|e| {

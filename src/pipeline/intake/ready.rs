@@ -1,10 +1,11 @@
 //! The ready queue: settled files (and sets) waiting to be claimed, oldest mtime first (then
 //! by name). Intake pushes, the claim loop pops; a popped path stays "taken" until its claim
 //! is over, so intake does not offer it twice. The queue holds paths, never contents, and
-//! keeps them compact (an inbox's folder once, each file's name below it): a backlog of
-//! 100,000 files waits here.
+//! keeps them compact (an inbox's folder once, each file's name below it, in one array
+//! ordered as a binary heap): a backlog of 100,000 files waits here.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -34,9 +35,10 @@ pub struct ReadyQueue {
 
 #[derive(Default)]
 struct QueueInner {
-    /// Oldest first: (mtime, name, inbox, arrival number) → the rest. Compact, since a
-    /// backlog of 100,000 files waits here: the path is the inbox folder plus the name.
-    order: BTreeMap<(SystemTime, Box<str>, usize, u64), Queued>,
+    /// Oldest first (mtime, then name, then inbox): a binary heap, one array of compact
+    /// entries (no tree nodes), since a backlog of 100,000 files waits here; the path is the
+    /// inbox folder plus the name.
+    order: BinaryHeap<Reverse<Queued>>,
     /// Each inbox's folder, as the paths pushed show it.
     roots: HashMap<usize, Arc<Path>>,
     /// Paths queued or being claimed, as hashes (a backlog's paths are not kept twice):
@@ -44,7 +46,6 @@ struct QueueInner {
     /// one wait for the other's claim, or for the next rescan: never lost.)
     taken: HashSet<u64>,
     hasher: std::hash::RandomState,
-    next_seq: u64,
 }
 
 impl QueueInner {
@@ -54,11 +55,41 @@ impl QueueInner {
     }
 }
 
-/// What the queue keeps of a ready file besides its key.
+/// What the queue keeps of a ready file; ordered by age: mtime, then name, then inbox (a
+/// path is queued once, so no two are equal).
 struct Queued {
+    mtime: SystemTime,
+    name: Box<str>,
     size: u64,
     detected_at: SystemTime,
+    inbox: usize,
 }
+
+impl Queued {
+    fn age(&self) -> (SystemTime, &str, usize) {
+        (self.mtime, &self.name, self.inbox)
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.age().cmp(&other.age())
+    }
+}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.age() == other.age()
+    }
+}
+
+impl Eq for Queued {}
 
 impl ReadyQueue {
     /// Adds a file unless its path is already queued or being claimed.
@@ -87,14 +118,13 @@ impl ReadyQueue {
         {
             q.roots.insert(file.inbox, Arc::from(Path::new(&root)));
         }
-        let seq = q.next_seq;
-        q.next_seq += 1;
-        let key = (file.mtime, file.name.into_boxed_str(), file.inbox, seq);
-        let queued = Queued {
+        q.order.push(Reverse(Queued {
+            mtime: file.mtime,
+            name: file.name.into_boxed_str(),
             size: file.size,
             detected_at: file.detected_at,
-        };
-        q.order.insert(key, queued);
+            inbox: file.inbox,
+        }));
         drop(q);
         self.added.notify_one();
         true
@@ -115,14 +145,22 @@ impl ReadyQueue {
     /// The oldest ready file, if any.
     fn pop_now(&self) -> Option<ReadyFile> {
         let mut q = self.lock();
-        let ((mtime, name, inbox, _), queued) = q.order.pop_first()?;
-        let root = q.roots.get(&inbox).cloned().expect("known from its push");
+        let Reverse(queued) = q.order.pop()?;
+        // A backlog drained gives its memory back (the array does not shrink by itself).
+        if q.order.capacity() > 2 * q.order.len() + 1024 {
+            q.order.shrink_to_fit();
+        }
+        let root = q
+            .roots
+            .get(&queued.inbox)
+            .cloned()
+            .expect("known from its push");
         Some(ReadyFile {
-            inbox,
-            path: root.join(&*name),
-            name: name.into_string(),
+            inbox: queued.inbox,
+            path: root.join(&*queued.name),
+            name: queued.name.into_string(),
             size: queued.size,
-            mtime,
+            mtime: queued.mtime,
             detected_at: queued.detected_at,
         })
     }

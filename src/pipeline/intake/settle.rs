@@ -51,7 +51,9 @@ const SETTLING_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// Bytes at the end of a file that, all zero, mean "preallocated and not filled yet".
 const TAIL_LEN: u64 = 512;
 
-/// A file or a set seen in an inbox and not yet ready.
+/// A file or a set seen in an inbox and not yet ready. A backlog of 100,000 files waits here
+/// at start, so what a plain file needs is kept small and the rest is boxed
+/// ([`Particulars`]).
 pub(super) struct Candidate {
     /// Its inbox, by index.
     inbox: usize,
@@ -61,6 +63,15 @@ pub(super) struct Candidate {
     /// first sight).
     stable_since: Instant,
     detected_at: SystemTime,
+    /// What few candidates carry (a writer heard, a hold, what was said); None for a file
+    /// nothing was heard or said about.
+    particulars: Option<Box<Particulars>>,
+}
+
+/// What events said of a candidate's writers, how long it has been held, and what was said
+/// about it.
+#[derive(Default)]
+struct Particulars {
     /// A local writer closed (close-after-write event) something in it at this moment.
     closed_at: Option<Instant>,
     /// What events say a local writer has open: the file itself, or paths below a set folder
@@ -71,11 +82,11 @@ pub(super) struct Candidate {
     incomplete_since: Option<Instant>,
     /// The file last judged unfinished by its content: it is read again only once its stamp
     /// changed.
-    judged: Option<Box<Judged>>,
+    judged: Option<Judged>,
     /// The wait or hold last said at INFO: said once while it lasts (a file copied in several
     /// goes, or a temporary file in a set growing chunk by chunk for an hour, is said once,
     /// not at every change).
-    told: Option<Box<Told>>,
+    told: Option<Told>,
 }
 
 /// A file whose content looked unfinished, and its stamp then.
@@ -204,8 +215,10 @@ impl Intake {
             };
             c.observe(stamp, now);
             // A file renamed or deleted while open is no longer a writer of this candidate.
-            c.open_for_write
-                .retain(|writer| std::fs::symlink_metadata(writer).is_ok());
+            if let Some(more) = c.particulars.as_deref_mut() {
+                more.open_for_write
+                    .retain(|writer| std::fs::symlink_metadata(writer).is_ok());
+            }
             if let Some(wait) = c.stamp.wait(inbox) {
                 c.tell_wait(wait, inbox, path, warned);
             } else if c.is_settled(inbox, now) {
@@ -260,14 +273,14 @@ impl Intake {
     fn offer(&mut self, path: PathBuf, mut c: Candidate, now: Instant) {
         let name = rel_name(&self.inboxes[c.inbox].path, &path).to_string();
         if let Some((what, hold)) = c.hold(&path) {
-            let since = *c.incomplete_since.get_or_insert(now);
+            let since = *c.particulars().incomplete_since.get_or_insert(now);
             let (set, file) = log_names(&c, &name, what.as_deref());
             if now.duration_since(since) < self.hold_limit {
                 if c.tells(Told::Hold(what.clone(), hold)) {
                     tracing::info!(set, file, "{}", hold.waiting());
                 }
                 c.stable_since = now;
-                c.closed_at = None;
+                c.particulars().closed_at = None;
                 self.candidates.insert(path, c);
                 return;
             }
@@ -298,12 +311,20 @@ impl Candidate {
             stamp,
             stable_since: Instant::now(),
             detected_at: SystemTime::now(),
-            closed_at: None,
-            open_for_write: Vec::new(),
-            incomplete_since: None,
-            judged: None,
-            told: None,
+            particulars: None,
         }
+    }
+
+    /// Its [`Particulars`], made when first needed.
+    fn particulars(&mut self) -> &mut Particulars {
+        self.particulars.get_or_insert_default()
+    }
+
+    /// What a local writer has open in it (see [`Particulars::open_for_write`]).
+    fn open_for_write(&self) -> &[PathBuf] {
+        self.particulars
+            .as_deref()
+            .map_or(&[], |more| more.open_for_write.as_slice())
     }
 
     /// An event from a local writer on `writer` (the file itself, or a path below the set
@@ -311,10 +332,11 @@ impl Candidate {
     /// means it is open for writing until the close.
     pub(super) fn heard_writer(&mut self, writer: &Path, closed: bool, written: bool) {
         if closed {
-            self.closed_at = Some(Instant::now());
-            self.open_for_write.retain(|open| open != writer);
-        } else if written && !self.open_for_write.iter().any(|open| open == writer) {
-            self.open_for_write.push(writer.to_path_buf());
+            let more = self.particulars();
+            more.closed_at = Some(Instant::now());
+            more.open_for_write.retain(|open| open != writer);
+        } else if written && !self.open_for_write().iter().any(|open| open == writer) {
+            self.particulars().open_for_write.push(writer.to_path_buf());
         }
     }
 
@@ -331,16 +353,19 @@ impl Candidate {
         if stamp != self.stamp {
             self.stamp = stamp;
             self.stable_since = now;
-            self.incomplete_since = None;
+            if let Some(more) = self.particulars.as_deref_mut() {
+                more.incomplete_since = None;
+            }
         }
     }
 
     /// Whether `told` is new (not what was said last), and remembers it as said.
     fn tells(&mut self, told: Told) -> bool {
-        if self.told.as_deref() == Some(&told) {
+        let more = self.particulars();
+        if more.told.as_ref() == Some(&told) {
             return false;
         }
-        self.told = Some(Box::new(told));
+        more.told = Some(told);
         true
     }
 
@@ -379,7 +404,7 @@ impl Candidate {
         if let Some(name) = self.stamp.temporary_name() {
             return Some((Some(name.to_string()), Hold::Temporary));
         }
-        if let Some(writer) = self.open_for_write.first() {
+        if let Some(writer) = self.open_for_write().first() {
             let below = writer.strip_prefix(path).ok();
             let what = below
                 .filter(|below| !below.as_os_str().is_empty())
@@ -392,24 +417,26 @@ impl Candidate {
     /// The first of its files whose content looks unfinished ([`content_hold`]). A file is
     /// read only when it changed since it was last judged unfinished.
     fn content_hold(&mut self, path: &Path) -> Option<(Option<String>, Hold)> {
-        if let Some(judged) = self.judged.as_deref()
+        let judged = self.particulars.as_deref().and_then(|m| m.judged.as_ref());
+        if let Some(judged) = judged
             && file_stamp(&judged.path) == Some(judged.stamp)
         {
             return Some((judged.what.clone(), judged.hold));
         }
-        self.judged = None;
+        if let Some(more) = self.particulars.as_deref_mut() {
+            more.judged = None;
+        }
         for (what, file, size) in self.stamp.checked_files(path) {
             let stamp = file_stamp(&file);
             if let Some(hold) = content_hold(&file, size) {
-                self.judged = stamp.map(|stamp| {
-                    let what = what.clone();
-                    Box::new(Judged {
+                if let Some(stamp) = stamp {
+                    self.particulars().judged = Some(Judged {
                         path: file,
                         stamp,
-                        what,
+                        what: what.clone(),
                         hold,
-                    })
-                });
+                    });
+                }
                 return Some((what, hold));
             }
         }
@@ -426,8 +453,11 @@ impl Candidate {
             .unwrap_or_default();
         !self.stamp.holds_an_empty_file()
             && self.stamp.wait(inbox).is_none()
-            && self.open_for_write.is_empty()
-            && self.incomplete_since.is_none()
+            && self.open_for_write().is_empty()
+            && self
+                .particulars
+                .as_deref()
+                .is_none_or(|more| more.incomplete_since.is_none())
             && seen_for <= inbox.settle + SETTLING_ORDER_WAIT
     }
 
@@ -445,9 +475,14 @@ impl Candidate {
         };
         let quiet = now.duration_since(self.stable_since);
         let closed_and_quiet = self.stamp.finished_by_a_close()
-            && self.closed_at.is_some_and(|closed| {
-                self.stable_since <= closed && now.duration_since(closed) >= CLOSE_GRACE.min(settle)
-            });
+            && self
+                .particulars
+                .as_deref()
+                .and_then(|more| more.closed_at)
+                .is_some_and(|closed| {
+                    self.stable_since <= closed
+                        && now.duration_since(closed) >= CLOSE_GRACE.min(settle)
+                });
         quiet >= needed || closed_and_quiet
     }
 }
@@ -545,6 +580,14 @@ mod tests {
         intake.check_candidates();
         assert_eq!(queue.pop().await.path, old);
         assert_eq!(queue.pop().await.path, young);
+    }
+
+    /// A backlog of 100,000 files waits in the candidate table at start: a plain file's
+    /// entry holds its stamp and times, and what few candidates carry is boxed.
+    #[test]
+    fn a_waiting_file_takes_at_most_72_bytes_of_the_candidate_table_besides_its_path() {
+        let size = std::mem::size_of::<Candidate>();
+        assert!(size <= 72, "a candidate takes {size} bytes");
     }
 
     #[test]

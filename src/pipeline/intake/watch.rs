@@ -209,8 +209,6 @@ impl Intake {
             event.kind,
             EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_))
         );
-        // An open alone changes nothing (intake's own reads of a held file open it too).
-        let opened = matches!(event.kind, EventKind::Access(AccessKind::Open(_)));
         for path in &event.paths {
             // An inbox folder itself was removed or moved: look at it on the next tick.
             if let Some(index) = self.inboxes.iter().position(|i| &i.path == path) {
@@ -218,7 +216,7 @@ impl Intake {
                 continue;
             }
             if let Some(index) = self.inbox_of(path) {
-                self.look(index, path, (!opened).then_some((closed, written)));
+                self.look(index, path, Some((closed, written)));
             }
         }
     }
@@ -283,6 +281,13 @@ impl Intake {
             self.look_at(index, path, event);
         }
     }
+}
+
+/// An open (notify 8.2 reports every open, for reading or writing, as `Open(Any)`): alone it
+/// changes nothing (a write, a create or a close follows one that does), and intake's own
+/// reads of the files it offers are opens too. Not forwarded to the intake loop.
+pub(super) fn is_an_open(event: &notify::Event) -> bool {
+    matches!(event.kind, EventKind::Access(AccessKind::Open(_)))
 }
 
 /// Filesystems whose clients get no inotify events for writes made by other machines:
