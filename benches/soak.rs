@@ -315,7 +315,7 @@ fn print_logged(layout: &Layout) {
         }
     }
     let mut top: Vec<_> = counts.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     let total: usize = top.iter().map(|(_, n)| n).sum();
     println!("the daemons logged {total} WARN/ERROR lines; the most frequent:");
     for (message, n) in top.iter().take(8) {
