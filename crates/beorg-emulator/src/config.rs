@@ -19,6 +19,14 @@ pub struct EmulatorConfig {
     /// Whether a 409 body also carries the `document_id` of the earlier document (one public
     /// client saw this on an older endpoint).
     pub duplicate_reports_id: bool,
+    /// Share of requests (0.0 to 1.0) answered with a server error before any check, as the
+    /// vendor's transient faults come: a submit 500 or 503 (nothing admitted, nothing paid),
+    /// a result 500. Drawn per request from a generator seeded with `server_error_seed`, so a
+    /// run's faults can be repeated; a status queued by [`crate::Emulator::fail_next`] goes
+    /// first. For soak runs; 0 by default.
+    pub server_error_rate: f64,
+    /// Seed of the generator `server_error_rate` draws from.
+    pub server_error_seed: u64,
 }
 
 impl Default for EmulatorConfig {
@@ -30,6 +38,8 @@ impl Default for EmulatorConfig {
             processing: None,
             max_total_bytes: 800 * 1024 * 1024,
             duplicate_reports_id: false,
+            server_error_rate: 0.0,
+            server_error_seed: 0,
         }
     }
 }
@@ -44,6 +54,8 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("processing", &self.processing)
             .field("max_total_bytes", &self.max_total_bytes)
             .field("duplicate_reports_id", &self.duplicate_reports_id)
+            .field("server_error_rate", &self.server_error_rate)
+            .field("server_error_seed", &self.server_error_seed)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! What the test harness asks for from outside ([`crate::Emulator::fail_next`],
 //! [`crate::Emulator::delay_next`]): forced statuses and delays per endpoint, each queued
-//! with a number of uses and taken one request at a time.
+//! with a number of uses and taken one request at a time; and the random server errors of
+//! [`crate::EmulatorConfig::server_error_rate`], drawn when nothing is queued.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,10 +14,30 @@ impl Shared {
     pub(crate) fn take_plan(&self, endpoint: Endpoint) -> Plan {
         let mut state = self.state();
         let index = slot(endpoint);
+        let queued = take_one(&mut state.faults[index]);
+        let fail = queued.or_else(|| {
+            random_server_error(
+                &mut state.fault_rng,
+                self.config.server_error_rate,
+                endpoint,
+            )
+        });
         Plan {
-            fail: take_one(&mut state.faults[index]),
+            fail,
             delay: take_one(&mut state.delays[index]),
         }
+    }
+}
+
+/// With probability `rate`, a server error the vendor lists for `endpoint`: 500 or 503
+/// ("request took too long") on submit, 500 on result.
+fn random_server_error(rng: &mut fastrand::Rng, rate: f64, endpoint: Endpoint) -> Option<u16> {
+    if rate <= 0.0 || rng.f64() >= rate {
+        return None;
+    }
+    match endpoint {
+        Endpoint::Submit if rng.bool() => Some(503),
+        _ => Some(500),
     }
 }
 

@@ -32,9 +32,9 @@ impl Emulator {
         let local = listener.local_addr()?;
         let (stop_tx, _) = watch::channel(false);
         let shared = Arc::new(Shared {
+            state: Mutex::new(ServerState::new(&config)),
             config,
             addr: local,
-            state: Mutex::new(ServerState::new()),
             listener: Mutex::new(Some(listener)),
             stop_tx,
             task: Mutex::new(None),

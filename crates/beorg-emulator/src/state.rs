@@ -66,10 +66,12 @@ pub(crate) struct ServerState {
     pub(crate) seen: HashMap<([u8; 32], String), String>,
     /// The request log.
     pub(crate) records: Vec<RequestRecord>,
+    /// Draws the random server errors of [`EmulatorConfig::server_error_rate`].
+    pub(crate) fault_rng: fastrand::Rng,
 }
 
 impl ServerState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(config: &EmulatorConfig) -> Self {
         Self {
             next_id: 10_000 + fastrand::u64(0..90_000),
             no_money: false,
@@ -78,6 +80,7 @@ impl ServerState {
             documents: HashMap::new(),
             seen: HashMap::new(),
             records: Vec::new(),
+            fault_rng: fastrand::Rng::with_seed(config.server_error_seed),
         }
     }
 }

@@ -610,6 +610,38 @@ async fn fail_next_answers_the_forced_status_then_recovers() {
     assert_eq!(records[2].document_id.as_deref(), Some(id.as_str()));
 }
 
+/// A share of requests answered with a server error, from a seeded generator: the same seed
+/// gives the same faults, a faulted submit admits nothing, and the rest are answered as usual.
+#[tokio::test]
+async fn a_server_error_rate_answers_that_share_of_requests_5xx_repeatably() {
+    let run = || async {
+        let api = start(EmulatorConfig {
+            server_error_rate: 0.3,
+            server_error_seed: 7,
+            ..config()
+        })
+        .await;
+        let mut statuses = Vec::new();
+        for n in 0..60 {
+            let (status, _) = api
+                .submit(&body(&[&file(&format!("scan {n}"))], None))
+                .await;
+            statuses.push(status);
+        }
+        let accepted = statuses.iter().filter(|s| **s == 200).count();
+        assert_eq!(api.emulator.accepted_images(), accepted);
+        statuses
+    };
+    let first = run().await;
+    assert_eq!(first, run().await, "the same seed gives the same faults");
+    let faulted = first.iter().filter(|s| **s >= 500).count();
+    assert!((6..=30).contains(&faulted), "{faulted} of 60 faulted");
+    assert!(
+        first.iter().all(|s| [200, 500, 503].contains(s)),
+        "{first:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_delayed_submit_times_out_at_the_client_but_is_accepted() {
     let api = start(config()).await;
