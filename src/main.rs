@@ -137,8 +137,38 @@ enum ReviewerAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    cap_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+        .block_on(command())
+}
+
+/// At most two glibc malloc arenas, before any thread starts. glibc gives a thread that
+/// meets a busy arena a new one (up to 8 per core) and keeps what each arena freed, so a
+/// daemon whose journal calls briefly fan out over tokio's blocking threads held memory by
+/// the number of arenas, not by its work: 36 MB against 25 MB in the soak's workload on a
+/// big journal, more on a server with more cores. Two arenas keep the intake thread and the
+/// runtime from waiting on one lock.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // glibc's <malloc.h>: `int mallopt(int param, int value)`, M_ARENA_MAX = -8.
+        unsafe extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        const M_ARENA_MAX: std::ffi::c_int = -8;
+        // SAFETY: called once at start, before any other thread exists; mallopt only sets a
+        // malloc parameter.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}
+
+async fn command() -> ExitCode {
     beorg_hotfolder::store::journal::fail_points::setup_from_env();
     let cli = Cli::parse();
     logging::init(cli.log_format);
