@@ -16,14 +16,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use beorg_emulator::{Emulator, EmulatorConfig, Endpoint, RequestRecord, samples};
 
 #[allow(dead_code)] // the helpers the other benchmarks use too
 mod common;
-use common::{scratch, spawn, stop};
+use common::{Redis, scratch, spawn, stop};
 
 /// The document type each daemon sends: how the emulator's log tells them apart.
 const TYPES: [&str; 3] = ["PASSPORT", "SNILS", "VNG"];
@@ -207,40 +207,4 @@ async fn emulator() -> Emulator {
     Emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap()
-}
-
-/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server in PATH (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

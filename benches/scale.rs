@@ -21,7 +21,9 @@ use beorg_hotfolder::store::fsutil::sha256_hex;
 
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
-use common::{emulator, numbered_inboxes_config, peak_memory_mb, scratch, spawn, stop};
+use common::{
+    emulator, numbered_inboxes_config, peak_memory_mb, ready, scratch, spawn, stop, wait_for,
+};
 
 const BACKLOG: usize = 100_000;
 const INBOXES: usize = 200;
@@ -46,17 +48,6 @@ fn main() {
 
 fn config_text(base: &Path, url: &str, inboxes: usize) -> String {
     numbered_inboxes_config(base, url, 50.0, 3000.0, "", inboxes)
-}
-
-async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
 }
 
 fn content(n: usize) -> Vec<u8> {
@@ -188,14 +179,7 @@ async fn many_inboxes() {
     socket.set_nonblocking(true).unwrap();
     let started = Instant::now();
     let child = spawn(dir.path(), &text, Some(&socket_path));
-    let ready = wait_for(Duration::from_secs(30), || {
-        let mut buf = [0u8; 256];
-        socket
-            .recv(&mut buf)
-            .ok()
-            .filter(|n| buf[..*n].starts_with(b"READY=1"))
-    })
-    .await;
+    let ready = ready(&socket, Duration::from_secs(30)).await;
     println!(
         "{INBOXES} inboxes: READY=1 {:.0?} after start ({})",
         started.elapsed(),

@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 #[allow(dead_code)] // the helpers the other benchmarks use too
 mod common;
-use common::{daemon_binary, emulator_with, scratch};
+use common::{Redis, daemon_binary, emulator_with, scratch};
 
 /// The webhook signing secret (Standard Webhooks form).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -579,56 +579,6 @@ fn spawn_daemon(config: &Path, logs: &Path, n: usize) -> Child {
         .stderr(log)
         .spawn()
         .unwrap()
-}
-
-/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis {
-            port,
-            child: Self::spawn(port),
-        }
-    }
-
-    fn spawn(port: u16) -> Child {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server in PATH (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child
-    }
-
-    /// SIGKILL (its state is gone), then a new one on the same port.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(self.port);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What the receiver saw: the outcomes (by the input's name) with a valid signature, and the

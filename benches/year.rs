@@ -29,7 +29,7 @@ use beorg_hotfolder::store::journal::bench_fill::{YearOfWork, fill};
 
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
-use common::{daemon_binary, emulator, peak_memory_mb, stop};
+use common::{daemon_binary, emulator, peak_memory_mb, ready, stop, wait_for};
 
 /// Fixed, because the journal stores absolute paths: the daemon must see the same inbox.
 const BASE: &str = "/dev/shm/beorg-year-bench";
@@ -267,17 +267,6 @@ impl Daemon {
     }
 }
 
-async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
-
 fn median_wall(mut run: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..5)
         .map(|_| {
@@ -308,14 +297,7 @@ async fn start_and_answer(journal: &Path, files: usize) {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_nonblocking(true).unwrap();
     let daemon = Daemon::start(&base, &text, Some(&socket_path));
-    let ready = wait_for(Duration::from_secs(120), || {
-        let mut buf = [0u8; 256];
-        socket
-            .recv(&mut buf)
-            .ok()
-            .filter(|n| buf[..*n].starts_with(b"READY=1"))
-    })
-    .await;
+    let ready = ready(&socket, Duration::from_secs(120)).await;
     match ready {
         Some(_) => println!(
             "start: READY=1 {:.0?} after start, journal of {files} files (load: {})",

@@ -1,9 +1,11 @@
 //! What the benchmarks share: scratch folders on tmpfs, an emulator on loopback, the release
-//! daemon as a child process, and its peak memory read from `/proc`.
+//! daemon as a child process, its peak memory read from `/proc`, a `redis-server` of its
+//! own, and waiting on a condition with a deadline.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use beorg_emulator::{Emulator, EmulatorConfig};
 
@@ -106,4 +108,80 @@ pub fn numbered_inboxes_config(
         }
     }
     text
+}
+
+/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis {
+            port,
+            child: Self::spawn(port),
+        }
+    }
+
+    fn spawn(port: u16) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server in PATH (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
+    /// SIGKILL (its state is gone), then a new one on the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` every 5 ms until it gives a value or `limit` passes.
+pub async fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// Waits up to `limit` for systemd's `READY=1` from the daemon on `socket` (its
+/// `NOTIFY_SOCKET`, bound non-blocking).
+pub async fn ready(socket: &std::os::unix::net::UnixDatagram, limit: Duration) -> Option<()> {
+    wait_for(limit, || {
+        let mut buf = [0u8; 256];
+        socket
+            .recv(&mut buf)
+            .ok()
+            .filter(|n| buf[..*n].starts_with(b"READY=1"))
+            .map(|_| ())
+    })
+    .await
 }
