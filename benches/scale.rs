@@ -22,7 +22,8 @@ use beorg_hotfolder::store::fsutil::sha256_hex;
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
 use common::{
-    emulator, numbered_inboxes_config, peak_memory_mb, ready, scratch, spawn, stop, wait_for,
+    emulator, numbered_inboxes_config, own_cpu_seconds, peak_memory_mb, ready, scratch, spawn,
+    stop, wait_for,
 };
 
 const BACKLOG: usize = 100_000;
@@ -213,24 +214,6 @@ async fn many_inboxes() {
     emulator.shutdown();
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // After the ")": state is field 0, utime field 11, stime field 12; 100 ticks a second.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn poll_pass() {
     let dir = scratch();
     let base = dir.path();
@@ -247,9 +230,9 @@ fn poll_pass() {
     // The first pass meets every file; later passes are the steady state of a poll.
     beorg_hotfolder::pipeline::intake::poll_passes(inboxes.clone(), 1);
     let passes = 20;
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (own_cpu_seconds(), Instant::now());
     let seen = beorg_hotfolder::pipeline::intake::poll_passes(inboxes, passes);
-    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed());
+    let (cpu, wall) = (own_cpu_seconds() - cpu, wall.elapsed());
     println!(
         "poll pass over {seen} waiting files: {:.0} ms CPU, {:.0} ms wall per pass (mean of {} passes after the first)",
         cpu * 1000.0 / passes as f64,

@@ -31,7 +31,9 @@ use beorg_emulator::{Endpoint, RequestRecord};
 
 #[allow(dead_code)] // each benchmark uses part of it
 mod common;
-use common::{emulator, peak_memory_mb, scratch, spawn, stop};
+use common::{
+    cpu_seconds, emulator, own_cpu_seconds, peak_memory_mb, scratch, spawn, stat_fields, stop,
+};
 
 const FILES: usize = 200;
 const MB: usize = 1024 * 1024;
@@ -275,43 +277,6 @@ fn cpu_at_exit(child: &mut Child) -> f64 {
 /// Whether the process is a zombie (exited, not yet reaped), or gone.
 fn exited(pid: u32) -> bool {
     stat_fields(pid).is_none_or(|f| f.first().is_some_and(|s| s == "Z"))
-}
-
-/// The fields of `/proc/<pid>/stat` after the command name (state first).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    Some(after_name.split_whitespace().map(String::from).collect())
-}
-
-/// utime + stime (and cutime + cstime with `children`) of `/proc/<pid>/stat`, in seconds.
-fn cpu_seconds(pid: u32, children: bool) -> f64 {
-    let Some(fields) = stat_fields(pid) else {
-        return 0.0;
-    };
-    // After the name: state is field 3 of the stat line, utime 14, stime 15, cutime 16,
-    // cstime 17; here they start at index 0 for field 3.
-    let ticks = |field: usize| fields[field - 3].parse::<f64>().unwrap_or(0.0);
-    let mut total = ticks(14) + ticks(15);
-    if children {
-        total += ticks(16) + ticks(17);
-    }
-    total / clock_ticks_per_second()
-}
-
-fn own_cpu_seconds() -> f64 {
-    cpu_seconds(std::process::id(), false)
-}
-
-/// `getconf CLK_TCK` (100 on Linux everywhere in practice).
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The CPU seconds of `sha256sum` over the 200 files plus `base64` of each to /dev/null.

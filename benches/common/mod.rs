@@ -1,6 +1,6 @@
 //! What the benchmarks share: scratch folders on tmpfs, an emulator on loopback, the release
 //! daemon as a child process, its peak memory read from `/proc`, a `redis-server` of its
-//! own, and waiting on a condition with a deadline.
+//! own, waiting on a condition with a deadline, and a process's CPU time from `/proc`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -184,4 +184,42 @@ pub async fn ready(socket: &std::os::unix::net::UnixDatagram, limit: Duration) -
             .map(|_| ())
     })
     .await
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state first).
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    Some(after_name.split_whitespace().map(String::from).collect())
+}
+
+/// utime + stime (and cutime + cstime with `children`) of `/proc/<pid>/stat`, in seconds.
+pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let Some(fields) = stat_fields(pid) else {
+        return 0.0;
+    };
+    // After the name: state is field 3 of the stat line, utime 14, stime 15, cutime 16,
+    // cstime 17; here they start at index 0 for field 3.
+    let ticks = |field: usize| fields[field - 3].parse::<f64>().unwrap_or(0.0);
+    let mut total = ticks(14) + ticks(15);
+    if children {
+        total += ticks(16) + ticks(17);
+    }
+    total / clock_ticks_per_second()
+}
+
+/// This process's utime + stime, in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id(), false)
+}
+
+/// `getconf CLK_TCK` (100 on Linux everywhere in practice).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
