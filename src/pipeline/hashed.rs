@@ -10,6 +10,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::store::fsutil::sha256_hex_of_reader;
+
 /// What `fstat` of a file says about its content: equal stamps, unchanged file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
@@ -36,38 +38,15 @@ pub struct Hashed {
     pub sha256: String,
 }
 
-/// Bytes read at a time while hashing: one buffer per file being hashed, and many files
-/// are hashed at once when a backlog is claimed (256 KiB added 3 MB to the peak of 200
-/// files; `std::io::copy`'s 8 KiB made eight times the system calls).
-const READ_BUFFER: usize = 64 * 1024;
-
 /// Reads the open `file` from its current position (a file just opened: all of it) and
 /// hashes it (blocking). `None` for the stamp if the file changed while it was read (another
 /// stamp after than before, or not as many bytes as it said): the hash then belongs to no
 /// stamp.
-pub fn hash_open_file(mut file: &std::fs::File) -> std::io::Result<(String, Option<Stamp>)> {
-    use sha2::Digest;
-    use std::io::Read;
+pub fn hash_open_file(file: &std::fs::File) -> std::io::Result<(String, Option<Stamp>)> {
     let before = Stamp::of(&file.metadata()?);
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; READ_BUFFER];
-    let mut read = 0u64;
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buffer[..n]);
-                read += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let (sha256, read) = sha256_hex_of_reader(file)?;
     let unchanged = Stamp::of(&file.metadata()?) == before && read == before.size;
-    Ok((
-        format!("{:x}", hasher.finalize()),
-        unchanged.then_some(before),
-    ))
+    Ok((sha256, unchanged.then_some(before)))
 }
 
 /// Opens and hashes the file at `path` (blocking): its hash, and what to remember of it

@@ -411,11 +411,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// [`sha256_hex`] of a file's content, read in chunks (memory does not grow with the file).
 pub fn sha256_hex_of_file(path: &Path) -> io::Result<String> {
+    sha256_hex_of_reader(File::open(path)?).map(|(sha256, _)| sha256)
+}
+
+/// Bytes read at a time while hashing: one buffer per file being hashed, and many files
+/// are hashed at once when a backlog is claimed (256 KiB added 3 MB to the peak of 200
+/// files; `std::io::copy`'s 8 KiB made eight times the system calls).
+const HASH_READ_BUFFER: usize = 64 * 1024;
+
+/// [`sha256_hex`] of what `reader` gives until its end, and how many bytes that was.
+pub fn sha256_hex_of_reader(mut reader: impl io::Read) -> io::Result<(String, u64)> {
     use sha2::Digest;
-    let mut file = File::open(path)?;
     let mut hasher = sha2::Sha256::new();
-    io::copy(&mut file, &mut hasher)?;
-    Ok(format!("{:x}", hasher.finalize()))
+    let mut buffer = vec![0u8; HASH_READ_BUFFER];
+    let mut read = 0u64;
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                read += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((format!("{:x}", hasher.finalize()), read))
 }
 
 /// Creates a folder (and parents) with the given mode for the ones it creates.
