@@ -22,7 +22,7 @@ use crate::pipeline::entries::EntryRules;
 /// Per inbox: how it is watched right now.
 pub(super) struct Watched {
     /// Polling, because configured, chosen for a network filesystem, or as a fallback.
-    polled: bool,
+    pub(super) polled: bool,
     /// The folder exists and is attached (watched or polled).
     attached: bool,
     /// (device, inode) of the folder when attached: a change means deleted and recreated,
@@ -267,8 +267,12 @@ impl Intake {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        for entry in entries.flatten() {
+        for (n, entry) in entries.flatten().enumerate() {
             self.look(index, &entry.path(), None);
+            // A listing of 1,000,000 files takes seconds: the claim loop is not kept waiting.
+            if n % 1024 == 1023 {
+                self.hand_over();
+            }
         }
     }
 
