@@ -175,6 +175,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::pipeline::intake::settle::Seen;
     use crate::pipeline::intake::test_intake;
 
     /// Writes `name` with an mtime `secs` after an hour ago, and has intake see it settled.
@@ -185,7 +186,7 @@ mod tests {
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
         file.set_modified(hour_ago + Duration::from_secs(secs))
             .unwrap();
-        intake.look_at(0, &path, None);
+        intake.look_at(0, &path, Seen::Named);
         intake.settled_at(0, name, Instant::now() - Duration::from_secs(5));
     }
 
@@ -223,7 +224,7 @@ mod tests {
         settled(&mut intake, &inbox, "claimed.bin", 10);
         intake.check_candidates();
         let file = queue.pop().await;
-        intake.look_at(0, &file.path, None);
+        intake.look_at(0, &file.path, Seen::Named);
         intake.check_candidates();
         let slot = intake.waiting.find(0, "claimed.bin").unwrap();
         assert_eq!(intake.waiting.get(slot).state(), State::Handed);
@@ -231,7 +232,7 @@ mod tests {
         queue.release(&file);
         intake.hand_over();
         assert!(intake.waiting.find(0, "claimed.bin").is_none());
-        intake.look_at(0, &file.path, None);
+        intake.look_at(0, &file.path, Seen::Named);
         let slot = intake.waiting.find(0, "claimed.bin").unwrap();
         assert_eq!(intake.waiting.get(slot).state(), State::Settling);
     }

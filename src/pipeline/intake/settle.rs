@@ -88,6 +88,17 @@ pub(super) struct Particulars {
     told: Option<Told>,
 }
 
+/// How intake came to look at a path.
+#[derive(Clone, Copy)]
+pub(super) enum Seen<'a> {
+    /// An entry of a listing of its folder.
+    Listed(&'a std::fs::DirEntry),
+    /// An event that may be a change: (closed, written), a writer's close or open.
+    Event((bool, bool)),
+    /// By its path alone.
+    Named,
+}
+
 /// The age of the oldest candidate still settling that was seen only just now: settled ones
 /// younger than it wait (mtime, name, inbox).
 pub(super) type Gate = (SystemTime, String, usize);
@@ -158,14 +169,22 @@ impl Hold {
 impl Intake {
     /// A path in an inbox (not a sets inbox) may be new or changed: make it a candidate,
     /// descend into it (a folder of a recursive inbox), or leave it alone (and say why, once).
-    /// `event` is (closed, written) for an event that may be a change: a writer's open/close.
-    pub(super) fn look_at(&mut self, index: usize, path: &Path, event: Option<(bool, bool)>) {
+    pub(super) fn look_at(&mut self, index: usize, path: &Path, seen: Seen<'_>) {
         let known =
             rel_name(&self.inboxes[index].path, path).and_then(|rel| self.waiting.find(index, rel));
         if known.is_some_and(|slot| self.waiting.get(slot).is_offered()) {
             return;
         }
-        let (rel, meta) = match self.watched[index].rules.judge(path) {
+        let rules = &self.watched[index].rules;
+        let verdict = match seen {
+            Seen::Listed(entry) => rules.judge_listed(path, entry),
+            _ => rules.judge(path),
+        };
+        let event = match seen {
+            Seen::Event(event) => Some(event),
+            _ => None,
+        };
+        let (rel, meta) = match verdict {
             Verdict::Take { rel, meta } => (rel, meta),
             Verdict::Descend => return self.scan_dir(index, path),
             Verdict::Skip => return,
@@ -746,7 +765,7 @@ mod tests {
             std::fs::write(path, b"a scan, not a known format").unwrap();
             let file = std::fs::File::options().write(true).open(path).unwrap();
             file.set_modified(mtime).unwrap();
-            intake.look_at(0, path, None);
+            intake.look_at(0, path, Seen::Named);
         }
         // The younger one was listed first and has settled; the older one was seen just now.
         let settled = Instant::now() - Duration::from_secs(2);
@@ -769,7 +788,7 @@ mod tests {
         std::fs::write(&path, b"a scan, not a known format").unwrap();
         std::thread::sleep(Duration::from_millis(400));
         intake.watched[0].polled = true;
-        intake.look_at(0, &path, None);
+        intake.look_at(0, &path, Seen::Named);
         intake.check_candidates();
         assert!(
             queue.is_empty(),
@@ -778,7 +797,7 @@ mod tests {
         let slot = intake.waiting.find(0, "waiting-since-before.bin").unwrap();
         intake.waiting.free(slot);
         intake.watched[0].polled = false;
-        intake.look_at(0, &path, None);
+        intake.look_at(0, &path, Seen::Named);
         intake.check_candidates();
         assert_eq!(queue.pop().await.path, path, "settled at its first sight");
     }

@@ -16,6 +16,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::Intake;
+use super::settle::Seen;
 use crate::config::WatchMode;
 use crate::pipeline::entries::EntryRules;
 
@@ -268,7 +269,11 @@ impl Intake {
             return;
         };
         for (n, entry) in entries.flatten().enumerate() {
-            self.look(index, &entry.path(), None);
+            if self.inboxes[index].sets {
+                self.look_at_in_sets_inbox(index, &entry.path(), None);
+            } else {
+                self.look_at(index, &entry.path(), Seen::Listed(&entry));
+            }
             // A listing of 1,000,000 files takes seconds: the claim loop is not kept waiting.
             if n % 1024 == 1023 {
                 self.hand_over();
@@ -282,7 +287,7 @@ impl Intake {
         if self.inboxes[index].sets {
             self.look_at_in_sets_inbox(index, path, event);
         } else {
-            self.look_at(index, path, event);
+            self.look_at(index, path, event.map_or(Seen::Named, Seen::Event));
         }
     }
 }
