@@ -1,7 +1,8 @@
 //! When a candidate is ready: the one settle rule and the one hold rule, for a single file
 //! and a document set alike.
 //!
-//! A path becomes a candidate (a [`Record`] of the waiting files, [`waiting`](super::waiting)): a file of an inbox ([`Intake::look_at`]), or a subfolder
+//! A path becomes a candidate (a [`Record`] of the waiting files,
+//! [`waiting`](super::waiting)): a file of an inbox ([`Intake::look_at`]), or a subfolder
 //! of a `sets` inbox ([`sets`](super::sets)). What differs between the two kinds is their
 //! [`Stamp`]'s ([`stamp`](super::stamp)); the rest is this one rule:
 //!
@@ -11,8 +12,8 @@
 //!   an inbox watched by events (a local filesystem: the file's times are this machine's
 //!   clock) counts from its last change as its ctime and mtime tell, if that is earlier than
 //!   its first sight: a backlog waiting since before the start is settled at once; a file
-//!   on a network share, whose times come from another clock, from its first sight. Before it can
-//!   settle at all it may wait ([`Wait`]: a set for something to offer and for its
+//!   on a network share, whose times come from another clock, from its first sight. Before
+//!   it can settle at all it may wait ([`Wait`]: a set for something to offer and for its
 //!   `ready_file`), said once.
 //! - **Held**: a settled candidate stays in the inbox while something in it looks unfinished
 //!   ([`Hold`]): a name that holds it (a set's temporary name), a file a local writer has open

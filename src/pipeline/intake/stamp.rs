@@ -4,8 +4,8 @@
 //! The rule itself ([`settle`](super::settle)) is written once; it asks a candidate's
 //! [`Stamp`] only what is the kind's own: how its stamp is taken (a file's size and mtime by
 //! `lstat`; a set's [`Listing`]: names, sizes and mtimes of everything in its folder; its
-//! record keeps a set's total size and newest mtime for the queue), whether it holds an empty file (which settles for at least
-//! [`EMPTY_FILE_SETTLE`](super::settle::EMPTY_FILE_SETTLE)), whether a local writer's close
+//! record keeps a set's total size and newest mtime for the queue), whether it holds an
+//! empty file (which settles for at least [`EMPTY_FILE_SETTLE`](super::settle::EMPTY_FILE_SETTLE)), whether a local writer's close
 //! finishes it (a file's does; one file closed in a set says nothing of the others), what it
 //! waits for before settling at all (a set: something to offer and its `ready_file`), which
 //! of its names hold it (a set: a [temporary name](crate::pipeline::entries::is_temporary_name)),

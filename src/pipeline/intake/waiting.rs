@@ -332,18 +332,25 @@ impl<P> Waiting<P> {
         (r.mtime(), self.name(slot), r.inbox())
     }
 
-    /// Puts many settled records in the due heap at once (a first listing settles all at
-    /// once): one O(n) heapify instead of n pushes.
-    pub(super) fn push_due_all(&mut self, slots: impl IntoIterator<Item = Slot>) {
-        for slot in slots {
+    /// Puts settled records in the due heap: many at once (a first listing settles all at
+    /// once) by one O(n) heapify, a few joining a large heap one by one.
+    pub(super) fn push_due_all(&mut self, slots: Vec<Slot>) {
+        let many = slots.len() >= self.due.len() / 8;
+        for &slot in &slots {
             self.set_state(slot, State::Due);
-            self.due.push(slot);
         }
         let ages = Ages {
             records: &self.records,
             names: &self.names,
         };
-        heap::heapify(&mut self.due, |a, b| ages.older(a, b));
+        if many {
+            self.due.extend(slots);
+            heap::heapify(&mut self.due, |a, b| ages.older(a, b));
+        } else {
+            for slot in slots {
+                heap::push(&mut self.due, slot, |a, b| ages.older(a, b));
+            }
+        }
     }
 
     /// The oldest due record, without taking it.
@@ -353,13 +360,7 @@ impl<P> Waiting<P> {
 
     /// Takes the oldest due record.
     pub(super) fn pop_due(&mut self) -> Option<Slot> {
-        let ages = Ages {
-            records: &self.records,
-            names: &self.names,
-        };
-        let slot = heap::pop(&mut self.due, |a, b| ages.older(a, b));
-        shrink_when_drained(&mut self.due);
-        slot
+        pop_oldest(&mut self.due, &self.records, &self.names)
     }
 
     /// Puts a record in the ready heap.
@@ -379,13 +380,7 @@ impl<P> Waiting<P> {
 
     /// Takes the oldest ready record (its state is the caller's to set).
     pub(super) fn pop_ready(&mut self) -> Option<Slot> {
-        let ages = Ages {
-            records: &self.records,
-            names: &self.names,
-        };
-        let slot = heap::pop(&mut self.ready, |a, b| ages.older(a, b));
-        shrink_when_drained(&mut self.ready);
-        slot
+        pop_oldest(&mut self.ready, &self.records, &self.names)
     }
 
     /// Gives memory back once most records are gone: freed records are squeezed out (their
@@ -440,11 +435,15 @@ impl<P> Waiting<P> {
     }
 }
 
-/// A heap drained to a small part of its capacity gives the rest back.
-fn shrink_when_drained(heap: &mut Vec<Slot>) {
+/// Takes the oldest record of an age heap (due or ready); a heap drained to a small part of
+/// its capacity gives the rest back.
+fn pop_oldest<P>(heap: &mut Vec<Slot>, records: &[Record<P>], names: &str) -> Option<Slot> {
+    let ages = Ages { records, names };
+    let slot = heap::pop(heap, |a, b| ages.older(a, b));
     if heap.capacity() > 2 * heap.len() + 4096 {
         heap.shrink_to_fit();
     }
+    slot
 }
 
 /// A binary min-heap of record numbers under an order given by a closure (the standard one
@@ -570,7 +569,7 @@ mod tests {
             }
         }
         let (half, rest) = kept.split_at(kept.len() / 2);
-        w.push_due_all(half.iter().map(|(s, _)| *s));
+        w.push_due_all(half.iter().map(|(s, _)| *s).collect());
         for (slot, _) in rest {
             w.push_ready(*slot);
         }
