@@ -2,7 +2,7 @@
 //! sight until its claim is over, kept by the intake thread.
 //!
 //! A backlog of 1,000,000 files waits here at start, so a record is small (56 bytes, what a
-//! plain file needs; the rest boxed in [`Particulars`]), every name (the path below its inbox)
+//! plain file needs; what few records carry is boxed, the settle rule's particulars), every name (the path below its inbox)
 //! lives in one shared buffer, the index by (inbox, name) holds record numbers only, and the
 //! two orders a record waits in are heaps of record numbers, oldest first (mtime, then name,
 //! then inbox): **due** (settled, for a last look before it is offered) and **ready** (for the
@@ -302,8 +302,8 @@ impl<P> Waiting<P> {
         name_in(&self.names, &self.records[slot as usize])
     }
 
-    /// Moves a record to `state` (the due and ready heaps are [`Waiting::push_due`]'s and
-    /// [`Waiting::push_ready`]'s).
+    /// Moves a record to `state` (the due and ready heaps are [`Waiting::push_due_all`]'s
+    /// and [`Waiting::push_ready`]'s).
     pub(super) fn set_state(&mut self, slot: Slot, state: State) {
         let r = &mut self.records[slot as usize];
         self.counts[r.state as usize] -= usize::from(r.state != State::Free);
