@@ -2,10 +2,11 @@
 //! sight until its claim is over, kept by the intake thread.
 //!
 //! A backlog of 1,000,000 files waits here at start, so a record is small (56 bytes, what a
-//! plain file needs; what few records carry is boxed, the settle rule's particulars), every name (the path below its inbox)
-//! lives in one shared buffer, the index by (inbox, name) holds record numbers only, and the
-//! two orders a record waits in are heaps of record numbers, oldest first (mtime, then name,
-//! then inbox): **due** (settled, for a last look before it is offered) and **ready** (for the
+//! plain file needs; what few records carry, the settle rule's particulars, is boxed), every
+//! name (the path below its inbox) lives in one shared buffer, the index by (inbox, name)
+//! holds record numbers only, and the two orders a record waits in are heaps of record
+//! numbers, oldest first (mtime, then name, then inbox): **due** (settled, for a last look
+//! before it is offered) and **ready** (for the
 //! claim loop). A record goes [`State::Settling`] → `Due` → `Ready` → `Handed` and is freed
 //! when its claim is over or its file goes away. Which way it goes is
 //! [`settle`](super::settle)'s rule; this module only keeps.
