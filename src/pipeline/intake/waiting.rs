@@ -6,10 +6,10 @@
 //! name (the path below its inbox) lives in one shared buffer, the index by (inbox, name)
 //! holds record numbers only, and the two orders a record waits in are heaps of record
 //! numbers, oldest first (mtime, then name, then inbox): **due** (settled, for a last look
-//! before it is offered) and **ready** (for the
-//! claim loop). A record goes [`State::Settling`] → `Due` → `Ready` → `Handed` and is freed
-//! when its claim is over or its file goes away. Which way it goes is
-//! [`settle`](super::settle)'s rule; this module only keeps.
+//! before it is offered) and **ready** (for the claim loop). A record goes
+//! [`State::Settling`] → `Due` → `Ready` → `Handed` and is freed when its claim is over or
+//! its file goes away. Which way it goes is [`settle`](super::settle)'s rule; this module
+//! only keeps.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime};
