@@ -130,7 +130,9 @@ async fn backlog(files: usize) {
     }
     match first {
         Some(at) => {
-            println!("backlog {files}: first submit {at:.2?} after start (settle 2 s included)")
+            println!(
+                "backlog {files}: first submit {at:.2?} after start (settle 2 s; files unchanged that long before the start are settled when listed)"
+            )
         }
         None => println!("backlog {files}: no submit within 60 s"),
     }

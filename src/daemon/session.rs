@@ -240,7 +240,7 @@ async fn feed(p: Arc<Context>, queue: Arc<ReadyQueue>, tasks: TaskTracker) {
             file = queue.pop() => file,
         };
         let job = claim_or_leave(&p, &file, &mut refused).await;
-        queue.release(&file.path);
+        queue.release(&file);
         if let Some(job) = job {
             tasks.spawn(drive(p.clone(), job, Some(permit)));
         }

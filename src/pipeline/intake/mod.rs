@@ -14,14 +14,17 @@
 //!   of its names and files hold it.
 //! - `sets.rs`: where a path of a `sets` inbox belongs: a subfolder is a set (a document
 //!   set), loose files and links are left alone.
-//! - `ready.rs`: the [`ReadyQueue`] the settled files join, oldest mtime first; it holds
-//!   paths, never contents.
+//! - `waiting.rs`: one compact record per file (or set) from its first sight to the end of
+//!   its claim (a backlog of 1,000,000 files waits there at start): names in one buffer, an
+//!   index by (inbox, name), and the due and ready orders, oldest first.
+//! - `ready.rs`: the [`ReadyQueue`] the claim loop takes from, oldest mtime first: the
+//!   oldest few ready files handed over by intake; it holds paths, never contents.
 //!
 //! Symlinks, hard-linked files and anything but regular files are never taken (which entries
 //! count is [`entries`](crate::pipeline::entries)' rule, shared with a set's listing and
 //! `status`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -37,12 +40,14 @@ mod ready;
 mod sets;
 mod settle;
 mod stamp;
+mod waiting;
 mod watch;
 
 pub use ready::{ReadyFile, ReadyQueue};
 pub use watch::is_network_fs;
 
-use settle::{CLOSE_GRACE, Candidate};
+use settle::{CLOSE_GRACE, Gate, Particulars};
+use waiting::{State, Waiting};
 use watch::{Watched, watch_limit_hint};
 
 /// What the rest of the daemon sees of the intake thread.
@@ -83,7 +88,8 @@ pub fn run(
     cancel: CancellationToken,
     liveness: Arc<Liveness>,
 ) {
-    let (events_tx, events) = mpsc::channel();
+    let (wake_tx, wakes) = mpsc::channel();
+    queue.connect(wake_tx.clone());
     // notify calls this on its own thread: forward without blocking, never drop what may
     // be a change. An open alone is none, and intake's own reads open every file it offers:
     // kept, a backlog of 100,000 files would queue as many events here while it is offered.
@@ -91,7 +97,7 @@ pub fn run(
         if res.as_ref().is_ok_and(watch::is_an_open) {
             return;
         }
-        let _ = events_tx.send(res);
+        let _ = wake_tx.send(Wake::Event(res));
     })
     .map_err(|e| {
         tracing::warn!(
@@ -111,21 +117,24 @@ pub fn run(
     let mut next_rescan = Instant::now() + rescan_interval;
     while !cancel.is_cancelled() {
         liveness.turned();
-        // With files settling, every tick; idle, only when something is due (a polled or
-        // missing inbox, the rescan) or the loop's slow turn: events wake it otherwise.
+        // With due files to look at, at once; with files settling, every tick; idle, only
+        // when something is due (a polled or missing inbox, the rescan) or the loop's slow
+        // turn: events, pops and releases wake it otherwise.
         let now = Instant::now();
-        let wait = if intake.candidates.is_empty() {
+        let wait = if intake.has_due_to_look_at() {
+            Duration::ZERO
+        } else if intake.settling() {
+            tick
+        } else {
             let due = intake.next_due().min(next_rescan).min(now + IDLE_TURN);
             due.saturating_duration_since(now).max(tick)
-        } else {
-            tick
         };
-        match events.recv_timeout(wait) {
-            Ok(event) => {
-                intake.on_event(event);
+        match wakes.recv_timeout(wait) {
+            Ok(wake) => {
+                intake.on_wake(wake);
                 // Take what else is queued, in bounded batches, so timers still run.
-                for event in events.try_iter().take(10_000) {
-                    intake.on_event(event);
+                for wake in wakes.try_iter().take(10_000) {
+                    intake.on_wake(wake);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -138,11 +147,19 @@ pub fn run(
             intake.scan_all();
             next_rescan = now + rescan_interval;
         }
-        if now >= next_settle_check {
+        if now >= next_settle_check || intake.has_due_to_look_at() {
             intake.check_candidates();
             next_settle_check = Instant::now() + tick;
+        } else {
+            intake.hand_over();
         }
     }
+}
+
+/// What wakes the intake loop: a folder event, or the claim loop (a pop or a release).
+enum Wake {
+    Event(notify::Result<notify::Event>),
+    Queue,
 }
 
 /// The intake loop's slowest turn when idle: often enough for the liveness checks (`/healthz`
@@ -160,7 +177,7 @@ pub fn poll_passes(inboxes: Arc<Vec<InboxConfig>>, passes: usize) -> usize {
         intake.scan_all_unattached();
         intake.check_candidates();
     }
-    intake.candidates.len()
+    intake.waiting.len()
 }
 
 /// One session's intake: what is watched, what is settling, what was said. Its methods live
@@ -174,8 +191,13 @@ struct Intake {
     watcher: Option<notify::RecommendedWatcher>,
     /// Per inbox (same index): how it is watched right now.
     watched: Vec<Watched>,
-    /// Files, and subfolders of sets inboxes, seen and not ready yet (see `settle.rs`).
-    candidates: HashMap<PathBuf, Candidate>,
+    /// Files, and subfolders of sets inboxes, seen and not claimed yet: one record each
+    /// (`waiting.rs`), moved along by the settle rule (`settle.rs`).
+    waiting: Waiting<Particulars>,
+    /// When the settle check next looks at the settling candidates (None: none settles).
+    look_at_settling: Option<Instant>,
+    /// The oldest candidate seen just now and still settling: settled younger ones wait.
+    gate: Option<Gate>,
     /// Paths already warned about (symlinks, hard links, odd names): one WARN each.
     warned: HashSet<PathBuf>,
     /// How long a settled file that looks unfinished is held without a change (`[daemon]
@@ -203,7 +225,9 @@ impl Intake {
             queue,
             watcher,
             watched,
-            candidates: HashMap::new(),
+            waiting: Waiting::default(),
+            look_at_settling: None,
+            gate: None,
             warned: HashSet::new(),
             hold_limit,
             identity_every: Duration::from_secs(60),
@@ -222,6 +246,21 @@ impl Intake {
         shortest.clamp(Duration::from_millis(20), Duration::from_millis(250))
     }
 
+    /// What woke the loop: a folder event is looked at; a pop or a release is the hand-off's
+    /// (at the end of the turn).
+    fn on_wake(&mut self, wake: Wake) {
+        match wake {
+            Wake::Event(event) => self.on_event(event),
+            Wake::Queue => {}
+        }
+    }
+
+    /// Whether candidates are settling (or due for their last look): the loop then turns at
+    /// every tick.
+    fn settling(&self) -> bool {
+        self.waiting.count(State::Settling) + self.waiting.count(State::Due) > 0
+    }
+
     /// Says `what` about `path` at WARN, once per path.
     fn warn_once(&mut self, path: &Path, what: &str) {
         warn_once(&mut self.warned, path, what);
@@ -233,4 +272,22 @@ fn warn_once(warned: &mut HashSet<PathBuf>, path: &Path, what: &str) {
     if warned.insert(path.to_path_buf()) {
         tracing::warn!(file = %path.display(), "{what}");
     }
+}
+
+/// An intake of one inbox (`<temp>/in`, settle `settle`) not attached to its folder, for unit
+/// tests: the temp folder (kept while it lives), the inbox folder, the queue, the intake.
+#[cfg(test)]
+fn test_intake(settle: &str) -> (tempfile::TempDir, PathBuf, Arc<ReadyQueue>, Intake) {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    let text = format!(
+        "[api]\nproject_id = \"U_RATE_2\"\nmachine_uid = \"m\"\ntoken = \"t\"\n[[inbox]]\npath = \"{0}/in\"\ntype = \"PASSPORT\"\ndone = \"{0}/done\"\nfailed = \"{0}/failed\"\nsettle = \"{settle}\"\n",
+        dir.path().display()
+    );
+    let config = crate::config::Config::from_toml(&text, Path::new("/c.toml"), None).unwrap();
+    let queue = Arc::new(ReadyQueue::default());
+    let hold_limit = Duration::from_secs(300);
+    let intake = Intake::new(Arc::new(config.inboxes), queue.clone(), None, hold_limit);
+    (dir, inbox, queue, intake)
 }

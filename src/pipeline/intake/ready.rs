@@ -1,16 +1,24 @@
-//! The ready queue: settled files (and sets) waiting to be claimed, oldest mtime first (then
-//! by name). Intake pushes, the claim loop pops; a popped path stays "taken" until its claim
-//! is over, so intake does not offer it twice. The queue holds paths, never contents, and
-//! keeps them compact (an inbox's folder once, each file's name below it, in one array
-//! ordered as a binary heap): a backlog of 100,000 files waits here.
+//! The ready queue: what the claim loop takes, oldest mtime first (then by name, then
+//! inbox). The ready files themselves wait in intake's records
+//! ([`waiting`](super::waiting)); intake hands the oldest few over here ([`HANDOFF`]), and
+//! swaps one back when an older file becomes ready, so the order holds across the hand-off.
+//! The claim loop pops and, when its claim is over, releases: until then intake leaves the
+//! path alone. Pops and releases wake the intake loop, which tops the hand-off up.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::SystemTime;
 
 use tokio::sync::Notify;
+
+use super::waiting::{Slot, State};
+use super::{Intake, Wake};
+
+/// How many ready files wait in the hand-off: enough that the claim loop never waits for a
+/// turn of the intake loop, few enough that a file made ready later but older is swapped in.
+const HANDOFF: usize = 8;
 
 /// A settled file waiting to be claimed.
 #[derive(Debug, Clone)]
@@ -26,112 +34,43 @@ pub struct ReadyFile {
     pub detected_at: SystemTime,
 }
 
-/// Settled files, oldest mtime first (then by name). Shared by intake (producer) and the claim loop.
-#[derive(Default)]
-pub struct ReadyQueue {
-    inner: Mutex<QueueInner>,
-    added: Notify,
-}
-
-#[derive(Default)]
-struct QueueInner {
-    /// Oldest first (mtime, then name, then inbox): a binary heap, one array of compact
-    /// entries (no tree nodes), since a backlog of 100,000 files waits here; the path is the
-    /// inbox folder plus the name.
-    order: BinaryHeap<Reverse<Queued>>,
-    /// Each inbox's folder, as the paths pushed show it.
-    roots: HashMap<usize, Arc<Path>>,
-    /// Paths queued or being claimed, as hashes (a backlog's paths are not kept twice):
-    /// intake does not offer them again. (Two paths with one 64-bit hash would only make
-    /// one wait for the other's claim, or for the next rescan: never lost.)
-    taken: HashSet<u64>,
-    hasher: std::hash::RandomState,
-}
-
-impl QueueInner {
-    fn taken_key(&self, path: &Path) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(path)
-    }
-}
-
-/// What the queue keeps of a ready file; ordered by age: mtime, then name, then inbox (a
-/// path is queued once, so no two are equal).
-struct Queued {
-    mtime: SystemTime,
-    name: Box<str>,
-    size: u64,
-    detected_at: SystemTime,
-    inbox: usize,
-}
-
-impl Queued {
+impl ReadyFile {
     fn age(&self) -> (SystemTime, &str, usize) {
         (self.mtime, &self.name, self.inbox)
     }
 }
 
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.age().cmp(&other.age())
-    }
+/// Ready files handed over by intake, oldest first. Shared by intake (producer) and the
+/// claim loop.
+#[derive(Default)]
+pub struct ReadyQueue {
+    shared: Mutex<Shared>,
+    added: Notify,
 }
 
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+#[derive(Default)]
+pub(super) struct Shared {
+    /// The oldest ready files, oldest first, at most [`HANDOFF`].
+    handoff: VecDeque<ReadyFile>,
+    /// Claims that are over, as (inbox, name): intake forgets their records.
+    released: Vec<(usize, String)>,
+    /// Ready files still in intake's records.
+    waiting: usize,
+    /// Wakes the intake loop (None until it runs).
+    wake: Option<mpsc::Sender<Wake>>,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.age() == other.age()
+impl Shared {
+    fn wake_intake(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(Wake::Queue);
+        }
     }
 }
-
-impl Eq for Queued {}
 
 impl ReadyQueue {
-    /// Adds a file unless its path is already queued or being claimed.
-    pub fn push(&self, file: ReadyFile) -> bool {
-        let mut q = self.lock();
-        let root = file
-            .path
-            .to_str()
-            .and_then(|p| p.strip_suffix(file.name.as_str()))
-            .map(|root| match root.trim_end_matches('/') {
-                "" => "/".to_string(),
-                trimmed => trimmed.to_string(),
-            });
-        // Always a path below its inbox (intake makes it so); anything else is refused
-        // rather than queued under a wrong path.
-        let Some(root) = root else {
-            return false;
-        };
-        let key = q.taken_key(&file.path);
-        if !q.taken.insert(key) {
-            return false;
-        }
-        if q.roots
-            .get(&file.inbox)
-            .is_none_or(|r| r.as_os_str() != root.as_str())
-        {
-            q.roots.insert(file.inbox, Arc::from(Path::new(&root)));
-        }
-        q.order.push(Reverse(Queued {
-            mtime: file.mtime,
-            name: file.name.into_boxed_str(),
-            size: file.size,
-            detected_at: file.detected_at,
-            inbox: file.inbox,
-        }));
-        drop(q);
-        self.added.notify_one();
-        true
-    }
-
-    /// The oldest ready file, waiting for one if the queue is empty. Its path stays "taken"
-    /// until [`ReadyQueue::release`].
+    /// The oldest ready file, waiting for one if there is none. Its path stays taken until
+    /// [`ReadyQueue::release`].
     pub async fn pop(&self) -> ReadyFile {
         loop {
             let notified = self.added.notified();
@@ -142,83 +81,159 @@ impl ReadyQueue {
         }
     }
 
-    /// The oldest ready file, if any.
     fn pop_now(&self) -> Option<ReadyFile> {
-        let mut q = self.lock();
-        let Reverse(queued) = q.order.pop()?;
-        // A backlog drained gives its memory back (the array does not shrink by itself).
-        if q.order.capacity() > 2 * q.order.len() + 1024 {
-            q.order.shrink_to_fit();
-        }
-        let root = q
-            .roots
-            .get(&queued.inbox)
-            .cloned()
-            .expect("known from its push");
-        Some(ReadyFile {
-            inbox: queued.inbox,
-            path: root.join(&*queued.name),
-            name: queued.name.into_string(),
-            size: queued.size,
-            mtime: queued.mtime,
-            detected_at: queued.detected_at,
-        })
+        let mut shared = self.lock();
+        let file = shared.handoff.pop_front()?;
+        shared.wake_intake();
+        Some(file)
     }
 
-    /// The claim is over (the file moved out, or stayed and may be offered again).
-    pub fn release(&self, path: &Path) {
-        let mut q = self.lock();
-        let key = q.taken_key(path);
-        q.taken.remove(&key);
+    /// The claim of `file` is over (it moved out, or stayed and may be offered again).
+    pub fn release(&self, file: &ReadyFile) {
+        let mut shared = self.lock();
+        shared.released.push((file.inbox, file.name.clone()));
+        shared.wake_intake();
     }
 
-    /// Whether intake should leave this path alone for now.
-    pub fn is_taken(&self, path: &Path) -> bool {
-        let q = self.lock();
-        q.taken.contains(&q.taken_key(path))
-    }
-
-    /// Files waiting to be claimed.
+    /// Files ready and not claimed yet.
     pub fn len(&self) -> usize {
-        self.lock().order.len()
+        let shared = self.lock();
+        shared.handoff.len() + shared.waiting
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// The intake loop to wake on a pop or a release.
+    pub(super) fn connect(&self, wake: mpsc::Sender<Wake>) {
+        self.lock().wake = Some(wake);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Intake {
+    /// Forgets the records of claims that are over, and keeps the hand-off holding the oldest
+    /// ready files: topped up to [`HANDOFF`], and its youngest swapped back for an older one
+    /// made ready since.
+    pub(super) fn hand_over(&mut self) {
+        let queue = self.queue.clone();
+        let mut shared = queue.lock();
+        for (inbox, name) in std::mem::take(&mut shared.released) {
+            if let Some(slot) = self.waiting.find(inbox, &name)
+                && self.waiting.get(slot).state() == State::Handed
+            {
+                self.waiting.free(slot);
+            }
+        }
+        let mut handed = false;
+        while let Some(oldest) = self.waiting.peek_ready() {
+            if shared.handoff.len() >= HANDOFF {
+                let youngest = shared.handoff.back().expect("full");
+                if self.waiting.age(oldest) >= youngest.age() {
+                    break;
+                }
+                let back = shared.handoff.pop_back().expect("full");
+                if let Some(slot) = self.waiting.find(back.inbox, &back.name) {
+                    self.waiting.push_ready(slot);
+                }
+            }
+            let slot = self.waiting.pop_ready().expect("peeked");
+            self.waiting.set_state(slot, State::Handed);
+            let file = self.ready_file(slot);
+            let at = shared.handoff.partition_point(|f| f.age() < file.age());
+            shared.handoff.insert(at, file);
+            handed = true;
+        }
+        shared.waiting = self.waiting.count(State::Ready);
+        drop(shared);
+        if handed {
+            queue.added.notify_one();
+        }
+    }
+
+    fn ready_file(&self, slot: Slot) -> ReadyFile {
+        let record = self.waiting.get(slot);
+        let name = self.waiting.name(slot).to_string();
+        ReadyFile {
+            inbox: record.inbox(),
+            path: self.inboxes[record.inbox()].path.join(&name),
+            name,
+            size: record.size,
+            mtime: record.mtime(),
+            detected_at: record.detected_at(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use std::time::Duration;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
 
-    fn ready(name: &str, secs: u64) -> ReadyFile {
-        ReadyFile {
-            inbox: 0,
-            path: PathBuf::from(format!("/in/{name}")),
-            name: name.into(),
-            size: 1,
-            mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-            detected_at: SystemTime::now(),
-        }
+    use super::*;
+    use crate::pipeline::intake::settle::Seen;
+    use crate::pipeline::intake::test_intake;
+
+    /// Writes `name` with an mtime `secs` after an hour ago, and has intake see it settled.
+    fn settled(intake: &mut Intake, inbox: &Path, name: &str, secs: u64) {
+        let path = inbox.join(name);
+        std::fs::write(&path, name.as_bytes()).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        file.set_modified(hour_ago + Duration::from_secs(secs))
+            .unwrap();
+        intake.look_at(0, &path, Seen::Named);
+        intake.settled_at(0, name, Instant::now() - Duration::from_secs(5));
     }
 
+    /// The hand-off holds the oldest few ready files; one made ready later but older than
+    /// those is swapped in, so the claim loop still takes the oldest first.
     #[tokio::test]
-    async fn queue_gives_oldest_first_and_refuses_taken_paths() {
-        let q = ReadyQueue::default();
-        assert!(q.push(ready("new", 30)));
-        assert!(q.push(ready("old", 10)));
-        assert!(!q.push(ready("old", 10)), "already queued");
-        assert_eq!(q.pop().await.name, "old");
-        assert!(!q.push(ready("old", 10)), "being claimed");
-        q.release(Path::new("/in/old"));
-        assert!(q.push(ready("old", 10)));
-        assert_eq!(q.pop().await.name, "old");
-        assert_eq!(q.pop().await.name, "new");
+    async fn an_older_file_ready_after_the_hand_off_filled_is_still_taken_first() {
+        let (_dir, inbox, queue, mut intake) = test_intake("1s");
+        for n in 0..HANDOFF + 2 {
+            settled(&mut intake, &inbox, &format!("f{n}.bin"), 10 + n as u64);
+        }
+        intake.check_candidates();
+        assert_eq!(queue.len(), HANDOFF + 2);
+        assert_eq!(queue.lock().handoff.len(), HANDOFF);
+        settled(&mut intake, &inbox, "older.bin", 5);
+        intake.check_candidates();
+        let mut taken = Vec::new();
+        while !queue.is_empty() {
+            let file = queue.pop().await;
+            queue.release(&file);
+            taken.push(file.name);
+            intake.hand_over();
+        }
+        let mut expected = vec!["older.bin".to_string()];
+        expected.extend((0..HANDOFF + 2).map(|n| format!("f{n}.bin")));
+        assert_eq!(taken, expected);
+        assert_eq!(intake.waiting.len(), 0, "every record freed at its release");
+    }
+
+    /// A file handed to the claim loop is not seen again by intake until its claim is over;
+    /// after its release (the file stayed: its claim failed) it is a new candidate.
+    #[tokio::test]
+    async fn a_file_being_claimed_is_left_alone_until_its_release() {
+        let (_dir, inbox, queue, mut intake) = test_intake("1s");
+        settled(&mut intake, &inbox, "claimed.bin", 10);
+        intake.check_candidates();
+        let file = queue.pop().await;
+        intake.look_at(0, &file.path, Seen::Named);
+        intake.check_candidates();
+        let slot = intake.waiting.find(0, "claimed.bin").unwrap();
+        assert_eq!(intake.waiting.get(slot).state(), State::Handed);
+        assert!(queue.is_empty());
+        queue.release(&file);
+        intake.hand_over();
+        assert!(intake.waiting.find(0, "claimed.bin").is_none());
+        intake.look_at(0, &file.path, Seen::Named);
+        let slot = intake.waiting.find(0, "claimed.bin").unwrap();
+        assert_eq!(intake.waiting.get(slot).state(), State::Settling);
     }
 }

@@ -1,6 +1,6 @@
 //! Where a path of a `sets` inbox belongs: each direct subfolder is a candidate set.
 //!
-//! A set folder becomes a [`Candidate`] of the one settle and hold rule
+//! A set folder becomes a candidate of the one settle and hold rule
 //! ([`settle`](super::settle)), its stamp the folder's listing ([`stamp`](super::stamp)):
 //! everything in the folder, not only the members (names, sizes and mtimes of the members,
 //! the hidden and temporary names, the inbox's `ignore` patterns, the ready file and folders
@@ -13,7 +13,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::Intake;
-use super::settle::Candidate;
+use super::settle::rel_name;
 use super::stamp::Stamp;
 use crate::pipeline::entries::is_ignored_name;
 
@@ -86,26 +86,34 @@ impl Intake {
             ),
             Place::Elsewhere => {}
             Place::Set { folder, below } => {
-                if self.queue.is_taken(&folder) {
-                    return;
-                }
-                if !self.candidates.contains_key(&folder) {
-                    let inbox = &self.inboxes[index];
-                    let Some(stamp) = Stamp::of_set(inbox, &folder) else {
-                        return; // not a folder (any more)
-                    };
-                    let name = folder.file_name().unwrap_or_default().to_string_lossy();
-                    tracing::info!(inbox = %inbox.path.display(), set = %name, "set detected");
-                    let candidate = Candidate::new(index, stamp);
-                    self.candidates.insert(folder.clone(), candidate);
-                }
+                let root = &self.inboxes[index].path;
+                let Some(name) = rel_name(root, &folder).map(str::to_string) else {
+                    return self.warn_once(
+                        &folder,
+                        "its name is not valid UTF-8 (set the share's character set to UTF-8); left in place",
+                    );
+                };
+                let slot = match self.waiting.find(index, &name) {
+                    Some(slot) if self.waiting.get(slot).is_offered() => return,
+                    Some(slot) => slot,
+                    None => {
+                        let inbox = &self.inboxes[index];
+                        let Some(stamp) = Stamp::of_set(inbox, &folder) else {
+                            return; // not a folder (any more)
+                        };
+                        tracing::info!(inbox = %inbox.path.display(), set = %name, "set detected");
+                        match self.add(index, &name, stamp, None) {
+                            Some(slot) => slot,
+                            None => return,
+                        }
+                    }
+                };
                 // Every name counts: a temporary or hidden file being written is a member
                 // still arriving.
-                if let (true, Some((closed, written))) = (below, event)
-                    && let Some(candidate) = self.candidates.get_mut(&folder)
-                {
-                    candidate.heard_writer(path, closed, written);
-                    candidate.heard_change();
+                if let (true, Some((closed, written))) = (below, event) {
+                    let record = self.waiting.get_mut(slot);
+                    record.heard_writer(path, closed, written);
+                    record.heard_change();
                 }
             }
         }

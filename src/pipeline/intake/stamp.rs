@@ -3,9 +3,9 @@
 //!
 //! The rule itself ([`settle`](super::settle)) is written once; it asks a candidate's
 //! [`Stamp`] only what is the kind's own: how its stamp is taken (a file's size and mtime by
-//! `lstat`; a set's [`Listing`]: names, sizes and mtimes of everything in its folder), its
-//! size and age in the queue, whether it holds an empty file (which settles for at least
-//! [`EMPTY_FILE_SETTLE`](super::settle::EMPTY_FILE_SETTLE)), whether a local writer's close
+//! `lstat`; a set's [`Listing`]: names, sizes and mtimes of everything in its folder; its
+//! record keeps a set's total size and newest mtime for the queue), whether it holds an
+//! empty file (which settles for at least [`EMPTY_FILE_SETTLE`](super::settle::EMPTY_FILE_SETTLE)), whether a local writer's close
 //! finishes it (a file's does; one file closed in a set says nothing of the others), what it
 //! waits for before settling at all (a set: something to offer and its `ready_file`), which
 //! of its names hold it (a set: a [temporary name](crate::pipeline::entries::is_temporary_name)),
@@ -18,13 +18,21 @@ use std::time::SystemTime;
 use crate::config::InboxConfig;
 use crate::pipeline::set::{self, Listing};
 
-/// What a candidate's changes are seen by: any difference restarts its settle time.
+/// A candidate's stamp as taken from disk now: any difference from the one kept restarts its
+/// settle time.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Stamp {
     /// A single file: its size and mtime.
     File { size: u64, mtime: SystemTime },
-    /// A set folder: its listing (boxed: a backlog of single files stays small).
+    /// A set folder: its listing.
     Set(Box<Listing>),
+}
+
+/// A candidate's stamp as its record keeps it (see [`Stamp`]); what the settle rule asks of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StampRef<'a> {
+    File { size: u64, mtime: SystemTime },
+    Set(&'a Listing),
 }
 
 /// Why a candidate is not even settling yet (before any hold): it is not there to be offered.
@@ -62,55 +70,52 @@ impl Stamp {
             .map(|listing| Stamp::Set(Box::new(listing)))
     }
 
+    /// The one it is kept as.
+    pub(super) fn as_ref(&self) -> StampRef<'_> {
+        match self {
+            Stamp::File { size, mtime } => StampRef::File {
+                size: *size,
+                mtime: *mtime,
+            },
+            Stamp::Set(listing) => StampRef::Set(listing),
+        }
+    }
+}
+
+impl<'a> StampRef<'a> {
     /// The stamp of the same kind taken again at `path` now; None when it is gone (renamed
     /// away, deleted) or no longer of its kind.
-    pub(super) fn take_again(&self, inbox: &InboxConfig, path: &Path) -> Option<Stamp> {
+    pub(super) fn take_again(self, inbox: &InboxConfig, path: &Path) -> Option<Stamp> {
         match self {
-            Stamp::File { .. } => std::fs::symlink_metadata(path)
+            StampRef::File { .. } => std::fs::symlink_metadata(path)
                 .ok()
                 .filter(|meta| meta.file_type().is_file())
                 .map(|meta| Stamp::of_file(&meta)),
-            Stamp::Set(_) => Stamp::of_set(inbox, path),
-        }
-    }
-
-    /// Its size in the queue: the file's, or the total of the set's members.
-    pub(super) fn size(&self) -> u64 {
-        match self {
-            Stamp::File { size, .. } => *size,
-            Stamp::Set(listing) => listing.size(),
-        }
-    }
-
-    /// Its age in the queue: the file's mtime, or the newest mtime of anything in the set.
-    pub(super) fn mtime(&self) -> SystemTime {
-        match self {
-            Stamp::File { mtime, .. } => *mtime,
-            Stamp::Set(listing) => listing.newest(),
+            StampRef::Set(_) => Stamp::of_set(inbox, path),
         }
     }
 
     /// Whether it is or holds an empty file: often a scanner that has created its output and
     /// not written yet.
-    pub(super) fn holds_an_empty_file(&self) -> bool {
+    pub(super) fn holds_an_empty_file(self) -> bool {
         match self {
-            Stamp::File { size, .. } => *size == 0,
-            Stamp::Set(listing) => listing.files.iter().any(|f| f.size == 0),
+            StampRef::File { size, .. } => size == 0,
+            StampRef::Set(listing) => listing.files.iter().any(|f| f.size == 0),
         }
     }
 
     /// Whether a local writer's close, with nothing changed since, means it is complete: for
     /// a file with something in it, yes; for a set, no (other files may still come).
-    pub(super) fn finished_by_a_close(&self) -> bool {
+    pub(super) fn finished_by_a_close(self) -> bool {
         match self {
-            Stamp::File { size, .. } => *size > 0,
-            Stamp::Set(_) => false,
+            StampRef::File { size, .. } => size > 0,
+            StampRef::Set(_) => false,
         }
     }
 
     /// What it waits for before it can settle at all, if anything.
-    pub(super) fn wait(&self, inbox: &InboxConfig) -> Option<Wait> {
-        let Stamp::Set(listing) = self else {
+    pub(super) fn wait(self, inbox: &InboxConfig) -> Option<Wait> {
+        let StampRef::Set(listing) = self else {
             return None;
         };
         let wants_ready_file = inbox.ready_file.is_some() && !listing.ready;
@@ -123,8 +128,8 @@ impl Stamp {
     }
 
     /// A name in it that holds it even when nothing changes: a set's temporary name.
-    pub(super) fn temporary_name(&self) -> Option<&str> {
-        let Stamp::Set(listing) = self else {
+    pub(super) fn temporary_name(self) -> Option<&'a str> {
+        let StampRef::Set(listing) = self else {
             return None;
         };
         listing.temporary().next()
@@ -132,10 +137,10 @@ impl Stamp {
 
     /// The files whose content may show it unfinished, in order: the file at `path` itself,
     /// or each member of the set folder at `path`.
-    pub(super) fn checked_files(&self, path: &Path) -> Vec<Checked> {
+    pub(super) fn checked_files(self, path: &Path) -> Vec<Checked> {
         match self {
-            Stamp::File { size, .. } => vec![(None, path.to_path_buf(), *size)],
-            Stamp::Set(listing) => listing
+            StampRef::File { size, .. } => vec![(None, path.to_path_buf(), size)],
+            StampRef::Set(listing) => listing
                 .files
                 .iter()
                 .map(|f| (Some(f.name.clone()), path.join(&f.name), f.size))

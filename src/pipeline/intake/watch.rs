@@ -16,13 +16,14 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::Intake;
+use super::settle::Seen;
 use crate::config::WatchMode;
 use crate::pipeline::entries::EntryRules;
 
 /// Per inbox: how it is watched right now.
 pub(super) struct Watched {
     /// Polling, because configured, chosen for a network filesystem, or as a fallback.
-    polled: bool,
+    pub(super) polled: bool,
     /// The folder exists and is attached (watched or polled).
     attached: bool,
     /// (device, inode) of the folder when attached: a change means deleted and recreated,
@@ -267,8 +268,16 @@ impl Intake {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            self.look(index, &entry.path(), None);
+        for (n, entry) in entries.flatten().enumerate() {
+            if self.inboxes[index].sets {
+                self.look_at_in_sets_inbox(index, &entry.path(), None);
+            } else {
+                self.look_at(index, &entry.path(), Seen::Listed(&entry));
+            }
+            // A listing of 1,000,000 files takes seconds: the claim loop is not kept waiting.
+            if n % 1024 == 1023 {
+                self.hand_over();
+            }
         }
     }
 
@@ -278,7 +287,7 @@ impl Intake {
         if self.inboxes[index].sets {
             self.look_at_in_sets_inbox(index, path, event);
         } else {
-            self.look_at(index, path, event);
+            self.look_at(index, path, event.map_or(Seen::Named, Seen::Event));
         }
     }
 }
