@@ -2,12 +2,13 @@
 //!
 //! The file is opened, measured and hashed *before* asking the scheduler for a turn, so the
 //! request leaves the moment the turn is granted (hashed: its hash from the claim, read
-//! again only if it was written since, see [`hashed`](crate::pipeline::hashed)); its body is streamed from the open file
-//! (base64-encoded in chunks as it is sent), read anew on every try. The journal says
-//! `submitting` while a request may be on its way, and gets the `document_id` as soon as it
-//! returns, before anything else is decided about it. A file whose metadata moved while it
-//! was sent is judged by its content: the same bytes keep the answer, other bytes supersede
-//! it (kept in the journal and the sidecar) and are sent again. Server and network errors are retried with exponential backoff and jitter, a
+//! again only if it was written since, see [`hashed`](crate::pipeline::hashed)); its body
+//! is streamed from the open file (base64-encoded in chunks as it is sent), read anew on
+//! every try. The journal says `submitting` while a request may be on its way, and gets the
+//! `document_id` as soon as it returns, before anything else is decided about it. A file
+//! whose metadata moved while it was sent is judged by its content: the same bytes keep the
+//! answer, other bytes supersede it (kept in the journal and the sidecar) and are sent
+//! again. Server and network errors are retried with exponential backoff and jitter, a
 //! bounded number of times; account refusals (401/402) pause the account and retry without
 //! counting against the file.
 

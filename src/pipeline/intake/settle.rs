@@ -779,6 +779,38 @@ mod tests {
         assert_eq!(queue.pop().await.path, young);
     }
 
+    /// A file deleted while it waits for its last look (held back by an older one still
+    /// settling) and written again before that look is still offered: its record, marked
+    /// gone, is taken back rather than dropped when the look comes.
+    #[tokio::test]
+    async fn a_file_deleted_and_written_again_while_due_is_still_offered() {
+        let (_dir, inbox, queue, mut intake) = test_intake("1s");
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let (young, old) = (inbox.join("young.bin"), inbox.join("old.bin"));
+        let write = |path: &Path, mtime: SystemTime| {
+            std::fs::write(path, b"a scan, not a known format").unwrap();
+            let file = std::fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(mtime).unwrap();
+        };
+        write(&young, long_ago + Duration::from_secs(60));
+        write(&old, long_ago);
+        intake.look_at(0, &young, Seen::Named);
+        intake.look_at(0, &old, Seen::Named);
+        let settled = Instant::now() - Duration::from_secs(2);
+        intake.settled_at(0, "young.bin", settled);
+        intake.check_candidates();
+        assert!(queue.is_empty(), "due, held back by the older one");
+        std::fs::remove_file(&young).unwrap();
+        intake.look_at(0, &young, Seen::Named);
+        write(&young, long_ago + Duration::from_secs(60));
+        intake.look_at(0, &young, Seen::Named);
+        intake.settled_at(0, "old.bin", settled);
+        intake.check_candidates();
+        assert_eq!(queue.len(), 2, "both offered");
+        assert_eq!(queue.pop().await.path, old);
+        assert_eq!(queue.pop().await.path, young);
+    }
+
     /// On a local disk a file's times are this machine's clock: one unchanged for `settle`
     /// before intake first sees it (a backlog at start) is settled at once. A polled inbox (a
     /// network share, another machine's clock) waits `settle` from its first sight.

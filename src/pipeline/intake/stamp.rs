@@ -11,11 +11,13 @@
 //! of its names hold it (a set: a [temporary name](crate::pipeline::entries::is_temporary_name)),
 //! and which files' content is checked for looking unfinished (the file; each member).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::config::InboxConfig;
+/// What a file's content is judged by (size, mtime, ctime): the stamp the claim and the
+/// submit use too.
+pub(super) use crate::pipeline::hashed::Stamp as FileStamp;
 use crate::pipeline::set::{self, Listing};
 
 /// A candidate's stamp as taken from disk now: any difference from the one kept restarts its
@@ -49,10 +51,6 @@ pub(super) enum Wait {
 /// A file whose content is checked for looking unfinished: what it is called in a hold
 /// (`None` for the candidate itself, a member's name in a set), where it is, its size.
 pub(super) type Checked = (Option<String>, PathBuf, u64);
-
-/// Size, mtime, ctime (seconds, nanoseconds) of a file: what a content judgement is kept for
-/// (ctime moves on every write, even when a writer sets the mtime back).
-pub(super) type FileStamp = (u64, SystemTime, i64, i64);
 
 impl Stamp {
     /// A single file's stamp from its metadata.
@@ -149,9 +147,9 @@ impl<'a> StampRef<'a> {
     }
 }
 
-/// A file's [`FileStamp`] now, if it is there.
+/// A file's stamp now (what its content is judged by), if it is there.
 pub(super) fn file_stamp(path: &Path) -> Option<FileStamp> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    Some((meta.len(), mtime, meta.ctime(), meta.ctime_nsec()))
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| FileStamp::of(&meta))
 }
